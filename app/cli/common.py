@@ -1,0 +1,31 @@
+"""Helpers shared by the CLI commands: settings loading with a clear error, console output."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from app.settings import InsecureSettingsError, Settings
+
+console = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    """Build settings from the environment; a bad setting is a message and exit code 2."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            if error["loc"]:
+                name = "CRMSYNC_" + "__".join(str(part) for part in error["loc"]).upper()
+                print(f"crmsync: invalid setting {name}: {message}", file=sys.stderr)
+            else:
+                print(f"crmsync: {message}", file=sys.stderr)
+        raise typer.Exit(code=2) from None
+    except InsecureSettingsError as exc:
+        print(f"crmsync: {exc}", file=sys.stderr)
+        raise typer.Exit(code=2) from None

@@ -1,0 +1,68 @@
+"""The enumerated values stored in plain string columns (see :mod:`app.db.models`)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class LifecycleStage(StrEnum):
+    TRIAL = "trial"
+    ONBOARDING = "onboarding"
+    ADOPTION = "adoption"
+    STEADY = "steady"
+    RENEWAL = "renewal"
+    EXPANSION = "expansion"
+    CHURNED = "churned"
+
+
+class Tier(StrEnum):
+    KEY = "key"
+    HIGH = "high"
+    LOW = "low"
+    TECH = "tech"
+
+
+class HealthBand(StrEnum):
+    GREEN = "green"
+    YELLOW = "yellow"
+    RED = "red"
+    UNKNOWN = "unknown"
+
+
+class OpportunityType(StrEnum):
+    NEW_BUSINESS = "new_business"
+    RENEWAL = "renewal"
+    EXPANSION = "expansion"
+
+
+class RecordOrigin(StrEnum):
+    CRM = "crm"
+    CS = "cs"
+
+
+class SyncKind(StrEnum):
+    PULL = "pull"
+    BACKFILL = "backfill"
+    PUSH = "push"
+    RECONCILE = "reconcile"
+
+
+class RunStatus(StrEnum):
+    """Sync run states: running -> succeeded | partial (some records failed) | failed."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class InboxStatus(StrEnum):
+    """Webhook inbox states: received -> processing -> done | failed (retry) -> dead."""
+
+    RECEIVED = "received"
+    PROCESSING = "processing"
+    DONE = "done"
+    FAILED = "failed"
+    DEAD = "dead"
+    IGNORED = "ignored"

@@ -1,0 +1,38 @@
+"""The FastAPI application factory. Nothing is created at import time: ``create_app(settings)``
+builds the engine and routes, so tests can run several apps against different databases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api.routes import health
+from app.db.engine import make_engine, make_session_factory
+from app.logging import configure_logging
+from app.settings import Settings, get_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="crmsync",
+        version=__version__,
+        description="Keeps a CRM (Salesforce or HubSpot) and the CS database in step.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = make_session_factory(engine)
+    app.include_router(health.router)
+    return app

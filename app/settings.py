@@ -1,0 +1,194 @@
+"""Typed configuration for crmsync, read from ``CRMSYNC_*`` environment variables and ``.env``.
+
+The connection settings have flat names that deployments rely on (``CRMSYNC_DATABASE_URL``,
+``CRMSYNC_SALESFORCE_INSTANCE_URL``, ...). Tuning groups are nested models addressed with a double
+underscore (``CRMSYNC_SYNC__PAGE_SIZE``). Settings are built once by :func:`get_settings` in the
+entry points and passed down explicitly; tests construct their own ``Settings(...)``.
+
+Secrets are :class:`pydantic.SecretStr`, so they never appear in ``repr`` or logs. In ``prod`` a
+missing or well-known default secret stops start-up with :class:`InsecureSettingsError`, which
+names the offending setting.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+CrmName = Literal["salesforce", "hubspot"]
+
+DEFAULT_DATABASE_URL = "sqlite:///./var/crmsync.db"
+DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
+
+# Values that mean "nobody set this": placeholders from templates and examples.
+WELL_KNOWN_DEFAULT_SECRETS = frozenset(
+    {"", "changeme", "changethis", "change-me", "secret", "password", "admin", "test", "dev"}
+)
+
+
+class InsecureSettingsError(RuntimeError):
+    """Raised when ``CRMSYNC_ENV=prod`` and a required secret is missing or a default.
+
+    Not a ``ValueError`` on purpose: pydantic would fold it into a generic validation error,
+    and start-up code must be able to tell "unsafe for production" from "malformed".
+    """
+
+
+class SyncSettings(BaseModel):
+    """Knobs of the pull engine (``CRMSYNC_SYNC__<KEY>``)."""
+
+    page_size: int = Field(2000, ge=200, le=2000, description="Salesforce REST batchSize.")
+    hubspot_page_size: int = Field(200, ge=1, le=200, description="HubSpot search page size.")
+    lookback_seconds: int = Field(
+        300,
+        ge=0,
+        description="Overlap re-read behind the cursor, for rows committed late with old stamps.",
+    )
+    bulk_threshold: int = Field(
+        10_000,
+        ge=0,
+        description="Expected row count above which a Salesforce pull uses Bulk API 2.0.",
+    )
+    hubspot_search_cap: int = Field(
+        10_000, ge=200, description="HubSpot search result cap; windows restart before it."
+    )
+    request_timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(6, ge=0, le=20)
+    retry_max_wait_seconds: float = Field(60.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """All of crmsync's configuration. Build with :func:`get_settings` in entry points."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CRMSYNC_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    env: Literal["dev", "prod"] = "dev"
+    log_level: str = "INFO"
+    database_url: str = DEFAULT_DATABASE_URL
+
+    salesforce_instance_url: str | None = None
+    salesforce_api_version: str = "59.0"
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: SecretStr | None = None
+    salesforce_access_token: SecretStr | None = None
+    salesforce_organization_id: str | None = None
+
+    hubspot_base_url: str = DEFAULT_HUBSPOT_BASE_URL
+    hubspot_access_token: SecretStr | None = None
+    hubspot_app_secret: SecretStr | None = None
+
+    ca_bundle: Path | None = None
+    admin_bootstrap_key: SecretStr | None = None
+    redis_url: str | None = None
+    mapping_file: Path | None = None
+
+    sync: SyncSettings = SyncSettings()
+
+    @field_validator("salesforce_instance_url", "hubspot_base_url")
+    @classmethod
+    def _normalise_url(cls, value: str | None) -> str | None:
+        """Strip a trailing slash: Salesforce answers 404 to ``//services/...``."""
+        if value is None or value == "":
+            return None
+        value = value.strip().rstrip("/")
+        if "://" not in value:
+            raise ValueError(f"{value!r} must start with https:// (or http://)")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str) -> str:
+        """Accept ``postgres://`` and plain ``postgresql://`` and use the psycopg 3 driver."""
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix) :]
+        return value
+
+    @property
+    def salesforce_enabled(self) -> bool:
+        return self.salesforce_instance_url is not None and (
+            self.salesforce_access_token is not None
+            or (self.salesforce_client_id is not None and self.salesforce_client_secret is not None)
+        )
+
+    @property
+    def hubspot_enabled(self) -> bool:
+        return self.hubspot_access_token is not None
+
+    @property
+    def enabled_crms(self) -> list[CrmName]:
+        """The CRMs that have credentials, in a fixed order."""
+        crms: list[CrmName] = []
+        if self.salesforce_enabled:
+            crms.append("salesforce")
+        if self.hubspot_enabled:
+            crms.append("hubspot")
+        return crms
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _refuse_insecure_prod(self) -> Settings:
+        if self.env == "prod":
+            problems = list(self.insecure_settings())
+            if problems:
+                raise InsecureSettingsError(
+                    "refusing to start with CRMSYNC_ENV=prod: " + "; ".join(problems)
+                )
+        return self
+
+    def insecure_settings(self) -> list[str]:
+        """Name each setting that production must not run with, and why."""
+        problems: list[str] = []
+
+        def check(name: str, value: SecretStr | None, required: bool) -> None:
+            if value is None:
+                if required:
+                    problems.append(f"CRMSYNC_{name} is missing")
+                return
+            if value.get_secret_value().strip().lower() in WELL_KNOWN_DEFAULT_SECRETS:
+                problems.append(f"CRMSYNC_{name} is a default or empty value")
+
+        if not self.enabled_crms:
+            problems.append(
+                "no CRM configured: set CRMSYNC_SALESFORCE_INSTANCE_URL with credentials "
+                "or CRMSYNC_HUBSPOT_ACCESS_TOKEN"
+            )
+        if self.salesforce_instance_url is not None:
+            if self.salesforce_access_token is None:
+                check("SALESFORCE_CLIENT_SECRET", self.salesforce_client_secret, required=True)
+                if self.salesforce_client_id is None:
+                    problems.append("CRMSYNC_SALESFORCE_CLIENT_ID is missing")
+            else:
+                check("SALESFORCE_ACCESS_TOKEN", self.salesforce_access_token, required=True)
+                check("SALESFORCE_CLIENT_SECRET", self.salesforce_client_secret, required=False)
+            if not self.salesforce_organization_id:
+                problems.append(
+                    "CRMSYNC_SALESFORCE_ORGANIZATION_ID is missing "
+                    "(outbound messages are checked against it)"
+                )
+        if self.hubspot_access_token is not None:
+            check("HUBSPOT_ACCESS_TOKEN", self.hubspot_access_token, required=True)
+            check("HUBSPOT_APP_SECRET", self.hubspot_app_secret, required=True)
+        check("ADMIN_BOOTSTRAP_KEY", self.admin_bootstrap_key, required=False)
+        if self.ca_bundle is not None and not self.ca_bundle.is_file():
+            problems.append(f"CRMSYNC_CA_BUNDLE points to {self.ca_bundle}, which is not a file")
+        return problems
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment and ``.env``."""
+    return Settings()
