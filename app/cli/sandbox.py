@@ -1,0 +1,152 @@
+"""``crmsync sandbox``: serve the Salesforce + HubSpot emulators on one HTTPS port until Ctrl-C.
+
+Salesforce answers under ``/services/``, HubSpot under ``/crm/``, the control API under
+``/__sandbox/``, all on ``--port``. On start it writes ``--info-file`` (JSON) and, with
+``--env-file``, the ``CRMSYNC_...`` settings that point crmsync at it, then prints one
+``key: value`` line per fact (easy to parse). Registered by ``app.cli.main`` as
+``cli.command("sandbox")(sandbox)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import typer
+
+from app.sandbox.context import SandboxConfig
+from app.sandbox.faults import parse_fault_spec
+
+__all__ = ["build_config", "parse_custom_field", "sandbox"]
+
+HUBSPOT_OBJECTS = {"companies", "deals", "notes", "contacts"}
+
+
+def parse_custom_field(spec: str) -> tuple[str, str, str]:
+    """``'Account.Foo__c:double'`` -> ``('Account', 'Foo__c', 'double')``."""
+    target, sep, field_type = spec.partition(":")
+    object_name, dot, name = target.partition(".")
+    if not (sep and dot and object_name and name and field_type):
+        raise typer.BadParameter(f"{spec!r}: expected OBJECT.FIELD:TYPE (Account.Foo__c:double)")
+    return object_name, name, field_type
+
+
+def build_config(
+    *,
+    host: str,
+    port: int,
+    seed: int,
+    accounts: int,
+    state_dir: Path | None,
+    hubspot_webhook_url: str | None,
+    salesforce_webhook_url: str | None,
+    no_rate_limits: bool,
+    faults: list[str],
+    custom_fields: list[str],
+) -> SandboxConfig:
+    """The CLI flags as a :class:`SandboxConfig`; bad values raise ``typer.BadParameter``."""
+    for spec in faults:
+        try:
+            parse_fault_spec(spec)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--fault") from None
+    sf_fields: dict[str, dict[str, str]] = {}
+    hs_props: dict[str, dict[str, str]] = {}
+    for spec in custom_fields:
+        object_name, name, field_type = parse_custom_field(spec)
+        # HubSpot object types are lower-case plurals; Salesforce sObjects are capitalised.
+        target = hs_props if object_name in HUBSPOT_OBJECTS else sf_fields
+        target.setdefault(object_name, {})[name] = field_type
+    return SandboxConfig(
+        seed=seed,
+        accounts=accounts,
+        host=host,
+        port=port,
+        state_dir=state_dir,
+        sf_custom_fields=sf_fields,
+        hs_custom_properties=hs_props,
+        hs_rate_limits=not no_rate_limits,
+        webhook_url_hubspot=hubspot_webhook_url,
+        webhook_url_salesforce=salesforce_webhook_url,
+        faults=list(faults),
+    )
+
+
+def sandbox(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(8440, help="Port for both CRMs and the control API (0 = free port)."),
+    seed: int = typer.Option(42, help="Seed of the generated data (same seed, same data)."),
+    accounts: int = typer.Option(500, help="Number of accounts/companies to seed."),
+    state_dir: Path | None = typer.Option(
+        None, help="Keep state in DIR/sandbox.db (survives a restart); default: memory."
+    ),
+    info_file: Path = typer.Option(Path("var/sandbox.json"), help="Where to write URLs/tokens."),
+    env_file: Path | None = typer.Option(None, help="Also write CRMSYNC_... settings here."),
+    hubspot_webhook_url: str | None = typer.Option(None, help="Deliver HubSpot webhooks here."),
+    salesforce_webhook_url: str | None = typer.Option(
+        None, help="Deliver Salesforce Outbound Messages here."
+    ),
+    no_rate_limits: bool = typer.Option(False, "--no-rate-limits", help="Disable HubSpot limits."),
+    fault: list[str] = typer.Option(
+        [], "--fault", help="Route fault, repeatable: 'GET /crm/*:rate_limit=0.1,slow_ms=200'."
+    ),
+    custom_field: list[str] = typer.Option(
+        [], "--custom-field", help="Custom field, repeatable: 'Account.Foo__c:double'."
+    ),
+) -> None:
+    """Serve emulated Salesforce and HubSpot APIs over HTTPS on one port, until Ctrl-C."""
+    from app.sandbox import Sandbox
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = build_config(
+        host=host,
+        port=port,
+        seed=seed,
+        accounts=accounts,
+        state_dir=state_dir,
+        hubspot_webhook_url=hubspot_webhook_url,
+        salesforce_webhook_url=salesforce_webhook_url,
+        no_rate_limits=no_rate_limits,
+        faults=fault,
+        custom_fields=custom_field,
+    )
+    box = Sandbox(config, info_file=info_file, env_file=env_file)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        info = box.start()
+        sf, hs = info.salesforce, info.hubspot
+        lines = [
+            "crmsync sandbox is serving (Ctrl-C to stop)",
+            f"salesforce_instance_url: {sf.instance_url}",
+            f"salesforce_api_version: {sf.api_version}",
+            f"salesforce_access_token: {sf.access_token}",
+            f"salesforce_client_id: {sf.client_id}",
+            f"salesforce_client_secret: {sf.client_secret}",
+            f"hubspot_base_url: {hs.base_url}",
+            f"hubspot_access_token: {hs.access_token}",
+            f"hubspot_app_secret: {hs.app_secret}",
+            f"ca_file: {info.ca_file}",
+            f"control_url: {info.control_url}",
+            f"info_file: {info_file}",
+        ]
+        if env_file is not None:
+            lines.append(f"env_file: {env_file}")
+        print("\n".join(lines), flush=True)
+        while not stop.is_set() and box.running:
+            stop.wait(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        box.stop()
+        signal.signal(signal.SIGTERM, previous)
+        print("crmsync sandbox stopped", file=sys.stderr, flush=True)

@@ -1,0 +1,276 @@
+"""The Salesforce emulator: Starlette routes, authentication, API-usage accounting, and the
+:class:`~app.sandbox.context.CrmEmulator` hooks the core calls (seed, touch, close_won, ...).
+
+Every ``/services/data/vXX.X/...`` route is registered twice (with and without a trailing slash)
+under the template ``/services/data/{version}/...`` so the core's fault rules can name it. A
+request is authenticated (401 ``INVALID_SESSION_ID``), counted against ``sf_daily_api_limit``
+(403 ``REQUEST_LIMIT_EXCEEDED`` once exhausted), answered in a worker thread, and stamped with
+``Sforce-Limit-Info: api-usage=N/MAX``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute
+from starlette.routing import Route as StarletteRoute
+
+from app.sandbox.context import CrmName, SandboxContext
+from app.sandbox.salesforce.bulk import Bulk
+from app.sandbox.salesforce.http import ApiError, Call, Handler, json_response
+from app.sandbox.salesforce.rest import Rest
+from app.sandbox.salesforce.schema import (
+    CLOSED_WON,
+    build_objects,
+    from_db,
+    make_custom_field,
+)
+from app.sandbox.salesforce.store import RecordError, Store
+
+VERSION = re.compile(r"^v(\d{1,3}\.\d)$")
+ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
+
+
+class SalesforceEmulator:
+    """Implements :class:`~app.sandbox.context.CrmEmulator` for Salesforce."""
+
+    name: CrmName = "salesforce"
+
+    def __init__(self, ctx: SandboxContext) -> None:
+        self.ctx = ctx
+        self.objects = build_objects(ctx.config.sf_custom_fields)
+        self.store = Store(ctx, self.objects)
+        self.store.create_tables()
+        self.rest = Rest(self)
+        self.bulk = Bulk(self)
+        self.api_used = 0
+        self._usage_lock = threading.Lock()
+        self.api_user_id = self.store.seed_id("005", "U0001")
+
+    # ---- routes ---------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        out: list[BaseRoute] = []
+        for path in ("/services/oauth2/token", "/services/oauth2/token/"):
+            out.append(StarletteRoute(path, self.token, methods=["POST"], name="sf_token"))
+        for path in ("/services/data", "/services/data/"):
+            out.append(StarletteRoute(path, self.versions, methods=["GET"], name="sf_versions"))
+        table: list[tuple[str, Handler]] = [
+            ("query", self.rest.query_),
+            ("queryAll", self.rest.query_all),
+            ("query/{locator}", self.rest.query_more),
+            ("queryAll/{locator}", self.rest.query_more),
+            ("limits", self.rest.limits),
+            ("sobjects", self.rest.describe_global),
+            ("sobjects/{obj}/describe", self.rest.describe),
+            ("sobjects/{obj}/updated", self.rest.updated),
+            ("sobjects/{obj}/deleted", self.rest.deleted),
+            ("sobjects/{obj}", self.rest.sobject),
+            ("sobjects/{obj}/{id}", self.rest.record),
+            ("sobjects/{obj}/{field}/{value:path}", self.rest.by_external_id),
+            ("composite/sobjects", self.rest.collection),
+            ("composite/sobjects/{obj}", self.rest.collection_get),
+            ("composite/sobjects/{obj}/{field}", self.rest.collection_upsert),
+            ("jobs/query", self.bulk.query_jobs),
+            ("jobs/query/{job}", self.bulk.query_job),
+            ("jobs/query/{job}/results", self.bulk.query_results),
+            ("jobs/ingest", self.bulk.ingest_jobs),
+            ("jobs/ingest/{job}", self.bulk.ingest_job),
+            ("jobs/ingest/{job}/batches", self.bulk.upload),
+            ("jobs/ingest/{job}/{kind}", self.bulk.ingest_results),
+        ]
+        for template, handler in table:
+            endpoint = self._endpoint(handler)
+            full = f"/services/data/{{version}}/{template}"
+            name = "sf_" + re.sub(r"[^a-z]+", "_", template.lower()).strip("_")
+            out.append(StarletteRoute(full, endpoint, methods=ALL_METHODS, name=name))
+            if not template.endswith(":path}"):
+                out.append(StarletteRoute(full + "/", endpoint, methods=ALL_METHODS, name=name))
+        return out
+
+    def _limit_header(self) -> dict[str, str]:
+        return {
+            "Sforce-Limit-Info": f"api-usage={self.api_used}/{self.ctx.config.sf_daily_api_limit}"
+        }
+
+    def _endpoint(self, handler: Handler) -> Any:
+        async def endpoint(request: Request) -> Response:
+            version_match = VERSION.match(request.path_params.get("version", ""))
+            if version_match is None:
+                return ApiError(
+                    404, "NOT_FOUND", "The requested resource does not exist"
+                ).response()
+            if not self._authorized(request):
+                return _invalid_session()
+            with self._usage_lock:
+                if self.api_used >= self.ctx.config.sf_daily_api_limit:
+                    exhausted = True
+                else:
+                    exhausted = False
+                    self.api_used += 1
+            if exhausted:
+                self.ctx.stats.record_rate_limited(
+                    "salesforce", str(request.scope.get("sandbox.route", request.url.path))
+                )
+                response = self.rate_limited_response()
+                response.headers.update(self._limit_header())
+                return response
+            body = await request.body()
+            call = Call(
+                method=request.method,
+                path=request.url.path,
+                version=version_match.group(1),
+                params=request.query_params,
+                headers=request.headers,
+                body=body,
+                base_url=f"{request.url.scheme}://{request.url.netloc}",
+                path_params={k: str(v) for k, v in request.path_params.items()},
+            )
+            try:
+                response = await run_in_threadpool(handler, call)
+            except ApiError as exc:
+                response = exc.response()
+            except RecordError as exc:
+                response = ApiError(exc.status, exc.code, exc.message, exc.fields).response()
+            response.headers.update(self._limit_header())
+            return response
+
+        return endpoint
+
+    def _authorized(self, request: Request) -> bool:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() not in ("bearer", "oauth"):
+            token = request.headers.get("x-sfdc-session", "")
+        return bool(self.ctx.tokens.is_valid("salesforce", token.strip()))
+
+    async def versions(self, request: Request) -> Response:
+        version = self.ctx.config.sf_api_version
+        return json_response(
+            [
+                {
+                    "label": "Winter '24",
+                    "url": f"/services/data/v{version}",
+                    "version": version,
+                }
+            ]
+        )
+
+    # ---- OAuth ----------------------------------------------------------------------------
+
+    async def token(self, request: Request) -> Response:
+        body = (await request.body()).decode("utf-8", "replace")
+        form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+        cfg = self.ctx.config
+        grant = form.get("grant_type", "")
+        client_id = form.get("client_id")
+        client_secret = form.get("client_secret")
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("basic "):
+            try:
+                decoded = base64.b64decode(auth[6:].strip()).decode("utf-8")
+            except ValueError:
+                return _oauth_error("invalid_client", "invalid client credentials")
+            client_id, _, client_secret = decoded.partition(":")
+        if grant not in ("client_credentials", "password"):
+            return _oauth_error("unsupported_grant_type", "grant type not supported")
+        if client_id != cfg.sf_client_id:
+            return _oauth_error("invalid_client_id", "client identifier invalid")
+        if client_secret is None or not hmac.compare_digest(
+            client_secret.encode(), cfg.sf_client_secret.encode()
+        ):
+            return _oauth_error("invalid_client", "invalid client credentials")
+        if grant == "password" and not (form.get("username") and form.get("password")):
+            return _oauth_error("invalid_grant", "authentication failure")
+        issued_at = str(int(self.ctx.clock.now().timestamp() * 1000))
+        identity = f"https://login.salesforce.com/id/{cfg.sf_organization_id}/{self.api_user_id}"
+        signature = base64.b64encode(
+            hmac.new(
+                cfg.sf_client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256
+            ).digest()
+        ).decode()
+        answer: dict[str, Any] = {
+            "access_token": self.ctx.tokens.issue("salesforce"),
+            "signature": signature,
+            "scope": "api",
+            "instance_url": f"{request.url.scheme}://{request.url.netloc}",
+            "id": identity,
+            "token_type": "Bearer",
+            "issued_at": issued_at,
+        }
+        if grant == "client_credentials":
+            answer["token_format"] = "opaque"
+        return json_response(answer)
+
+    # ---- CrmEmulator hooks ----------------------------------------------------------------
+
+    def load_seed(self, plan: Any) -> None:
+        self.store.load_seed(plan)
+
+    def is_seeded(self) -> bool:
+        return self.store.is_seeded()
+
+    def rate_limited_response(self) -> Response:
+        return json_response(
+            [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
+            403,
+        )
+
+    def unavailable_response(self) -> Response:
+        return json_response(
+            [{"message": "Server temporarily unavailable", "errorCode": "SERVER_UNAVAILABLE"}],
+            503,
+        )
+
+    def close_won(self, object_id: str) -> None:
+        obj = self.objects["opportunity"]
+        with self.store.atomic() as effects:
+            self.store.update(obj, object_id, {"StageName": CLOSED_WON}, effects)
+
+    def touch(
+        self, object_name: str, *, ids: Iterable[str] | None, count: int | None, at: datetime
+    ) -> list[str]:
+        obj = self.store.obj(object_name)
+        if obj is None:
+            raise KeyError(object_name)
+        return self.store.touch(obj, ids, count, at)
+
+    def declare_field(self, object_name: str, field_name: str, field_type: str) -> None:
+        obj = self.store.obj(object_name)
+        if obj is None:
+            raise KeyError(object_name)
+        self.store.add_field(obj, make_custom_field(field_name, field_type))
+
+    def read_record(self, object_name: str, object_id: str) -> Mapping[str, Any] | None:
+        obj = self.store.obj(object_name)
+        if obj is None:
+            return None
+        with self.store.lock:
+            stored = self.store.fetch(obj, object_id)
+        if stored is None:
+            return None
+        out = {f.name: from_db(f, stored.get(f.name)) for f in obj.fields.values()}
+        if "IsDeleted" not in out:
+            out["IsDeleted"] = stored["_deleted"]
+        return out
+
+
+def _invalid_session() -> Response:
+    return json_response(
+        [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], 401
+    )
+
+
+def _oauth_error(error: str, description: str) -> Response:
+    return json_response({"error": error, "error_description": description}, 400)

@@ -1,0 +1,327 @@
+"""Test harness for the HubSpot emulator: a minimal SandboxContext and a real HTTPS server.
+
+The context's clock, stats, faults, tokens and outbox are small in-test fakes of the core's
+objects (same method names); the database is a real SQLite connection; the server is uvicorn on
+127.0.0.1 with a trustme CA and a free port, so hubspot-api-client talks to it unchanged.
+"""
+
+from __future__ import annotations
+
+import gc
+import sqlite3
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import hubspot
+import trustme
+import uvicorn
+from starlette.applications import Starlette
+
+from app.sandbox.context import SandboxConfig, SandboxContext
+from app.sandbox.hubspot import HubSpotEmulator, build_emulator
+
+TIMEOUT = (5, 30)
+
+
+class FakeClock:
+    """Real UTC time, or a fixed instant once ``set`` is called."""
+
+    def __init__(self) -> None:
+        self.fixed: datetime | None = None
+
+    def now(self) -> datetime:
+        return self.fixed if self.fixed is not None else datetime.now(UTC)
+
+    def set(self, at: datetime | None) -> None:
+        self.fixed = at
+
+
+class FakeStats:
+    def __init__(self) -> None:
+        self.written: dict[str, int] = {}
+        self.rate_limited: list[str] = []
+
+    def record_written(self, crm: str, object_type: str, n: int) -> None:
+        self.written[object_type] = self.written.get(object_type, 0) + n
+
+    def record_rate_limited(self, crm: str, route: str) -> None:
+        self.rate_limited.append(route)
+
+
+class FakeFaults:
+    """``rules[(object_type, record_id)] = "lock" | "validation"``."""
+
+    def __init__(self) -> None:
+        self.rules: dict[tuple[str, str], str] = {}
+
+    def record_fault(self, crm: str, object_type: str, record_id: str) -> str | None:
+        assert crm == "hubspot"
+        return self.rules.get((object_type, record_id))
+
+
+class FakeTokens:
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def is_valid(self, crm: str, token: str) -> bool:
+        return crm == "hubspot" and token == self.token
+
+
+class FakeOutbox:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def emit_hubspot(self, events: list[dict[str, Any]]) -> None:
+        self.events.extend(events)
+
+
+# -- a small seed plan with the fields of app/sandbox/seed.py ----------------------------------
+
+
+@dataclass(frozen=True)
+class User:
+    key: str
+    first_name: str
+    last_name: str
+    email: str
+    role: str = "sales"
+
+
+@dataclass(frozen=True)
+class Company:
+    key: str
+    name: str
+    domain: str
+    industry: str
+    country: str
+    arr: int
+    employees: int
+    seats: int
+    plan: str
+    owner_key: str
+    strategic: bool
+    created_at: datetime
+    contract_start_on: date | None
+    contract_end_on: date | None
+    currency: str = "EUR"
+
+
+@dataclass(frozen=True)
+class Deal:
+    key: str
+    company_key: str
+    name: str
+    stage: str
+    amount: int
+    close_on: date
+    type: str
+    term_months: int
+    owner_key: str
+    preassigned_csm_email: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Note:
+    key: str
+    company_key: str
+    deal_key: str
+    title: str
+    body: str
+    author_key: str
+    created_at: datetime
+
+
+BASE = datetime(2024, 1, 1, tzinfo=UTC)
+STAGES = ("prospecting", "qualification", "proposal", "negotiation", "closed_won", "closed_lost")
+
+
+@dataclass
+class MiniPlan:
+    """``accounts`` companies, two deals each, one note per closed-won deal."""
+
+    accounts: int = 30
+    _users: list[User] = field(default_factory=list)
+
+    def users(self) -> list[User]:
+        return [
+            User(f"U{i:04d}", f"First{i}", f"Last{i}", f"user{i}@example.test") for i in (1, 2, 3)
+        ]
+
+    def companies(self) -> list[Company]:
+        out = []
+        for i in range(1, self.accounts + 1):
+            out.append(
+                Company(
+                    key=f"C{i:07d}",
+                    name=f"Company {i} {'Alpha' if i % 2 else 'Beta'}",
+                    domain=f"company{i}.test",
+                    industry="COMPUTER_SOFTWARE" if i % 3 else "RETAIL",
+                    country="Germany" if i % 2 else "France",
+                    arr=1000 * i,
+                    employees=10 * i,
+                    seats=i,
+                    plan="pro",
+                    owner_key=f"U{(i % 3) + 1:04d}",
+                    strategic=i % 5 == 0,
+                    created_at=BASE + timedelta(hours=i),
+                    contract_start_on=date(2024, 1, 1),
+                    contract_end_on=None if i % 4 == 0 else date(2025, 1, 1),
+                )
+            )
+        return out
+
+    def deals(self) -> list[Deal]:
+        out = []
+        n = 0
+        for i in range(1, self.accounts + 1):
+            for j in range(2):
+                n += 1
+                out.append(
+                    Deal(
+                        key=f"D{n:07d}",
+                        company_key=f"C{i:07d}",
+                        name=f"Deal {n}",
+                        stage=STAGES[n % len(STAGES)],
+                        amount=100 * n,
+                        close_on=date(2024, 6, 1),
+                        type="new_business" if j == 0 else "renewal",
+                        term_months=12,
+                        owner_key="U0001",
+                        preassigned_csm_email=None,
+                        created_at=BASE + timedelta(hours=i, minutes=j),
+                    )
+                )
+        return out
+
+    def notes(self) -> list[Note]:
+        out = []
+        for d in self.deals():
+            if d.stage == "closed_won":
+                out.append(
+                    Note(
+                        key=f"N{int(d.key[1:]):07d}",
+                        company_key=d.company_key,
+                        deal_key=d.key,
+                        title=f"Handover {d.name}",
+                        body=f"Handover: {d.name}\nOpportunity: {{opportunity_id}}\n",
+                        author_key="U0002",
+                        created_at=d.created_at + timedelta(days=1),
+                    )
+                )
+        return out
+
+
+@dataclass
+class Running:
+    """One running HubSpot emulator and a client pointed at it."""
+
+    em: HubSpotEmulator
+    ctx: SandboxContext
+    base_url: str
+    ca_file: str
+    clock: FakeClock
+    stats: FakeStats
+    faults: FakeFaults
+    outbox: FakeOutbox
+    token: str
+
+    def client(self, token: str | None = None) -> Any:
+        return hubspot.HubSpot(
+            access_token=token or self.token, host=self.base_url, ssl_ca_cert=self.ca_file
+        )
+
+
+def make_context(
+    config: SandboxConfig,
+) -> tuple[SandboxContext, FakeClock, FakeStats, FakeFaults, FakeOutbox]:
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    clock, stats, faults, outbox = FakeClock(), FakeStats(), FakeFaults(), FakeOutbox()
+    ctx = SandboxContext(
+        config=config,
+        db=db,
+        lock=threading.RLock(),
+        clock=clock,  # type: ignore[arg-type]
+        stats=stats,  # type: ignore[arg-type]
+        faults=faults,  # type: ignore[arg-type]
+        tokens=FakeTokens(config.hs_access_token),  # type: ignore[arg-type]
+        outbox=outbox,  # type: ignore[arg-type]
+    )
+    return ctx, clock, stats, faults, outbox
+
+
+@contextmanager
+def serve(tmp: Path, config: SandboxConfig | None = None, plan: Any = None) -> Iterator[Running]:
+    """Start the emulator (seeded with ``plan`` if given) over HTTPS; stop it on exit."""
+    config = config or SandboxConfig(hs_rate_limits=False)
+    ctx, clock, stats, faults, outbox = make_context(config)
+    em = build_emulator(ctx)
+    if plan is not None:
+        em.load_seed(plan)
+    tmp = Path(tempfile.mkdtemp(dir=tmp))
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca_file = tmp / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
+    cert.private_key_pem.write_to_path(str(key_file))
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(cert_file), append=True)
+    app = Starlette(routes=em.routes())
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=0,
+            ssl_certfile=str(cert_file),
+            ssl_keyfile=str(key_file),
+            log_level="warning",
+            lifespan="off",
+            ws="none",
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield Running(
+            em=em,
+            ctx=ctx,
+            base_url=f"https://127.0.0.1:{port}",
+            ca_file=str(ca_file),
+            clock=clock,
+            stats=stats,
+            faults=faults,
+            outbox=outbox,
+            token=config.hs_access_token,
+        )
+    finally:
+        # Client pools that are no longer referenced must close their sockets first, or the
+        # server's TLS shutdown waits for their close_notify.
+        gc.collect()
+        server.should_exit = True
+        thread.join(timeout=10)
+        ctx.db.close()
+
+
+@contextmanager
+def factory(tmp: Path) -> Iterator[Callable[..., Running]]:
+    """For a fixture: start servers on demand, stop them after the test's frame is gone."""
+    with ExitStack() as stack:
+
+        def start(config: SandboxConfig | None = None, plan: Any = None) -> Running:
+            return stack.enter_context(serve(tmp, config=config, plan=plan))
+
+        yield start
