@@ -1,0 +1,399 @@
+"""HubSpot adapter: :class:`HubSpotClient` implements :class:`app.crm.base.CrmClient`.
+
+Built on hubspot-api-client (crm-api.md B§1): ``HubSpot(access_token, host, ssl_ca_cert)``; the
+API objects are cached (every attribute access builds a new ``Configuration`` and urllib3
+pool) and every call passes ``_request_timeout`` (the library has none by default).
+
+* Changes: CRM search on ``hs_lastmodifieddate`` driven by the pure window state machine in
+  :mod:`app.crm.hubspot.windows` (keyset on the stamp, tie scan by ``hs_object_id`` when a full
+  page shares one stamp, upper bound ``until``). ``Position`` after each page = the last emitted
+  (stamp, id); ``resume`` = the window state, so an interrupted stream continues exactly.
+* ``until`` = run start minus :data:`INDEX_LAG_MARGIN`: HubSpot's search index trails writes
+  (10-60 s, B§5), and records written during the run are left to the next run, whose lower
+  bound (cursor minus ``lookback_seconds``) re-reads that overlap.
+* Associations (deal -> company, note -> company/deal) are read with ONE v4 batch read per page
+  and association type (``POST /crm/v4/associations/{from}/{to}/batch/read``) and merged into
+  the records as ``associations.<type>``: lists of ids.
+* Deletes: search never returns archived records, so :meth:`iter_deleted` lists
+  ``archived=true`` (100 per page) and reports ``archivedAt`` at or after the cursor.
+
+Every HTTP request (retries included) counts in :attr:`api_calls`; rate-limit headers feed
+:attr:`budget`. This module must not import ``app.sync``/``app.db``/``app.sandbox``.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from hubspot import HubSpot
+
+from app.crm.base import CrmName, Position, RecordPage, WireRecord
+from app.crm.budget import ApiBudget
+from app.crm.hubspot import windows
+from app.crm.hubspot.errors import classify_hubspot
+from app.crm.retry import RetryPolicy, call_with_retry
+from app.errors import AuthError, ConfigError
+from app.settings import Settings
+
+T = TypeVar("T")
+
+CRM = "hubspot"
+INDEX_LAG_MARGIN = timedelta(seconds=2)
+ARCHIVED_PAGE_SIZE = 100
+MAX_SEARCH_LIMIT = 200
+
+# Object type -> association types merged into its records (B§6).
+ASSOCIATIONS: dict[str, tuple[str, ...]] = {
+    "companies": (),
+    "deals": ("companies",),
+    "notes": ("companies", "deals"),
+}
+
+
+def to_ms(value: datetime) -> int:
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value.isoformat()}; pass a timezone-aware value")
+    return int(value.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def parse_stamp(value: Any) -> int:
+    """``hs_lastmodifieddate`` as ms: ISO-8601 (``2024-03-02T08:15:30.123Z``) or ms digits."""
+    if isinstance(value, datetime):
+        return to_ms(value if value.tzinfo else value.replace(tzinfo=UTC))
+    text = str(value).strip()
+    if text.isdigit():
+        return int(text)
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return to_ms(parsed)
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    """Attribute of a generated model, or key of a dict (tests may pass either)."""
+    if isinstance(obj, Mapping):
+        return obj.get(name, default)
+    return getattr(obj, name, default)
+
+
+def _next_after(response: Any) -> str | None:
+    paging = _get(response, "paging")
+    nxt = _get(paging, "next") if paging is not None else None
+    after = _get(nxt, "after") if nxt is not None else None
+    return str(after) if after else None
+
+
+class HubSpotClient:
+    """HubSpot through hubspot-api-client, with window search, retries and call counting."""
+
+    name: CrmName = "hubspot"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        policy: RetryPolicy | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        index_lag_margin: timedelta = INDEX_LAG_MARGIN,
+    ) -> None:
+        if settings.hubspot_access_token is None:
+            raise AuthError("HubSpot is not configured: set CRMSYNC_HUBSPOT_ACCESS_TOKEN", crm=CRM)
+        self.settings = settings
+        self._policy = policy or RetryPolicy.from_settings(settings.sync, sleep=sleep)
+        self._clock = clock
+        self._margin = index_lag_margin
+        timeout = settings.sync.request_timeout_seconds
+        self._timeout = (min(10.0, timeout), timeout)
+        self._calls = 0
+        self.budget = ApiBudget()
+        kwargs: dict[str, Any] = {
+            "access_token": settings.hubspot_access_token.get_secret_value(),
+            "host": settings.hubspot_base_url,
+        }
+        if settings.ca_bundle is not None:
+            kwargs["ssl_ca_cert"] = str(settings.ca_bundle)
+        self._hs = HubSpot(**kwargs)
+        self._apis: dict[tuple[str, str], Any] = {}
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def api_calls(self) -> int:
+        return self._calls
+
+    def _count(self) -> None:
+        self._calls += 1
+
+    def _api(self, object_name: str, kind: str) -> Any:
+        """Cached ``search_api`` / ``basic_api`` of an object type (one pool each)."""
+        key = (object_name, kind)
+        if key not in self._apis:
+            crm = self._hs.crm
+            if object_name in ("companies", "deals", "contacts"):
+                module = getattr(crm, object_name)
+            elif object_name == "notes":
+                module = crm.objects.notes
+            else:
+                raise ConfigError(
+                    f"unsupported HubSpot object {object_name!r}; use companies, deals or notes",
+                    crm=CRM,
+                    object_name=object_name,
+                )
+            self._apis[key] = getattr(module, kind)
+        return self._apis[key]
+
+    def _assoc_batch_api(self) -> Any:
+        key = ("associations", "v4_batch")
+        if key not in self._apis:
+            self._apis[key] = self._hs.crm.associations.v4.batch_api
+        return self._apis[key]
+
+    def _call(self, operation: str, fn: Callable[[], Any], object_name: str | None) -> Any:
+        """Run a ``*_with_http_info`` call under the retry policy; returns the data part."""
+
+        def attempt() -> Any:
+            data, _status, headers = fn()
+            self.budget.update_hubspot(headers)
+            return data
+
+        return call_with_retry(
+            attempt,
+            classify=classify_hubspot,
+            policy=self._policy,
+            crm=CRM,
+            operation=operation,
+            object_name=object_name,
+            on_attempt=self._count,
+        )
+
+    def close(self) -> None:
+        for api in self._apis.values():
+            pool = getattr(
+                getattr(getattr(api, "api_client", None), "rest_client", None), "pool_manager", None
+            )
+            if pool is not None:
+                pool.clear()
+        self._apis.clear()
+
+    def __enter__(self) -> HubSpotClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- search ------------------------------------------------------------------------------
+
+    def _search(self, object_name: str, body: dict[str, Any]) -> Any:
+        api = self._api(object_name, "search_api")
+        return self._call(
+            "search",
+            lambda: api.do_search_with_http_info(
+                public_object_search_request=body, _request_timeout=self._timeout
+            ),
+            object_name,
+        )
+
+    def _bounds(self, since: Position | None) -> tuple[int | None, int]:
+        lower: int | None = None
+        if since is not None and since.at is not None:
+            lookback = timedelta(seconds=self.settings.sync.lookback_seconds)
+            lower = to_ms(since.at - lookback)
+        until = to_ms(self._clock() - self._margin)
+        return lower, until
+
+    def estimate_changes(self, object_name: str, since: Position | None) -> int | None:
+        lower, until = self._bounds(since)
+        request = windows.next_request(windows.start(lower, until), 1)
+        assert request is not None
+        response = self._search(object_name, request.body([windows.OBJECT_ID]))
+        total = _get(response, "total")
+        return int(total) if total is not None else None
+
+    def iter_changes(
+        self,
+        object_name: str,
+        fields: Sequence[str],
+        since: Position | None,
+        *,
+        page_size: int,
+        use_bulk: bool = False,
+    ) -> Iterator[RecordPage]:
+        """Search pages, oldest first; ``use_bulk`` is ignored (HubSpot has no bulk export)."""
+        limit = max(1, min(MAX_SEARCH_LIMIT, page_size))
+        resume = since.resume if since is not None else {}
+        if resume.get("window"):
+            window = windows.SearchWindow.from_json(resume["window"])
+        else:
+            window = windows.start(*self._bounds(since))
+        properties = list(dict.fromkeys([*fields, windows.STAMP, windows.OBJECT_ID]))
+        last: tuple[int, str] | None = None
+        if since is not None and since.at is not None:
+            last = (to_ms(since.at), since.id or "")
+        previous: windows.SearchRequest | None = None
+        while True:
+            request = windows.next_request(window, limit)
+            if request is None:
+                return
+            if request == previous:
+                raise windows.WindowLoopError(f"search request repeated: {request}")
+            previous = request
+            calls_before = self._calls
+            response = self._search(object_name, request.body(properties))
+            results = list(_get(response, "results") or [])
+            keyed = [(parse_stamp(self._stamp_of(r)), str(_get(r, "id"))) for r in results]
+            outcome = windows.advance(window, keyed, has_more=_next_after(response) is not None)
+            fresh = [results[i] for i in outcome.fresh]
+            records = [self._wire(r) for r in fresh]
+            self._merge_associations(object_name, records)
+            for i in outcome.fresh:
+                key = (keyed[i][0], keyed[i][1])
+                if last is None or (key[0], _id_key(key[1])) > (last[0], _id_key(last[1])):
+                    last = key
+            window = outcome.window
+            resume_out = {} if window.mode == "done" else {"window": window.to_json()}
+            position = Position(
+                at=from_ms(last[0]) if last is not None else None,
+                id=last[1] if last is not None and last[1] else None,
+                resume=resume_out,
+            )
+            yield RecordPage(
+                records=records, position=position, api_calls=self._calls - calls_before
+            )
+            if window.mode == "done":
+                return
+
+    @staticmethod
+    def _stamp_of(obj: Any) -> Any:
+        props = _get(obj, "properties") or {}
+        value = props.get(windows.STAMP)
+        if value is None:
+            value = _get(obj, "updated_at")
+        return value
+
+    @staticmethod
+    def _wire(obj: Any) -> WireRecord:
+        record: WireRecord = {"id": str(_get(obj, "id")), "archived": bool(_get(obj, "archived"))}
+        archived_at = _get(obj, "archived_at")
+        if archived_at is not None:
+            record["archivedAt"] = (
+                archived_at.isoformat() if isinstance(archived_at, datetime) else str(archived_at)
+            )
+        record.update(_get(obj, "properties") or {})
+        return record
+
+    def _merge_associations(self, object_name: str, records: list[WireRecord]) -> None:
+        targets = ASSOCIATIONS.get(object_name, ())
+        if not targets or not records:
+            return
+        ids = [str(r["id"]) for r in records]
+        for to_type in targets:
+            found = self.read_associations(object_name, to_type, ids)
+            for record in records:
+                record[f"associations.{to_type}"] = found.get(str(record["id"]), [])
+
+    def read_associations(
+        self, from_type: str, to_type: str, ids: Sequence[str]
+    ) -> dict[str, list[str]]:
+        """``from id -> [to ids]`` for up to 1,000 ids in one v4 batch read (missing = none)."""
+        out: dict[str, list[str]] = {}
+        unique = list(dict.fromkeys(ids))
+        api = self._assoc_batch_api()
+        for start in range(0, len(unique), 1000):
+            chunk = unique[start : start + 1000]
+            body = {"inputs": [{"id": i} for i in chunk]}
+            response = self._call(
+                "associations_batch_read",
+                functools.partial(
+                    api.get_page_with_http_info,
+                    from_type,
+                    to_type,
+                    batch_input_public_fetch_associations_batch_request=body,
+                    _request_timeout=self._timeout,
+                ),
+                from_type,
+            )
+            for result in _get(response, "results") or []:
+                source = _get(result, "_from") or _get(result, "from")
+                from_id = str(_get(source, "id"))
+                to_ids = [str(_get(t, "to_object_id")) for t in _get(result, "to") or []]
+                out.setdefault(from_id, []).extend(to_ids)
+        return out
+
+    # -- deletes -----------------------------------------------------------------------------
+
+    def iter_deleted(self, object_name: str, since: Position | None) -> Iterator[RecordPage]:
+        """Archived records with ``archivedAt`` at or after the cursor minus the lookback."""
+        api = self._api(object_name, "basic_api")
+        resume = dict(since.resume) if since is not None else {}
+        after: str | None = str(resume["after"]) if resume.get("after") else None
+        lower, _ = self._bounds(since)
+        best: tuple[int, str] | None = None
+        if resume.get("max_ms") is not None and resume.get("max_id"):
+            best = (int(resume["max_ms"]), str(resume["max_id"]))
+        while True:
+            calls_before = self._calls
+            kwargs: dict[str, Any] = {
+                "limit": ARCHIVED_PAGE_SIZE,
+                "archived": True,
+                "properties": [windows.OBJECT_ID],
+                "_request_timeout": self._timeout,
+            }
+            if after:
+                kwargs["after"] = after
+            response = self._call(
+                "list_archived",
+                functools.partial(api.get_page_with_http_info, **kwargs),
+                object_name,
+            )
+            deleted: list[str] = []
+            for obj in _get(response, "results") or []:
+                archived_at = _get(obj, "archived_at")
+                ms = parse_stamp(archived_at) if archived_at is not None else None
+                if lower is not None and ms is not None and ms < lower:
+                    continue
+                rid = str(_get(obj, "id"))
+                deleted.append(rid)
+                if ms is not None and (
+                    best is None or (ms, _id_key(rid)) > (best[0], _id_key(best[1]))
+                ):
+                    best = (ms, rid)
+            after = _next_after(response)
+            if after:
+                position = Position(
+                    at=since.at if since else None,
+                    id=since.id if since else None,
+                    resume={
+                        "after": after,
+                        "max_ms": best[0] if best else None,
+                        "max_id": best[1] if best else None,
+                    },
+                )
+            else:
+                at = since.at if since else None
+                rid_out = since.id if since else None
+                if best is not None and (at is None or from_ms(best[0]) > at):
+                    at, rid_out = from_ms(best[0]), best[1]
+                position = Position(at=at, id=rid_out, resume={})
+            yield RecordPage(
+                records=[],
+                position=position,
+                deleted_ids=deleted,
+                api_calls=self._calls - calls_before,
+            )
+            if not after:
+                return
+
+
+def _id_key(value: str) -> tuple[int, str]:
+    return (int(value), "") if value.isdigit() else (-1, value)

@@ -1,0 +1,521 @@
+"""Salesforce adapter: :class:`SalesforceClient` implements :class:`app.crm.base.CrmClient`.
+
+Authentication (crm-api.md A§1, A§3):
+
+* ``salesforce_access_token`` set: direct mode, ``Salesforce(instance_url, session_id, session)``.
+* otherwise client credentials: the adapter itself POSTs ``{instance_url}/services/oauth2/token``
+  (``grant_type=client_credentials`` with ``client_id``/``client_secret`` form fields), then builds
+  the direct-mode client with the returned token and ``instance_url``. This works on any My
+  Domain and on the sandbox alike, without simple-salesforce's ``domain`` tricks.
+* a 401 ``INVALID_SESSION_ID`` is answered by ONE refresh (client credentials) and a repeat of
+  the call; with a static token and no client credentials it is an ``auth`` error.
+
+Incremental pulls (A§4, A§11): ``queryAll`` (so soft-deleted rows arrive with ``IsDeleted`` in
+the same stream) of ``SystemModstamp >= cursor - lookback ORDER BY SystemModstamp, Id``, paged
+by ``nextRecordsUrl`` with ``Sforce-Query-Options: batchSize``. A REST query cursor is a
+snapshot, so thousands of rows sharing one stamp are read once, without looping. Each page's
+:class:`Position` is the (stamp, id) of its last row, and ``resume`` holds the ``nextRecordsUrl``;
+if that locator is rejected on resumption (expired after ~15 min), the query restarts from the
+position with the keyset predicate ``(SystemModstamp > t OR (SystemModstamp = t AND Id > id))``.
+
+Large pulls (``use_bulk=True``) use a Bulk API 2.0 ``queryAll`` job, streamed page by page with
+``Sforce-Locator``; ``resume`` holds the job id and next locator so a restart continues the job.
+Bulk rows are unordered, so the position only advances when the job's last page is read.
+
+Every HTTP request (retries and token refreshes included) counts in :attr:`api_calls`;
+``Sforce-Limit-Info`` feeds :attr:`budget`. This module must not import ``app.sync``/``app.db``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import requests
+from simple_salesforce.api import Salesforce
+from simple_salesforce.exceptions import (
+    SalesforceAuthenticationFailed,
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceOperationError,
+)
+from simple_salesforce.util import exception_handler
+
+from app.crm.base import CrmName, Position, RecordPage, WireRecord
+from app.crm.budget import ApiBudget
+from app.crm.http import build_session
+from app.crm.retry import RetryPolicy, call_with_retry
+from app.crm.salesforce import soql
+from app.crm.salesforce.errors import classify_salesforce
+from app.errors import AuthError, ConfigError, FatalError, TransientError, UpstreamError
+from app.settings import Settings
+
+T = TypeVar("T")
+
+CRM = "salesforce"
+BULK_POLL_MAX_WAIT = 5.0  # seconds between Bulk job polls, at most
+BULK_POLL_TIMEOUT = 3600.0  # give up on a Bulk job that isn't complete after an hour
+_LOCATOR_GONE = {"INVALID_QUERY_LOCATOR", "NOT_FOUND"}
+
+
+def _flatten(record: Mapping[str, Any], prefix: str = "") -> WireRecord:
+    """A REST record minus ``attributes``, parents flattened (``Account.Name``) as in Bulk CSV."""
+    out: WireRecord = {}
+    for key, value in record.items():
+        if key == "attributes":
+            continue
+        # Parsed JSON objects are plain dicts: a ``dict`` check is much cheaper than the
+        # ``Mapping`` ABC check, and this runs for every field of every record pulled.
+        if type(value) is dict and "attributes" in value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key if prefix else key] = value
+    return out
+
+
+def _is_deleted(record: Mapping[str, Any]) -> bool:
+    value = record.get(soql.DELETED_FIELD)
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _key(record: Mapping[str, Any]) -> tuple[datetime, str]:
+    return soql.parse_datetime(str(record[soql.STAMP_FIELD])), str(record[soql.ID_FIELD])
+
+
+def _max_position(since: Position | None, key: tuple[datetime, str] | None) -> tuple[Any, Any]:
+    """The later of ``since`` (at, id) and ``key``: positions never move backwards."""
+    base = (since.at, since.id) if since is not None and since.at is not None else None
+    if key is None:
+        return base if base is not None else (None, None)
+    if base is None:
+        return key
+    base_key = (soql.ensure_utc(base[0]), base[1] or "")
+    return key if key > base_key else base
+
+
+class SalesforceClient:
+    """Salesforce through simple-salesforce, with retries, re-auth and call counting."""
+
+    name: CrmName = "salesforce"
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: requests.Session | None = None,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        if not settings.salesforce_instance_url:
+            raise ConfigError(
+                "Salesforce is not configured: set CRMSYNC_SALESFORCE_INSTANCE_URL",
+                crm=CRM,
+            )
+        self.settings = settings
+        self._session = session if session is not None else build_session(settings)
+        self._session.hooks.setdefault("response", []).append(self._on_response)
+        self._sleep = sleep
+        self._policy = policy or RetryPolicy.from_settings(settings.sync, sleep=sleep)
+        self._timeout = settings.sync.request_timeout_seconds
+        self._calls = 0
+        self.budget = ApiBudget()
+        self._has_client_credentials = (
+            settings.salesforce_client_id is not None
+            and settings.salesforce_client_secret is not None
+        )
+        self._sf: Salesforce | None = None
+        self._token: str | None = (
+            settings.salesforce_access_token.get_secret_value()
+            if settings.salesforce_access_token is not None
+            else None
+        )
+        self._instance_url: str = settings.salesforce_instance_url
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def api_calls(self) -> int:
+        return self._calls
+
+    def _count(self) -> None:
+        self._calls += 1
+
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.budget.update_salesforce(response.headers)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> SalesforceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _fetch_token(self) -> None:
+        """Client-credentials token call (one HTTP request, counted by the caller)."""
+        assert self.settings.salesforce_client_id is not None
+        assert self.settings.salesforce_client_secret is not None
+        response = self._session.post(
+            f"{self.settings.salesforce_instance_url}/services/oauth2/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self.settings.salesforce_client_id,
+                "client_secret": self.settings.salesforce_client_secret.get_secret_value(),
+            },
+            headers={"Accept": "application/json"},
+            timeout=self._timeout,
+        )
+        if response.status_code in (400, 401):
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            raise SalesforceAuthenticationFailed(
+                body.get("error", response.status_code), body.get("error_description")
+            )
+        if response.status_code >= 300:
+            exception_handler(response, name="oauth2/token")
+        body = response.json()
+        self._token = str(body["access_token"])
+        self._instance_url = str(body.get("instance_url") or self._instance_url).rstrip("/")
+        self._sf = None
+
+    def _client(self) -> Salesforce:
+        """The simple-salesforce client (direct mode), logging in first if needed."""
+        if self._token is None:
+            if not self._has_client_credentials:
+                raise AuthError(
+                    "no Salesforce credentials: set CRMSYNC_SALESFORCE_ACCESS_TOKEN or "
+                    "CRMSYNC_SALESFORCE_CLIENT_ID and CRMSYNC_SALESFORCE_CLIENT_SECRET",
+                    crm=CRM,
+                )
+            self._count()
+            self._fetch_token()
+        if self._sf is None:
+            self._sf = Salesforce(
+                instance_url=self._instance_url,
+                session_id=self._token,
+                session=self._session,
+                version=self.settings.salesforce_api_version,
+            )
+        return self._sf
+
+    def _call(self, operation: str, fn: Callable[[Salesforce], T], object_name: str | None) -> T:
+        """One logical call: retried per the classification, re-authenticated once on 401."""
+
+        def with_reauth() -> T:
+            sf = self._client()
+            try:
+                return fn(sf)
+            except SalesforceExpiredSession:
+                if not self._has_client_credentials:
+                    raise
+                self._count()
+                self._fetch_token()
+                self._count()
+                return fn(self._client())
+
+        return call_with_retry(
+            with_reauth,
+            classify=classify_salesforce,
+            policy=self._policy,
+            crm=CRM,
+            operation=operation,
+            object_name=object_name,
+            on_attempt=self._count,
+        )
+
+    def _query_headers(self, page_size: int) -> dict[str, str]:
+        size = max(200, min(2000, page_size))
+        return {"Sforce-Query-Options": f"batchSize={size}"}
+
+    # -- CrmClient ---------------------------------------------------------------------------
+
+    def estimate_changes(self, object_name: str, since: Position | None) -> int | None:
+        lower = soql.lower_bound(since.at if since else None, self.settings.sync.lookback_seconds)
+        query = soql.count_query(object_name, lower)
+        result = self._call(
+            "count",
+            lambda sf: sf.query(query, include_deleted=True, timeout=self._timeout),
+            object_name,
+        )
+        total = result.get("totalSize") if isinstance(result, Mapping) else None
+        return int(total) if total is not None else None
+
+    def iter_changes(
+        self,
+        object_name: str,
+        fields: Sequence[str],
+        since: Position | None,
+        *,
+        page_size: int,
+        use_bulk: bool = False,
+    ) -> Iterator[RecordPage]:
+        resume = dict(since.resume) if since is not None else {}
+        if resume.get("mode") == "bulk" or (use_bulk and resume.get("mode") != "rest"):
+            yield from self._iter_bulk(object_name, fields, since, page_size=page_size)
+        else:
+            yield from self._iter_rest(object_name, fields, since, page_size=page_size)
+
+    def iter_deleted(self, object_name: str, since: Position | None) -> Iterator[RecordPage]:
+        """Nothing extra: ``queryAll`` already reports soft deletes in :meth:`iter_changes`."""
+        return iter(())
+
+    # -- REST --------------------------------------------------------------------------------
+
+    def _page(
+        self,
+        result: Mapping[str, Any],
+        since: Position | None,
+        calls_before: int,
+        resume_base: Mapping[str, Any],
+    ) -> tuple[RecordPage, Position]:
+        records: list[WireRecord] = []
+        deleted: list[str] = []
+        last: tuple[datetime, str] | None = None
+        for raw in result.get("records") or []:
+            record = _flatten(raw)
+            if _is_deleted(record):
+                deleted.append(str(record[soql.ID_FIELD]))
+            else:
+                records.append(record)
+            last = _key(record)
+        at, rid = _max_position(since, last)
+        next_url = None if result.get("done", True) else result.get("nextRecordsUrl")
+        resume: dict[str, Any] = {}
+        if next_url:
+            resume = {**resume_base, "mode": "rest", "next_url": str(next_url)}
+        position = Position(at=at, id=rid, resume=resume)
+        page = RecordPage(
+            records=records,
+            position=position,
+            deleted_ids=deleted,
+            api_calls=self._calls - calls_before,
+        )
+        return page, position
+
+    def _query_more(
+        self, object_name: str, url: str, headers: Mapping[str, str]
+    ) -> Mapping[str, Any]:
+        result: Mapping[str, Any] = self._call(
+            "query_more",
+            lambda sf: sf.query_more(
+                url, identifier_is_url=True, headers=dict(headers), timeout=self._timeout
+            ),
+            object_name,
+        )
+        return result
+
+    def _iter_rest(
+        self,
+        object_name: str,
+        fields: Sequence[str],
+        since: Position | None,
+        *,
+        page_size: int,
+    ) -> Iterator[RecordPage]:
+        headers = self._query_headers(page_size)
+        resume = dict(since.resume) if since is not None else {}
+        next_url = resume.get("next_url") if resume.get("mode") == "rest" else None
+        calls_before = self._calls
+        result: Mapping[str, Any] | None = None
+        if next_url:
+            try:
+                result = self._query_more(object_name, str(next_url), headers)
+            except UpstreamError as exc:
+                if exc.code not in _LOCATOR_GONE and exc.status not in (400, 404):
+                    raise
+                result = None  # locator expired: restart below from the keyset position
+        if result is None:
+            if next_url and since is not None and since.at is not None and since.id:
+                # Restart mid-stream: everything up to (at, id) was committed.
+                query = soql.changes_query(object_name, fields, None, after=(since.at, since.id))
+            else:
+                lower = soql.lower_bound(
+                    since.at if since else None, self.settings.sync.lookback_seconds
+                )
+                query = soql.changes_query(object_name, fields, lower)
+            result = self._call(
+                "query",
+                lambda sf: sf.query(
+                    query, include_deleted=True, headers=headers, timeout=self._timeout
+                ),
+                object_name,
+            )
+        position = since
+        while True:
+            assert result is not None
+            page, position = self._page(result, position, calls_before, {})
+            yield page
+            next_url = page.position.resume.get("next_url")
+            if not next_url:
+                return
+            calls_before = self._calls
+            result = self._query_more(object_name, str(next_url), headers)
+
+    # -- Bulk API 2.0 ------------------------------------------------------------------------
+
+    def _bulk_url(self, sf: Salesforce, path: str) -> str:
+        return f"{sf.bulk2_url}{path}"
+
+    def _bulk_request(
+        self, sf: Salesforce, method: str, path: str, **kwargs: Any
+    ) -> requests.Response:
+        headers = {"Authorization": f"Bearer {sf.session_id}", **kwargs.pop("headers", {})}
+        response = self._session.request(
+            method, self._bulk_url(sf, path), headers=headers, timeout=self._timeout, **kwargs
+        )
+        if response.status_code >= 300:
+            exception_handler(response, name=f"bulk2 {path}")
+        return response
+
+    def _bulk_create(self, object_name: str, query: str) -> str:
+        def create(sf: Salesforce) -> str:
+            response = self._bulk_request(
+                sf,
+                "POST",
+                "query",
+                json={
+                    "operation": "queryAll",
+                    "query": query,
+                    "columnDelimiter": "COMMA",
+                    "lineEnding": "LF",
+                },
+                headers={"Content-Type": "application/json", "Accept": "application/json"},
+            )
+            return str(response.json()["id"])
+
+        return self._call("bulk_create_job", create, object_name)
+
+    def _bulk_wait(self, object_name: str, job_id: str) -> None:
+        delay = 0.2
+        waited = 0.0
+        while True:
+            job = self._call(
+                "bulk_job_status",
+                lambda sf: self._bulk_request(
+                    sf, "GET", f"query/{job_id}", headers={"Accept": "application/json"}
+                ).json(),
+                object_name,
+            )
+            state = str(job.get("state"))
+            if state == "JobComplete":
+                return
+            if state in ("Failed", "Aborted"):
+                raise FatalError(
+                    f"Salesforce Bulk query job {job_id} ended {state}: "
+                    f"{str(job.get('errorMessage', ''))[:300]}; check the query and fields, "
+                    "or pull with REST (raise CRMSYNC_SYNC__BULK_THRESHOLD)",
+                    crm=CRM,
+                    object_name=object_name,
+                    code=state,
+                )
+            if waited > BULK_POLL_TIMEOUT:
+                raise TransientError(
+                    f"Salesforce Bulk query job {job_id} not complete after {waited:.0f} s; "
+                    "retry the run later",
+                    crm=CRM,
+                    object_name=object_name,
+                )
+            self._sleep(delay)
+            waited += delay
+            delay = min(BULK_POLL_MAX_WAIT, delay * 2)
+
+    def _bulk_results(
+        self, object_name: str, job_id: str, locator: str, page_size: int
+    ) -> tuple[list[dict[str, str]], str]:
+        params: dict[str, Any] = {"maxRecords": page_size}
+        if locator:
+            params["locator"] = locator
+
+        def fetch(sf: Salesforce) -> tuple[list[dict[str, str]], str]:
+            response = self._bulk_request(
+                sf,
+                "GET",
+                f"query/{job_id}/results",
+                params=params,
+                headers={"Accept": "text/csv"},
+            )
+            rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8"))))
+            next_locator = response.headers.get("Sforce-Locator") or ""
+            return rows, "" if next_locator == "null" else next_locator
+
+        return self._call("bulk_results", fetch, object_name)
+
+    def _iter_bulk(
+        self,
+        object_name: str,
+        fields: Sequence[str],
+        since: Position | None,
+        *,
+        page_size: int,
+    ) -> Iterator[RecordPage]:
+        resume = dict(since.resume) if since is not None else {}
+        calls_before = self._calls
+        job_id = str(resume["job_id"]) if resume.get("mode") == "bulk" else ""
+        locator = str(resume.get("locator") or "") if job_id else ""
+        best: tuple[datetime, str] | None = None
+        if resume.get("max_at") and resume.get("max_id"):
+            best = (soql.parse_datetime(str(resume["max_at"])), str(resume["max_id"]))
+        rows: list[dict[str, str]] | None = None
+        if job_id:
+            try:
+                rows, locator = self._bulk_results(object_name, job_id, locator, page_size)
+            except UpstreamError as exc:
+                if exc.status not in (400, 404) and exc.code not in _LOCATOR_GONE:
+                    raise
+                job_id, locator, rows = "", "", None  # job purged: start a new one
+        if rows is None:
+            lower = soql.lower_bound(
+                since.at if since else None, self.settings.sync.lookback_seconds
+            )
+            query = soql.changes_query(object_name, fields, lower, order=False)
+            job_id = self._bulk_create(object_name, query)
+            self._bulk_wait(object_name, job_id)
+            rows, locator = self._bulk_results(object_name, job_id, "", page_size)
+        while True:
+            records: list[WireRecord] = []
+            deleted: list[str] = []
+            for row in rows:
+                record: WireRecord = {k: (v if v != "" else None) for k, v in row.items()}
+                key = _key(record)
+                if best is None or key > best:
+                    best = key
+                if _is_deleted(record):
+                    deleted.append(str(record[soql.ID_FIELD]))
+                else:
+                    records.append(record)
+            if locator:
+                # Rows are unordered: hold the position until the job's last page.
+                position = Position(
+                    at=since.at if since else None,
+                    id=since.id if since else None,
+                    resume={
+                        "mode": "bulk",
+                        "job_id": job_id,
+                        "locator": locator,
+                        "max_at": best[0].isoformat() if best else None,
+                        "max_id": best[1] if best else None,
+                    },
+                )
+            else:
+                at, rid = _max_position(since, best)
+                position = Position(at=at, id=rid, resume={})
+            yield RecordPage(
+                records=records,
+                position=position,
+                deleted_ids=deleted,
+                api_calls=self._calls - calls_before,
+            )
+            if not locator:
+                return
+            calls_before = self._calls
+            rows, locator = self._bulk_results(object_name, job_id, locator, page_size)
+
+
+__all__ = ["SalesforceClient", "SalesforceError", "SalesforceOperationError"]

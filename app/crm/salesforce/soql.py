@@ -1,0 +1,106 @@
+"""SOQL for incremental pulls, built with ``simple_salesforce.format_soql``. Pure, no I/O.
+
+Datetime literals are UTC with no fractional seconds (crm-api.md A§4; ``format_soql`` strips
+microseconds); naive datetimes are refused here because ``format_soql`` would read them as local
+time. The change query is ordered by ``SystemModstamp, Id``: stamps have 1 s precision and many
+rows share one, so the Id breaks ties (A§11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from simple_salesforce.format import format_soql
+
+STAMP_FIELD = "SystemModstamp"
+ID_FIELD = "Id"
+DELETED_FIELD = "IsDeleted"
+REQUIRED_FIELDS = (ID_FIELD, STAMP_FIELD, DELETED_FIELD)
+
+
+def ensure_utc(value: datetime) -> datetime:
+    """``value`` in UTC; naive datetimes are a bug (the engine keeps everything tz-aware)."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} given; pass a timezone-aware value")
+    return value.astimezone(UTC)
+
+
+def lower_bound(at: datetime | None, lookback_seconds: int) -> datetime | None:
+    """The query's lower bound: the cursor minus the lookback (late commits, A§11)."""
+    if at is None:
+        return None
+    return ensure_utc(at) - timedelta(seconds=lookback_seconds)
+
+
+def select_fields(fields: Iterable[str]) -> list[str]:
+    """The requested fields plus Id, SystemModstamp and IsDeleted, without duplicates."""
+    result: list[str] = []
+    seen: set[str] = set()
+    for name in (*REQUIRED_FIELDS, *fields):
+        key = name.lower()
+        if key not in seen:
+            seen.add(key)
+            result.append(name)
+    return result
+
+
+def _check_identifier(name: str) -> str:
+    if not name.replace("_", "").replace(".", "").isalnum():
+        raise ValueError(f"{name!r} is not a valid Salesforce field or object name")
+    return name
+
+
+def changes_where(lower: datetime | None, after: tuple[datetime, str] | None = None) -> str:
+    """``WHERE`` clause of the change query ('' when unbounded).
+
+    ``after`` = (stamp, id) adds the keyset predicate used to restart a stream mid-way:
+    ``(SystemModstamp > t OR (SystemModstamp = t AND Id > id))``.
+    """
+    clauses: list[str] = []
+    if lower is not None:
+        clauses.append(format_soql("SystemModstamp >= {}", ensure_utc(lower)))
+    if after is not None:
+        stamp, record_id = ensure_utc(after[0]), after[1]
+        clauses.append(
+            format_soql(
+                "(SystemModstamp > {t} OR (SystemModstamp = {t} AND Id > {id}))",
+                t=stamp,
+                id=record_id,
+            )
+        )
+    return (" WHERE " + " AND ".join(clauses)) if clauses else ""
+
+
+def changes_query(
+    object_name: str,
+    fields: Sequence[str],
+    lower: datetime | None,
+    *,
+    after: tuple[datetime, str] | None = None,
+    order: bool = True,
+) -> str:
+    """``SELECT .. FROM X WHERE SystemModstamp >= lower [keyset] ORDER BY SystemModstamp, Id``."""
+    names = ", ".join(_check_identifier(f) for f in select_fields(fields))
+    soql = f"SELECT {names} FROM {_check_identifier(object_name)}{changes_where(lower, after)}"
+    if order:
+        soql += " ORDER BY SystemModstamp, Id"
+    return soql
+
+
+def count_query(object_name: str, lower: datetime | None) -> str:
+    """``SELECT COUNT() FROM X WHERE SystemModstamp >= lower`` (run through queryAll)."""
+    return f"SELECT COUNT() FROM {_check_identifier(object_name)}{changes_where(lower)}"
+
+
+def parse_datetime(value: str) -> datetime:
+    """Parse Salesforce's ``2021-11-06T17:38:40.000+0000`` (or ``...Z``) into an aware UTC value."""
+    text = value.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    elif len(text) >= 5 and text[-5] in "+-" and text[-4:].isdigit():
+        text = text[:-2] + ":" + text[-2:]
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)

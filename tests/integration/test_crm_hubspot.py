@@ -1,0 +1,181 @@
+"""HubSpotClient against the sandbox, over HTTPS, through hubspot-api-client unchanged.
+
+Most tests run with the sandbox's rate limiter off (``hs_rate_limits=False``) and inject the
+429s they want through the fault API, so they stay fast. Retries sleep through a no-op.
+
+About the 10,000-result search cap: the client's window machine never pages with an offset
+(the lower bound moves to the last stamp on every page, ties are scanned by ``hs_object_id``),
+so the cap cannot be reached; what has to hold is that more records than a page, and more
+than the cap, sharing ONE ``hs_lastmodifieddate`` are read exactly once without looping.
+Seeding 10,500 companies takes a few seconds, so :func:`test_more_than_the_cap_share_one_stamp`
+does it once; the unit tests of :mod:`app.crm.hubspot.windows` cover the rest exhaustively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import hubspot
+import pytest
+
+from app.crm.base import Position, RecordPage
+from app.crm.hubspot.client import HubSpotClient
+from app.sandbox import Sandbox, SandboxConfig
+from app.settings import Settings, SyncSettings
+
+FIELDS = ["name", "domain", "dealname"]
+
+
+def client_for(sb: Sandbox, **sync: Any) -> HubSpotClient:
+    settings = Settings(
+        hubspot_base_url=sb.info.hubspot.base_url,
+        hubspot_access_token=sb.info.hubspot.access_token,
+        ca_bundle=sb.info.ca_file,
+        sync=SyncSettings(**sync),
+    )
+    return HubSpotClient(settings, sleep=lambda _s: None, index_lag_margin=timedelta(0))
+
+
+def pull(
+    client: HubSpotClient, obj: str = "companies", since: Position | None = None, page: int = 200
+) -> list[RecordPage]:
+    return list(client.iter_changes(obj, FIELDS, since, page_size=page))
+
+
+def ids_of(pages: list[RecordPage]) -> list[str]:
+    return [str(r["id"]) for p in pages for r in p.records]
+
+
+def keys(pages: list[RecordPage]) -> list[tuple[str, int]]:
+    return [(str(r["hs_lastmodifieddate"]), int(r["id"])) for p in pages for r in p.records]
+
+
+def calls(sb: Sandbox, needle: str) -> int:
+    routes = sb.control("GET", "/stats")["calls"].get("hubspot", {})
+    return sum(sum(v.values()) for route, v in routes.items() if needle in route)
+
+
+def touch(
+    sb: Sandbox, obj: str, at: datetime, *, count: int | None = None, ids: list[str] | None = None
+) -> list[str]:
+    body: dict[str, Any] = {"object": obj, "at": at.isoformat()}
+    if ids is not None:
+        body["ids"] = ids
+    else:
+        body["count"] = count
+    return list(sb.control("POST", "/hubspot/touch", json=body)["ids"])
+
+
+def an_hour_ago() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(accounts=300, hs_rate_limits=False)) as sb:
+        yield sb
+
+
+def test_full_pull_equals_seed_oldest_first(sandbox: Sandbox) -> None:
+    with client_for(sandbox) as client:
+        assert client.estimate_changes("companies", None) == 300
+        pages = pull(client)
+        ids = ids_of(pages)
+        assert len(ids) == len(set(ids)) == 300
+        assert [k[0] for k in keys(pages)] == sorted(k[0] for k in keys(pages))
+        positions = [(p.position.at, int(p.position.id or 0)) for p in pages]
+        assert positions == sorted(positions)
+        assert pages[-1].position.resume == {}
+
+
+def test_deal_and_note_associations_are_batched(sandbox: Sandbox) -> None:
+    with client_for(sandbox) as client:
+        sandbox.control("POST", "/reset")
+        deals = pull(client, "deals")
+        assert all(r["associations.companies"] for p in deals for r in p.records)
+        assert calls(sandbox, "batch/read") == len(deals)  # one batch read per page
+        sandbox.control("POST", "/reset")
+        notes = pull(client, "notes")
+        records = [r for p in notes for r in p.records]
+        assert records
+        assert all(r["associations.companies"] for r in records)
+        assert all(r["associations.deals"] for r in records)
+        assert calls(sandbox, "batch/read") == 2 * len(notes)
+
+
+def test_more_than_a_page_sharing_one_stamp_across_a_page_boundary() -> None:
+    with Sandbox(SandboxConfig(accounts=400, hs_rate_limits=False)) as sb:
+        at = an_hour_ago()
+        touched = touch(sb, "companies", at, count=150)
+        with client_for(sb) as client:
+            since = Position(at=at - timedelta(seconds=1))
+            pages = pull(client, since=since, page=100)
+            ids = ids_of(pages)
+            assert len(ids) == len(set(ids))
+            assert set(touched) <= set(ids)
+            assert len(pages) >= 2
+
+
+def test_more_than_the_cap_share_one_stamp() -> None:
+    """10,500 companies with one hs_lastmodifieddate: tie scan by id, read once, no loop."""
+    config = SandboxConfig(accounts=10_500, hs_rate_limits=False)
+    with Sandbox(config) as sb:
+        at = an_hour_ago()
+        touch(sb, "companies", at, count=10_500)
+        with client_for(sb) as client:
+            assert client.estimate_changes("companies", Position(at=at)) == 10_500
+            pages = pull(client, since=Position(at=at))
+            ids = ids_of(pages)
+            assert len(ids) == len(set(ids)) == 10_500
+            assert len(pages) < 60
+            assert pages[-1].position.at == at
+
+
+def test_archived_between_passes_is_reported() -> None:
+    config = SandboxConfig(accounts=20, hs_rate_limits=False)
+    with Sandbox(config) as sb, client_for(sb) as client:
+        first = pull(client)
+        victim = ids_of(first)[2]
+        api = hubspot.HubSpot(
+            access_token=sb.info.hubspot.access_token,
+            host=sb.info.hubspot.base_url,
+            ssl_ca_cert=sb.info.ca_file,
+        )
+        api.crm.companies.basic_api.archive(victim, _request_timeout=(5, 30))
+        deleted = [
+            d for p in client.iter_deleted("companies", first[-1].position) for d in p.deleted_ids
+        ]
+        assert deleted == [victim]
+        assert victim not in ids_of(pull(client, since=first[-1].position))
+
+
+def test_record_modified_during_backfill_is_not_lost() -> None:
+    config = SandboxConfig(accounts=600, hs_rate_limits=False)
+    with Sandbox(config) as sb, client_for(sb) as client:
+        stream = client.iter_changes("companies", FIELDS, None, page_size=100)
+        first = next(stream)
+        changed = str(first.records[5]["id"])
+        touch(sb, "companies", datetime.now(UTC) + timedelta(seconds=5), ids=[changed])
+        rest = list(stream)
+        assert len(set(ids_of([first, *rest]))) == 600
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"match": "* /crm/*", "rate_limit": 0.3, "unavailable": 0.1},
+        {"match": "* /crm/*", "reset": 0.3},
+    ],
+    ids=["429-storm", "connection-reset"],
+)
+def test_fault_storm_is_retried_to_completion(fault: dict[str, Any]) -> None:
+    with Sandbox(SandboxConfig(accounts=300, hs_rate_limits=False)) as sb:
+        sb.control("PUT", "/faults", json={"routes": [fault], "seed": 11})
+        with client_for(sb, max_retries=10) as client:
+            pages = pull(client, "deals")
+            ids = ids_of(pages)
+            assert len(ids) == len(set(ids))
+            assert client.estimate_changes("deals", None) == len(ids)
+            assert client.api_calls > len(pages) * 2

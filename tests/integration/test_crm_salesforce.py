@@ -1,0 +1,216 @@
+"""SalesforceClient against the sandbox, over HTTPS, through simple-salesforce unchanged.
+
+Each test that changes data or faults starts its own small sandbox (port 0, memory state), so
+the module is xdist-safe. Retries sleep through an injected no-op, so storms run instantly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from app.crm.base import Position, RecordPage
+from app.crm.salesforce.client import SalesforceClient
+from app.errors import AuthError
+from app.sandbox import Sandbox, SandboxConfig
+from app.settings import Settings, SyncSettings
+
+FIELDS = ["Name", "Website"]
+
+
+def settings_for(sb: Sandbox, *, token: bool = False, creds: bool = True, **sync: Any) -> Settings:
+    sf = sb.info.salesforce
+    return Settings(
+        salesforce_instance_url=sf.instance_url,
+        salesforce_api_version=sf.api_version,
+        salesforce_access_token=sf.access_token if token else None,
+        salesforce_client_id=sf.client_id if creds else None,
+        salesforce_client_secret=sf.client_secret if creds else None,
+        ca_bundle=sb.info.ca_file,
+        sync=SyncSettings(**sync),
+    )
+
+
+def client_for(sb: Sandbox, **kw: Any) -> SalesforceClient:
+    return SalesforceClient(settings_for(sb, **kw), sleep=lambda _s: None)
+
+
+def pull(
+    client: SalesforceClient,
+    since: Position | None = None,
+    *,
+    page_size: int = 200,
+    use_bulk: bool = False,
+    obj: str = "Account",
+) -> list[RecordPage]:
+    return list(client.iter_changes(obj, FIELDS, since, page_size=page_size, use_bulk=use_bulk))
+
+
+def ids_of(pages: list[RecordPage]) -> list[str]:
+    return [str(r["Id"]) for p in pages for r in p.records]
+
+
+def stamp_keys(pages: list[RecordPage]) -> list[tuple[str, str]]:
+    return [(str(r["SystemModstamp"]), str(r["Id"])) for p in pages for r in p.records]
+
+
+def route_calls(sb: Sandbox, needle: str) -> int:
+    stats = sb.control("GET", "/stats")
+    routes = stats["calls"].get("salesforce", {})
+    return sum(sum(v.values()) for route, v in routes.items() if needle in route)
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(accounts=600)) as sb:
+        yield sb
+
+
+def test_full_pull_equals_seed_oldest_first(sandbox: Sandbox) -> None:
+    with client_for(sandbox) as client:
+        assert client.estimate_changes("Account", None) == 600
+        pages = pull(client)
+        ids = ids_of(pages)
+        assert len(ids) == len(set(ids)) == 600
+        keys = stamp_keys(pages)
+        assert keys == sorted(keys)  # SystemModstamp, then Id
+        assert len(pages) == 3  # batchSize 200
+        positions = [(p.position.at, p.position.id) for p in pages]
+        assert positions == sorted(positions)
+        assert pages[-1].position.resume == {}
+        assert all(p.position.resume.get("next_url") for p in pages[:-1])
+        assert sum(p.api_calls for p in pages) <= client.api_calls
+        assert client.budget.used is not None
+        assert client.budget.max is not None
+
+
+def test_resume_from_a_page_continues_the_stream(sandbox: Sandbox) -> None:
+    with client_for(sandbox) as client:
+        first = next(iter(client.iter_changes("Account", FIELDS, None, page_size=200)))
+        rest = pull(client, first.position)
+        ids = ids_of([first, *rest])
+        assert len(ids) == len(set(ids)) == 600
+
+
+def test_expired_locator_restarts_from_keyset(sandbox: Sandbox) -> None:
+    with client_for(sandbox) as client:
+        pages = pull(client)
+        pos = pages[0].position
+        version = sandbox.info.salesforce.api_version
+        stale = Position(
+            at=pos.at,
+            id=pos.id,
+            resume={"mode": "rest", "next_url": f"/services/data/v{version}/query/01gEXPIRED-200"},
+        )
+        rest = pull(client, stale)
+        assert ids_of(rest) == ids_of(pages)[200:]
+
+
+def test_bulk_pull_streams_all_rows_and_resumes_the_job(sandbox: Sandbox) -> None:
+    with client_for(sandbox) as client:
+        pages = pull(client, use_bulk=True, page_size=250)
+        ids = ids_of(pages)
+        assert len(ids) == len(set(ids)) == 600
+        assert len(pages) == 3
+        assert all(isinstance(v, str | None) for r in pages[0].records for v in r.values())
+        first = pages[0].position
+        assert first.resume["mode"] == "bulk"
+        assert first.resume["locator"]
+        resumed = pull(client, first, use_bulk=True, page_size=250)
+        assert sorted(ids_of(pages[:1]) + ids_of(resumed)) == sorted(ids)
+        assert resumed[-1].position.resume == {}
+        assert resumed[-1].position == pages[-1].position
+
+
+def test_static_token_works_without_login(sandbox: Sandbox) -> None:
+    with client_for(sandbox, token=True, creds=False) as client:
+        assert client.estimate_changes("Account", None) == 600
+        assert client.api_calls == 1
+
+
+def test_expired_session_is_refreshed_once() -> None:
+    with Sandbox(SandboxConfig(accounts=30)) as sb, client_for(sb) as client:
+        assert len(ids_of(pull(client))) == 30
+        logins = route_calls(sb, "oauth2/token")
+        assert logins == 1
+        sb.control("POST", "/tokens/expire", json={"crm": "salesforce"})
+        assert len(ids_of(pull(client))) == 30
+        assert route_calls(sb, "oauth2/token") == 2
+
+
+def test_expired_static_token_is_an_auth_error() -> None:
+    with Sandbox(SandboxConfig(accounts=5)) as sb, client_for(sb, token=True, creds=False) as c:
+        sb.control("POST", "/tokens/expire", json={"crm": "salesforce"})
+        with pytest.raises(AuthError) as info:
+            pull(c)
+        assert info.value.status == 401
+        assert sb.info.salesforce.access_token not in str(info.value)
+
+
+def test_delete_between_passes_is_reported() -> None:
+    with Sandbox(SandboxConfig(accounts=20)) as sb, client_for(sb) as client:
+        first = pull(client)
+        victim = ids_of(first)[3]
+        sf = sb.session()
+        url = sb.info.salesforce.instance_url
+        version = sb.info.salesforce.api_version
+        response = sf.delete(
+            f"{url}/services/data/v{version}/sobjects/Account/{victim}",
+            headers={"Authorization": f"Bearer {sb.info.salesforce.access_token}"},
+            timeout=30,
+        )
+        assert response.status_code == 204
+        sf.close()
+        second = pull(client, first[-1].position)
+        deleted = [d for p in second for d in p.deleted_ids]
+        assert deleted == [victim]
+        assert victim not in ids_of(second)
+
+
+def test_five_thousand_rows_sharing_one_stamp_read_exactly_once() -> None:
+    with Sandbox(SandboxConfig(accounts=5000)) as sb, client_for(sb) as client:
+        at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        sb.control(
+            "POST",
+            "/salesforce/touch",
+            json={"object": "Account", "count": 5000, "at": at.isoformat()},
+        )
+        pages = pull(client, Position(at=at, id=None), page_size=2000)
+        ids = ids_of(pages)
+        assert len(ids) == len(set(ids)) == 5000
+        assert len(pages) == 3
+        assert pages[-1].position.at == at
+
+
+def test_record_modified_during_backfill_is_picked_up_next_run() -> None:
+    with Sandbox(SandboxConfig(accounts=600)) as sb, client_for(sb) as client:
+        stream = client.iter_changes("Account", FIELDS, None, page_size=200)
+        first = next(stream)
+        changed = str(first.records[0]["Id"])
+        sb.control("POST", "/salesforce/touch", json={"object": "Account", "ids": [changed]})
+        rest = list(stream)
+        assert len(set(ids_of([first, *rest]))) == 600
+        again = pull(client, rest[-1].position)
+        assert changed in ids_of(again)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"match": "GET /services/*", "rate_limit": 0.3, "unavailable": 0.2},
+        {"match": "GET /services/*", "reset": 0.3},
+    ],
+    ids=["429-503-storm", "connection-reset"],
+)
+def test_fault_storm_is_retried_to_completion(fault: dict[str, Any]) -> None:
+    with Sandbox(SandboxConfig(accounts=600)) as sb:
+        sb.control("PUT", "/faults", json={"routes": [fault], "seed": 7})
+        with client_for(sb, max_retries=10) as client:
+            pages = pull(client)
+            assert len(set(ids_of(pages))) == 600
+            assert client.api_calls > len(pages)  # retries were counted
+            stats = sb.control("GET", "/stats")
+            assert stats["faults"] or stats["rate_limited"]
