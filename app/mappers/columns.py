@@ -1,0 +1,142 @@
+"""The CS columns a mapping may target, as plain constants.
+
+The mappers must not import :mod:`app.db` (they are pure), so the column names, string lengths and
+NOT NULL defaults of the three CRM-mirrored tables are repeated here.
+``tests/unit/test_mappers_columns.py`` compares these constants with :mod:`app.db.models`, so a
+schema change that is not reflected here fails the unit suite instead of a sync run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Literal
+
+CsTable = Literal["accounts", "opportunities", "handover_notes"]
+
+CS_TABLES: frozenset[str] = frozenset({"accounts", "opportunities", "handover_notes"})
+
+# fmt: off
+#: Every column of each table (the drift test checks this set equals the model's columns).
+CS_COLUMNS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "accounts": frozenset(
+            {
+                "id", "created_at", "updated_at", "sf_id", "hs_id", "sf_modified_at",
+                "hs_modified_at", "deleted_at", "field_stamps", "name", "domain", "sales_owner",
+                "csm_id", "backup_csm_id", "industry", "currency", "arr", "mrr", "potential_arr",
+                "licensed_seats", "plan", "lifecycle_stage", "lifecycle_entered_at",
+                "customer_since_on", "contract_start_on", "contract_end_on", "auto_renew",
+                "strategic_account", "churn_reason", "churned_at", "tier", "tier_override",
+                "tier_override_reason", "tier_override_until", "growth_focus", "health_score",
+                "health_band", "health_trend", "health_reasons", "health_coverage",
+                "loyalty_type", "false_loyalty", "health_computed_at", "renewal_on",
+                "renewal_status", "renewal_risk", "flags",
+            }
+        ),
+        "opportunities": frozenset(
+            {
+                "id", "created_at", "updated_at", "sf_id", "hs_id", "sf_modified_at",
+                "hs_modified_at", "deleted_at", "field_stamps", "account_id", "sf_account_id",
+                "hs_company_id", "name", "stage", "amount", "currency", "close_on", "is_closed",
+                "is_won", "type", "contract_term_months", "term_start_on", "sales_owner",
+                "preassigned_csm_email",
+            }
+        ),
+        "handover_notes": frozenset(
+            {
+                "id", "created_at", "updated_at", "sf_id", "hs_id", "sf_modified_at",
+                "hs_modified_at", "deleted_at", "field_stamps", "account_id", "opportunity_id",
+                "sf_parent_id", "hs_company_id", "hs_deal_id", "author", "title", "body", "sold",
+                "contacts", "goals", "success_criteria", "special_terms", "risks", "fit",
+                "timeline", "completeness", "status", "origin",
+            }
+        ),
+    }
+)
+
+#: Columns the engine owns: a field mapping may not target them. The CRM id and stamp columns are
+#: filled from ``ObjectMapping.id_field``/``modified_field``; the parent links (``account_id``,
+#: ``opportunity_id``) are resolved by the engine from ``ObjectMapping.parents``.
+RESERVED_COLUMNS: frozenset[str] = frozenset(
+    {
+        "id", "created_at", "updated_at", "sf_id", "hs_id", "sf_modified_at", "hs_modified_at",
+        "deleted_at", "field_stamps", "account_id", "opportunity_id", "csm_id", "backup_csm_id",
+    }
+)
+
+#: Maximum length of each bounded string column (``String(n)``).
+STRING_LENGTHS: Mapping[str, Mapping[str, int]] = MappingProxyType(
+    {
+        "accounts": MappingProxyType(
+            {
+                "sf_id": 18, "hs_id": 32, "name": 255, "domain": 255, "sales_owner": 64,
+                "industry": 128, "currency": 3, "plan": 128, "lifecycle_stage": 32,
+                "churn_reason": 255, "tier": 16, "tier_override": 16,
+                "tier_override_reason": 255, "growth_focus": 16, "health_band": 16,
+                "health_trend": 8, "health_reasons": 255, "loyalty_type": 16,
+                "renewal_status": 16, "renewal_risk": 16,
+            }
+        ),
+        "opportunities": MappingProxyType(
+            {
+                "sf_id": 18, "hs_id": 32, "sf_account_id": 18, "hs_company_id": 32, "name": 255,
+                "stage": 64, "currency": 3, "type": 32, "sales_owner": 64,
+                "preassigned_csm_email": 320,
+            }
+        ),
+        "handover_notes": MappingProxyType(
+            {
+                "sf_id": 18, "hs_id": 32, "sf_parent_id": 18, "hs_company_id": 32,
+                "hs_deal_id": 32, "author": 255, "title": 255, "fit": 16, "status": 16,
+                "origin": 8,
+            }
+        ),
+    }
+)
+
+# fmt: on
+
+#: NOT NULL columns without a value from the CRM get this value instead of None (a CRM null on a
+#: checkbox means false; an empty handover section is an empty list).
+NOT_NULL_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
+    {
+        "accounts": MappingProxyType({"strategic_account": False, "flags": ()}),
+        "opportunities": MappingProxyType({"is_closed": False, "is_won": False}),
+        "handover_notes": MappingProxyType(
+            {
+                "sold": MappingProxyType({}),
+                "contacts": (),
+                "goals": (),
+                "success_criteria": (),
+                "risks": (),
+                "origin": "crm",
+            }
+        ),
+    }
+)
+
+#: NOT NULL columns with no sensible default: a CRM record whose value is null is rejected
+#: with a :class:`~app.mappers.errors.MappingError`.
+REQUIRED_COLUMNS: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "accounts": frozenset({"name"}),
+        "opportunities": frozenset({"name"}),
+        "handover_notes": frozenset(),
+    }
+)
+
+
+def default_for(table: str, column: str) -> Any:
+    """A fresh (mutable) copy of the NOT NULL default of ``table.column``, or None."""
+    value = NOT_NULL_DEFAULTS.get(table, {}).get(column)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def is_mappable(table: str, column: str) -> bool:
+    """Whether a field mapping may target ``table.column``."""
+    return column in CS_COLUMNS.get(table, frozenset()) and column not in RESERVED_COLUMNS

@@ -1,0 +1,75 @@
+"""The mappers' column constants match app.db.models, and the mappers stay pure."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+from sqlalchemy import String
+
+from app.db import models  # noqa: F401  (registers the tables on Base.metadata)
+from app.db.base import Base
+from app.mappers.columns import (
+    CS_COLUMNS,
+    NOT_NULL_DEFAULTS,
+    REQUIRED_COLUMNS,
+    RESERVED_COLUMNS,
+    STRING_LENGTHS,
+)
+
+TABLES = sorted(CS_COLUMNS)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_columns_match_models(table: str) -> None:
+    columns = Base.metadata.tables[table].columns
+    assert {c.name for c in columns} == CS_COLUMNS[table]
+    lengths = {
+        c.name: c.type.length
+        for c in columns
+        if isinstance(c.type, String) and c.type.length is not None
+    }
+    assert lengths == dict(STRING_LENGTHS[table])
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_not_null_columns_are_covered(table: str) -> None:
+    not_null = {c.name for c in Base.metadata.tables[table].columns if not c.nullable}
+    covered = set(NOT_NULL_DEFAULTS[table]) | REQUIRED_COLUMNS[table] | RESERVED_COLUMNS
+    assert not_null - {"flags"} <= covered
+
+
+FORBIDDEN = (
+    "app.db",
+    "app.crm",
+    "app.api",
+    "app.jobs",
+    "app.sync",
+    "app.sandbox",
+    "sqlalchemy",
+    "requests",
+    "httpx",
+    "simple_salesforce",
+    "hubspot",
+    "fastapi",
+)
+PURE_FILES = [*sorted((ROOT / "app" / "mappers").glob("*.py")), ROOT / "app/sync/cursor.py"]
+
+
+@pytest.mark.parametrize("path", PURE_FILES, ids=lambda p: p.name)
+def test_pure_modules_import_no_io(path: Path) -> None:
+    allowed = {"app.crm.base"} if path.name == "cursor.py" else set()
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module)
+    bad = {
+        name
+        for name in imported - allowed
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
+    }
+    assert not bad, f"{path.name} imports {sorted(bad)}"
