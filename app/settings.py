@@ -56,6 +56,17 @@ class SyncSettings(BaseModel):
     hubspot_search_cap: int = Field(
         10_000, ge=200, description="HubSpot search result cap; windows restart before it."
     )
+    prefetch_pages: int = Field(
+        1,
+        ge=0,
+        le=4,
+        description="Pages read ahead while the current page is written (0: strictly serial).",
+    )
+    lease_seconds: int = Field(
+        600,
+        ge=10,
+        description="A pass holds its (CRM, object) lease this long past its last page.",
+    )
     request_timeout_seconds: float = Field(30.0, gt=0)
     max_retries: int = Field(6, ge=0, le=20)
     retry_max_wait_seconds: float = Field(60.0, gt=0)
@@ -91,6 +102,12 @@ class Settings(BaseSettings):
     admin_bootstrap_key: SecretStr | None = None
     redis_url: str | None = None
     mapping_file: Path | None = None
+    default_currency: str = Field(
+        "EUR",
+        min_length=3,
+        max_length=3,
+        description="Currency of CRM amounts that carry none (domain.md 0: EUR).",
+    )
 
     sync: SyncSettings = SyncSettings()
 

@@ -10,7 +10,8 @@ from rich.console import Console
 
 from app.settings import InsecureSettingsError, Settings
 
-console = Console(stderr=True)
+# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room.
+console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def load_settings() -> Settings:

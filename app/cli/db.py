@@ -5,7 +5,6 @@ from __future__ import annotations
 import typer
 
 from app.cli.common import console, load_settings
-from app.db import migrate
 from app.db.engine import make_engine
 
 db_app = typer.Typer(help="Database schema: upgrade, downgrade, show the current revision.")
@@ -14,6 +13,8 @@ db_app = typer.Typer(help="Database schema: upgrade, downgrade, show the current
 @db_app.command("upgrade")
 def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Migrate the database (CRMSYNC_DATABASE_URL) up to REVISION."""
+    from app.db import migrate
+
     settings = load_settings()
     migrate.upgrade(settings.database_url, revision)
     console.print(f"database at revision {migrate.head_revision(settings.database_url)}")
@@ -22,6 +23,8 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
 @db_app.command("downgrade")
 def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. base.")) -> None:
     """Migrate the database down to REVISION (data in dropped tables is lost)."""
+    from app.db import migrate
+
     settings = load_settings()
     migrate.downgrade(settings.database_url, revision)
     console.print(f"database downgraded to {revision}")
@@ -30,6 +33,8 @@ def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. ba
 @db_app.command("current")
 def current() -> None:
     """Print the database's revision and the code's head revision."""
+    from app.db import migrate
+
     settings = load_settings()
     engine = make_engine(settings.database_url)
     try:

@@ -6,7 +6,9 @@ import typer
 
 from app.cli.db import db_app
 from app.cli.demo import demo
+from app.cli.sandbox import sandbox
 from app.cli.serve import serve
+from app.cli.sync import sync_app
 
 cli = typer.Typer(
     name="crmsync",
@@ -15,8 +17,10 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
 )
 cli.add_typer(db_app, name="db")
+cli.add_typer(sync_app, name="sync")
 cli.command("serve")(serve)
 cli.command("demo")(demo)
+cli.command("sandbox")(sandbox)
 
 
 def main() -> None:

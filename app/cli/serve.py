@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import typer
-import uvicorn
 
 from app.cli.common import load_settings
-from app.main import create_app
 
 
 def serve(
@@ -14,5 +12,9 @@ def serve(
     port: int = typer.Option(8000, help="Port to bind."),
 ) -> None:
     """Serve the crmsync API (OpenAPI at /docs)."""
+    import uvicorn
+
+    from app.main import create_app
+
     settings = load_settings()
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

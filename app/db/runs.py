@@ -1,0 +1,164 @@
+"""Sync runs and per-record sync errors: the admin's view of what the engine did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.db.base import utcnow
+from app.db.enums import RunStatus
+from app.db.models import SyncErrorRecord, SyncRun
+from app.sync.ports import Counts
+
+
+@dataclass
+class NewSyncError:
+    crm: str
+    object: str
+    record_id: str | None
+    category: str
+    message: str
+    retriable: bool
+    payload: dict[str, Any] | None = None
+    direction: str = "pull"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _count_columns(counts: Counts) -> dict[str, int]:
+    """Counters as ``sync_runs`` columns (``read`` -> ``read_count``; API calls as they are)."""
+    return {
+        (name if name == "api_calls" else f"{name}_count"): value
+        for name, value in counts.as_dict().items()
+    }
+
+
+def start_run(
+    session: Session,
+    *,
+    kind: str,
+    crm: str,
+    object_name: str,
+    triggered_by: str,
+    params: dict[str, Any],
+    cursor_from: dict[str, Any] | None,
+) -> SyncRun:
+    """Insert and commit a ``running`` row, so an admin sees the run while it works."""
+    run = SyncRun(
+        kind=kind,
+        crm=crm,
+        object=object_name,
+        status=RunStatus.RUNNING,
+        triggered_by=triggered_by,
+        params=params,
+        cursor_from=cursor_from,
+        heartbeat_at=utcnow(),
+    )
+    session.add(run)
+    session.commit()
+    return run
+
+
+def update_run_progress(session: Session, run_id: int, counts: Counts) -> None:
+    """Write the counters (inside the caller's page transaction) and beat the heartbeat."""
+    session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id)
+        .values(**_count_columns(counts), heartbeat_at=utcnow())
+    )
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    counts: Counts,
+    *,
+    status: RunStatus,
+    cursor_to: dict[str, Any] | None = None,
+    error: str | None = None,
+    finished_at: datetime | None = None,
+) -> None:
+    session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id)
+        .values(
+            **_count_columns(counts),
+            status=status,
+            cursor_to=cursor_to,
+            error=error,
+            finished_at=finished_at or utcnow(),
+        )
+    )
+    session.commit()
+
+
+def record_errors(session: Session, run_id: int | None, errors: list[NewSyncError]) -> None:
+    """Store failed records; a record already failing unresolved gets its attempt count bumped.
+
+    Keeps one open row per (crm, object, record, direction) so the admin's error list shows a
+    record once, with how often it failed, instead of one row per pass.
+    """
+    if not errors:
+        return
+    now = utcnow()
+    ids = {e.record_id for e in errors if e.record_id is not None}
+    existing: dict[tuple[str, str, str | None, str], SyncErrorRecord] = {}
+    if ids:
+        rows = session.scalars(
+            select(SyncErrorRecord).where(
+                SyncErrorRecord.record_id.in_(ids), SyncErrorRecord.resolved_at.is_(None)
+            )
+        )
+        for found in rows:
+            existing[(found.crm, found.object, found.record_id, found.direction)] = found
+    for err in errors:
+        key = (err.crm, err.object, err.record_id, err.direction)
+        open_row = existing.get(key) if err.record_id is not None else None
+        if open_row is not None:
+            open_row.attempts += 1
+            open_row.last_seen_at = now
+            open_row.message = err.message
+            open_row.category = err.category
+            open_row.retriable = err.retriable
+            open_row.payload = err.payload
+            open_row.run_id = run_id
+            continue
+        row = SyncErrorRecord(
+            run_id=run_id,
+            crm=err.crm,
+            object=err.object,
+            record_id=err.record_id,
+            direction=err.direction,
+            category=err.category,
+            message=err.message,
+            payload=err.payload,
+            retriable=err.retriable,
+            first_seen_at=now,
+            last_seen_at=now,
+        )
+        session.add(row)
+        if err.record_id is not None:
+            existing[key] = row
+
+
+def resolve_errors(
+    session: Session, crm: str, object_name: str, record_ids: list[str], resolution: str
+) -> int:
+    """Mark open errors of records that have now synced cleanly as resolved."""
+    if not record_ids:
+        return 0
+    result = session.execute(
+        update(SyncErrorRecord)
+        .where(
+            SyncErrorRecord.crm == crm,
+            SyncErrorRecord.object == object_name,
+            SyncErrorRecord.record_id.in_(record_ids),
+            SyncErrorRecord.resolved_at.is_(None),
+            SyncErrorRecord.direction == "pull",
+        )
+        .values(resolved_at=utcnow(), resolution=resolution)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

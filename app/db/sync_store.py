@@ -1,0 +1,237 @@
+"""The SQL implementation of the engine's storage ports (:mod:`app.sync.ports`).
+
+Writes are set-based so a page costs a handful of statements whatever its size: one ``SELECT ...
+IN`` for existing rows, one per parent table to resolve links, one ``INSERT ... ON CONFLICT DO
+UPDATE`` (executemany) for the page, one ``UPDATE`` for deletes. The dialect's own ``insert``
+construct gives the upsert on both SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, and_, exists, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import cursors, leases, runs
+from app.db.base import Base, utcnow
+from app.db.enums import RunStatus
+from app.sync.ports import Counts, CursorState, LeaseHeldError, RecordFailure
+
+# Ids per IN clause: well under SQLite's 32,766 bound-parameter limit.
+IN_CHUNK = 5000
+
+
+def _table(name: str) -> Table:
+    return Base.metadata.tables[name]
+
+
+class SqlPageWriter:
+    """One page transaction on an open session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def existing(self, table: str, id_column: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        t = _table(table)
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = list(ids[start : start + IN_CHUNK])
+            for row in self.session.execute(select(t).where(t.c[id_column].in_(chunk))):
+                data = dict(row._mapping)
+                found[str(data[id_column])] = data
+        return found
+
+    def resolve_ids(self, table: str, id_column: str, crm_ids: Sequence[str]) -> dict[str, int]:
+        t = _table(table)
+        found: dict[str, int] = {}
+        unique = list(dict.fromkeys(crm_ids))
+        for start in range(0, len(unique), IN_CHUNK):
+            chunk = unique[start : start + IN_CHUNK]
+            rows = self.session.execute(
+                select(t.c[id_column], t.c.id).where(t.c[id_column].in_(chunk))
+            )
+            for crm_id, pk in rows:
+                found[str(crm_id)] = int(pk)
+        return found
+
+    def upsert(self, table: str, id_column: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows:
+            return
+        t = _table(table)
+        # executemany needs one column set; group rows by theirs (the engine sends one).
+        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+        for row in rows:
+            groups.setdefault(tuple(row), []).append(row)
+        dialect = self.session.get_bind().dialect.name
+        for columns, group in groups.items():
+            insert = postgresql.insert(t) if dialect == "postgresql" else sqlite.insert(t)
+            updatable = [c for c in columns if c not in (id_column, "id", "created_at")]
+            stmt = insert.on_conflict_do_update(
+                index_elements=[t.c[id_column]],
+                set_={c: insert.excluded[c] for c in updatable},
+            )
+            self.session.execute(stmt, list(group))
+
+    def soft_delete(self, table: str, id_column: str, ids: Sequence[str], at: datetime) -> int:
+        t = _table(table)
+        total = 0
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = list(ids[start : start + IN_CHUNK])
+            result = self.session.execute(
+                update(t)
+                .where(t.c[id_column].in_(chunk), t.c.deleted_at.is_(None))
+                .values(deleted_at=at, updated_at=utcnow())
+            )
+            total += int(getattr(result, "rowcount", 0) or 0)
+        return total
+
+    def record_failures(
+        self, run_id: int, crm: str, object_name: str, failures: Sequence[RecordFailure]
+    ) -> None:
+        runs.record_errors(
+            self.session,
+            run_id,
+            [
+                runs.NewSyncError(
+                    crm=crm,
+                    object=object_name,
+                    record_id=f.record_id,
+                    category=f.category,
+                    message=f.message,
+                    retriable=f.retriable,
+                    payload=dict(f.payload) if f.payload is not None else None,
+                )
+                for f in failures
+            ],
+        )
+
+    def resolve_failures(self, crm: str, object_name: str, record_ids: Sequence[str]) -> None:
+        runs.resolve_errors(self.session, crm, object_name, list(record_ids), "synced")
+
+    def save_cursor(self, crm: str, object_name: str, stream: str, cursor: CursorState) -> None:
+        cursors.save_cursor(
+            self.session,
+            crm,
+            object_name,
+            stream,
+            cursors.StoredCursor(cursor.watermark_at, cursor.watermark_id, dict(cursor.state)),
+        )
+
+    def update_run(self, run_id: int, counts: Counts) -> None:
+        runs.update_run_progress(self.session, run_id, counts)
+
+    def renew_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        return leases.renew(self.session, name, holder, utcnow(), ttl)
+
+
+class SqlSyncStore:
+    """Cursors, runs and page transactions over a session factory."""
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self.session_factory = session_factory
+
+    def load_cursor(self, crm: str, object_name: str, stream: str) -> CursorState:
+        with self.session_factory() as session:
+            stored = cursors.load_cursor(session, crm, object_name, stream)
+        return CursorState(stored.watermark_at, stored.watermark_id, stored.state)
+
+    def start_run(
+        self,
+        *,
+        kind: str,
+        crm: str,
+        object_name: str,
+        triggered_by: str,
+        params: Mapping[str, Any],
+        cursor_from: Mapping[str, Any] | None,
+    ) -> int:
+        with self.session_factory() as session:
+            run = runs.start_run(
+                session,
+                kind=kind,
+                crm=crm,
+                object_name=object_name,
+                triggered_by=triggered_by,
+                params=dict(params),
+                cursor_from=dict(cursor_from) if cursor_from is not None else None,
+            )
+            return run.id
+
+    def finish_run(
+        self,
+        run_id: int,
+        counts: Counts,
+        *,
+        status: str,
+        cursor_to: Mapping[str, Any] | None,
+        error: str | None,
+    ) -> None:
+        with self.session_factory() as session:
+            runs.finish_run(
+                session,
+                run_id,
+                counts,
+                status=RunStatus(status),
+                cursor_to=dict(cursor_to) if cursor_to is not None else None,
+                error=error,
+            )
+
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> None:
+        with self.session_factory() as session:
+            try:
+                leases.acquire(session, name, holder, utcnow(), ttl)
+            except leases.LeaseHeld as exc:
+                raise LeaseHeldError(str(exc)) from None
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.session_factory() as session:
+            leases.release(session, name, holder)
+
+    @contextmanager
+    def page(self) -> Iterator[SqlPageWriter]:
+        with self.session_factory() as session, session.begin():
+            yield SqlPageWriter(session)
+
+    def required_columns(self, table: str) -> frozenset[str]:
+        t = _table(table)
+        return frozenset(
+            c.name
+            for c in t.columns
+            if not c.nullable
+            and c.default is None
+            and c.server_default is None
+            and not c.primary_key
+        )
+
+    def insert_defaults(self, table: str) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for column in _table(table).columns:
+            default = column.default
+            if default is None or column.primary_key:
+                continue
+            arg = getattr(default, "arg", None)
+            values[column.name] = arg(None) if callable(arg) else arg
+        return values
+
+    def link_orphans(
+        self, table: str, link_column: str, ref_column: str, target_table: str, target_id: str
+    ) -> int:
+        child, parent = _table(table), _table(target_table)
+        match = and_(parent.c[target_id] == child.c[ref_column])
+        stmt = (
+            update(child)
+            .where(
+                child.c[link_column].is_(None),
+                child.c[ref_column].is_not(None),
+                exists(select(parent.c.id).where(match)),
+            )
+            .values({link_column: select(parent.c.id).where(match).scalar_subquery()})
+        )
+        with self.session_factory() as session, session.begin():
+            result = session.execute(stmt)
+            return int(getattr(result, "rowcount", 0) or 0)

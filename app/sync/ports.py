@@ -1,0 +1,145 @@
+"""What the sync engine needs from storage, as protocols.
+
+The engine (``app.sync.pull``) never touches a SQLAlchemy ``Session``: it asks a
+:class:`SyncStore` for cursors and runs, and does each page's work through a :class:`PageWriter`
+that is one database transaction. ``app.db.sync_store`` implements both on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+
+class LeaseHeldError(RuntimeError):
+    """Another pass over the same CRM object is running (its lease has not expired)."""
+
+
+@dataclass(frozen=True)
+class CursorState:
+    """A stream's stored cursor: the committed high-water mark plus stream state."""
+
+    watermark_at: datetime | None = None
+    watermark_id: str | None = None
+    state: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Counts:
+    read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    api_calls: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    """One record that could not be synced, for ``sync_errors``."""
+
+    record_id: str | None
+    category: str
+    message: str
+    retriable: bool
+    payload: Mapping[str, Any] | None = None
+
+
+class PageWriter(Protocol):
+    """One page's work, committed atomically (rows, deletes, errors, cursor, run counters)."""
+
+    def existing(self, table: str, id_column: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Current rows (column -> value) of the given CRM ids, keyed by CRM id."""
+        ...
+
+    def resolve_ids(self, table: str, id_column: str, crm_ids: Sequence[str]) -> dict[str, int]:
+        """Local primary keys of parent rows, by CRM id (missing parents are absent)."""
+        ...
+
+    def upsert(self, table: str, id_column: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Insert or update rows keyed on the CRM id column: one statement for the page."""
+        ...
+
+    def soft_delete(self, table: str, id_column: str, ids: Sequence[str], at: datetime) -> int:
+        """Set ``deleted_at`` on live rows with these CRM ids; returns how many were live."""
+        ...
+
+    def record_failures(
+        self, run_id: int, crm: str, object_name: str, failures: Sequence[RecordFailure]
+    ) -> None: ...
+
+    def resolve_failures(self, crm: str, object_name: str, record_ids: Sequence[str]) -> None:
+        """Close open errors of records that synced cleanly now."""
+        ...
+
+    def save_cursor(self, crm: str, object_name: str, stream: str, cursor: CursorState) -> None: ...
+
+    def update_run(self, run_id: int, counts: Counts) -> None: ...
+
+    def renew_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Extend a lease we hold, in the page's transaction; False if it was lost."""
+        ...
+
+
+class SyncStore(Protocol):
+    """Cursors, runs and transactions for the engine."""
+
+    def load_cursor(self, crm: str, object_name: str, stream: str) -> CursorState: ...
+
+    def start_run(
+        self,
+        *,
+        kind: str,
+        crm: str,
+        object_name: str,
+        triggered_by: str,
+        params: Mapping[str, Any],
+        cursor_from: Mapping[str, Any] | None,
+    ) -> int: ...
+
+    def finish_run(
+        self,
+        run_id: int,
+        counts: Counts,
+        *,
+        status: str,
+        cursor_to: Mapping[str, Any] | None,
+        error: str | None,
+    ) -> None: ...
+
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> None:
+        """Take the lease or raise :class:`LeaseHeldError` naming the holder."""
+        ...
+
+    def release_lease(self, name: str, holder: str) -> None: ...
+
+    def page(self) -> AbstractContextManager[PageWriter]:
+        """A transaction; committed when the block exits normally, rolled back otherwise."""
+        ...
+
+    def required_columns(self, table: str) -> frozenset[str]:
+        """Columns that must have a value on insert (NOT NULL without a default)."""
+        ...
+
+    def insert_defaults(self, table: str) -> dict[str, Any]:
+        """Fresh values of the table's insert defaults (``[]``, ``{}``, ``False``, now)."""
+        ...
+
+    def link_orphans(
+        self, table: str, link_column: str, ref_column: str, target_table: str, target_id: str
+    ) -> int:
+        """Link rows whose parent arrived after them; returns how many were linked."""
+        ...
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,609 @@
+"""The pull engine: CRM change streams into the CS database, page by page.
+
+For one (CRM, object) a pass reads the stored cursor, asks the adapter for the records changed
+since it, and commits each page as one transaction holding the rows, the deletes, the per-record
+errors, the run counters **and the cursor**. A pass killed anywhere therefore resumes at the last
+committed page: nothing is lost (the cursor never runs ahead of the data) and nothing is duplicated
+(rows are upserted on their CRM id, re-reads are detected as unchanged).
+
+Two kinds of pass share this code:
+
+* ``pull`` (incremental, stream ``changes``): from the stored high-water mark minus the adapter's
+  lookback; the mark is promoted with :func:`app.sync.cursor.finalize` when the pass ends.
+* ``backfill`` (stream ``backfill``): everything, or everything modified since ``--since``;
+  checkpointed after each page so a restart resumes the same stream; when it completes the
+  ``changes`` cursor is moved up to where the backfill ended, so incremental passes continue.
+
+Salesforce streams switch to Bulk API 2.0 when the adapter estimates more rows than
+``settings.sync.bulk_threshold``. Records that fail mapping or validation become ``sync_errors``
+rows and never stop the pass; upstream errors that survive the adapter's retries fail the pass
+(status ``failed``) with the cursor at the last committed page.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.crm.base import CrmClient, Position, RecordPage
+from app.db.enums import RunStatus, SyncKind
+from app.errors import CrmsyncError
+from app.mappers.errors import MappingError
+from app.mappers.ownership import MergeAction, merge_incoming
+from app.mappers.record import MappedRecord, accepts, map_record
+from app.mappers.spec import ObjectMapping
+from app.settings import SyncSettings
+from app.sync import cursor as cursors
+from app.sync.ports import (
+    Counts,
+    CursorState,
+    LeaseHeldError,
+    PageWriter,
+    RecordFailure,
+    SyncStore,
+)
+from app.sync.prefetch import prefetch
+
+Clock = Callable[[], datetime]
+
+# The stored bookmark never passes the run's start: rows written while the run reads are not
+# visible to it and must fall after the bookmark (the adapters' lookback adds overlap on top).
+BOOKMARK_LAG = timedelta(0)
+
+
+class LeaseLostError(CrmsyncError):
+    """Our lease expired mid-pass (a stalled process) and another pass took over."""
+
+
+def _stamp_key(at: datetime | None) -> tuple[Any, ...]:
+    return cursors.position_key(at, None)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class PageProgress:
+    """Reported after each committed page (the CLI draws its progress bar from it)."""
+
+    crm: str
+    object_name: str
+    kind: str
+    counts: Counts
+    position: Position
+    expected: int | None
+
+
+@dataclass
+class PullResult:
+    run_id: int
+    crm: str
+    object_name: str
+    kind: str
+    status: RunStatus
+    counts: Counts
+    cursor_to: dict[str, Any] | None
+    error: str | None = None
+    used_bulk: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "crm": self.crm,
+            "object": self.object_name,
+            "kind": self.kind,
+            "status": str(self.status),
+            "bulk": self.used_bulk,
+            **self.counts.as_dict(),
+            "cursor": self.cursor_to,
+            "error": self.error,
+        }
+
+
+def position_json(position: Position | None) -> dict[str, Any] | None:
+    if position is None:
+        return None
+    return {
+        "at": position.at.isoformat() if position.at else None,
+        "id": position.id,
+        "resume": dict(position.resume),
+    }
+
+
+class PullEngine:
+    """Pulls one CRM's objects through a :class:`CrmClient` into a :class:`SyncStore`."""
+
+    def __init__(
+        self,
+        store: SyncStore,
+        client: CrmClient,
+        mappings: Mapping[str, ObjectMapping],
+        settings: SyncSettings,
+        *,
+        clock: Clock = _utcnow,
+        on_page: Callable[[PageProgress], None] | None = None,
+        parent_mappings: Mapping[str, ObjectMapping] | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.mappings = mappings
+        self.settings = settings
+        self.clock = clock
+        self.on_page = on_page
+        self._links = self._link_plan(parent_mappings or mappings)
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._lease_ttl = timedelta(seconds=settings.lease_seconds)
+
+    # ----------------------------------------------------------------------------------------
+    # Passes
+    # ----------------------------------------------------------------------------------------
+
+    def pull(
+        self,
+        object_name: str,
+        *,
+        kind: SyncKind = SyncKind.PULL,
+        since: datetime | None = None,
+        triggered_by: str = "cli",
+    ) -> PullResult:
+        """One pass over ``object_name``; see the module docstring for the two kinds."""
+        lease = f"sync:{self.client.name}:{object_name}"
+        try:
+            self.store.acquire_lease(lease, self.holder, self._lease_ttl)
+        except LeaseHeldError as exc:
+            return self._refused(object_name, kind, triggered_by, str(exc))
+        try:
+            return self._pull(object_name, kind=kind, since=since, triggered_by=triggered_by)
+        finally:
+            self.store.release_lease(lease, self.holder)
+
+    def _refused(
+        self, object_name: str, kind: SyncKind, triggered_by: str, reason: str
+    ) -> PullResult:
+        """Record a pass that did not start because another one holds the lease."""
+        crm = self.client.name
+        run_id = self.store.start_run(
+            kind=str(kind),
+            crm=crm,
+            object_name=object_name,
+            triggered_by=triggered_by,
+            params={},
+            cursor_from=None,
+        )
+        message = f"not started: {reason}"
+        counts = Counts()
+        self.store.finish_run(
+            run_id, counts, status=RunStatus.CANCELLED, cursor_to=None, error=message
+        )
+        return PullResult(
+            run_id, crm, object_name, str(kind), RunStatus.CANCELLED, counts, None, message
+        )
+
+    def _pull(
+        self, object_name: str, *, kind: SyncKind, since: datetime | None, triggered_by: str
+    ) -> PullResult:
+        mapping = self.mappings[object_name]
+        crm = self.client.name
+        stream = "backfill" if kind is SyncKind.BACKFILL else "changes"
+        stored = self.store.load_cursor(crm, object_name, stream)
+        start = self._start_position(kind, stored, since)
+        run_started_at = self.clock()
+        calls_before = self.client.api_calls
+        counts = Counts()
+        run_id = self.store.start_run(
+            kind=str(kind),
+            crm=crm,
+            object_name=object_name,
+            triggered_by=triggered_by,
+            params={"since": since.isoformat() if since else None},
+            cursor_from=position_json(start),
+        )
+        progress = cursors.open_cursor(crm, object_name, stream, start, started_at=run_started_at)
+        expected: int | None = None
+        use_bulk = False
+        try:
+            expected = self.client.estimate_changes(object_name, start)
+            use_bulk = expected is not None and expected > self.settings.bulk_threshold
+            fields = self._request_fields(mapping)
+            pages = prefetch(
+                self.client.iter_changes(
+                    object_name,
+                    fields,
+                    start,
+                    page_size=self._page_size(),
+                    use_bulk=use_bulk,
+                ),
+                depth=self.settings.prefetch_pages,
+            )
+            for page in pages:
+                progress = self._commit_page(
+                    run_id, mapping, stream, page, progress, counts, calls_before
+                )
+                self._report(crm, object_name, kind, counts, progress.current, expected)
+            for page in self.client.iter_deleted(object_name, start):
+                progress = self._commit_page(
+                    run_id, mapping, stream, page, progress, counts, calls_before, deletes=True
+                )
+            final = cursors.finalize(progress, run_started_at, BOOKMARK_LAG)
+            self._finish_stream(crm, object_name, kind, final, run_started_at)
+            self._link_orphans(mapping)
+        except Exception as exc:
+            # An upstream failure that outlived the retries ends the pass as ``failed`` with the
+            # cursor at the last committed page. Anything else (a bug, a database outage) is
+            # recorded the same way and then re-raised. A process killed outright leaves the
+            # row ``running`` with a stale heartbeat, and its lease expires.
+            counts.api_calls = self.client.api_calls - calls_before
+            message = f"{type(exc).__name__}: {exc}"
+            self.store.finish_run(
+                run_id,
+                counts,
+                status=RunStatus.FAILED,
+                cursor_to=position_json(progress.current),
+                error=message,
+            )
+            if not isinstance(exc, CrmsyncError):
+                raise
+            return PullResult(
+                run_id,
+                crm,
+                object_name,
+                str(kind),
+                RunStatus.FAILED,
+                counts,
+                position_json(progress.current),
+                message,
+                use_bulk,
+            )
+        counts.api_calls = self.client.api_calls - calls_before
+        status = RunStatus.PARTIAL if counts.failed else RunStatus.SUCCEEDED
+        cursor_to = position_json(final)
+        self.store.finish_run(run_id, counts, status=status, cursor_to=cursor_to, error=None)
+        return PullResult(
+            run_id, crm, object_name, str(kind), status, counts, cursor_to, None, use_bulk
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Cursor bookkeeping
+    # ----------------------------------------------------------------------------------------
+
+    def _start_position(
+        self, kind: SyncKind, stored: CursorState, since: datetime | None
+    ) -> Position | None:
+        if kind is SyncKind.BACKFILL:
+            if stored.state.get("in_progress"):
+                # Resume the interrupted backfill exactly where its last page was committed.
+                return Position(
+                    stored.watermark_at, stored.watermark_id, dict(stored.state.get("resume", {}))
+                )
+            return Position(at=since) if since is not None else None
+        if stored.watermark_at is None and not stored.state.get("resume"):
+            return None
+        return Position(
+            stored.watermark_at, stored.watermark_id, dict(stored.state.get("resume", {}))
+        )
+
+    def _finish_stream(
+        self,
+        crm: str,
+        object_name: str,
+        kind: SyncKind,
+        final: Position,
+        finished_at: datetime,
+    ) -> None:
+        done = CursorState(final.at, final.id, {})
+        with self.store.page() as writer:
+            if kind is SyncKind.BACKFILL:
+                writer.save_cursor(
+                    crm,
+                    object_name,
+                    "backfill",
+                    CursorState(
+                        final.at,
+                        final.id,
+                        {"in_progress": False, "completed_at": finished_at.isoformat()},
+                    ),
+                )
+                changes = self.store.load_cursor(crm, object_name, "changes")
+                current = Position(changes.watermark_at, changes.watermark_id)
+                if cursors.position_key(final.at, final.id) > cursors.position_key(
+                    current.at, current.id
+                ):
+                    writer.save_cursor(crm, object_name, "changes", done)
+            else:
+                writer.save_cursor(crm, object_name, "changes", done)
+
+    # ----------------------------------------------------------------------------------------
+    # One page
+    # ----------------------------------------------------------------------------------------
+
+    def _commit_page(
+        self,
+        run_id: int,
+        mapping: ObjectMapping,
+        stream: str,
+        page: RecordPage,
+        progress: cursors.StreamCursor,
+        counts: Counts,
+        calls_before: int,
+        *,
+        deletes: bool = False,
+    ) -> cursors.StreamCursor:
+        crm = self.client.name
+        mapped, failures, not_synced = self._map_page(mapping, page.records)
+        counts.skipped += not_synced
+        deleted_ids = list(
+            dict.fromkeys([*page.deleted_ids, *(m.crm_id for m in mapped if m.deleted)])
+        )
+        live = [m for m in mapped if not m.deleted and m.crm_id not in set(page.deleted_ids)]
+        now = self.clock()
+        with self.store.page() as writer:
+            written_ids = self._write_records(writer, mapping, live, failures, counts, now)
+            if deleted_ids:
+                counts.deleted += writer.soft_delete(
+                    mapping.cs_table, mapping.id_column, deleted_ids, now
+                )
+            if failures:
+                writer.record_failures(run_id, crm, mapping.crm_object, failures)
+            writer.resolve_failures(crm, mapping.crm_object, written_ids)
+            if not deletes:
+                counts.read += len(page.records)
+                progress = cursors.advance(progress, page.position)
+                saved = cursors.checkpoint(progress, progress.started_at, BOOKMARK_LAG)
+                writer.save_cursor(
+                    crm,
+                    mapping.crm_object,
+                    stream,
+                    CursorState(
+                        saved.at, saved.id, {"in_progress": True, "resume": dict(saved.resume)}
+                    ),
+                )
+            else:
+                counts.read += len(page.records) + len(page.deleted_ids)
+            counts.failed += len(failures)
+            counts.api_calls = self.client.api_calls - calls_before
+            writer.update_run(run_id, counts)
+            if not writer.renew_lease(
+                f"sync:{crm}:{mapping.crm_object}", self.holder, self._lease_ttl
+            ):
+                raise LeaseLostError(
+                    f"lease sync:{crm}:{mapping.crm_object} expired and was taken over; "
+                    "this pass stops, the page is rolled back, the other pass carries on"
+                )
+        return progress
+
+    def _map_page(
+        self, mapping: ObjectMapping, records: Sequence[Mapping[str, Any]]
+    ) -> tuple[list[MappedRecord], list[RecordFailure], int]:
+        """Map wire records; keep the newest version of a record seen twice in one page.
+
+        Returns the mapped records, the failures and how many records the mapping does not sync
+        (``ObjectMapping.record_filter``: CRM notes that are not handovers).
+        """
+        by_id: dict[str, MappedRecord] = {}
+        skipped = 0
+        failures: list[RecordFailure] = []
+        for wire in records:
+            if not accepts(mapping, wire):
+                skipped += 1
+                continue
+            try:
+                record = map_record(mapping, wire)
+            except MappingError as exc:
+                raw_id = wire.get(mapping.id_field)
+                failures.append(
+                    RecordFailure(
+                        record_id=str(raw_id) if raw_id not in (None, "") else None,
+                        category="validation",
+                        message=str(exc),
+                        retriable=False,
+                        payload=dict(wire),
+                    )
+                )
+                continue
+            seen = by_id.get(record.crm_id)
+            if seen is None or _stamp_key(record.modified_at) >= _stamp_key(seen.modified_at):
+                by_id[record.crm_id] = record
+        return list(by_id.values()), failures, skipped
+
+    def _write_records(
+        self,
+        writer: PageWriter,
+        mapping: ObjectMapping,
+        records: Sequence[MappedRecord],
+        failures: list[RecordFailure],
+        counts: Counts,
+        now: datetime,
+    ) -> list[str]:
+        """Merge with existing rows, resolve parents, upsert in one statement; returns ids."""
+        if not records:
+            return []
+        table, id_column = mapping.cs_table, mapping.id_column
+        existing = writer.existing(table, id_column, [r.crm_id for r in records])
+        parents = self._resolve_parents(writer, mapping, records)
+        required = self.store.required_columns(table)
+        pending: list[tuple[Mapping[str, Any] | None, dict[str, Any]]] = []
+        written: list[str] = []
+        for record in records:
+            current = existing.get(record.crm_id)
+            if current is not None and self._is_stale(mapping, current, record):
+                counts.skipped += 1
+                continue
+            result = merge_incoming(
+                mapping, current, record, (current or {}).get("field_stamps") or {}
+            )
+            links = {
+                column: parents[column][crm_id]
+                for column, crm_id in record.parent_refs.items()
+                if crm_id in parents.get(column, {})
+            }
+            changed_links = {
+                k: v for k, v in links.items() if current is None or current.get(k) != v
+            }
+            restored = current is not None and current.get("deleted_at") is not None
+            if result.action is MergeAction.UNCHANGED and not changed_links and not restored:
+                counts.unchanged += 1
+                written.append(record.crm_id)
+                if mapping.modified_column in result.values:
+                    # Only the CRM's stamp moved (a system update): keep it current.
+                    pending.append((current, self._row(mapping, current, result.values, {}, now)))
+                continue
+            if current is None:
+                if any(result.values.get(c) is None for c in required):
+                    missing = sorted(c for c in required if result.values.get(c) is None)
+                    failures.append(
+                        RecordFailure(
+                            record.crm_id,
+                            "validation",
+                            f"required CS column(s) {', '.join(missing)} have no value",
+                            False,
+                            {"values": {k: str(v) for k, v in record.values.items()}},
+                        )
+                    )
+                    continue
+                counts.created += 1
+            else:
+                counts.updated += 1
+            row = self._row(mapping, current, result.values, changed_links, now)
+            if restored:
+                row["deleted_at"] = None
+            pending.append((current, row))
+            written.append(record.crm_id)
+        writer.upsert(table, id_column, self._uniform(table, pending))
+        return written
+
+    @staticmethod
+    def _is_stale(mapping: ObjectMapping, current: Mapping[str, Any], record: MappedRecord) -> bool:
+        """A replayed older version (lookback overlap, out-of-order page) must not win."""
+        stored = current.get(mapping.modified_column)
+        if stored is None or record.modified_at is None:
+            return False
+        return _stamp_key(record.modified_at) < _stamp_key(stored)
+
+    @staticmethod
+    def _row(
+        mapping: ObjectMapping,
+        current: Mapping[str, Any] | None,
+        values: Mapping[str, Any],
+        links: Mapping[str, Any],
+        now: datetime,
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {}
+        if current is not None:
+            row[mapping.id_column] = current[mapping.id_column]
+        row.update(values)
+        row.update(links)
+        row["updated_at"] = now
+        return row
+
+    def _uniform(
+        self, table: str, pending: Sequence[tuple[Mapping[str, Any] | None, dict[str, Any]]]
+    ) -> list[dict[str, Any]]:
+        """Give every row of the page the same columns, in one order: one statement per page.
+
+        A column some rows set and others do not is filled with the row's current value
+        (updates) or the table's insert default (creates), so the upsert writes it back as it
+        is. Columns no row sets are left out: the INSERT part takes SQLAlchemy's defaults and
+        the UPDATE part does not touch them. NOT NULL columns are always included, because
+        both databases check them on the proposed insert row before resolving the conflict.
+        """
+        if not pending:
+            return []
+        columns: set[str] = set(self.store.required_columns(table))
+        for _current, row in pending:
+            columns.update(row)
+        ordered = sorted(columns)
+        defaults: dict[str, Any] | None = None
+        uniform: list[dict[str, Any]] = []
+        for current, row in pending:
+            if len(row) == len(ordered):
+                uniform.append({c: row[c] for c in ordered})
+                continue
+            if current is None and defaults is None:
+                defaults = self.store.insert_defaults(table)
+            source = current if current is not None else (defaults or {})
+            uniform.append({c: row[c] if c in row else source.get(c) for c in ordered})
+        return uniform
+
+    # ----------------------------------------------------------------------------------------
+    # Parents
+    # ----------------------------------------------------------------------------------------
+
+    def _resolve_parents(
+        self, writer: PageWriter, mapping: ObjectMapping, records: Sequence[MappedRecord]
+    ) -> dict[str, dict[str, int]]:
+        wanted: dict[str, set[str]] = {}
+        for record in records:
+            for column, crm_id in record.parent_refs.items():
+                wanted.setdefault(column, set()).add(crm_id)
+        resolved: dict[str, dict[str, int]] = {}
+        targets = {p.link_column: p.target_table for p in mapping.parents}
+        for column, ids in wanted.items():
+            target = targets.get(column)
+            if target is None:
+                continue
+            resolved[column] = writer.resolve_ids(target, mapping.id_column, sorted(ids))
+        return resolved
+
+    @staticmethod
+    def _link_plan(
+        mappings: Mapping[str, ObjectMapping],
+    ) -> list[tuple[str, str, str, str, str]]:
+        """(table, link column, ref column, target table, target id column) per parent ref.
+
+        The ref column is the plain column the same CRM field fills (``sf_account_id``), which
+        keeps the parent's CRM id until the parent row exists.
+        """
+        plan: list[tuple[str, str, str, str, str]] = []
+        for mapping in mappings.values():
+            for ref in mapping.parents:
+                fm = next((f for f in mapping.inbound_fields if f.crm_field == ref.crm_field), None)
+                # Only refs copied verbatim into a plain column can be joined later; a key
+                # prefix needs no filter there, since Salesforce ids are unique across objects.
+                if fm is None or ref.convert != fm.convert:
+                    continue
+                plan.append(
+                    (
+                        mapping.cs_table,
+                        ref.link_column,
+                        fm.column,
+                        ref.target_table,
+                        mapping.id_column,
+                    )
+                )
+        return plan
+
+    def _link_orphans(self, mapping: ObjectMapping) -> None:
+        """After a pass, link children whose parent arrived after them (in either table)."""
+        for table, link, ref, target, target_id in self._links:
+            if mapping.cs_table in (table, target):
+                self.store.link_orphans(table, link, ref, target, target_id)
+
+    # ----------------------------------------------------------------------------------------
+
+    def _request_fields(self, mapping: ObjectMapping) -> tuple[str, ...]:
+        associations = tuple(f"associations.{a}" for a in mapping.associations())
+        return mapping.read_fields() + associations
+
+    def _page_size(self) -> int:
+        if self.client.name == "hubspot":
+            return self.settings.hubspot_page_size
+        return self.settings.page_size
+
+    def _report(
+        self,
+        crm: str,
+        object_name: str,
+        kind: SyncKind,
+        counts: Counts,
+        position: Position,
+        expected: int | None,
+    ) -> None:
+        if self.on_page is not None:
+            self.on_page(PageProgress(crm, object_name, str(kind), counts, position, expected))

@@ -1,0 +1,75 @@
+"""Run sync passes from settings: the one function the CLI, the API and jobs call.
+
+Builds, per CRM, the adapter (``app.crm.factory``), the mapping set (defaults plus the optional
+``CRMSYNC_MAPPING_FILE``) and a :class:`~app.sync.pull.PullEngine` over the SQL store, then pulls
+the objects parents-first (accounts before opportunities before notes) so children usually find
+their parent already stored; the rest are linked when it arrives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.crm.base import CrmName
+from app.crm.factory import build_client
+from app.db.enums import SyncKind
+from app.db.sync_store import SqlSyncStore
+from app.errors import ConfigError
+from app.mappers.config import load_mapping_set
+from app.settings import Settings
+from app.sync.pull import PageProgress, PullEngine, PullResult
+
+
+def objects_for(settings: Settings, crm: CrmName) -> tuple[str, ...]:
+    """The CRM objects crmsync pulls for ``crm``, parents first."""
+    return load_mapping_set(
+        crm, settings.mapping_file, default_currency=settings.default_currency
+    ).object_names
+
+
+def run_sync(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    *,
+    kind: SyncKind,
+    crms: Sequence[CrmName] | None = None,
+    objects: Sequence[str] | None = None,
+    since: datetime | None = None,
+    triggered_by: str = "cli",
+    on_page: Callable[[PageProgress], None] | None = None,
+) -> list[PullResult]:
+    """One pass of ``kind`` over the given (or all configured) CRMs and objects."""
+    chosen = list(crms) if crms else settings.enabled_crms
+    if not chosen:
+        raise ConfigError(
+            "no CRM configured: set CRMSYNC_SALESFORCE_INSTANCE_URL with credentials "
+            "or CRMSYNC_HUBSPOT_ACCESS_TOKEN (or start `crmsync sandbox --env-file .env`)"
+        )
+    results: list[PullResult] = []
+    store = SqlSyncStore(session_factory)
+    for crm in chosen:
+        if crm not in settings.enabled_crms:
+            raise ConfigError(f"{crm} is not configured: its URL or credentials are missing")
+        mapping_set = load_mapping_set(
+            crm, settings.mapping_file, default_currency=settings.default_currency
+        )
+        mappings = {m.crm_object: m for m in mapping_set}
+        wanted = list(objects) if objects else list(mapping_set.object_names)
+        unknown = [o for o in wanted if o not in mappings]
+        if unknown:
+            known = ", ".join(mapping_set.object_names)
+            raise ConfigError(f"unknown {crm} object(s) {', '.join(unknown)}; known: {known}")
+        client = build_client(crm, settings)
+        try:
+            engine = PullEngine(store, client, mappings, settings.sync, on_page=on_page)
+            for object_name in mapping_set.object_names:
+                if object_name in wanted:
+                    results.append(
+                        engine.pull(object_name, kind=kind, since=since, triggered_by=triggered_by)
+                    )
+        finally:
+            client.close()
+    return results

@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): figures beside a floor measured in the same run, as ratios."""

@@ -1,0 +1,3 @@
+from bench.pull import main
+
+main()

@@ -1,0 +1,260 @@
+"""The pull engine against an in-memory CRM, on the test database (SQLite or PostgreSQL).
+
+These pin the engine's guarantees independently of any adapter: page and cursor commit together,
+a killed pass resumes without loss or duplicates, deletes soft-delete, late parents get linked,
+bad records become sync_errors without stopping the pass.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.engine import make_session_factory
+from app.db.enums import RunStatus, SyncKind
+from app.db.models import Account, JobLease, Opportunity, SyncCursor, SyncErrorRecord, SyncRun
+from app.db.sync_store import SqlPageWriter, SqlSyncStore
+from app.mappers.defaults import salesforce_mappings
+from app.settings import SyncSettings
+from app.sync.pull import PullEngine
+from tests.support.fake_crm import FakeSalesforce, sf_stamp
+
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def account(n: int, at: datetime, **extra: Any) -> dict[str, Any]:
+    return {
+        "Id": f"001{n:015d}",
+        "Name": f"Account {n}",
+        "Website": f"https://www.acct{n}.test/",
+        "ARR__c": 1000.0 * n,
+        "SystemModstamp": sf_stamp(at),
+        "IsDeleted": False,
+        **extra,
+    }
+
+
+def opportunity(n: int, account_n: int, at: datetime) -> dict[str, Any]:
+    return {
+        "Id": f"006{n:015d}",
+        "Name": f"Deal {n}",
+        "AccountId": f"001{account_n:015d}",
+        "StageName": "Closed Won",
+        "Amount": 5000.0,
+        "CloseDate": "2026-10-01",
+        "IsClosed": True,
+        "IsWon": True,
+        "Type": "New Business",
+        "SystemModstamp": sf_stamp(at),
+        "IsDeleted": False,
+    }
+
+
+@pytest.fixture
+def factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def crm() -> FakeSalesforce:
+    return FakeSalesforce()
+
+
+@pytest.fixture
+def clock() -> list[datetime]:
+    return [T0 + timedelta(days=1)]
+
+
+def make_engine(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime], page_size: int = 200
+) -> PullEngine:
+    mappings = {m.crm_object: m for m in salesforce_mappings()}
+    settings = SyncSettings(page_size=page_size, lookback_seconds=0)
+    return PullEngine(SqlSyncStore(factory), crm, mappings, settings, clock=lambda: clock[0])
+
+
+def count(factory: sessionmaker[Session], model: type[Any], *where: Any) -> int:
+    with factory() as s:
+        return int(s.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def test_first_pass_creates_rows_links_parents_and_stores_the_cursor(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
+) -> None:
+    for n in range(1, 451):
+        crm.put("Account", account(n, T0 + timedelta(seconds=n)))
+    crm.put("Opportunity", opportunity(1, 7, T0))
+    engine = make_engine(factory, crm, clock)
+
+    result = engine.pull("Account")
+    assert result.status is RunStatus.SUCCEEDED
+    assert (result.counts.read, result.counts.created, result.counts.updated) == (450, 450, 0)
+    assert result.counts.api_calls == 1 + 3  # estimate + three pages of 200/200/50
+    engine.pull("Opportunity")
+
+    with factory() as s:
+        acc = s.scalars(select(Account).where(Account.sf_id == f"001{7:015d}")).one()
+        assert acc.domain == "acct7.test"
+        opp = s.scalars(select(Opportunity)).one()
+        assert opp.account_id == acc.id
+        assert opp.is_won
+        cursor = s.scalars(select(SyncCursor).where(SyncCursor.object == "Account")).one()
+        assert cursor.watermark_at == T0 + timedelta(seconds=450)
+        assert cursor.state == {}
+        run = s.scalars(select(SyncRun).where(SyncRun.object == "Account")).one()
+        assert (run.status, run.read_count, run.created_count) == ("succeeded", 450, 450)
+
+
+def test_second_pass_reports_unchanged_and_updates_only_what_moved(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
+) -> None:
+    for n in range(1, 11):
+        crm.put("Account", account(n, T0))
+    engine = make_engine(factory, crm, clock)
+    engine.pull("Account")
+    crm.put("Account", account(3, T0 + timedelta(hours=1), Name="Renamed 3"))
+    result = engine.pull("Account")
+    # The boundary second is re-read (inclusive cursor): unchanged, never duplicated.
+    assert result.counts.updated == 1
+    assert result.counts.created == 0
+    assert count(factory, Account) == 10
+    assert count(factory, Account, Account.name == "Renamed 3") == 1
+
+
+def test_delete_soft_deletes_and_a_restore_clears_it(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
+) -> None:
+    for n in range(1, 4):
+        crm.put("Account", account(n, T0))
+    engine = make_engine(factory, crm, clock)
+    engine.pull("Account")
+    crm.delete("Account", f"001{2:015d}", T0 + timedelta(hours=1))
+    result = engine.pull("Account")
+    assert result.counts.deleted == 1
+    assert count(factory, Account, Account.deleted_at.is_not(None)) == 1
+    assert count(factory, Account) == 3  # kept, not destroyed
+    crm.put("Account", account(2, T0 + timedelta(hours=2)))
+    engine.pull("Account")
+    assert count(factory, Account, Account.deleted_at.is_not(None)) == 0
+
+
+def test_child_arriving_before_parent_is_kept_and_linked_later(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
+) -> None:
+    crm.put("Opportunity", opportunity(1, 42, T0))
+    engine = make_engine(factory, crm, clock)
+    engine.pull("Opportunity")
+    assert count(factory, Opportunity, Opportunity.account_id.is_(None)) == 1
+    crm.put("Account", account(42, T0))
+    engine.pull("Account")
+    assert count(factory, Opportunity, Opportunity.account_id.is_not(None)) == 1
+
+
+def test_bad_record_goes_to_sync_errors_and_the_pass_goes_on(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
+) -> None:
+    crm.put("Account", account(1, T0))
+    crm.put("Account", account(2, T0, ARR__c="not-a-number"))
+    crm.put("Account", account(3, T0, Name=None))
+    engine = make_engine(factory, crm, clock)
+    result = engine.pull("Account")
+    assert result.status is RunStatus.PARTIAL
+    assert (result.counts.created, result.counts.failed) == (1, 2)
+    with factory() as s:
+        errors = s.scalars(select(SyncErrorRecord).order_by(SyncErrorRecord.record_id)).all()
+        assert [e.record_id for e in errors] == [f"001{2:015d}", f"001{3:015d}"]
+        assert all(e.category == "validation" and not e.retriable for e in errors)
+        assert errors[0].payload is not None
+        assert errors[0].payload["ARR__c"] == "not-a-number"
+    # Fixed in the CRM: the next pass syncs it and resolves its error.
+    crm.put("Account", account(2, T0 + timedelta(minutes=5)))
+    engine.pull("Account")
+    assert count(factory, SyncErrorRecord, SyncErrorRecord.resolved_at.is_not(None)) == 1
+
+
+def test_killed_pass_resumes_at_the_last_committed_page(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
+) -> None:
+    for n in range(1, 1001):
+        crm.put("Account", account(n, T0))  # all share one stamp: resumption must use the id
+    crm.fail_after_pages = 3
+    engine = make_engine(factory, crm, clock, page_size=200)
+    failed = engine.pull("Account", kind=SyncKind.BACKFILL)
+    assert failed.status is RunStatus.FAILED
+    assert count(factory, Account) == 600
+
+    crm.fail_after_pages = None
+    crm.pages_served = 0
+    resumed = engine.pull("Account", kind=SyncKind.BACKFILL)
+    assert resumed.status is RunStatus.SUCCEEDED
+    assert resumed.counts.read == 400  # only the pages not yet committed
+    assert count(factory, Account) == 1000
+    with factory() as s:
+        cursors = {c.stream: c for c in s.scalars(select(SyncCursor))}
+        assert cursors["backfill"].state["in_progress"] is False
+        assert cursors["changes"].watermark_at == T0  # incremental passes continue from here
+
+
+def test_crash_between_row_write_and_cursor_save_loses_nothing(
+    factory: sessionmaker[Session],
+    crm: FakeSalesforce,
+    clock: list[datetime],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for n in range(1, 601):
+        crm.put("Account", account(n, T0 + timedelta(seconds=n)))
+    engine = make_engine(factory, crm, clock, page_size=200)
+    original = SqlPageWriter.save_cursor
+    calls = {"n": 0}
+
+    def crash_on_second_save(self: SqlPageWriter, *args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("process killed after the rows, before the cursor")
+        original(self, *args)
+
+    monkeypatch.setattr(SqlPageWriter, "save_cursor", crash_on_second_save)
+    with pytest.raises(KeyboardInterrupt):
+        engine.pull("Account")
+    # The second page's rows were rolled back with its cursor.
+    assert count(factory, Account) == 200
+    monkeypatch.setattr(SqlPageWriter, "save_cursor", original)
+    result = engine.pull("Account")
+    assert count(factory, Account) == 600
+    assert result.counts.created == 400
+
+
+def test_a_second_pass_over_the_same_object_is_refused_while_one_runs(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
+) -> None:
+    crm.put("Account", account(1, T0))
+    engine = make_engine(factory, crm, clock)
+    other = SqlSyncStore(factory)
+    other.acquire_lease("sync:salesforce:Account", "worker-2", timedelta(minutes=5))
+    refused = engine.pull("Account")
+    assert refused.status is RunStatus.CANCELLED
+    assert refused.error is not None
+    assert "worker-2" in refused.error
+    assert count(factory, Account) == 0
+    # The other object is not blocked, and the refusal is visible as a run.
+    assert engine.pull("Opportunity").status is RunStatus.SUCCEEDED
+    assert count(factory, SyncRun, SyncRun.status == "cancelled") == 1
+    other.release_lease("sync:salesforce:Account", "worker-2")
+    assert engine.pull("Account").counts.created == 1
+
+
+def test_a_crashed_holders_lease_expires_and_is_taken_over(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
+) -> None:
+    crm.put("Account", account(1, T0))
+    SqlSyncStore(factory).acquire_lease(
+        "sync:salesforce:Account", "dead-worker", timedelta(seconds=-1)
+    )
+    result = make_engine(factory, crm, clock).pull("Account")
+    assert result.status is RunStatus.SUCCEEDED
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(JobLease)) == 0  # released at the end
