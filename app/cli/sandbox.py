@@ -47,6 +47,7 @@ def build_config(
     no_rate_limits: bool,
     faults: list[str],
     custom_fields: list[str],
+    emit_seed_webhooks: bool = False,
 ) -> SandboxConfig:
     """The CLI flags as a :class:`SandboxConfig`; bad values raise ``typer.BadParameter``."""
     for spec in faults:
@@ -73,6 +74,7 @@ def build_config(
         webhook_url_hubspot=hubspot_webhook_url,
         webhook_url_salesforce=salesforce_webhook_url,
         faults=list(faults),
+        emit_seed_webhooks=emit_seed_webhooks,
     )
 
 
@@ -91,6 +93,11 @@ def sandbox(
         None, help="Deliver Salesforce Outbound Messages here."
     ),
     no_rate_limits: bool = typer.Option(False, "--no-rate-limits", help="Disable HubSpot limits."),
+    emit_seed_webhooks: bool = typer.Option(
+        False,
+        "--emit-seed-webhooks",
+        help="Send closed-won webhooks for the seed's won deals (to the webhook URLs).",
+    ),
     fault: list[str] = typer.Option(
         [], "--fault", help="Route fault, repeatable: 'GET /crm/*:rate_limit=0.1,slow_ms=200'."
     ),
@@ -113,6 +120,7 @@ def sandbox(
         no_rate_limits=no_rate_limits,
         faults=fault,
         custom_fields=custom_field,
+        emit_seed_webhooks=emit_seed_webhooks,
     )
     box = Sandbox(config, info_file=info_file, env_file=env_file)
     stop = threading.Event()

@@ -25,3 +25,50 @@ def test_both_clients_reach_their_emulator_on_one_port(
     assert stats["calls_total"]["hubspot"] >= 1
     sf_routes = stats["calls"]["salesforce"]
     assert any(route.startswith("GET /services/") and "{" in route for route in sf_routes)
+
+
+def test_seed_closed_won_deals_emit_webhooks_when_asked(webhook_receiver: Any) -> None:
+    """'On a deal moving to closed-won (by seed, ...)': both CRMs announce the seed's won deals."""
+    import json
+    import xml.etree.ElementTree as ET
+
+    from app.sandbox import SandboxConfig
+
+    webhook_receiver.body = (
+        b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '
+        b'xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>'
+        b'<notificationsResponse xmlns="http://soap.sforce.com/2005/09/outbound">'
+        b"<Ack>true</Ack></notificationsResponse></soapenv:Body></soapenv:Envelope>"
+    )
+    config = SandboxConfig(
+        accounts=15,
+        emit_seed_webhooks=True,
+        webhook_url_hubspot=webhook_receiver.url,
+        webhook_url_salesforce=webhook_receiver.url,
+    )
+    with Sandbox(config) as sb:
+        received = webhook_receiver.wait_for(2, timeout=10)
+        soql = "SELECT COUNT() FROM Opportunity WHERE StageName = 'Closed Won'"
+        session = sb.session()
+        sf = sb.info.salesforce
+        count = session.get(
+            f"{sf.instance_url}/services/data/v{sf.api_version}/query/",
+            params={"q": soql},
+            headers={"Authorization": f"Bearer {sf.access_token}"},
+            timeout=30,
+        ).json()["totalSize"]
+        session.close()
+    hubspot = [
+        r for r in received if r.headers.get("Content-Type", "").startswith("application/json")
+    ]
+    salesforce = [r for r in received if b"notifications" in r.body]
+    assert hubspot, "no HubSpot webhook for the seed"
+    assert salesforce, "no Outbound Message for the seed"
+    events = [e for r in hubspot for e in json.loads(r.body)]
+    assert all(e["propertyValue"] == "closedwon" for e in events)
+    ns = {"o": "http://soap.sforce.com/2005/09/outbound"}
+    notified = [
+        n for r in salesforce for n in ET.fromstring(r.body).iterfind(".//o:Notification", ns)
+    ]
+    assert len(notified) == count > 0
+    assert len(events) == count  # the same seed: as many won deals in each CRM

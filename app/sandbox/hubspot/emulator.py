@@ -307,6 +307,30 @@ class HubSpotEmulator:
         with self.ctx.lock:
             self.ctx.db.execute("ANALYZE")
             self.ctx.db.commit()
+        if self.ctx.config.emit_seed_webhooks:
+            self._emit_seed_closed_won()
+
+    def _emit_seed_closed_won(self) -> None:
+        """``deal.propertyChange`` to ``closedwon`` for the seed's won deals, as if just closed."""
+        with self.ctx.lock:
+            rows = self.ctx.db.execute(
+                "SELECT id FROM hs_deals WHERE archived = 0 "
+                "AND json_extract(props, '$.dealstage') = 'closedwon' ORDER BY id"
+            ).fetchall()
+        occurred = int(self.ctx.clock.now().timestamp() * 1000)
+        events = [
+            {
+                "subscriptionType": "deal.propertyChange",
+                "objectId": int(row[0]),
+                "propertyName": "dealstage",
+                "propertyValue": "closedwon",
+                "occurredAt": occurred,
+                "changeSource": "CRM_UI",
+            }
+            for row in rows
+        ]
+        if events:
+            self.ctx.outbox.emit_hubspot(events)
 
     def _seed_companies(self, plan: SeedPlanLike) -> Iterator[tuple[int, int, int, str]]:
         for c in plan.companies():

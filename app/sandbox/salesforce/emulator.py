@@ -217,6 +217,19 @@ class SalesforceEmulator:
 
     def load_seed(self, plan: Any) -> None:
         self.store.load_seed(plan)
+        if self.ctx.config.emit_seed_webhooks:
+            self._emit_seed_closed_won()
+
+    def _emit_seed_closed_won(self) -> None:
+        """Outbound Messages for the seed's closed-won opportunities, as if just closed."""
+        table = self.objects["opportunity"].table
+        with self.ctx.lock:
+            rows = self.ctx.db.execute(
+                f"SELECT Id FROM {table} WHERE StageName = ? ORDER BY Id", (CLOSED_WON,)
+            ).fetchall()
+        ids = [str(row[0]) for row in rows]
+        for start in range(0, len(ids), 100):
+            self.ctx.outbox.emit_salesforce("Opportunity", ids[start : start + 100])
 
     def is_seeded(self) -> bool:
         return self.store.is_seeded()
