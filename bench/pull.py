@@ -7,7 +7,9 @@ rate limits off, then for each database runs, as separate processes measured fro
 * ``crmsync sync backfill --crm salesforce --object Account --object Opportunity`` on REST JSON
   pages (the Bulk threshold is raised so both sides read the same pages), and again with Bulk
   API 2.0 (the default above 10,000 rows);
-* the floor (``bench/floor.py``): the same JSON pages parsed and inserted with executemany.
+* the floor (``bench/floor.py``): the same JSON pages parsed and inserted with plain DB-API
+  ``executemany`` into the same migrated tables (same indexes), as SQLAlchemy's
+  ``examples/performance`` compares strategies on one table.
 
 Figures are printed beside the floor as ratios: these machines are shared and noisy, so the
 ratio, not the absolute time, is the result. Targets: crmsync within 2x of the floor; peak RSS
@@ -36,16 +38,17 @@ OBJECTS = ["Account", "Opportunity"]
 
 
 def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """Run a child; return (wall seconds, peak RSS MB, stdout)."""
+    """Run a child; return (wall seconds, peak RSS MB, stdout). Its stderr is shown on failure."""
     started = time.perf_counter()
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.DEVNULL)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err)
         _pid, status, usage = os.wait4(proc.pid, 0)
         elapsed = time.perf_counter() - started
         out.seek(0)
-        text = out.read().decode()
+        err.seek(0)
+        text, errors = out.read().decode(), err.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"benchmark step failed: {' '.join(cmd)}\n{text}")
+        raise SystemExit(f"benchmark step failed: {' '.join(cmd)}\n{text}\n{errors[-3000:]}")
     return elapsed, usage.ru_maxrss / 1024, text
 
 
@@ -74,6 +77,14 @@ def start_sandbox(workdir: Path, accounts: int) -> tuple[subprocess.Popen[bytes]
             raise SystemExit("the sandbox did not start")
         time.sleep(0.2)
     return proc, json.loads(info_file.read_text())
+
+
+def rss_mb(pid: int) -> float:
+    """Current resident memory of a running process (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def fresh_database(kind: str, workdir: Path) -> str:
@@ -114,6 +125,10 @@ def bench_database(
     rows: list[dict[str, Any]] = []
     floor_url = fresh_database(kind, workdir)
     try:
+        run_measured(
+            [sys.executable, "-m", "app.cli.main", "db", "upgrade"],
+            crmsync_env(info, floor_url, bulk=False),
+        )
         secs, rss, out = run_measured(
             [sys.executable, "-m", "bench.floor", floor_url, str(info_path), *OBJECTS],
             dict(os.environ),
@@ -122,7 +137,7 @@ def bench_database(
         rows.append(
             {
                 "db": kind,
-                "path": "floor (requests + executemany)",
+                "path": "floor: same pages, plain executemany",
                 "secs": secs,
                 "rss": rss,
                 **floor,
@@ -162,16 +177,20 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=100_000)
     parser.add_argument("--db", action="append", choices=["sqlite", "postgresql"])
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=150)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         console.print(f"starting the sandbox with {args.accounts:,} accounts ...")
+        seed_started = time.perf_counter()
         proc, info = start_sandbox(workdir, args.accounts)
+        seed_secs = time.perf_counter() - seed_started
+        sandbox_rss = [rss_mb(proc.pid)]
         try:
             rows: list[dict[str, Any]] = []
             for kind in args.db or ["sqlite", "postgresql"]:
                 console.print(f"benchmarking {kind} ...")
                 rows += bench_database(kind, info, workdir / "sandbox.json", workdir)
+                sandbox_rss.append(rss_mb(proc.pid))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -202,3 +221,8 @@ def main() -> None:
                 f"{r['rss']:.0f}",
             )
     console.print(table)
+    console.print(
+        f"sandbox: seeded and serving in {seed_secs:.1f} s; its RSS after seeding "
+        f"{sandbox_rss[0]:.0f} MB, after each database's runs "
+        + ", ".join(f"{v:.0f} MB" for v in sandbox_rss[1:])
+    )

@@ -33,6 +33,7 @@ import io
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypeVar
 
 import requests
@@ -202,6 +203,10 @@ class SalesforceClient:
                 session_id=self._token,
                 session=self._session,
                 version=self.settings.salesforce_api_version,
+                # Plain dicts decode several times faster than the OrderedDict default, and
+                # Decimal keeps money exact instead of passing it through a binary float.
+                object_pairs_hook=dict,
+                parse_float=Decimal,
             )
         return self._sf
 
