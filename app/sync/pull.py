@@ -341,7 +341,8 @@ class PullEngine:
         deleted_ids = list(
             dict.fromkeys([*page.deleted_ids, *(m.crm_id for m in mapped if m.deleted)])
         )
-        live = [m for m in mapped if not m.deleted and m.crm_id not in set(page.deleted_ids)]
+        gone = set(deleted_ids)
+        live = [m for m in mapped if m.crm_id not in gone]
         now = self.clock()
         with self.store.page() as writer:
             written_ids = self._write_records(writer, mapping, live, failures, counts, now)
