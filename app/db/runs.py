@@ -144,6 +144,20 @@ def record_errors(session: Session, run_id: int | None, errors: list[NewSyncErro
             existing[key] = row
 
 
+def has_open_errors(session: Session, crm: str, object_name: str) -> bool:
+    found = session.scalar(
+        select(SyncErrorRecord.id)
+        .where(
+            SyncErrorRecord.crm == crm,
+            SyncErrorRecord.object == object_name,
+            SyncErrorRecord.direction == "pull",
+            SyncErrorRecord.resolved_at.is_(None),
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 def resolve_errors(
     session: Session, crm: str, object_name: str, record_ids: list[str], resolution: str
 ) -> int:

@@ -197,6 +197,10 @@ class SqlSyncStore:
         with self.session_factory() as session, session.begin():
             yield SqlPageWriter(session)
 
+    def has_open_failures(self, crm: str, object_name: str) -> bool:
+        with self.session_factory() as session:
+            return runs.has_open_errors(session, crm, object_name)
+
     def required_columns(self, table: str) -> frozenset[str]:
         t = _table(table)
         return frozenset(

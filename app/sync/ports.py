@@ -125,6 +125,10 @@ class SyncStore(Protocol):
         """A transaction; committed when the block exits normally, rolled back otherwise."""
         ...
 
+    def has_open_failures(self, crm: str, object_name: str) -> bool:
+        """Whether any record of this object has an unresolved pull error."""
+        ...
+
     def required_columns(self, table: str) -> frozenset[str]:
         """Columns that must have a value on insert (NOT NULL without a default)."""
         ...

@@ -140,6 +140,7 @@ class PullEngine:
         self._links = self._link_plan(parent_mappings or mappings)
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._lease_ttl = timedelta(seconds=settings.lease_seconds)
+        self._open_failures = True
 
     # ----------------------------------------------------------------------------------------
     # Passes
@@ -206,6 +207,8 @@ class PullEngine:
             cursor_from=position_json(start),
         )
         progress = cursors.open_cursor(crm, object_name, stream, start, started_at=run_started_at)
+        # Resolving old errors costs an UPDATE per page; skip it while there are none to resolve.
+        self._open_failures = self.store.has_open_failures(crm, object_name)
         expected: int | None = None
         use_bulk = False
         try:
@@ -350,9 +353,11 @@ class PullEngine:
                 counts.deleted += writer.soft_delete(
                     mapping.cs_table, mapping.id_column, deleted_ids, now
                 )
+            if self._open_failures:
+                writer.resolve_failures(crm, mapping.crm_object, written_ids)
             if failures:
                 writer.record_failures(run_id, crm, mapping.crm_object, failures)
-            writer.resolve_failures(crm, mapping.crm_object, written_ids)
+                self._open_failures = True
             if not deletes:
                 counts.read += len(page.records)
                 progress = cursors.advance(progress, page.position)
