@@ -26,6 +26,8 @@ from starlette.applications import Starlette
 
 from app.sandbox.context import SandboxConfig, SandboxContext
 from app.sandbox.hubspot import HubSpotEmulator, build_emulator
+from app.sandbox.seed import SeedDeal as Deal
+from app.sandbox.seed import SeedNote as Note
 
 TIMEOUT = (5, 30)
 
@@ -111,32 +113,6 @@ class Company:
     contract_start_on: date | None
     contract_end_on: date | None
     currency: str = "EUR"
-
-
-@dataclass(frozen=True)
-class Deal:
-    key: str
-    company_key: str
-    name: str
-    stage: str
-    amount: int
-    close_on: date
-    type: str
-    term_months: int
-    owner_key: str
-    preassigned_csm_email: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class Note:
-    key: str
-    company_key: str
-    deal_key: str
-    title: str
-    body: str
-    author_key: str
-    created_at: datetime
 
 
 BASE = datetime(2024, 1, 1, tzinfo=UTC)

@@ -29,6 +29,7 @@ from app.sandbox.clock import Clock
 from app.sandbox.context import SandboxConfig, SandboxContext
 from app.sandbox.faults import Faults
 from app.sandbox.salesforce import SalesforceEmulator, build_emulator
+from app.sandbox.seed import SeedCompany, SeedDeal, SeedNote, SeedUser
 from app.sandbox.stats import Stats
 from app.sandbox.tokens import Tokens
 
@@ -42,60 +43,6 @@ class FakeOutbox:
 
 
 # ---- a tiny seed plan with the SeedPlan shape (docs/sandbox-schema.md) ----------------------
-
-
-@dataclass(frozen=True)
-class SeedUser:
-    key: str
-    first_name: str
-    last_name: str
-    email: str
-    role: str
-
-
-@dataclass(frozen=True)
-class SeedCompany:
-    key: str
-    name: str
-    domain: str
-    industry: str
-    country: str
-    currency: str
-    arr: int
-    employees: int
-    seats: int
-    plan: str
-    owner_key: str
-    strategic: bool
-    created_at: datetime
-    contract_start_on: date
-    contract_end_on: date | None
-
-
-@dataclass(frozen=True)
-class SeedDeal:
-    key: str
-    company_key: str
-    name: str
-    stage: str
-    amount: int
-    close_on: date
-    type: str
-    term_months: int
-    owner_key: str
-    preassigned_csm_email: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class SeedNote:
-    key: str
-    company_key: str
-    deal_key: str
-    title: str
-    body: str
-    author_key: str
-    created_at: datetime
 
 
 BASE = datetime(2024, 1, 1, tzinfo=UTC)
