@@ -239,6 +239,12 @@ class Api:
         body["completedAt"] = schema.iso_from_ms(self.em.now_ms())
         return json_response(body, 207 if errors else ok_status)
 
+    def input_ids(self, inputs: list[dict[str, Any]]) -> list[str]:
+        """The inputs' ids, in order; a batch naming one id twice is refused whole (400)."""
+        keys = [str(i.get("id", "")) for i in inputs]
+        self.reject_duplicates(keys)
+        return keys
+
     def inputs(self, body: dict[str, Any], limit: int = MAX_BATCH) -> list[dict[str, Any]]:
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or not all(isinstance(i, dict) for i in inputs):
@@ -445,8 +451,7 @@ class Api:
         inputs = self.inputs(body)
         id_property = body.get("idProperty") or None
         self.check_id_property(object_type, id_property)
-        keys = [str(i.get("id", "")) for i in inputs]
-        self.reject_duplicates(keys)
+        keys = self.input_ids(inputs)
         props = body.get("properties")
         requested = [str(p) for p in props] if isinstance(props, list) and props else None
         found = self.store.find_many(
@@ -506,8 +511,7 @@ class Api:
         started = self.em.now_ms()
         body = call.json_object()
         inputs = self.inputs(body)
-        keys = [str(i.get("id", "")) for i in inputs]
-        self.reject_duplicates(keys)
+        keys = self.input_ids(inputs)
         id_properties = {i.get("idProperty") or body.get("idProperty") or None for i in inputs}
         for id_property in id_properties:
             self.check_id_property(object_type, id_property)
@@ -559,8 +563,7 @@ class Api:
         started = self.em.now_ms()
         body = call.json_object()
         inputs = self.inputs(body)
-        keys = [str(i.get("id", "")) for i in inputs]
-        self.reject_duplicates(keys)
+        keys = self.input_ids(inputs)
         portal = self.em.ctx.config.hs_portal_id
         id_properties: list[str] = []
         for item in inputs:
@@ -598,8 +601,7 @@ class Api:
     def batch_archive(self, call: Call) -> Response:
         object_type = self.object_type(call)
         inputs = self.inputs(call.json_object())
-        keys = [str(i.get("id", "")) for i in inputs]
-        self.reject_duplicates(keys)
+        keys = self.input_ids(inputs)
         found = self.store.find_many(object_type, keys, id_property=None, archived=False)
         ids = [row.id for row in found.values()]
         n = self.store.archive(object_type, ids, self.em.now_ms())
