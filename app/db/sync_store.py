@@ -1,9 +1,10 @@
 """The SQL implementation of the engine's storage ports (:mod:`app.sync.ports`).
 
-Writes are set-based so a page costs a handful of statements whatever its size: one ``SELECT ...
-IN`` for existing rows, one per parent table to resolve links, one ``INSERT ... ON CONFLICT DO
-UPDATE`` (executemany) for the page, one ``UPDATE`` for deletes. The dialect's own ``insert``
-construct gives the upsert on both SQLite and PostgreSQL.
+Writes are set-based so a page costs a handful of statements whatever its size: one ``SELECT``
+for existing rows, one per parent table to resolve links, one upsert for the page
+(:mod:`app.db.bulk`: ``executemany`` on SQLite, ``COPY`` + ``INSERT ... SELECT`` on PostgreSQL),
+one ``UPDATE`` for deletes. Id lists go to PostgreSQL as one array parameter (``= ANY(...)``)
+rather than thousands of ``IN`` parameters, which psycopg would parse anew for every page.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, exists, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, exists, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import cursors, leases, runs
+from app.db import bulk, cursors, leases, runs
 from app.db.base import Base, utcnow
 from app.db.enums import RunStatus
 from app.sync.ports import Counts, CursorState, LeaseHeldError, RecordFailure
@@ -30,18 +31,29 @@ def _table(name: str) -> Table:
     return Base.metadata.tables[name]
 
 
+PlanKey = tuple[str, str, tuple[str, ...]]
+
+
 class SqlPageWriter:
     """One page transaction on an open session."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, plans: dict[PlanKey, bulk.UpsertPlan]) -> None:
         self.session = session
+        self.plans = plans
+        self._postgres = session.get_bind().dialect.name == "postgresql"
+
+    def _id_in(self, t: Table, id_column: str, ids: list[str]) -> ColumnElement[bool]:
+        if self._postgres:
+            array = bindparam("ids", ids, type_=ARRAY(t.c[id_column].type))
+            return t.c[id_column] == any_(array)
+        return t.c[id_column].in_(ids)
 
     def existing(self, table: str, id_column: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         t = _table(table)
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), IN_CHUNK):
             chunk = list(ids[start : start + IN_CHUNK])
-            for row in self.session.execute(select(t).where(t.c[id_column].in_(chunk))):
+            for row in self.session.execute(select(t).where(self._id_in(t, id_column, chunk))):
                 data = dict(row._mapping)
                 found[str(data[id_column])] = data
         return found
@@ -53,7 +65,7 @@ class SqlPageWriter:
         for start in range(0, len(unique), IN_CHUNK):
             chunk = unique[start : start + IN_CHUNK]
             rows = self.session.execute(
-                select(t.c[id_column], t.c.id).where(t.c[id_column].in_(chunk))
+                select(t.c[id_column], t.c.id).where(self._id_in(t, id_column, chunk))
             )
             for crm_id, pk in rows:
                 found[str(crm_id)] = int(pk)
@@ -62,20 +74,18 @@ class SqlPageWriter:
     def upsert(self, table: str, id_column: str, rows: Sequence[Mapping[str, Any]]) -> None:
         if not rows:
             return
-        t = _table(table)
-        # executemany needs one column set; group rows by theirs (the engine sends one).
+        # One plan per column set; group rows by theirs (the engine sends one).
         groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
         for row in rows:
             groups.setdefault(tuple(row), []).append(row)
-        dialect = self.session.get_bind().dialect.name
+        connection = self.session.connection()
         for columns, group in groups.items():
-            insert = postgresql.insert(t) if dialect == "postgresql" else sqlite.insert(t)
-            updatable = [c for c in columns if c not in (id_column, "id", "created_at")]
-            stmt = insert.on_conflict_do_update(
-                index_elements=[t.c[id_column]],
-                set_={c: insert.excluded[c] for c in updatable},
-            )
-            self.session.execute(stmt, list(group))
+            key = (table, id_column, columns)
+            plan = self.plans.get(key)
+            if plan is None:
+                plan = bulk.build_plan(connection.dialect, _table(table), id_column, columns)
+                self.plans[key] = plan
+            bulk.upsert_rows(connection, plan, group)
 
     def soft_delete(self, table: str, id_column: str, ids: Sequence[str], at: datetime) -> int:
         t = _table(table)
@@ -84,7 +94,7 @@ class SqlPageWriter:
             chunk = list(ids[start : start + IN_CHUNK])
             result = self.session.execute(
                 update(t)
-                .where(t.c[id_column].in_(chunk), t.c.deleted_at.is_(None))
+                .where(self._id_in(t, id_column, chunk), t.c.deleted_at.is_(None))
                 .values(deleted_at=at, updated_at=utcnow())
             )
             total += int(getattr(result, "rowcount", 0) or 0)
@@ -134,6 +144,7 @@ class SqlSyncStore:
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:
         self.session_factory = session_factory
+        self._plans: dict[PlanKey, bulk.UpsertPlan] = {}
 
     def load_cursor(self, crm: str, object_name: str, stream: str) -> CursorState:
         with self.session_factory() as session:
@@ -195,7 +206,7 @@ class SqlSyncStore:
     @contextmanager
     def page(self) -> Iterator[SqlPageWriter]:
         with self.session_factory() as session, session.begin():
-            yield SqlPageWriter(session)
+            yield SqlPageWriter(session, self._plans)
 
     def has_open_failures(self, crm: str, object_name: str) -> bool:
         with self.session_factory() as session:

@@ -66,6 +66,7 @@ CrmName = Literal["salesforce", "hubspot"]
 ELLIPSIS = "\u2026"
 LONG_TEXT_LIMITS: Mapping[str, int] = MappingProxyType({"salesforce": 32_768, "hubspot": 65_536})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ZERO = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,15 @@ def _text_to_crm(limit: int | None) -> ToCrm:
 
 
 def decimal_to_cs(value: Any) -> Decimal | None:
+    # Fast paths first: a pull converts every numeric field of every record. JSON pages decode
+    # numbers as Decimal (exact) or int; Bulk CSV pages hand over strings.
+    kind = type(value)
+    if kind is Decimal:
+        if value.is_finite():
+            return value  # type: ignore[no-any-return]
+        raise ConversionError("not a finite number")
+    if kind is int:
+        return Decimal(value)
     if is_blank(value):
         return None
     if isinstance(value, bool):
@@ -218,6 +228,8 @@ _FALSE = frozenset({"false", "0", "no", "n", "f"})
 
 
 def boolean_to_cs(value: Any) -> bool | None:
+    if value is True or value is False:
+        return value
     if is_blank(value):
         return None
     if isinstance(value, bool):
@@ -243,6 +255,16 @@ def boolean_to_crm(value: Any, ctx: WriteContext) -> Any:
 
 
 def datetime_to_cs(value: Any) -> datetime | None:
+    if type(value) is str and value[:1].isdigit() and not value.isdigit():
+        # The common case (an ISO stamp from the wire), parsed without the checks below.
+        try:
+            result = datetime.fromisoformat(value)
+        except ValueError:
+            pass  # maybe surrounding blanks: the full path below says what is wrong
+        else:
+            if result.tzinfo is None:
+                return result.replace(tzinfo=UTC)
+            return result if result.utcoffset() == _ZERO else result.astimezone(UTC)
     if is_blank(value):
         return None
     if isinstance(value, datetime):
@@ -288,6 +310,11 @@ def datetime_to_crm(value: Any, ctx: WriteContext) -> Any:
 
 
 def date_to_cs(value: Any) -> date | None:
+    if type(value) is str and len(value) == 10:
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass  # the full path below says what is wrong
     if is_blank(value):
         return None
     if isinstance(value, datetime):

@@ -71,6 +71,7 @@ def accepts(mapping: ObjectMapping, wire: WireRecord) -> bool:
 
 def map_record(mapping: ObjectMapping, wire: WireRecord) -> MappedRecord:
     """Map a wire record; raises :class:`MappingError` (category ``validation``) on a bad value."""
+    plan = _compiled(mapping)
     raw_id = wire.get(mapping.id_field)
     if is_blank(raw_id) or isinstance(raw_id, bool | list | dict):
         raise MappingError(mapping.id_field, raw_id, "the record has no id")
@@ -81,105 +82,107 @@ def map_record(mapping: ObjectMapping, wire: WireRecord) -> MappedRecord:
         deleted = bool(_convert_in(wire, mapping.deleted_field, None, boolean_to_cs))
 
     values: dict[str, Any] = {}
-    for step in _inbound_plan(mapping):
-        # Inlined rather than calling _convert_in: this loop runs for every field of every
-        # record a pull reads, and the extra call was a measurable share of a backfill.
-        raw = wire.get(step.crm_field, _ABSENT)
+    get = wire.get
+    # This loop runs for every field of every record a pull reads: the steps are plain tuples
+    # (unpacked, not attribute lookups) and the rare cases sit behind one flag each.
+    for crm_field, column, to_cs, checks_none, max_length in plan.steps:
+        raw = get(crm_field, _ABSENT)
         if raw is _ABSENT:
             continue
         try:
-            value = step.to_cs(raw)
+            value = to_cs(raw)
         except ConversionError as exc:
-            raise MappingError(step.crm_field, raw, exc.reason, column=step.column) from exc
+            raise MappingError(crm_field, raw, exc.reason, column=column) from exc
         if value is None:
-            if step.required:
-                raise MappingError(
-                    step.crm_field,
-                    wire.get(step.crm_field),
-                    "required, got no value",
-                    column=step.column,
-                )
-            if step.has_default:
-                value = default_for(mapping.cs_table, step.column)
-        elif (
-            step.max_length is not None and isinstance(value, str) and len(value) > step.max_length
-        ):
-            if step.cuts:
-                value = truncate(value, step.max_length)
-            else:
-                raise MappingError(
-                    step.crm_field,
-                    wire.get(step.crm_field),
-                    f"{len(value)} characters, the column holds {step.max_length}; "
-                    "map it with convert = 'text' to cut it instead",
-                    column=step.column,
-                )
-        values[step.column] = value
+            if checks_none:
+                value = _none_value(mapping, plan, crm_field, column, raw)
+        elif max_length is not None and type(value) is str and len(value) > max_length:
+            value = _too_long(plan, crm_field, column, value)
+        values[column] = value
     for column, default in mapping.defaults.items():
         if values.get(column) is None:
             values[column] = default
 
     parent_refs: dict[str, str] = {}
-    for ref in mapping.parents:
-        if ref.link_column in parent_refs or ref.crm_field not in wire:
+    for link_column, crm_field, to_cs, id_prefix in plan.parents:
+        if link_column in parent_refs or crm_field not in wire:
             continue
-        to_cs = get_converter(ref.convert).to_cs
-        if to_cs is None:
-            continue
-        parent_id = _convert_in(wire, ref.crm_field, ref.link_column, to_cs)
+        parent_id = _convert_in(wire, crm_field, link_column, to_cs)
         if parent_id is None:
             continue
         parent_id = str(parent_id)
-        if ref.id_prefix is not None and not parent_id.startswith(ref.id_prefix):
+        if id_prefix is not None and not parent_id.startswith(id_prefix):
             continue
-        parent_refs[ref.link_column] = parent_id
+        parent_refs[link_column] = parent_id
     return MappedRecord(crm_id, modified_at, deleted, values, parent_refs)
 
 
-@dataclass(frozen=True)
-class _Step:
-    """One inbound field, with everything :func:`map_record` needs resolved in advance."""
+def _none_value(mapping: ObjectMapping, plan: _Plan, crm_field: str, column: str, raw: Any) -> Any:
+    """The value of a field the CRM left empty: the column default, or an error if required."""
+    if column in plan.required:
+        raise MappingError(crm_field, raw, "required, got no value", column=column)
+    return default_for(mapping.cs_table, column)
 
-    crm_field: str
-    column: str
-    to_cs: Any
-    required: bool
-    has_default: bool
-    max_length: int | None
-    cuts: bool
+
+def _too_long(plan: _Plan, crm_field: str, column: str, value: str) -> str:
+    limit = STRING_LENGTHS[plan.table][column]
+    if column in plan.cuts:
+        return truncate(value, limit)
+    raise MappingError(
+        crm_field,
+        value,
+        f"{len(value)} characters, the column holds {limit}; "
+        "map it with convert = 'text' to cut it instead",
+        column=column,
+    )
+
+
+# (crm field, column, to_cs, whether None needs a look (required or defaulted), max length)
+_Step = tuple[str, str, Any, bool, int | None]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A mapping's inbound side compiled once: converters looked up, column rules read."""
+
+    table: str
+    steps: tuple[_Step, ...]
+    required: frozenset[str]
+    cuts: frozenset[str]
+    parents: tuple[tuple[str, str, Any, str | None], ...]
 
 
 _PLAN_ATTRIBUTE = "_crmsync_inbound_plan"
 _ABSENT = object()
 
 
-def _inbound_plan(mapping: ObjectMapping) -> tuple[_Step, ...]:
-    """The mapping's inbound fields compiled once (converters looked up, column rules read).
-
-    Kept in the frozen mapping's instance dict, as ``functools.cached_property`` does, so it
-    lives and dies with the mapping.
-    """
-    cached: tuple[_Step, ...] | None = mapping.__dict__.get(_PLAN_ATTRIBUTE)
+def _compiled(mapping: ObjectMapping) -> _Plan:
+    """The compiled plan, kept in the frozen mapping's instance dict (as
+    ``functools.cached_property`` does) so it lives and dies with the mapping."""
+    cached: _Plan | None = mapping.__dict__.get(_PLAN_ATTRIBUTE)
     if cached is not None:
         return cached
     table = mapping.cs_table
     lengths = STRING_LENGTHS.get(table, {})
-    steps = []
+    required = frozenset(REQUIRED_COLUMNS.get(table, ()))
+    defaulted = NOT_NULL_DEFAULTS.get(table, {})
+    steps: list[_Step] = []
+    cuts: set[str] = set()
     for fm in mapping.inbound_fields:
         converter = get_converter(fm.convert)
         assert converter.to_cs is not None  # validate_field guarantees it for inbound fields
+        if converter.name.partition(":")[0] == "text":
+            cuts.add(fm.column)
+        checks_none = fm.column in required or fm.column in defaulted
         steps.append(
-            _Step(
-                crm_field=fm.crm_field,
-                column=fm.column,
-                to_cs=converter.to_cs,
-                required=fm.column in REQUIRED_COLUMNS.get(table, ()),
-                has_default=fm.column in NOT_NULL_DEFAULTS.get(table, {}),
-                max_length=lengths.get(fm.column),
-                cuts=converter.name.partition(":")[0] == "text",
-            )
+            (fm.crm_field, fm.column, converter.to_cs, checks_none, lengths.get(fm.column))
         )
-    plan = tuple(steps)
+    parents = []
+    for ref in mapping.parents:
+        to_cs = get_converter(ref.convert).to_cs
+        if to_cs is not None:
+            parents.append((ref.link_column, ref.crm_field, to_cs, ref.id_prefix))
+    plan = _Plan(table, tuple(steps), required, frozenset(cuts), tuple(parents))
     mapping.__dict__[_PLAN_ATTRIBUTE] = plan
     return plan
 

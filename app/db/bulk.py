@@ -1,0 +1,143 @@
+"""Page upserts at the database driver, with SQLAlchemy's own types but not its per-row machinery.
+
+A pull writes pages of 2,000 rows keyed on a CRM id. Through ``session.execute(insert, rows)``
+SQLAlchemy rebuilds every row's parameters (defaults, bind processors, key checks) and, on
+PostgreSQL, psycopg pipelines one ``INSERT`` per row; together that was about a third of a
+backfill (see ``docs/benchmarks.md``). Here each (table, column set) gets a plan once: the SQL
+text, the bind processor of each column (taken from SQLAlchemy's type for the dialect, so values
+are stored exactly as the ORM stores them) and the table's Python-side insert defaults. Then:
+
+* **SQLite**: one ``INSERT ... ON CONFLICT (id) DO UPDATE`` through ``sqlite3``'s
+  ``executemany``;
+* **PostgreSQL**: ``COPY`` into a temporary staging table (dropped at the end), then one
+  ``INSERT ... SELECT ... ON CONFLICT (id) DO UPDATE``: the pattern bulk loaders use, and what
+  psycopg's documentation recommends for loading many rows.
+
+The ``UPDATE`` part sets only the columns the rows carry; columns filled from insert defaults
+(``created_at``, empty JSON documents) are written on insert only, so an update never resets
+them. Rows must have one column set and unique ids (the engine merges a page by CRM id first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.engine import Dialect
+
+Processor = Callable[[Any], Any]
+
+_stage_names = count(1)
+
+
+@dataclass(frozen=True)
+class UpsertPlan:
+    """What one (table, id column, column set) upsert needs, resolved once per dialect."""
+
+    table: str
+    columns: tuple[str, ...]  # row columns first, then insert-only default columns
+    row_width: int  # how many of ``columns`` come from the rows
+    processors: tuple[Processor | None, ...]
+    defaults: tuple[Any, ...]  # SQLAlchemy ColumnDefault objects of the insert-only columns
+    insert_sql: str  # SQLite: the VALUES upsert; PostgreSQL: the INSERT ... SELECT upsert
+    stage_columns_sql: str  # quoted column list (PostgreSQL staging table)
+
+
+def build_plan(
+    dialect: Dialect, table: Table, id_column: str, row_columns: Sequence[str]
+) -> UpsertPlan:
+    quote = dialect.identifier_preparer.quote
+    given = set(row_columns)
+    insert_only = [
+        c.name
+        for c in table.columns
+        if c.name not in given and not c.primary_key and c.default is not None
+    ]
+    columns = (*row_columns, *insert_only)
+    processors = tuple(
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    )
+    defaults = tuple(table.c[name].default for name in insert_only)
+    updatable = [c for c in row_columns if c not in (id_column, "id", "created_at")]
+    column_list = ", ".join(quote(c) for c in columns)
+    conflict = f"ON CONFLICT ({quote(id_column)}) DO " + (
+        "UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in updatable)
+        if updatable
+        else "NOTHING"
+    )
+    if dialect.name == "postgresql":
+        source = f"SELECT {column_list} FROM {{stage}}"
+    else:
+        source = f"VALUES ({', '.join('?' for _ in columns)})"
+    insert_sql = f"INSERT INTO {quote(table.name)} ({column_list}) {source} {conflict}"
+    return UpsertPlan(
+        table=table.name,
+        columns=columns,
+        row_width=len(row_columns),
+        processors=processors,
+        defaults=defaults,
+        insert_sql=insert_sql,
+        stage_columns_sql=column_list,
+    )
+
+
+def _fresh_defaults(plan: UpsertPlan) -> list[Any]:
+    """One value per insert-only column for this call (callables evaluated once, like now())."""
+    values = []
+    for default in plan.defaults:
+        arg = getattr(default, "arg", None)
+        values.append(arg(None) if callable(arg) else arg)
+    return values
+
+
+def _encoded_columns(plan: UpsertPlan, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """Column-major driver values: each column's bind processor mapped over it in one pass."""
+    out: list[list[Any]] = []
+    names = plan.columns[: plan.row_width]
+    for name, processor in zip(names, plan.processors, strict=False):
+        values = [row[name] for row in rows]
+        out.append(list(map(processor, values)) if processor is not None else values)
+    for value, processor in zip(
+        _fresh_defaults(plan), plan.processors[plan.row_width :], strict=True
+    ):
+        encoded = processor(value) if processor is not None else value
+        out.append([encoded] * len(rows))
+    return out
+
+
+def upsert_rows(
+    connection: Connection, plan: UpsertPlan, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Write ``rows`` (each with exactly the plan's row columns) in the connection's transaction."""
+    if not rows:
+        return
+    records = list(zip(*_encoded_columns(plan, rows), strict=True))
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    if connection.dialect.name == "postgresql":
+        _copy_upsert(driver, plan, records)
+    else:
+        cursor = driver.cursor()
+        try:
+            cursor.executemany(plan.insert_sql, records)
+        finally:
+            cursor.close()
+
+
+def _copy_upsert(driver: Any, plan: UpsertPlan, records: list[tuple[Any, ...]]) -> None:
+    quote = '"{}"'.format
+    stage = quote(f"crmsync_stage_{plan.table}_{next(_stage_names)}")
+    with driver.cursor() as cursor:
+        # Column types only (no constraints, no defaults): the target table checks them on insert.
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "
+            f"SELECT {plan.stage_columns_sql} FROM {quote(plan.table)} WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {stage} ({plan.stage_columns_sql}) FROM STDIN") as copy:
+            for record in records:
+                copy.write_row(record)
+        cursor.execute(plan.insert_sql.format(stage=stage))
+        cursor.execute(f"DROP TABLE {stage}")
