@@ -15,7 +15,8 @@ are stored exactly as the ORM stores them) and the table's Python-side insert de
 
 The ``UPDATE`` part sets only the columns the rows carry; columns filled from insert defaults
 (``created_at``, empty JSON documents) are written on insert only, so an update never resets
-them. Rows must have one column set and unique ids (the engine merges a page by CRM id first).
+them. Rows must carry the plan's columns and have unique ids (the engine merges a page by CRM id
+first).
 """
 
 from __future__ import annotations
@@ -97,9 +98,17 @@ def _encoded_columns(plan: UpsertPlan, rows: Sequence[Mapping[str, Any]]) -> lis
     """Column-major driver values: each column's bind processor mapped over it in one pass."""
     out: list[list[Any]] = []
     names = plan.columns[: plan.row_width]
+    size = len(rows)
     for name, processor in zip(names, plan.processors, strict=False):
         values = [row[name] for row in rows]
-        out.append(list(map(processor, values)) if processor is not None else values)
+        if processor is None:
+            out.append(values)
+        elif all(value is values[0] for value in values):
+            # One object for the whole page (``updated_at``): encode it once. Identity, not
+            # equality: Decimal("1.0") == Decimal("1.00") but they are stored differently.
+            out.append([processor(values[0])] * size)
+        else:
+            out.append(list(map(processor, values)))
     for value, processor in zip(
         _fresh_defaults(plan), plan.processors[plan.row_width :], strict=True
     ):
@@ -111,7 +120,7 @@ def _encoded_columns(plan: UpsertPlan, rows: Sequence[Mapping[str, Any]]) -> lis
 def upsert_rows(
     connection: Connection, plan: UpsertPlan, rows: Sequence[Mapping[str, Any]]
 ) -> None:
-    """Write ``rows`` (each with exactly the plan's row columns) in the connection's transaction."""
+    """Write ``rows`` (each carrying the plan's row columns) in the connection's transaction."""
     if not rows:
         return
     records = list(zip(*_encoded_columns(plan, rows), strict=True))

@@ -71,21 +71,22 @@ class SqlPageWriter:
                 found[str(crm_id)] = int(pk)
         return found
 
-    def upsert(self, table: str, id_column: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    def upsert(
+        self,
+        table: str,
+        id_column: str,
+        columns: Sequence[str],
+        rows: Sequence[Mapping[str, Any]],
+    ) -> None:
         if not rows:
             return
-        # One plan per column set; group rows by theirs (the engine sends one).
-        groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
-        for row in rows:
-            groups.setdefault(tuple(row), []).append(row)
         connection = self.session.connection()
-        for columns, group in groups.items():
-            key = (table, id_column, columns)
-            plan = self.plans.get(key)
-            if plan is None:
-                plan = bulk.build_plan(connection.dialect, _table(table), id_column, columns)
-                self.plans[key] = plan
-            bulk.upsert_rows(connection, plan, group)
+        key = (table, id_column, tuple(columns))
+        plan = self.plans.get(key)
+        if plan is None:
+            plan = bulk.build_plan(connection.dialect, _table(table), id_column, key[2])
+            self.plans[key] = plan
+        bulk.upsert_rows(connection, plan, rows)
 
     def soft_delete(self, table: str, id_column: str, ids: Sequence[str], at: datetime) -> int:
         t = _table(table)

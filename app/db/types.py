@@ -6,6 +6,7 @@ code above the database never branches on the dialect.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,24 @@ class UTCDateTime(TypeDecorator[datetime]):
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
+
+    def bind_processor(self, dialect: Dialect) -> Callable[[Any], Any] | None:
+        """On SQLite, one step to the stored text instead of two (this method, then the
+        ``DATETIME`` formatter): bulk page writes encode one per row. Same text as SQLAlchemy's
+        default SQLite storage format, ``2026-03-02 08:15:30.000000``."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def to_sqlite(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError(
+                    f"naive datetime {value!r}: crmsync stores aware UTC datetimes only"
+                )
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+        return to_sqlite
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

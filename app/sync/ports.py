@@ -64,8 +64,17 @@ class PageWriter(Protocol):
         """Local primary keys of parent rows, by CRM id (missing parents are absent)."""
         ...
 
-    def upsert(self, table: str, id_column: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Insert or update rows keyed on the CRM id column: one statement for the page."""
+    def upsert(
+        self,
+        table: str,
+        id_column: str,
+        columns: Sequence[str],
+        rows: Sequence[Mapping[str, Any]],
+    ) -> None:
+        """Insert or update rows keyed on the CRM id column: one statement for the page.
+
+        Every row carries at least ``columns``; those are written (keys beyond them are not).
+        """
         ...
 
     def soft_delete(self, table: str, id_column: str, ids: Sequence[str], at: datetime) -> int:

@@ -481,7 +481,8 @@ class PullEngine:
                 row["deleted_at"] = None
             pending.append((current, row))
             written.append(record.crm_id)
-        writer.upsert(table, id_column, self._uniform(table, pending))
+        columns, rows = self._uniform(table, pending)
+        writer.upsert(table, id_column, columns, rows)
         return written
 
     @staticmethod
@@ -510,32 +511,33 @@ class PullEngine:
 
     def _uniform(
         self, table: str, pending: Sequence[tuple[Mapping[str, Any] | None, dict[str, Any]]]
-    ) -> list[dict[str, Any]]:
-        """Give every row of the page the same columns, in one order: one statement per page.
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        """One column set for every row of the page: one statement per page.
 
-        A column some rows set and others do not is filled with the row's current value
-        (updates) or the table's insert default (creates), so the upsert writes it back as it
-        is. Columns no row sets are left out: the INSERT part takes SQLAlchemy's defaults and
-        the UPDATE part does not touch them. NOT NULL columns are always included, because
-        both databases check them on the proposed insert row before resolving the conflict.
+        A column some rows set and others do not is filled in (in place) with the row's current
+        value (updates) or the table's insert default (creates), so the upsert writes it back as
+        it is. Columns no row sets are left out: the insert takes the table's defaults and the
+        update does not touch them. NOT NULL columns are always included, because both
+        databases check them on the proposed insert row before resolving the conflict.
         """
         if not pending:
-            return []
+            return [], []
         columns: set[str] = set(self.store.required_columns(table))
         for _current, row in pending:
             columns.update(row)
         ordered = sorted(columns)
         defaults: dict[str, Any] | None = None
-        uniform: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
         for current, row in pending:
-            if len(row) == len(ordered):
-                uniform.append({c: row[c] for c in ordered})
-                continue
-            if current is None and defaults is None:
-                defaults = self.store.insert_defaults(table)
-            source = current if current is not None else (defaults or {})
-            uniform.append({c: row[c] if c in row else source.get(c) for c in ordered})
-        return uniform
+            if len(row) != len(ordered):
+                if current is None and defaults is None:
+                    defaults = self.store.insert_defaults(table)
+                source = current if current is not None else (defaults or {})
+                for column in ordered:
+                    if column not in row:
+                        row[column] = source.get(column)
+            rows.append(row)
+        return ordered, rows
 
     # ----------------------------------------------------------------------------------------
     # Parents

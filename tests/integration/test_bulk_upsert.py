@@ -30,7 +30,7 @@ def _account_row(n: int, **extra: object) -> dict[str, object]:
 
 def _upsert(store: SqlSyncStore, table: str, rows: list[dict[str, object]]) -> None:
     with store.page() as writer:
-        writer.upsert(table, "sf_id", rows)
+        writer.upsert(table, "sf_id", sorted(rows[0]), rows)
 
 
 def test_inserted_rows_read_back_through_the_orm_with_their_types(engine: Engine) -> None:
@@ -104,7 +104,8 @@ def test_a_page_rolls_back_as_a_whole(engine: Engine) -> None:
     store = SqlSyncStore(make_session_factory(engine))
     try:
         with store.page() as writer:
-            writer.upsert("accounts", "sf_id", [_account_row(n) for n in range(5)])
+            rows = [_account_row(n) for n in range(5)]
+            writer.upsert("accounts", "sf_id", sorted(rows[0]), rows)
             raise RuntimeError("crash after the write, before the commit")
     except RuntimeError:
         pass

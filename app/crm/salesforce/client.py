@@ -65,6 +65,12 @@ _LOCATOR_GONE = {"INVALID_QUERY_LOCATOR", "NOT_FOUND"}
 
 def _flatten(record: Mapping[str, Any], prefix: str = "") -> WireRecord:
     """A REST record minus ``attributes``, parents flattened (``Account.Name``) as in Bulk CSV."""
+    values = record.values()
+    if not prefix and "attributes" in record and list(map(type, values)).count(dict) == 1:
+        # No parent objects (the common case): only ``attributes`` to drop, without the loop.
+        flat = dict(record)
+        del flat["attributes"]
+        return flat
     out: WireRecord = {}
     for key, value in record.items():
         if key == "attributes":
@@ -282,15 +288,15 @@ class SalesforceClient:
     ) -> tuple[RecordPage, Position]:
         records: list[WireRecord] = []
         deleted: list[str] = []
-        last: tuple[datetime, str] | None = None
-        for raw in result.get("records") or []:
+        raws = result.get("records") or []
+        for raw in raws:
             record = _flatten(raw)
             if _is_deleted(record):
                 deleted.append(str(record[soql.ID_FIELD]))
             else:
                 records.append(record)
-            last = _key(record)
-        at, rid = _max_position(since, last)
+        # Rows come ordered by (SystemModstamp, Id): the last one is the page's position.
+        at, rid = _max_position(since, _key(raws[-1]) if raws else None)
         next_url = None if result.get("done", True) else result.get("nextRecordsUrl")
         resume: dict[str, Any] = {}
         if next_url:
