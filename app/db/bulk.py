@@ -48,8 +48,18 @@ class UpsertPlan:
 
 
 def build_plan(
-    dialect: Dialect, table: Table, id_column: str, row_columns: Sequence[str]
+    dialect: Dialect,
+    table: Table,
+    id_column: str,
+    row_columns: Sequence[str],
+    *,
+    new_rows: bool = False,
 ) -> UpsertPlan:
+    """``new_rows``: the rows were absent when the page was read, so the update part only covers
+    a row created concurrently since; it then leaves foreign-key columns alone. SQLite runs an
+    upsert whose ``SET`` names a foreign-key column about three times slower per row, inserts
+    included; the row created concurrently keeps its own links (missing ones are filled after
+    the pass, see ``link_orphans``)."""
     quote = dialect.identifier_preparer.quote
     given = set(row_columns)
     insert_only = [
@@ -62,7 +72,10 @@ def build_plan(
         table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
     )
     defaults = tuple(table.c[name].default for name in insert_only)
-    updatable = [c for c in row_columns if c not in (id_column, "id", "created_at")]
+    keep = {id_column, "id", "created_at"}
+    if new_rows:
+        keep |= {c.name for c in table.columns if c.foreign_keys}
+    updatable = [c for c in row_columns if c not in keep]
     column_list = ", ".join(quote(c) for c in columns)
     conflict = f"ON CONFLICT ({quote(id_column)}) DO " + (
         "UPDATE SET " + ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in updatable)

@@ -31,7 +31,7 @@ def _table(name: str) -> Table:
     return Base.metadata.tables[name]
 
 
-PlanKey = tuple[str, str, tuple[str, ...]]
+PlanKey = tuple[str, str, tuple[str, ...], bool]
 
 
 class SqlPageWriter:
@@ -77,14 +77,18 @@ class SqlPageWriter:
         id_column: str,
         columns: Sequence[str],
         rows: Sequence[Mapping[str, Any]],
+        *,
+        new_rows: bool = False,
     ) -> None:
         if not rows:
             return
         connection = self.session.connection()
-        key = (table, id_column, tuple(columns))
+        key = (table, id_column, tuple(columns), new_rows)
         plan = self.plans.get(key)
         if plan is None:
-            plan = bulk.build_plan(connection.dialect, _table(table), id_column, key[2])
+            plan = bulk.build_plan(
+                connection.dialect, _table(table), id_column, key[2], new_rows=new_rows
+            )
             self.plans[key] = plan
         bulk.upsert_rows(connection, plan, rows)
 

@@ -70,10 +70,14 @@ class PageWriter(Protocol):
         id_column: str,
         columns: Sequence[str],
         rows: Sequence[Mapping[str, Any]],
+        *,
+        new_rows: bool = False,
     ) -> None:
         """Insert or update rows keyed on the CRM id column: one statement for the page.
 
         Every row carries at least ``columns``; those are written (keys beyond them are not).
+        ``new_rows``: none of the rows existed when the page was read; a row created since by
+        someone else is still updated, but keeps its own foreign-key links.
         """
         ...
 

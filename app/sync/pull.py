@@ -481,8 +481,13 @@ class PullEngine:
                 row["deleted_at"] = None
             pending.append((current, row))
             written.append(record.crm_id)
-        columns, rows = self._uniform(table, pending)
-        writer.upsert(table, id_column, columns, rows)
+        # Creates and updates go separately: the writer can skip foreign-key work on the
+        # update side of rows that did not exist (see PageWriter.upsert).
+        for new_rows in (True, False):
+            group = [item for item in pending if (item[0] is None) is new_rows]
+            if group:
+                columns, rows = self._uniform(table, group)
+                writer.upsert(table, id_column, columns, rows, new_rows=new_rows)
         return written
 
     @staticmethod

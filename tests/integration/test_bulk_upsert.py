@@ -115,3 +115,25 @@ def test_a_page_rolls_back_as_a_whole(engine: Engine) -> None:
     _upsert(store, "accounts", [_account_row(n) for n in range(5)])
     with Session(engine) as session:
         assert len(session.scalars(select(Account)).all()) == 5
+
+
+def test_new_rows_that_exist_after_all_are_updated_but_keep_their_links(engine: Engine) -> None:
+    """The race the ``new_rows`` plan covers: a row created since the page read its ids."""
+    factory = make_session_factory(engine)
+    store = SqlSyncStore(factory)
+    _upsert(store, "accounts", [_account_row(1), _account_row(2)])
+    with factory() as session:
+        first, second = session.scalars(select(Account.id).order_by(Account.sf_id)).all()
+    deal = {"sf_id": "006000000000000001", "name": "Deal", "account_id": first}
+    _upsert(store, "opportunities", [deal])
+    moved = {**deal, "name": "Deal, renamed", "account_id": second}
+    with store.page() as writer:
+        writer.upsert("opportunities", "sf_id", sorted(moved), [moved], new_rows=True)
+    with Session(engine) as session:
+        row = session.scalars(select(Opportunity)).one()
+        assert (row.name, row.account_id) == ("Deal, renamed", first)
+    # As an update (the row was read as existing), the link moves too.
+    with store.page() as writer:
+        writer.upsert("opportunities", "sf_id", sorted(moved), [moved])
+    with Session(engine) as session:
+        assert session.scalars(select(Opportunity.account_id)).one() == second
