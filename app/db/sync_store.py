@@ -4,17 +4,30 @@ Writes are set-based so a page costs a handful of statements whatever its size: 
 for existing rows, one per parent table to resolve links, one upsert for the page
 (:mod:`app.db.bulk`: ``executemany`` on SQLite, ``COPY`` + ``INSERT ... SELECT`` on PostgreSQL),
 one ``UPDATE`` for deletes. Id lists go to PostgreSQL as one array parameter (``= ANY(...)``)
-rather than thousands of ``IN`` parameters, which psycopg would parse anew for every page.
+and to SQLite as one JSON array (``IN (SELECT value FROM json_each(?))``), rather than thousands
+of ``IN`` parameters.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, and_, any_, bindparam, exists, select, update
+from sqlalchemy import (
+    ColumnElement,
+    String,
+    Table,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +36,7 @@ from app.db.base import Base, utcnow
 from app.db.enums import RunStatus
 from app.sync.ports import Counts, CursorState, LeaseHeldError, RecordFailure
 
-# Ids per IN clause: well under SQLite's 32,766 bound-parameter limit.
+# Ids per lookup statement: keeps one statement's work bounded whatever the page size.
 IN_CHUNK = 5000
 
 
@@ -43,10 +56,15 @@ class SqlPageWriter:
         self._postgres = session.get_bind().dialect.name == "postgresql"
 
     def _id_in(self, t: Table, id_column: str, ids: list[str]) -> ColumnElement[bool]:
+        """``id_column IN ids`` with the ids as one parameter: a statement text that does not
+        change with the list, instead of thousands of ``IN`` parameters compiled, prepared and
+        cached anew (with SQLite the prepared statements for long ``IN`` lists also held on to
+        memory, so a long backfill's RSS crept up page by page)."""
         if self._postgres:
             array = bindparam("ids", ids, type_=ARRAY(t.c[id_column].type))
             return t.c[id_column] == any_(array)
-        return t.c[id_column].in_(ids)
+        each = func.json_each(bindparam("ids", json.dumps(ids), type_=String)).table_valued("value")
+        return t.c[id_column].in_(select(each.c.value))
 
     def existing(self, table: str, id_column: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         t = _table(table)
