@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -30,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 from app.db import bulk, cursors, leases, runs
 from app.db.base import Base, utcnow
@@ -47,6 +49,39 @@ def _table(name: str) -> Table:
 PlanKey = tuple[str, str, tuple[str, ...], bool]
 
 
+@cache
+def _lookup(table: str, id_column: str, kind: str, postgres: bool) -> Executable:
+    """Statements keyed on a list of CRM ids, built once, the ids bound at execution (``ids``).
+
+    The list travels as one parameter (PostgreSQL ``= ANY(array)``, SQLite ``IN (SELECT value
+    FROM json_each(?))``): one statement text whatever the list, instead of thousands of ``IN``
+    parameters compiled, prepared and cached anew. Built once rather than per page: a statement
+    holding its bound list sits in a reference cycle, and with the pull's relaxed GC those lists
+    (and the CRM id strings in them) outlived their page, so a long backfill's RSS crept up.
+    """
+    t = _table(table)
+    column = t.c[id_column]
+    if postgres:
+        match: ColumnElement[bool] = column == any_(bindparam("ids", type_=ARRAY(column.type)))
+    else:
+        each = func.json_each(bindparam("ids", type_=String)).table_valued("value")
+        match = column.in_(select(each.c.value))
+    if kind == "rows":
+        return select(t).where(match)
+    if kind == "pks":
+        return select(column, t.c.id).where(match)
+    if kind == "soft_delete":
+        return (
+            update(t)
+            .where(match, t.c.deleted_at.is_(None))
+            .values(
+                deleted_at=bindparam("at", type_=t.c.deleted_at.type),
+                updated_at=bindparam("now", type_=t.c.updated_at.type),
+            )
+        )
+    raise ValueError(f"unknown lookup {kind!r}")
+
+
 class SqlPageWriter:
     """One page transaction on an open session."""
 
@@ -55,37 +90,26 @@ class SqlPageWriter:
         self.plans = plans
         self._postgres = session.get_bind().dialect.name == "postgresql"
 
-    def _id_in(self, t: Table, id_column: str, ids: list[str]) -> ColumnElement[bool]:
-        """``id_column IN ids`` with the ids as one parameter: a statement text that does not
-        change with the list, instead of thousands of ``IN`` parameters compiled, prepared and
-        cached anew (with SQLite the prepared statements for long ``IN`` lists also held on to
-        memory, so a long backfill's RSS crept up page by page)."""
-        if self._postgres:
-            array = bindparam("ids", ids, type_=ARRAY(t.c[id_column].type))
-            return t.c[id_column] == any_(array)
-        each = func.json_each(bindparam("ids", json.dumps(ids), type_=String)).table_valued("value")
-        return t.c[id_column].in_(select(each.c.value))
+    def _ids_param(self, ids: list[str]) -> dict[str, Any]:
+        return {"ids": ids if self._postgres else json.dumps(ids)}
 
     def existing(self, table: str, id_column: str, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        t = _table(table)
+        stmt = _lookup(table, id_column, "rows", self._postgres)
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(ids), IN_CHUNK):
             chunk = list(ids[start : start + IN_CHUNK])
-            for row in self.session.execute(select(t).where(self._id_in(t, id_column, chunk))):
+            for row in self.session.execute(stmt, self._ids_param(chunk)):
                 data = dict(row._mapping)
                 found[str(data[id_column])] = data
         return found
 
     def resolve_ids(self, table: str, id_column: str, crm_ids: Sequence[str]) -> dict[str, int]:
-        t = _table(table)
+        stmt = _lookup(table, id_column, "pks", self._postgres)
         found: dict[str, int] = {}
         unique = list(dict.fromkeys(crm_ids))
         for start in range(0, len(unique), IN_CHUNK):
             chunk = unique[start : start + IN_CHUNK]
-            rows = self.session.execute(
-                select(t.c[id_column], t.c.id).where(self._id_in(t, id_column, chunk))
-            )
-            for crm_id, pk in rows:
+            for crm_id, pk in self.session.execute(stmt, self._ids_param(chunk)):
                 found[str(crm_id)] = int(pk)
         return found
 
@@ -111,15 +135,12 @@ class SqlPageWriter:
         bulk.upsert_rows(connection, plan, rows)
 
     def soft_delete(self, table: str, id_column: str, ids: Sequence[str], at: datetime) -> int:
-        t = _table(table)
+        stmt = _lookup(table, id_column, "soft_delete", self._postgres)
         total = 0
         for start in range(0, len(ids), IN_CHUNK):
             chunk = list(ids[start : start + IN_CHUNK])
-            result = self.session.execute(
-                update(t)
-                .where(self._id_in(t, id_column, chunk), t.c.deleted_at.is_(None))
-                .values(deleted_at=at, updated_at=utcnow())
-            )
+            params = {**self._ids_param(chunk), "at": at, "now": utcnow()}
+            result = self.session.execute(stmt, params)
             total += int(getattr(result, "rowcount", 0) or 0)
         return total
 
