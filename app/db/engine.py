@@ -1,12 +1,14 @@
 """Engine and session factory for SQLite (embedded default) and PostgreSQL (production).
 
-SQLite gets the pragmas a concurrent service needs: foreign keys on (off by default in SQLite),
+SQLite gets a check that its JSON functions exist (page lookups bind id lists as JSON arrays)
+and the pragmas a concurrent service needs: foreign keys on (off by default in SQLite),
 WAL so readers do not block the writer, and a busy timeout instead of instant ``database is
 locked`` errors. PostgreSQL gets a pre-ping pool so a restarted server does not fail requests.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,19 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
 
 
+class SqliteTooOldError(RuntimeError):
+    """The linked SQLite lacks the JSON functions crmsync's id lookups use (``json_each``)."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("SELECT count(*) FROM json_each('[]')")
+    except Exception as exc:  # sqlite3.OperationalError: no such table: json_each
+        raise SqliteTooOldError(
+            f"this Python's SQLite ({sqlite3.sqlite_version}) has no JSON functions; crmsync "
+            "needs SQLite 3.38 or later (or one built with JSON1), or use PostgreSQL"
+        ) from exc
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
