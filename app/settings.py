@@ -53,9 +53,6 @@ class SyncSettings(BaseModel):
         ge=0,
         description="Expected row count above which a Salesforce pull uses Bulk API 2.0.",
     )
-    hubspot_search_cap: int = Field(
-        10_000, ge=200, description="HubSpot search result cap; windows restart before it."
-    )
     prefetch_pages: int = Field(
         1,
         ge=0,
