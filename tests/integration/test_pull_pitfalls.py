@@ -2,7 +2,8 @@
 the test database (SQLite or PostgreSQL).
 
 Each test starts its own small sandbox when it changes data or faults. Retries sleep through a
-no-op so storms stay fast; the waits themselves are unit-tested in tests/unit/test_crm_retry.py.
+no-op so storms stay fast (the waits themselves are unit-tested in tests/unit/test_crm_retry.py),
+except in the pull under HubSpot's own rate limits, which waits for real.
 The > 10,000-match HubSpot search is exercised at the adapter level
 (tests/integration/test_crm_hubspot.py::test_more_than_the_cap_share_one_stamp) because seeding
 10,500 companies is the expensive part and the engine adds nothing to the paging there.
@@ -28,6 +29,7 @@ from app.db.models import Account, HandoverNote, Opportunity, SyncCursor
 from app.db.sync_store import SqlPageWriter, SqlSyncStore
 from app.mappers.defaults import hubspot_mappings, salesforce_mappings
 from app.sandbox import Sandbox, SandboxConfig
+from app.sandbox.seed import SeedPlan
 from app.settings import Settings, SyncSettings
 from app.sync.pull import PageProgress, PullEngine
 
@@ -281,3 +283,41 @@ def test_crash_between_page_write_and_cursor_save(
     with factory() as s:
         streams = {c.stream for c in s.scalars(select(SyncCursor))}
     assert streams == {"backfill", "changes"}
+
+
+def test_hubspot_pull_under_its_real_rate_limits_gets_everything(
+    factory: sessionmaker[Session],
+) -> None:
+    """No injected faults: the sandbox's own HubSpot limiter (a rolling burst window and the
+    search limit per second, answered with HubSpot's 429 bodies and headers), tightened so a
+    small pull runs into it, and the client's real waits. The pull must end complete, with the
+    429s absorbed by honouring the limits, not by luck."""
+    config = SandboxConfig(
+        accounts=120,
+        hs_rate_limits=True,
+        hs_burst_max=12,
+        hs_burst_window_ms=1000,
+        hs_search_per_second=3,
+    )
+    with Sandbox(config) as sb:
+        settings = settings_for(sb, max_retries=10, retry_max_wait_seconds=3, hubspot_page_size=25)
+        client = HubSpotClient(settings, index_lag_margin=timedelta(0))  # real sleeps
+        engine = PullEngine(
+            SqlSyncStore(factory),
+            client,
+            {m.crm_object: m for m in hubspot_mappings()},
+            settings.sync,
+        )
+        companies = engine.pull("companies")
+        deals = engine.pull("deals")
+        stats = sb.control("GET", "/stats")
+    assert companies.status is RunStatus.SUCCEEDED, companies.error
+    assert deals.status is RunStatus.SUCCEEDED, deals.error
+    assert count(factory, Account) == 120
+    expected_deals = sum(1 for _ in SeedPlan(config.seed, 120, datetime.now(UTC)).deals())
+    assert deals.counts.created == count(factory, Opportunity) == expected_deals
+    assert count(factory, Opportunity, Opportunity.account_id.is_(None)) == 0
+    limited = stats["rate_limited_total"].get("hubspot", 0)
+    assert limited > 0  # the limiter did engage
+    # ... and was waited out, not hammered: most calls went through first time.
+    assert limited * 3 < stats["calls_total"]["hubspot"]
