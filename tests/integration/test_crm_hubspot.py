@@ -7,8 +7,9 @@ About the 10,000-result search cap: the client's window machine never pages with
 (the lower bound moves to the last stamp on every page, ties are scanned by ``hs_object_id``),
 so the cap cannot be reached; what has to hold is that more records than a page, and more
 than the cap, sharing ONE ``hs_lastmodifieddate`` are read exactly once without looping.
-Seeding 10,500 companies takes a few seconds, so :func:`test_more_than_the_cap_share_one_stamp`
-does it once; the unit tests of :mod:`app.crm.hubspot.windows` cover the rest exhaustively.
+Seeding 10,500 companies takes a few seconds, so that case runs once, end to end through the
+engine (tests/integration/test_pull_pitfalls.py); the unit tests of
+:mod:`app.crm.hubspot.windows` cover the rest exhaustively.
 """
 
 from __future__ import annotations
@@ -116,21 +117,6 @@ def test_more_than_a_page_sharing_one_stamp_across_a_page_boundary() -> None:
             assert len(ids) == len(set(ids))
             assert set(touched) <= set(ids)
             assert len(pages) >= 2
-
-
-def test_more_than_the_cap_share_one_stamp() -> None:
-    """10,500 companies with one hs_lastmodifieddate: tie scan by id, read once, no loop."""
-    config = SandboxConfig(accounts=10_500, hs_rate_limits=False)
-    with Sandbox(config) as sb:
-        at = an_hour_ago()
-        touch(sb, "companies", at, count=10_500)
-        with client_for(sb) as client:
-            assert client.estimate_changes("companies", Position(at=at)) == 10_500
-            pages = pull(client, since=Position(at=at))
-            ids = ids_of(pages)
-            assert len(ids) == len(set(ids)) == 10_500
-            assert len(pages) < 60
-            assert pages[-1].position.at == at
 
 
 def test_archived_between_passes_is_reported() -> None:

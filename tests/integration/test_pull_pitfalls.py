@@ -4,9 +4,6 @@ the test database (SQLite or PostgreSQL).
 Each test starts its own small sandbox when it changes data or faults. Retries sleep through a
 no-op so storms stay fast (the waits themselves are unit-tested in tests/unit/test_crm_retry.py),
 except in the pull under HubSpot's own rate limits, which waits for real.
-The > 10,000-match HubSpot search is exercised at the adapter level
-(tests/integration/test_crm_hubspot.py::test_more_than_the_cap_share_one_stamp) because seeding
-10,500 companies is the expensive part and the engine adds nothing to the paging there.
 """
 
 from __future__ import annotations
@@ -227,6 +224,31 @@ def test_hubspot_records_sharing_one_stamp_across_a_page_boundary(
         result = engine.pull("companies")
     assert result.status is RunStatus.SUCCEEDED
     assert result.counts.created == count(factory, Account) == 330
+
+
+def test_hubspot_search_with_more_matches_than_its_cap_sharing_one_stamp(
+    factory: sessionmaker[Session],
+) -> None:
+    """10,500 companies, all with one hs_lastmodifieddate: more than search will page through
+    (10,000) and no stamp to move the window by. The window switches to a tie scan by id; every
+    company arrives once, the pass ends, and the cursor stands at that stamp."""
+    with Sandbox(SandboxConfig(accounts=10_500, hs_rate_limits=False)) as sb:
+        at = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+        touched = sb.control(
+            "POST",
+            "/hubspot/touch",
+            json={"object": "companies", "count": 10_500, "at": at.isoformat()},
+        )
+        assert len(touched["ids"]) == 10_500
+        engine, _client = engine_for(sb, factory, "hubspot")
+        result = engine.pull("companies")
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.counts.created == count(factory, Account) == 10_500
+    assert result.counts.updated == 0  # nothing read twice
+    assert result.counts.api_calls < 60  # 200 per page, plus the count and the archived list
+    with factory() as s:
+        cursor = s.scalars(select(SyncCursor).where(SyncCursor.object == "companies")).one()
+    assert cursor.watermark_at == at
 
 
 @pytest.mark.parametrize(
