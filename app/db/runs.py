@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
@@ -93,6 +93,32 @@ def finish_run(
         )
     )
     session.commit()
+
+
+def close_abandoned_runs(
+    session: Session, crm: str, object_name: str, kinds: list[str], error: str
+) -> int:
+    """Mark ``running`` rows of these kinds as ``failed``: their process died without finishing.
+
+    Only safe for a caller that holds the (CRM, object) lease, so no live pass can own them.
+    They end at their last heartbeat (their last sign of life), not now.
+    """
+    result = session.execute(
+        update(SyncRun)
+        .where(
+            SyncRun.crm == crm,
+            SyncRun.object == object_name,
+            SyncRun.kind.in_(kinds),
+            SyncRun.status == RunStatus.RUNNING,
+        )
+        .values(
+            status=RunStatus.FAILED,
+            error=error,
+            finished_at=func.coalesce(SyncRun.heartbeat_at, SyncRun.started_at),
+        )
+    )
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def record_errors(session: Session, run_id: int | None, errors: list[NewSyncError]) -> None:

@@ -247,6 +247,12 @@ class SqlSyncStore:
         with self.session_factory() as session:
             leases.release(session, name, holder)
 
+    def close_abandoned_runs(
+        self, crm: str, object_name: str, kinds: Sequence[str], error: str
+    ) -> int:
+        with self.session_factory() as session:
+            return runs.close_abandoned_runs(session, crm, object_name, list(kinds), error)
+
     @contextmanager
     def page(self) -> Iterator[SqlPageWriter]:
         with self.session_factory() as session, session.begin():

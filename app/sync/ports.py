@@ -134,6 +134,12 @@ class SyncStore(Protocol):
 
     def release_lease(self, name: str, holder: str) -> None: ...
 
+    def close_abandoned_runs(
+        self, crm: str, object_name: str, kinds: Sequence[str], error: str
+    ) -> int:
+        """Fail ``running`` runs of these kinds (their process died); call holding the lease."""
+        ...
+
     def page(self) -> AbstractContextManager[PageWriter]:
         """A transaction; committed when the block exits normally, rolled back otherwise."""
         ...

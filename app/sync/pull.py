@@ -161,6 +161,15 @@ class PullEngine:
         except LeaseHeldError as exc:
             return self._refused(object_name, kind, triggered_by, str(exc))
         try:
+            # Holding the lease, no live pass can own a run still marked running: its process
+            # died (killed, machine lost). Close it, so the admin does not see it run forever.
+            self.store.close_abandoned_runs(
+                self.client.name,
+                object_name,
+                [str(SyncKind.PULL), str(SyncKind.BACKFILL)],
+                "abandoned: the process stopped without finishing this pass (killed?); its "
+                f"lease expired and a later pass ({self.holder}) took over",
+            )
             return self._pull(object_name, kind=kind, since=since, triggered_by=triggered_by)
         finally:
             self.store.release_lease(lease, self.holder)

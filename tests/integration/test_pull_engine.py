@@ -252,13 +252,32 @@ def test_a_crashed_holders_lease_expires_and_is_taken_over(
     factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
 ) -> None:
     crm.put("Account", account(1, T0))
-    SqlSyncStore(factory).acquire_lease(
-        "sync:salesforce:Account", "dead-worker", timedelta(seconds=-1)
-    )
+    store = SqlSyncStore(factory)
+    store.acquire_lease("sync:salesforce:Account", "dead-worker", timedelta(seconds=-1))
+    # The dead worker's runs, left "running" when it was killed; and a live push (another lease).
+    dead = [
+        store.start_run(
+            kind=kind,
+            crm="salesforce",
+            object_name="Account",
+            triggered_by="dead-worker",
+            params={},
+            cursor_from=None,
+        )
+        for kind in ("backfill", "push")
+    ]
     result = make_engine(factory, crm, clock).pull("Account")
     assert result.status is RunStatus.SUCCEEDED
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(JobLease)) == 0  # released at the end
+        backfill, push = (s.get(SyncRun, run_id) for run_id in dead)
+        assert backfill is not None
+        assert push is not None
+        assert backfill.status == "failed"
+        assert backfill.error is not None
+        assert backfill.error.startswith("abandoned")
+        assert backfill.finished_at == backfill.heartbeat_at
+        assert push.status == "running"  # not this lease's to close
 
 
 def test_pages_leave_no_reference_cycles_holding_their_records(
