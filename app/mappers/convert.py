@@ -7,7 +7,9 @@ A field mapping names its converter (``convert = "decimal"``); :func:`get_conver
 * ``to_crm(value, ctx)``: a CS value -> the wire value for ``ctx.crm``. Salesforce takes JSON
   types (numbers, booleans, ``null`` clears a field); HubSpot takes strings only (``""`` clears).
 
-Shared rules: ``None`` and ``""`` (Bulk CSV's null; whitespace-only counts too) become ``None``. A
+Shared rules: ``None`` and ``""`` (Bulk CSV's null; whitespace-only counts too) become ``None``.
+NUL characters (``\u0000``, valid in JSON) are dropped from ``string`` and ``text`` values:
+PostgreSQL text cannot hold them, and one such record would fail its whole page. A
 value that cannot be converted raises :class:`~app.mappers.errors.ConversionError`, which
 :func:`~app.mappers.record.map_record` turns into a ``MappingError`` naming the field.
 
@@ -137,6 +139,8 @@ def slugify(text: str) -> str:
 
 def string_to_cs(value: Any) -> str | None:
     if type(value) is str:  # the common case, kept cheap: it runs for most fields of a pull
+        if "\x00" in value:
+            value = value.replace("\x00", "")
         return value.strip() or None
     if is_blank(value):
         return None
@@ -152,7 +156,11 @@ def string_to_crm(value: Any, ctx: WriteContext) -> Any:
 def text_to_cs(value: Any) -> str | None:
     if is_blank(value):
         return None
-    return _as_str(value)
+    text = _as_str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+        return None if is_blank(text) else text
+    return text
 
 
 def _text_to_crm(limit: int | None) -> ToCrm:

@@ -177,6 +177,20 @@ def test_bad_record_goes_to_sync_errors_and_the_pass_goes_on(
     assert count(factory, SyncErrorRecord, SyncErrorRecord.resolved_at.is_not(None)) == 1
 
 
+def test_nul_characters_from_the_crm_do_not_fail_the_page(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
+) -> None:
+    """JSON allows \u0000 and PostgreSQL text does not: one such value used to fail its page."""
+    crm.put("Account", account(1, T0, Name="Acme\x00 Oy", Industry="\x00"))
+    crm.put("Account", account(2, T0))
+    result = make_engine(factory, crm, clock).pull("Account")
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    with factory() as s:
+        acme = s.scalars(select(Account).where(Account.sf_id == f"001{1:015d}")).one()
+    assert (acme.name, acme.industry) == ("Acme Oy", None)
+    assert count(factory, Account) == 2
+
+
 def test_killed_pass_resumes_at_the_last_committed_page(
     factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
 ) -> None:

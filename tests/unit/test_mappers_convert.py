@@ -120,6 +120,10 @@ def to_crm(name: str, value: Any, ctx: WriteContext) -> Any:
         ("domain", "shop.acme.test/", "shop.acme.test"),
         ("currency", "eur", "EUR"),
         ("email", " Ada@Acme.TEST ", "ada@acme.test"),
+        ("string", "Acme\x00 Oy", "Acme Oy"),
+        ("string", "\x00", None),
+        ("text", "line 1\x00\nline 2", "line 1\nline 2"),
+        ("text", "\x00 ", None),
     ],
 )
 def test_to_cs(name: str, raw: Any, expected: Any) -> None:
