@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -121,6 +121,23 @@ def close_abandoned_runs(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def storable_payload(value: Any) -> Any:
+    """A failed record's payload as JSON both databases store: exact decimals and dates as
+    text (the Salesforce client decodes numbers as ``Decimal``), NUL characters (which
+    PostgreSQL ``jsonb`` refuses) as U+FFFD, anything else unknown as its ``str``."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {str(storable_payload(k)): storable_payload(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [storable_payload(v) for v in value]
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return storable_payload(str(value))
+
+
 def record_errors(session: Session, run_id: int | None, errors: list[NewSyncError]) -> None:
     """Store failed records; a record already failing unresolved gets its attempt count bumped.
 
@@ -146,10 +163,10 @@ def record_errors(session: Session, run_id: int | None, errors: list[NewSyncErro
         if open_row is not None:
             open_row.attempts += 1
             open_row.last_seen_at = now
-            open_row.message = err.message
+            open_row.message = storable_payload(err.message)
             open_row.category = err.category
             open_row.retriable = err.retriable
-            open_row.payload = err.payload
+            open_row.payload = storable_payload(err.payload)
             open_row.run_id = run_id
             continue
         row = SyncErrorRecord(
@@ -159,8 +176,8 @@ def record_errors(session: Session, run_id: int | None, errors: list[NewSyncErro
             record_id=err.record_id,
             direction=err.direction,
             category=err.category,
-            message=err.message,
-            payload=err.payload,
+            message=storable_payload(err.message),
+            payload=storable_payload(err.payload),
             retriable=err.retriable,
             first_seen_at=now,
             last_seen_at=now,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -189,6 +190,24 @@ def test_nul_characters_from_the_crm_do_not_fail_the_page(
         acme = s.scalars(select(Account).where(Account.sf_id == f"001{1:015d}")).one()
     assert (acme.name, acme.industry) == ("Acme Oy", None)
     assert count(factory, Account) == 2
+
+
+def test_a_failed_records_payload_is_stored_whatever_its_values(
+    factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
+) -> None:
+    """The Salesforce client decodes numbers as Decimal, and JSON allows \u0000: neither may
+    stop a failed record from reaching sync_errors (they once failed the page instead)."""
+    crm.put("Account", account(1, T0, Name=None, ARR__c=Decimal("12.50"), Industry="A\x00B"))
+    crm.put("Account", account(2, T0))
+    result = make_engine(factory, crm, clock).pull("Account")
+    assert result.status is RunStatus.PARTIAL, result.error
+    assert (result.counts.created, result.counts.failed) == (1, 1)
+    with factory() as s:
+        error = s.scalars(select(SyncErrorRecord)).one()
+    assert error.payload is not None
+    assert error.payload["ARR__c"] == "12.50"  # exact, as text
+    assert error.payload["Industry"] == "A\ufffdB"
+    assert error.payload["Name"] is None
 
 
 def test_killed_pass_resumes_at_the_last_committed_page(
