@@ -22,7 +22,7 @@ from app.crm.hubspot.client import HubSpotClient
 from app.crm.salesforce.client import SalesforceClient
 from app.db.engine import make_session_factory
 from app.db.enums import RunStatus, SyncKind
-from app.db.models import Account, HandoverNote, Opportunity, SyncCursor
+from app.db.models import Account, HandoverNote, Opportunity, SyncCursor, SyncErrorRecord
 from app.db.sync_store import SqlPageWriter, SqlSyncStore
 from app.mappers.defaults import hubspot_mappings, salesforce_mappings
 from app.sandbox import Sandbox, SandboxConfig
@@ -343,3 +343,31 @@ def test_hubspot_pull_under_its_real_rate_limits_gets_everything(
     assert limited > 0  # the limiter did engage
     # ... and was waited out, not hammered: most calls went through first time.
     assert limited * 3 < stats["calls_total"]["hubspot"]
+
+
+def test_a_record_failing_validation_is_kept_in_sync_errors_through_the_real_client(
+    factory: sessionmaker[Session],
+) -> None:
+    """The real Salesforce client decodes numbers as Decimal; the error row must still store
+    the record as received, and the rest of the page must land."""
+    with Sandbox(SandboxConfig(accounts=12, hs_rate_limits=False)) as sb:
+        victim = sf_rest(sb, "GET", "query/", params={"q": "SELECT Id FROM Account LIMIT 1"})
+        victim_id = victim.json()["records"][0]["Id"]
+        patched = sf_rest(
+            sb,
+            "PATCH",
+            f"sobjects/Account/{victim_id}",
+            json={"Website": "not a website", "ARR__c": 12345.5},
+        )
+        assert patched.status_code == 204, patched.text
+        engine, _client = engine_for(sb, factory, "salesforce")
+        result = engine.pull("Account")
+    assert result.status is RunStatus.PARTIAL, result.error
+    assert (result.counts.created, result.counts.failed) == (11, 1)
+    with factory() as s:
+        error = s.scalars(select(SyncErrorRecord)).one()
+    assert error.record_id == victim_id
+    assert error.category == "validation"
+    assert "Website" in error.message
+    assert error.payload is not None
+    assert error.payload["ARR__c"] == "12345.5"  # the wire's exact decimal, as text
