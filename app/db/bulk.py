@@ -39,6 +39,7 @@ class UpsertPlan:
     """What one (table, id column, column set) upsert needs, resolved once per dialect."""
 
     table: str
+    table_sql: str  # the table name, quoted for the dialect
     columns: tuple[str, ...]  # row columns first, then insert-only default columns
     row_width: int  # how many of ``columns`` come from the rows
     processors: tuple[Processor | None, ...]
@@ -89,6 +90,7 @@ def build_plan(
     insert_sql = f"INSERT INTO {quote(table.name)} ({column_list}) {source} {conflict}"
     return UpsertPlan(
         table=table.name,
+        table_sql=quote(table.name),
         columns=columns,
         row_width=len(row_columns),
         processors=processors,
@@ -150,13 +152,13 @@ def upsert_rows(
 
 
 def _copy_upsert(driver: Any, plan: UpsertPlan, records: list[tuple[Any, ...]]) -> None:
-    quote = '"{}"'.format
-    stage = quote(f"crmsync_stage_{plan.table}_{next(_stage_names)}")
+    # Unique per call (a page may upsert twice); plain identifier characters, no quoting needed.
+    stage = f"crmsync_stage_{plan.table}_{next(_stage_names)}"
     with driver.cursor() as cursor:
         # Column types only (no constraints, no defaults): the target table checks them on insert.
         cursor.execute(
             f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "
-            f"SELECT {plan.stage_columns_sql} FROM {quote(plan.table)} WITH NO DATA"
+            f"SELECT {plan.stage_columns_sql} FROM {plan.table_sql} WITH NO DATA"
         )
         with cursor.copy(f"COPY {stage} ({plan.stage_columns_sql}) FROM STDIN") as copy:
             for record in records:
