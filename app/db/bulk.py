@@ -16,7 +16,7 @@ are stored exactly as the ORM stores them) and the table's Python-side insert de
 The ``UPDATE`` part sets only the columns the rows carry; columns filled from insert defaults
 (``created_at``, empty JSON documents) are written on insert only, so an update never resets
 them. Rows must carry the plan's columns and have unique ids (the engine merges a page by CRM id
-first).
+first). The decision and its consequences: ``docs/adr/0002-page-writes-at-the-driver.md``.
 """
 
 from __future__ import annotations
