@@ -436,7 +436,8 @@ class PullEngine:
         counts: Counts,
         now: datetime,
     ) -> list[str]:
-        """Merge with existing rows, resolve parents, upsert in one statement; returns ids."""
+        """Merge with existing rows, resolve parents, upsert (one statement for the page's creates,
+        one for its updates); returns ids."""
         if not records:
             return []
         table, id_column = mapping.cs_table, mapping.id_column
@@ -526,7 +527,7 @@ class PullEngine:
     def _uniform(
         self, table: str, pending: Sequence[tuple[Mapping[str, Any] | None, dict[str, Any]]]
     ) -> tuple[list[str], list[dict[str, Any]]]:
-        """One column set for every row of the page: one statement per page.
+        """One column set for every row of a group: one statement per group, not per row.
 
         A column some rows set and others do not is filled in (in place) with the row's current
         value (updates) or the table's insert default (creates), so the upsert writes it back as
