@@ -1,7 +1,8 @@
 """Test harness for the HubSpot emulator: a minimal SandboxContext and a real HTTPS server.
 
-The context's clock, stats, faults, tokens and outbox are small in-test fakes of the core's
-objects (same method names); the database is a real SQLite connection; the server is uvicorn on
+Clock, stats, faults and tokens are the core's own classes (as in salesforce_harness.py); the
+webhook outbox is a small fake (same method name) that keeps the events for assertions; the
+database is a real SQLite connection; the server is uvicorn on
 127.0.0.1 with a trustme CA and a free port, so hubspot-api-client talks to it unchanged.
 """
 
@@ -24,56 +25,16 @@ import trustme
 import uvicorn
 from starlette.applications import Starlette
 
+from app.sandbox.clock import Clock
 from app.sandbox.context import SandboxConfig, SandboxContext
+from app.sandbox.faults import Faults
 from app.sandbox.hubspot import HubSpotEmulator, build_emulator
 from app.sandbox.seed import SeedDeal as Deal
 from app.sandbox.seed import SeedNote as Note
+from app.sandbox.stats import Stats
+from app.sandbox.tokens import Tokens
 
 TIMEOUT = (5, 30)
-
-
-class FakeClock:
-    """Real UTC time, or a fixed instant once ``set`` is called."""
-
-    def __init__(self) -> None:
-        self.fixed: datetime | None = None
-
-    def now(self) -> datetime:
-        return self.fixed if self.fixed is not None else datetime.now(UTC)
-
-    def set(self, at: datetime | None) -> None:
-        self.fixed = at
-
-
-class FakeStats:
-    def __init__(self) -> None:
-        self.written: dict[str, int] = {}
-        self.rate_limited: list[str] = []
-
-    def record_written(self, crm: str, object_type: str, n: int) -> None:
-        self.written[object_type] = self.written.get(object_type, 0) + n
-
-    def record_rate_limited(self, crm: str, route: str) -> None:
-        self.rate_limited.append(route)
-
-
-class FakeFaults:
-    """``rules[(object_type, record_id)] = "lock" | "validation"``."""
-
-    def __init__(self) -> None:
-        self.rules: dict[tuple[str, str], str] = {}
-
-    def record_fault(self, crm: str, object_type: str, record_id: str) -> str | None:
-        assert crm == "hubspot"
-        return self.rules.get((object_type, record_id))
-
-
-class FakeTokens:
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def is_valid(self, crm: str, token: str) -> bool:
-        return crm == "hubspot" and token == self.token
 
 
 class FakeOutbox:
@@ -203,9 +164,9 @@ class Running:
     ctx: SandboxContext
     base_url: str
     ca_file: str
-    clock: FakeClock
-    stats: FakeStats
-    faults: FakeFaults
+    clock: Clock
+    stats: Stats
+    faults: Faults
     outbox: FakeOutbox
     token: str
 
@@ -217,17 +178,17 @@ class Running:
 
 def make_context(
     config: SandboxConfig,
-) -> tuple[SandboxContext, FakeClock, FakeStats, FakeFaults, FakeOutbox]:
+) -> tuple[SandboxContext, Clock, Stats, Faults, FakeOutbox]:
     db = sqlite3.connect(":memory:", check_same_thread=False)
-    clock, stats, faults, outbox = FakeClock(), FakeStats(), FakeFaults(), FakeOutbox()
+    clock, stats, faults, outbox = Clock(), Stats(), Faults(), FakeOutbox()
     ctx = SandboxContext(
         config=config,
         db=db,
         lock=threading.RLock(),
-        clock=clock,  # type: ignore[arg-type]
-        stats=stats,  # type: ignore[arg-type]
-        faults=faults,  # type: ignore[arg-type]
-        tokens=FakeTokens(config.hs_access_token),  # type: ignore[arg-type]
+        clock=clock,
+        stats=stats,
+        faults=faults,
+        tokens=Tokens(config),
         outbox=outbox,  # type: ignore[arg-type]
     )
     return ctx, clock, stats, faults, outbox

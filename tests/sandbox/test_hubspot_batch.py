@@ -73,8 +73,8 @@ def test_batch_limits_and_duplicates_are_400(hs: Running) -> None:
 
 def test_batch_update_partial_with_faults_and_missing(hs: Running) -> None:
     api = hs.client()
-    hs.faults.rules[("deals", "20000000012")] = "validation"
-    hs.faults.rules[("deals", "20000000013")] = "lock"
+    hs.faults.set_record_fault("hubspot", "deals", ["20000000012"], "validation")
+    hs.faults.set_record_fault("hubspot", "deals", ["20000000013"], "lock")
     data, status = _with_info(
         api.crm.deals.batch_api.update_with_http_info,
         {
@@ -192,4 +192,4 @@ def test_batch_create_and_archive(hs: Running) -> None:
     )
     assert status == 207
     assert read.results == []
-    assert hs.stats.written["companies"] >= 4
+    assert hs.stats.snapshot()["written"]["hubspot"]["companies"] >= 4

@@ -240,8 +240,8 @@ def test_closed_won_update_emits_webhook_and_derives_flags(hs: Running) -> None:
 
 def test_single_write_faults(hs: Running) -> None:
     api = hs.client()
-    hs.faults.rules[("companies", "10000000006")] = "lock"
-    hs.faults.rules[("companies", "10000000007")] = "validation"
+    hs.faults.set_record_fault("hubspot", "companies", ["10000000006"], "lock")
+    hs.faults.set_record_fault("hubspot", "companies", ["10000000007"], "validation")
     with pytest.raises(CompaniesApiException) as info:
         api.crm.companies.basic_api.update(
             "10000000006", {"properties": {"plan": "x"}}, _request_timeout=TIMEOUT

@@ -55,7 +55,7 @@ def test_burst_window_429_with_headers_and_reset(make_hs: Callable[..., Running]
     assert {"correlationId", "requestId"} <= set(body)
     assert info.value.headers["X-HubSpot-RateLimit-Remaining"] == "0"
     assert info.value.headers["X-HubSpot-RateLimit-Daily-Remaining"] == "97"
-    assert hs.stats.rate_limited == ["/crm/v3/objects/companies"]
+    assert hs.stats.snapshot()["rate_limited"] == {"hubspot": {"/crm/v3/objects/companies": 1}}
     hs.em.reset_rate_limits()
     _, status, headers = api.crm.companies.basic_api.get_page_with_http_info(
         limit=1, _request_timeout=TIMEOUT

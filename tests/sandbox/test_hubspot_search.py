@@ -258,14 +258,14 @@ def test_index_lag_hides_fresh_writes(make_hs: Callable[..., Running]) -> None:
     config = SandboxConfig(hs_rate_limits=False, hs_search_index_lag_ms=60_000)
     hs = make_hs(config=config, plan=MiniPlan(accounts=2))
     now = datetime(2024, 6, 1, tzinfo=UTC)
-    hs.clock.set(now)
+    hs.clock.freeze(now)
     api = hs.client()
     api.crm.companies.basic_api.update(
         "10000000001", {"properties": {"plan": "fresh"}}, _request_timeout=TIMEOUT
     )
     body = _one("plan", "EQ", value="fresh")
     assert _search(hs, "companies", body).total == 0
-    hs.clock.set(now + timedelta(seconds=61))
+    hs.clock.freeze(now + timedelta(seconds=61))
     assert _search(hs, "companies", body).total == 1
 
 
