@@ -72,8 +72,6 @@ def from_ms(ms: int) -> datetime:
 
 def parse_stamp(value: Any) -> int:
     """``hs_lastmodifieddate`` as ms: ISO-8601 (``2024-03-02T08:15:30.123Z``) or ms digits."""
-    if isinstance(value, datetime):
-        return to_ms(value if value.tzinfo else value.replace(tzinfo=UTC))
     text = str(value).strip()
     if text.isdigit():
         return int(text)
@@ -85,17 +83,8 @@ def parse_stamp(value: Any) -> int:
     return to_ms(parsed)
 
 
-def _get(obj: Any, name: str, default: Any = None) -> Any:
-    """Key of a decoded JSON object (or attribute of a generated model, for callers with one)."""
-    if isinstance(obj, Mapping):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
-
-
-def _next_after(response: Any) -> str | None:
-    paging = _get(response, "paging")
-    nxt = _get(paging, "next") if paging is not None else None
-    after = _get(nxt, "after") if nxt is not None else None
+def _next_after(response: Mapping[str, Any]) -> str | None:
+    after = ((response.get("paging") or {}).get("next") or {}).get("after")
     return str(after) if after else None
 
 
@@ -165,17 +154,20 @@ class HubSpotClient:
             self._apis[key] = self._hs.crm.associations.v4.batch_api
         return self._apis[key]
 
-    def _call(self, operation: str, fn: Callable[[], Any], object_name: str | None) -> Any:
+    def _call(
+        self, operation: str, fn: Callable[[], Any], object_name: str | None
+    ) -> dict[str, Any]:
         """Run a raw (``_preload_content=False``) call under the retry policy; returns its JSON."""
 
-        def attempt() -> Any:
+        def attempt() -> dict[str, Any]:
             response = fn()  # a raw urllib3 response: the call passed _preload_content=False
             try:
                 body = response.data
             finally:
                 response.release_conn()
             self.budget.update_hubspot(response.headers)
-            return json.loads(body) if body else {}
+            decoded: dict[str, Any] = json.loads(body) if body else {}
+            return decoded
 
         return call_with_retry(
             attempt,
@@ -204,7 +196,7 @@ class HubSpotClient:
 
     # -- search ------------------------------------------------------------------------------
 
-    def _search(self, object_name: str, body: dict[str, Any]) -> Any:
+    def _search(self, object_name: str, body: dict[str, Any]) -> dict[str, Any]:
         api = self._api(object_name, "search_api")
         return self._call(
             "search",
@@ -229,7 +221,7 @@ class HubSpotClient:
         request = windows.next_request(windows.start(lower, until), 1)
         assert request is not None
         response = self._search(object_name, request.body([windows.OBJECT_ID]))
-        total = _get(response, "total")
+        total = response.get("total")
         return int(total) if total is not None else None
 
     def iter_changes(
@@ -262,8 +254,8 @@ class HubSpotClient:
             previous = request
             calls_before = self._calls
             response = self._search(object_name, request.body(properties))
-            results = list(_get(response, "results") or [])
-            keyed = [(parse_stamp(self._stamp_of(r)), str(_get(r, "id"))) for r in results]
+            results = list(response.get("results") or [])
+            keyed = [(parse_stamp(self._stamp_of(r)), str(r["id"])) for r in results]
             outcome = windows.advance(window, keyed, has_more=_next_after(response) is not None)
             fresh = [results[i] for i in outcome.fresh]
             records = [self._wire(r) for r in fresh]
@@ -286,22 +278,16 @@ class HubSpotClient:
                 return
 
     @staticmethod
-    def _stamp_of(obj: Any) -> Any:
-        props = _get(obj, "properties") or {}
-        value = props.get(windows.STAMP)
-        if value is None:
-            value = _get(obj, "updatedAt")
-        return value
+    def _stamp_of(obj: Mapping[str, Any]) -> Any:
+        value = (obj.get("properties") or {}).get(windows.STAMP)
+        return obj.get("updatedAt") if value is None else value
 
     @staticmethod
-    def _wire(obj: Any) -> WireRecord:
-        record: WireRecord = {"id": str(_get(obj, "id")), "archived": bool(_get(obj, "archived"))}
-        archived_at = _get(obj, "archivedAt")
-        if archived_at is not None:
-            record["archivedAt"] = (
-                archived_at.isoformat() if isinstance(archived_at, datetime) else str(archived_at)
-            )
-        record.update(_get(obj, "properties") or {})
+    def _wire(obj: Mapping[str, Any]) -> WireRecord:
+        record: WireRecord = {"id": str(obj["id"]), "archived": bool(obj.get("archived"))}
+        if obj.get("archivedAt") is not None:
+            record["archivedAt"] = str(obj["archivedAt"])
+        record.update(obj.get("properties") or {})
         return record
 
     def _merge_associations(self, object_name: str, records: list[WireRecord]) -> None:
@@ -370,12 +356,12 @@ class HubSpotClient:
                 object_name,
             )
             deleted: list[str] = []
-            for obj in _get(response, "results") or []:
-                archived_at = _get(obj, "archivedAt")
+            for obj in response.get("results") or []:
+                archived_at = obj.get("archivedAt")
                 ms = parse_stamp(archived_at) if archived_at is not None else None
                 if lower is not None and ms is not None and ms < lower:
                     continue
-                rid = str(_get(obj, "id"))
+                rid = str(obj["id"])
                 deleted.append(rid)
                 if ms is not None and (
                     best is None or (ms, _id_key(rid)) > (best[0], _id_key(best[1]))
