@@ -100,13 +100,16 @@ def build_plan(
     )
 
 
+def default_value(default: Any) -> Any:
+    """A fresh value of a column's Python-side default (``ColumnDefault``): its scalar, or its
+    callable (``utcnow``, ``dict``) called, as SQLAlchemy would on an insert."""
+    arg = getattr(default, "arg", None)
+    return arg(None) if callable(arg) else arg
+
+
 def _fresh_defaults(plan: UpsertPlan) -> list[Any]:
     """One value per insert-only column for this call (callables evaluated once, like now())."""
-    values = []
-    for default in plan.defaults:
-        arg = getattr(default, "arg", None)
-        values.append(arg(None) if callable(arg) else arg)
-    return values
+    return [default_value(default) for default in plan.defaults]
 
 
 def _encoded_columns(plan: UpsertPlan, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
@@ -128,7 +131,7 @@ def _encoded_columns(plan: UpsertPlan, rows: Sequence[Mapping[str, Any]]) -> lis
         _fresh_defaults(plan), plan.processors[plan.row_width :], strict=True
     ):
         encoded = processor(value) if processor is not None else value
-        out.append([encoded] * len(rows))
+        out.append([encoded] * size)
     return out
 
 

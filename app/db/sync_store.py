@@ -274,14 +274,11 @@ class SqlSyncStore:
         )
 
     def insert_defaults(self, table: str) -> dict[str, Any]:
-        values: dict[str, Any] = {}
-        for column in _table(table).columns:
-            default = column.default
-            if default is None or column.primary_key:
-                continue
-            arg = getattr(default, "arg", None)
-            values[column.name] = arg(None) if callable(arg) else arg
-        return values
+        return {
+            column.name: bulk.default_value(column.default)
+            for column in _table(table).columns
+            if column.default is not None and not column.primary_key
+        }
 
     def link_orphans(
         self, table: str, link_column: str, ref_column: str, target_table: str, target_id: str

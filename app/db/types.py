@@ -22,6 +22,13 @@ BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
 
 
+def _as_utc(value: datetime) -> datetime:
+    """``value`` in UTC; a naive value is refused (a naive value is a bug: whose local time?)."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: crmsync stores aware UTC datetimes only")
+    return value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on both databases.
 
@@ -35,9 +42,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: crmsync stores aware UTC datetimes only")
-        value = value.astimezone(UTC)
+        value = _as_utc(value)
         if dialect.name == "sqlite":
             return value.replace(tzinfo=None)
         return value
@@ -52,11 +57,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         def to_sqlite(value: datetime | None) -> str | None:
             if value is None:
                 return None
-            if value.tzinfo is None:
-                raise ValueError(
-                    f"naive datetime {value!r}: crmsync stores aware UTC datetimes only"
-                )
-            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+            return _as_utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
         return to_sqlite
 
