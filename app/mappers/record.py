@@ -95,7 +95,7 @@ def map_record(mapping: ObjectMapping, wire: WireRecord) -> MappedRecord:
             raise MappingError(crm_field, raw, exc.reason, column=column) from exc
         if value is None:
             if checks_none:
-                value = _none_value(mapping, plan, crm_field, column, raw)
+                value = _none_value(plan, crm_field, column, raw)
         elif max_length is not None and type(value) is str and len(value) > max_length:
             value = _too_long(plan, crm_field, column, value)
         values[column] = value
@@ -117,11 +117,11 @@ def map_record(mapping: ObjectMapping, wire: WireRecord) -> MappedRecord:
     return MappedRecord(crm_id, modified_at, deleted, values, parent_refs)
 
 
-def _none_value(mapping: ObjectMapping, plan: _Plan, crm_field: str, column: str, raw: Any) -> Any:
+def _none_value(plan: _Plan, crm_field: str, column: str, raw: Any) -> Any:
     """The value of a field the CRM left empty: the column default, or an error if required."""
     if column in plan.required:
         raise MappingError(crm_field, raw, "required, got no value", column=column)
-    return default_for(mapping.cs_table, column)
+    return default_for(plan.table, column)
 
 
 def _too_long(plan: _Plan, crm_field: str, column: str, value: str) -> str:

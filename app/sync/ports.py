@@ -73,7 +73,7 @@ class PageWriter(Protocol):
         *,
         new_rows: bool = False,
     ) -> None:
-        """Insert or update rows keyed on the CRM id column: one statement for the page.
+        """Insert or update rows keyed on the CRM id column: one statement for all of them.
 
         Every row carries at least ``columns``; those are written (keys beyond them are not).
         ``new_rows``: none of the rows existed when the page was read; a row created since by
