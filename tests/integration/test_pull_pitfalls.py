@@ -8,6 +8,7 @@ except in the pull under HubSpot's own rate limits, which waits for real.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,15 +51,17 @@ def engine_for(
     factory: sessionmaker[Session],
     crm: str,
     on_page: Any = None,
+    real_waits: bool = False,
     **sync: Any,
 ) -> tuple[PullEngine, CrmClient]:
     settings = settings_for(sb, **sync)
+    sleep = time.sleep if real_waits else (lambda _s: None)
     client: CrmClient
     if crm == "salesforce":
-        client = SalesforceClient(settings, sleep=lambda _s: None)
+        client = SalesforceClient(settings, sleep=sleep)
         mappings = salesforce_mappings()
     else:
-        client = HubSpotClient(settings, sleep=lambda _s: None, index_lag_margin=timedelta(0))
+        client = HubSpotClient(settings, sleep=sleep, index_lag_margin=timedelta(0))
         mappings = hubspot_mappings()
     engine = PullEngine(
         SqlSyncStore(factory),
@@ -322,13 +325,14 @@ def test_hubspot_pull_under_its_real_rate_limits_gets_everything(
         hs_search_per_second=3,
     )
     with Sandbox(config) as sb:
-        settings = settings_for(sb, max_retries=10, retry_max_wait_seconds=3, hubspot_page_size=25)
-        client = HubSpotClient(settings, index_lag_margin=timedelta(0))  # real sleeps
-        engine = PullEngine(
-            SqlSyncStore(factory),
-            client,
-            {m.crm_object: m for m in hubspot_mappings()},
-            settings.sync,
+        engine, _client = engine_for(
+            sb,
+            factory,
+            "hubspot",
+            real_waits=True,
+            max_retries=10,
+            retry_max_wait_seconds=3,
+            hubspot_page_size=25,
         )
         companies = engine.pull("companies")
         deals = engine.pull("deals")
