@@ -10,13 +10,19 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The migration scripts ship inside the package (package-data in pyproject.toml), so a wheel, a
+# non-editable install and the Docker image find them beside this code, like a checkout does.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+# Revision file names; alembic.ini repeats it for `alembic revision` run by hand from a checkout.
+FILE_TEMPLATE = "%%(rev)s_%%(slug)s"
 
 
 def alembic_config(url: str) -> Config:
-    """An Alembic config for ``url`` that works from any working directory."""
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    """An Alembic config for ``url``, built in code: no alembic.ini, any working directory."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("file_template", FILE_TEMPLATE)
+    config.set_main_option("path_separator", "os")
     config.attributes["url"] = url
     return config
 
