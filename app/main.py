@@ -1,5 +1,10 @@
 """The FastAPI application factory. Nothing is created at import time: ``create_app(settings)``
-builds the engine and routes, so tests can run several apps against different databases."""
+builds the engine and routes, so tests can run several apps against different databases.
+
+The docs pages (``/docs`` Swagger UI, ``/redoc``) load their JS and CSS from this app, not from a
+CDN, so they work without internet: ``fastapi_offline`` ships those assets and serves them under
+``/static-offline-docs`` (FastAPI's own ``docs_url=None`` + ``get_swagger_ui_html`` pattern).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from app import __version__
 from app.api.routes import health
@@ -25,11 +31,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         engine.dispose()
 
-    app = FastAPI(
+    app = FastAPIOffline(
         title="crmsync",
         version=__version__,
         description="Keeps a CRM (Salesforce or HubSpot) and the CS database in step.",
         lifespan=lifespan,
+        # Swagger UI would otherwise send the spec's URL to validator.swagger.io for a badge.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.engine = engine
