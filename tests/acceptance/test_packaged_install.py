@@ -22,6 +22,7 @@ import sys
 import sysconfig
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 import httpx
@@ -135,7 +136,7 @@ def get_readyz(install: Install, database_url: str) -> httpx.Response:
             stderr=subprocess.STDOUT,
         )
         try:
-            for _ in range(300):  # up to about 30 s for the process to import and bind
+            for _ in range(600):  # up to about a minute to import and bind on a busy machine
                 if server.poll() is not None:
                     break
                 try:
@@ -185,3 +186,6 @@ def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context() -
         if line.strip() and not line.startswith("#")
     }
     assert {".venv", "var", ".env", ".git"} <= patterns
+    # ... and none of them hides a file that the image is built from.
+    for source in dockerfile_sources():
+        assert not any(fnmatch(source, pattern) for pattern in patterns), source
