@@ -44,6 +44,7 @@ def test_a_pid_of_another_user_is_alive(monkeypatch: pytest.MonkeyPatch) -> None
         "worker-2",  # not a holder this code wrote
         f"{HOST}:notapid:abcd1234",
     ],
+    ids=["other-host", "this-process", "pid-0", "foreign-name", "no-pid"],
 )
 def test_anything_uncertain_counts_as_alive(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     def gone(pid: int, sig: int) -> None:
