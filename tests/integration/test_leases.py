@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import structlog.testing
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -215,3 +216,19 @@ def test_the_heartbeat_keeps_a_slow_pass_lease_alive_past_its_ttl(
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(Account)) == 3
         assert s.scalar(select(func.count()).select_from(JobLease)) == 0  # released
+
+
+def test_a_pass_logs_its_start_and_its_end_with_counts(factory: sessionmaker[Session]) -> None:
+    crm = FakeSalesforce()
+    for n in range(1, 4):
+        crm.put("Account", account(n))
+    with structlog.testing.capture_logs() as logs:
+        result = engine_for(factory, crm).pull("Account")
+    events = {e["event"]: e for e in logs if e["event"].startswith("sync.run.")}
+    start, end = events["sync.run.start"], events["sync.run.end"]
+    assert start["log_level"] == end["log_level"] == "info"
+    assert (start["crm"], start["object"], start["kind"]) == ("salesforce", "Account", "pull")
+    assert start["run_id"] == end["run_id"] == result.run_id
+    assert (end["status"], end["read"], end["created"]) == ("succeeded", 3, 3)
+    assert end["api_calls"] == result.counts.api_calls
+    assert end["duration_s"] >= 0
