@@ -59,10 +59,14 @@ class SyncSettings(BaseModel):
         le=4,
         description="Pages read ahead while the current page is written (0: strictly serial).",
     )
-    lease_seconds: int = Field(
-        600,
-        ge=10,
-        description="A pass holds its (CRM, object) lease this long past its last page.",
+    lease_seconds: float = Field(
+        60,
+        ge=1,
+        description=(
+            "TTL of a pass's (CRM, object) lease; a heartbeat renews it every third of this, so "
+            "a pass killed on another host blocks the next one at most this long (on this "
+            "host, not at all: a lease whose process is gone is taken over at once)."
+        ),
     )
     request_timeout_seconds: float = Field(30.0, gt=0)
     max_retries: int = Field(6, ge=0, le=20)

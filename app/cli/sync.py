@@ -1,8 +1,14 @@
 """``crmsync sync ...``: incremental passes and backfills, with progress and a summary.
 
-On a terminal a rich progress bar shows each object's pages; otherwise (cron, CI, pipes) the
-command prints one JSON summary on stdout. Exit code 0 when every pass succeeded (or only some
-records failed: those are in ``sync_errors``), 1 when a pass failed, 2 for bad input.
+On a terminal a rich progress bar shows each object's pages and a table sums them up; otherwise
+(cron, CI, pipes) the command prints one JSON summary on stdout. The summary is printed whatever
+happens: passes that failed, could not start or were interrupted are in it with their error.
+
+Exit codes (:class:`~app.cli.common.ExitCode`, the README's "Exit codes"): 0 every pass
+succeeded; 1 a pass failed, could not start (another pass holds its lease) or the command was
+interrupted (SIGINT/SIGTERM: the run is ``cancelled`` at its last committed page, and the same
+command resumes it); 2 bad input or configuration, before any pass starts; 3 every pass ran but
+some records failed (``partial``: they are in ``sync_errors``).
 """
 
 from __future__ import annotations
@@ -10,20 +16,23 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, date, datetime
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 from sqlalchemy import Engine
 
-from app.cli.common import console, load_settings
+from app.cli.common import ExitCode, console, load_settings
+from app.cli.signals import interrupts_raised
 from app.crm.base import CrmName
 from app.db.engine import make_engine, make_session_factory
 from app.db.enums import RunStatus, SyncKind
 from app.errors import ConfigError
+from app.logging import configure_logging
 from app.settings import Settings
 from app.sync.pull import PageProgress, PullResult
-from app.sync.service import run_sync
+from app.sync.service import SyncInterrupted, run_sync
 
 sync_app = typer.Typer(help="Pull accounts, opportunities and handover notes from the CRM.")
 
@@ -38,8 +47,17 @@ def _parse_since(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         console.print(f"crmsync: --since {value!r} is not a date (YYYY-MM-DD) or ISO datetime")
-        raise typer.Exit(code=2) from None
+        raise typer.Exit(code=ExitCode.USAGE) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def exit_code(results: list[PullResult], *, interrupted: bool = False) -> ExitCode:
+    """The command's exit code from its passes: the worst outcome wins."""
+    if interrupted or any(r.status in (RunStatus.FAILED, RunStatus.CANCELLED) for r in results):
+        return ExitCode.FAILED
+    if any(r.status is RunStatus.PARTIAL for r in results):
+        return ExitCode.PARTIAL
+    return ExitCode.OK
 
 
 def _run(
@@ -49,31 +67,47 @@ def _run(
     since: datetime | None,
 ) -> None:
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    configure_logging(settings.log_level)
     interactive = sys.stdout.isatty()
+    interrupted = False
+    engine = make_engine(settings.database_url)
     try:
-        if interactive:
-            results = _with_progress(settings, engine, kind, crms, objects, since)
-        else:
-            results = run_sync(
-                settings,
-                make_session_factory(engine),
-                kind=kind,
-                crms=crms,
-                objects=objects,
-                since=since,
-            )
+        with interrupts_raised():
+            if interactive:
+                results = _with_progress(settings, engine, kind, crms, objects, since)
+            else:
+                results = run_sync(
+                    settings,
+                    make_session_factory(engine),
+                    kind=kind,
+                    crms=crms,
+                    objects=objects,
+                    since=since,
+                )
+    except SyncInterrupted as exc:
+        results, interrupted = exc.results, True
     except ConfigError as exc:
         console.print(f"crmsync: {exc}")
-        raise typer.Exit(code=2) from None
+        _print_summary([], interactive, error=str(exc))
+        raise typer.Exit(code=ExitCode.USAGE) from None
     finally:
         engine.dispose()
+    _print_summary(results, interactive)
+    if interrupted:
+        console.print("interrupted: run the same command again to resume")
+    raise typer.Exit(code=exit_code(results, interrupted=interrupted))
+
+
+def _print_summary(results: list[PullResult], interactive: bool, error: str | None = None) -> None:
+    """The table on a terminal, else one JSON document on stdout (``error``: none ran)."""
     if interactive:
-        _print_table(results)
-    else:
-        typer.echo(json.dumps({"runs": [r.summary() for r in results]}, indent=2))
-    if any(r.status is RunStatus.FAILED for r in results):
-        raise typer.Exit(code=1)
+        if results:
+            _print_table(results)
+        return
+    summary: dict[str, Any] = {"runs": [r.summary() for r in results]}
+    if error is not None:
+        summary["error"] = error
+    typer.echo(json.dumps(summary, indent=2))
 
 
 def _with_progress(
@@ -169,5 +203,5 @@ def _crms(values: list[str] | None) -> list[CrmName] | None:
             chosen.append("hubspot")
         else:
             console.print(f"crmsync: --crm {value!r}: expected salesforce or hubspot")
-            raise typer.Exit(code=2)
+            raise typer.Exit(code=ExitCode.USAGE)
     return chosen

@@ -1,12 +1,16 @@
 """Expiring leases: at most one run per (kind, CRM, object) at a time.
 
 huey's ``TaskLock`` is a key that a killed worker leaves behind forever; a lease instead carries
-an expiry that the holder extends while it works (heartbeat). A crashed holder's lease simply
-runs out and the next run takes over. Each acquisition bumps a fencing token.
+an expiry that its holder's heartbeat extends while it works (:mod:`app.sync.run_scope`). The next
+pass takes a lease over when it has expired, or at once when its holder is provably dead (a
+process of this host that no longer exists, :mod:`app.sync.holder`). Each acquisition bumps a
+fencing token.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
@@ -20,35 +24,68 @@ class LeaseHeld(RuntimeError):
     """Another holder has the lease; the message says who and until when."""
 
 
-def acquire(session: Session, name: str, holder: str, now: datetime, ttl: timedelta) -> int:
-    """Take the lease or raise :class:`LeaseHeld`; returns the fencing token. Commits."""
-    expires = now + ttl
+@dataclass(frozen=True)
+class Acquired:
+    """A lease we now hold; ``previous`` names the expired or dead holder we took it from."""
+
+    token: int
+    previous: str | None = None
+
+
+def _never_dead(_holder: str) -> bool:
+    return False
+
+
+def acquire(
+    session: Session,
+    name: str,
+    holder: str,
+    now: datetime,
+    ttl: timedelta,
+    *,
+    is_dead: Callable[[str], bool] = _never_dead,
+) -> Acquired:
+    """Take the lease or raise :class:`LeaseHeld`. Commits.
+
+    A current holder is replaced when its lease has expired or ``is_dead(holder)`` says its
+    process is gone. The takeover only matches that holder, so of two passes racing for the
+    same stale lease exactly one wins, and a live holder that renewed meanwhile keeps it.
+    """
+    current = session.scalars(
+        select(JobLease).where(JobLease.name == name).execution_options(populate_existing=True)
+    ).one_or_none()
+    if current is None:
+        session.add(JobLease(name=name, holder=holder, acquired_at=now, expires_at=now + ttl))
+        try:
+            session.commit()
+        except IntegrityError:
+            session.rollback()
+            raise LeaseHeld(f"{name} was taken concurrently by another holder") from None
+        return Acquired(1)
+    previous, until = current.holder, current.expires_at
+    dead = previous != holder and is_dead(previous)
+    if until > now and not dead:
+        session.rollback()
+        raise LeaseHeld(f"{name} is held by {previous} until {until.isoformat()}")
+    stale = [JobLease.name == name, JobLease.holder == previous]
+    if not dead:
+        stale.append(JobLease.expires_at <= now)
     taken = session.execute(
         update(JobLease)
-        .where(JobLease.name == name, JobLease.expires_at <= now)
+        .where(*stale)
         .values(
             holder=holder,
             acquired_at=now,
-            expires_at=expires,
+            expires_at=now + ttl,
             fencing_token=JobLease.fencing_token + 1,
         )
     )
-    if getattr(taken, "rowcount", 0) == 1:
-        session.commit()
-        return int(session.scalar(select(JobLease.fencing_token).where(JobLease.name == name)) or 0)
-    current = session.get(JobLease, name)
-    if current is not None:
+    if getattr(taken, "rowcount", 0) != 1:
         session.rollback()
-        raise LeaseHeld(
-            f"{name} is held by {current.holder} until {current.expires_at.isoformat()}"
-        )
-    session.add(JobLease(name=name, holder=holder, acquired_at=now, expires_at=expires))
-    try:
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        raise LeaseHeld(f"{name} was taken concurrently by another holder") from None
-    return 1
+        raise LeaseHeld(f"{name} was taken concurrently by another holder")
+    session.commit()
+    token = session.scalar(select(JobLease.fencing_token).where(JobLease.name == name))
+    return Acquired(int(token or 0), previous)
 
 
 def renew(session: Session, name: str, holder: str, now: datetime, ttl: timedelta) -> bool:

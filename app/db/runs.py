@@ -71,6 +71,15 @@ def update_run_progress(session: Session, run_id: int, counts: Counts) -> None:
     )
 
 
+def beat_run(session: Session, run_id: int) -> None:
+    """Show the run is alive (``heartbeat_at``), from the heartbeat thread between pages too."""
+    session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING)
+        .values(heartbeat_at=utcnow())
+    )
+
+
 def finish_run(
     session: Session,
     run_id: int,

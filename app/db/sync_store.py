@@ -36,6 +36,7 @@ from sqlalchemy.sql import Executable
 from app.db import bulk, cursors, leases, runs
 from app.db.base import Base, utcnow
 from app.db.enums import RunStatus
+from app.sync.holder import is_provably_dead
 from app.sync.ports import Counts, CursorState, LeaseHeldError, RecordFailure
 
 # Ids per lookup statement: keeps one statement's work bounded whatever the page size.
@@ -236,12 +237,24 @@ class SqlSyncStore:
                 error=error,
             )
 
-    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> None:
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> str | None:
         with self.session_factory() as session:
             try:
-                leases.acquire(session, name, holder, utcnow(), ttl)
+                acquired = leases.acquire(
+                    session, name, holder, utcnow(), ttl, is_dead=is_provably_dead
+                )
             except leases.LeaseHeld as exc:
                 raise LeaseHeldError(str(exc)) from None
+        return acquired.previous
+
+    def heartbeat(self, name: str, holder: str, ttl: timedelta, run_id: int | None) -> bool:
+        with self.session_factory() as session:
+            held = leases.renew(session, name, holder, utcnow(), ttl)
+            session.commit()
+            if run_id is not None and held:
+                runs.beat_run(session, run_id)
+                session.commit()
+        return held
 
     def release_lease(self, name: str, holder: str) -> None:
         with self.session_factory() as session:

@@ -128,8 +128,17 @@ class SyncStore(Protocol):
         error: str | None,
     ) -> None: ...
 
-    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> None:
-        """Take the lease or raise :class:`LeaseHeldError` naming the holder."""
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> str | None:
+        """Take the lease or raise :class:`LeaseHeldError` naming the holder and its expiry.
+
+        An expired lease, or one whose holder is provably dead, is taken over; returns the
+        holder it was taken from (None for a free lease).
+        """
+        ...
+
+    def heartbeat(self, name: str, holder: str, ttl: timedelta, run_id: int | None) -> bool:
+        """Extend our lease and beat the run's ``heartbeat_at``, in their own transaction;
+        False if the lease was lost. Called from the heartbeat thread."""
         ...
 
     def release_lease(self, name: str, holder: str) -> None: ...

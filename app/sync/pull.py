@@ -22,9 +22,7 @@ rows and never stop the pass; upstream errors that survive the adapter's retries
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,12 +31,14 @@ from typing import Any
 from app.crm.base import CrmClient, Position, RecordPage
 from app.db.enums import RunStatus, SyncKind
 from app.errors import CrmsyncError
+from app.logging import get_logger
 from app.mappers.errors import MappingError
 from app.mappers.ownership import MergeAction, merge_incoming
 from app.mappers.record import MappedRecord, accepts, map_record
 from app.mappers.spec import ObjectMapping
 from app.settings import SyncSettings
 from app.sync import cursor as cursors
+from app.sync.holder import new_holder
 from app.sync.ports import (
     Counts,
     CursorState,
@@ -48,6 +48,7 @@ from app.sync.ports import (
     SyncStore,
 )
 from app.sync.prefetch import prefetch
+from app.sync.run_scope import RunScope
 
 Clock = Callable[[], datetime]
 
@@ -56,8 +57,23 @@ Clock = Callable[[], datetime]
 BOOKMARK_LAG = timedelta(0)
 
 
+log = get_logger("crmsync.sync")
+
+
 class LeaseLostError(CrmsyncError):
     """Our lease expired mid-pass (a stalled process) and another pass took over."""
+
+
+class PassInterrupted(KeyboardInterrupt):
+    """A pass stopped by SIGINT / SIGTERM, after closing its run as ``cancelled``.
+
+    Still a ``KeyboardInterrupt``, so a caller that does not handle it stops too; the service
+    catches it to report the pass (``result``) and start no further ones.
+    """
+
+    def __init__(self, result: PullResult) -> None:
+        super().__init__(result.error)
+        self.result = result
 
 
 def _stamp_key(at: datetime | None) -> tuple[Any, ...]:
@@ -82,7 +98,7 @@ class PageProgress:
 
 @dataclass
 class PullResult:
-    run_id: int
+    run_id: int | None  # None: no run row (the pass was never started)
     crm: str
     object_name: str
     kind: str
@@ -138,7 +154,7 @@ class PullEngine:
         self.clock = clock
         self.on_page = on_page
         self._links = self._link_plan(parent_mappings or mappings)
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = new_holder()
         self._lease_ttl = timedelta(seconds=settings.lease_seconds)
         self._open_failures = True
 
@@ -157,27 +173,27 @@ class PullEngine:
         """One pass over ``object_name``; see the module docstring for the two kinds."""
         lease = f"sync:{self.client.name}:{object_name}"
         try:
-            self.store.acquire_lease(lease, self.holder, self._lease_ttl)
+            scope = RunScope.acquire(self.store, lease, self.holder, self._lease_ttl)
         except LeaseHeldError as exc:
             return self._refused(object_name, kind, triggered_by, str(exc))
-        try:
+        with scope:
             # Holding the lease, no live pass can own a run still marked running: its process
             # died (killed, machine lost). Close it, so the admin does not see it run forever.
             self.store.close_abandoned_runs(
                 self.client.name,
                 object_name,
                 [str(SyncKind.PULL), str(SyncKind.BACKFILL)],
-                "abandoned: the process stopped without finishing this pass (killed?); its "
-                f"lease expired and a later pass ({self.holder}) took over",
+                "abandoned: the process stopped without finishing this pass (killed?); a later "
+                f"pass ({self.holder}) took its lease over",
             )
-            return self._pull(object_name, kind=kind, since=since, triggered_by=triggered_by)
-        finally:
-            self.store.release_lease(lease, self.holder)
+            return self._pull(
+                object_name, kind=kind, since=since, triggered_by=triggered_by, scope=scope
+            )
 
     def _refused(
         self, object_name: str, kind: SyncKind, triggered_by: str, reason: str
     ) -> PullResult:
-        """Record a pass that did not start because another one holds the lease."""
+        """Record a pass that could not start because a live pass holds the lease."""
         crm = self.client.name
         run_id = self.store.start_run(
             kind=str(kind),
@@ -187,17 +203,24 @@ class PullEngine:
             params={},
             cursor_from=None,
         )
-        message = f"not started: {reason}"
+        message = f"could not start: {reason} (another pass is running; try again later)"
         counts = Counts()
         self.store.finish_run(
             run_id, counts, status=RunStatus.CANCELLED, cursor_to=None, error=message
         )
+        log.warning("sync.run.refused", crm=crm, object=object_name, kind=str(kind), error=message)
         return PullResult(
             run_id, crm, object_name, str(kind), RunStatus.CANCELLED, counts, None, message
         )
 
     def _pull(
-        self, object_name: str, *, kind: SyncKind, since: datetime | None, triggered_by: str
+        self,
+        object_name: str,
+        *,
+        kind: SyncKind,
+        since: datetime | None,
+        triggered_by: str,
+        scope: RunScope,
     ) -> PullResult:
         mapping = self.mappings[object_name]
         crm = self.client.name
@@ -215,12 +238,36 @@ class PullEngine:
             params={"since": since.isoformat() if since else None},
             cursor_from=position_json(start),
         )
+        scope.watch(run_id)
+        began = time.monotonic()
+        log.info(
+            "sync.run.start",
+            crm=crm,
+            object=object_name,
+            kind=str(kind),
+            run_id=run_id,
+            since=since.isoformat() if since else None,
+            cursor_from=position_json(start),
+            holder=self.holder,
+        )
         progress = cursors.open_cursor(crm, object_name, stream, start, started_at=run_started_at)
-        # Resolving old errors costs an UPDATE per page; skip it while there are none to resolve.
-        self._open_failures = self.store.has_open_failures(crm, object_name)
         expected: int | None = None
         use_bulk = False
+
+        def close(
+            status: RunStatus, cursor_to: dict[str, Any] | None, error: str | None
+        ) -> PullResult:
+            counts.api_calls = self.client.api_calls - calls_before
+            self.store.finish_run(run_id, counts, status=status, cursor_to=cursor_to, error=error)
+            result = PullResult(
+                run_id, crm, object_name, str(kind), status, counts, cursor_to, error, use_bulk
+            )
+            _log_end(result, time.monotonic() - began)
+            return result
+
         try:
+            # Resolving old errors costs an UPDATE per page; skip it while there are none.
+            self._open_failures = self.store.has_open_failures(crm, object_name)
             expected = self.client.estimate_changes(object_name, start)
             use_bulk = expected is not None and expected > self.settings.bulk_threshold
             fields = self._request_fields(mapping)
@@ -246,40 +293,30 @@ class PullEngine:
             final = cursors.finalize(progress, run_started_at, BOOKMARK_LAG)
             self._finish_stream(crm, object_name, kind, final, run_started_at)
             self._link_orphans(mapping)
+            status = RunStatus.PARTIAL if counts.failed else RunStatus.SUCCEEDED
+            return close(status, position_json(final), None)
+        except KeyboardInterrupt as exc:
+            # SIGINT, or SIGTERM raised as one by the CLI (app.cli.signals). The page being
+            # written was rolled back with its cursor, so the stored cursor is the last
+            # committed page and the same command resumes there.
+            signal_name = str(exc) or "SIGINT"
+            result = close(
+                RunStatus.CANCELLED,
+                position_json(progress.current),
+                f"interrupted ({signal_name}): stopped at the last committed page; run the same "
+                "command again to resume",
+            )
+            raise PassInterrupted(result) from exc
         except Exception as exc:
             # An upstream failure that outlived the retries ends the pass as ``failed`` with the
-            # cursor at the last committed page. Anything else (a bug, a database outage) is
-            # recorded the same way and then re-raised. A process killed outright leaves the
-            # row ``running`` with a stale heartbeat, and its lease expires.
-            counts.api_calls = self.client.api_calls - calls_before
-            message = f"{type(exc).__name__}: {exc}"
-            self.store.finish_run(
-                run_id,
-                counts,
-                status=RunStatus.FAILED,
-                cursor_to=position_json(progress.current),
-                error=message,
-            )
+            # cursor at the last committed page; so does anything else (a bug, a database
+            # outage), logged with its traceback, so the caller's other passes still run. A
+            # process killed outright leaves the row ``running`` with a stale heartbeat.
             if not isinstance(exc, CrmsyncError):
-                raise
-            return PullResult(
-                run_id,
-                crm,
-                object_name,
-                str(kind),
-                RunStatus.FAILED,
-                counts,
-                position_json(progress.current),
-                message,
-                use_bulk,
+                log.exception("sync.run.crashed", crm=crm, object=object_name, run_id=run_id)
+            return close(
+                RunStatus.FAILED, position_json(progress.current), f"{type(exc).__name__}: {exc}"
             )
-        counts.api_calls = self.client.api_calls - calls_before
-        status = RunStatus.PARTIAL if counts.failed else RunStatus.SUCCEEDED
-        cursor_to = position_json(final)
-        self.store.finish_run(run_id, counts, status=status, cursor_to=cursor_to, error=None)
-        return PullResult(
-            run_id, crm, object_name, str(kind), status, counts, cursor_to, None, use_bulk
-        )
 
     # ----------------------------------------------------------------------------------------
     # Cursor bookkeeping
@@ -630,3 +667,20 @@ class PullEngine:
     ) -> None:
         if self.on_page is not None:
             self.on_page(PageProgress(crm, object_name, str(kind), counts, position, expected))
+
+
+def _log_end(result: PullResult, seconds: float) -> None:
+    """``sync.run.end`` at INFO (WARNING when the pass did not succeed), with its counts."""
+    level = "info" if result.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) else "warning"
+    getattr(log, level)(
+        "sync.run.end",
+        crm=result.crm,
+        object=result.object_name,
+        kind=result.kind,
+        run_id=result.run_id,
+        status=str(result.status),
+        **result.counts.as_dict(),
+        bulk=result.used_bulk,
+        duration_s=round(seconds, 3),
+        error=result.error,
+    )

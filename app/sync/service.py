@@ -4,6 +4,10 @@ Builds, per CRM, the adapter (``app.crm.factory``), the mapping set (defaults pl
 ``CRMSYNC_MAPPING_FILE``) and a :class:`~app.sync.pull.PullEngine` over the SQL store, then pulls
 the objects parents-first (accounts before opportunities before notes) so children usually find
 their parent already stored; the rest are linked when it arrives.
+
+The whole command's configuration is validated before the first pass (a :class:`ConfigError`,
+exit 2 in the CLI); after that one pass's failure never skips the others, and an interrupt
+(SIGINT/SIGTERM) starts no further pass and reports them as not started.
 """
 
 from __future__ import annotations
@@ -11,18 +15,24 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.crm.base import CrmName
 from app.crm.factory import build_client
-from app.db.enums import SyncKind
+from app.db.enums import RunStatus, SyncKind
 from app.db.sync_store import SqlSyncStore
 from app.errors import ConfigError
+from app.logging import get_logger
 from app.mappers.config import load_mapping_set
+from app.mappers.spec import ObjectMapping
 from app.settings import Settings
-from app.sync.pull import PageProgress, PullEngine, PullResult
+from app.sync.ports import Counts
+from app.sync.pull import PageProgress, PassInterrupted, PullEngine, PullResult
+
+log = get_logger("crmsync.sync")
 
 
 @contextmanager
@@ -49,6 +59,24 @@ def objects_for(settings: Settings, crm: CrmName) -> tuple[str, ...]:
     ).object_names
 
 
+class SyncInterrupted(KeyboardInterrupt):  # a KeyboardInterrupt: an uncaught one still stops
+    """SIGINT / SIGTERM stopped the command: ``results`` has every pass, the interrupted one
+    ``cancelled`` and those not started after it ``cancelled`` with no run."""
+
+    def __init__(self, results: list[PullResult]) -> None:
+        super().__init__("interrupted")
+        self.results = results
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One CRM's validated work: its mappings and the objects to pull, parents first."""
+
+    crm: CrmName
+    mappings: dict[str, ObjectMapping]
+    objects: list[str]
+
+
 def run_sync(
     settings: Settings,
     session_factory: sessionmaker[Session],
@@ -60,34 +88,33 @@ def run_sync(
     triggered_by: str = "cli",
     on_page: Callable[[PageProgress], None] | None = None,
 ) -> list[PullResult]:
-    """One pass of ``kind`` over the given (or all configured) CRMs and objects."""
+    """One pass of ``kind`` over the given (or all configured) CRMs and objects.
+
+    All configuration is checked before any pass starts (:class:`ConfigError`). After that a
+    failing pass, or CRM, is recorded in the results and the others still run; SIGINT/SIGTERM
+    stops the command with :class:`SyncInterrupted`.
+    """
+    plans = plan_sync(settings, crms, objects)
+    with fewer_gc_passes():
+        return _run_sync(settings, session_factory, kind, plans, since, triggered_by, on_page)
+
+
+def plan_sync(
+    settings: Settings, crms: Sequence[CrmName] | None, objects: Sequence[str] | None
+) -> list[_Plan]:
+    """Validate every CRM and object of the command up front; raise one :class:`ConfigError`."""
     chosen = list(crms) if crms else settings.enabled_crms
     if not chosen:
         raise ConfigError(
             "no CRM configured: set CRMSYNC_SALESFORCE_INSTANCE_URL with credentials "
             "or CRMSYNC_HUBSPOT_ACCESS_TOKEN (or start `crmsync sandbox --env-file .env`)"
         )
-    with fewer_gc_passes():
-        return _run_sync(
-            settings, session_factory, kind, chosen, objects, since, triggered_by, on_page
-        )
-
-
-def _run_sync(
-    settings: Settings,
-    session_factory: sessionmaker[Session],
-    kind: SyncKind,
-    chosen: Sequence[CrmName],
-    objects: Sequence[str] | None,
-    since: datetime | None,
-    triggered_by: str,
-    on_page: Callable[[PageProgress], None] | None,
-) -> list[PullResult]:
-    results: list[PullResult] = []
-    store = SqlSyncStore(session_factory)
+    problems: list[str] = []
+    plans: list[_Plan] = []
     for crm in chosen:
         if crm not in settings.enabled_crms:
-            raise ConfigError(f"{crm} is not configured: its URL or credentials are missing")
+            problems.append(f"{crm} is not configured: its URL or credentials are missing")
+            continue
         mapping_set = load_mapping_set(
             crm, settings.mapping_file, default_currency=settings.default_currency
         )
@@ -96,15 +123,81 @@ def _run_sync(
         unknown = [o for o in wanted if o not in mappings]
         if unknown:
             known = ", ".join(mapping_set.object_names)
-            raise ConfigError(f"unknown {crm} object(s) {', '.join(unknown)}; known: {known}")
-        client = build_client(crm, settings)
-        try:
-            engine = PullEngine(store, client, mappings, settings.sync, on_page=on_page)
-            for object_name in mapping_set.object_names:
-                if object_name in wanted:
-                    results.append(
-                        engine.pull(object_name, kind=kind, since=since, triggered_by=triggered_by)
-                    )
-        finally:
-            client.close()
+            problems.append(f"unknown {crm} object(s) {', '.join(unknown)}; known: {known}")
+            continue
+        ordered = [o for o in mapping_set.object_names if o in wanted]
+        plans.append(_Plan(crm, mappings, ordered))
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return plans
+
+
+def _not_started(crm: str, object_name: str, kind: SyncKind, reason: str) -> PullResult:
+    return PullResult(
+        None, crm, object_name, str(kind), RunStatus.CANCELLED, Counts(), None, reason
+    )
+
+
+def _run_sync(
+    settings: Settings,
+    session_factory: sessionmaker[Session],
+    kind: SyncKind,
+    plans: Sequence[_Plan],
+    since: datetime | None,
+    triggered_by: str,
+    on_page: Callable[[PageProgress], None] | None,
+) -> list[PullResult]:
+    results: list[PullResult] = []
+    store = SqlSyncStore(session_factory)
+    todo = [(plan, name) for plan in plans for name in plan.objects]
+    try:
+        for plan in plans:
+            _run_crm(settings, store, plan, kind, since, triggered_by, on_page, results)
+    except KeyboardInterrupt as exc:
+        if isinstance(exc, PassInterrupted):
+            results.append(exc.result)
+        done = {(r.crm, r.object_name) for r in results}
+        results.extend(
+            _not_started(plan.crm, name, kind, "not started: the command was interrupted")
+            for plan, name in todo
+            if (plan.crm, name) not in done
+        )
+        raise SyncInterrupted(results) from exc
     return results
+
+
+def _run_crm(
+    settings: Settings,
+    store: SqlSyncStore,
+    plan: _Plan,
+    kind: SyncKind,
+    since: datetime | None,
+    triggered_by: str,
+    on_page: Callable[[PageProgress], None] | None,
+    results: list[PullResult],
+) -> None:
+    """Pull one CRM's objects into ``results``; a failure is recorded and the next one runs."""
+    try:
+        client = build_client(plan.crm, settings)
+    except Exception as exc:
+        log.exception("sync.crm.unavailable", crm=plan.crm)
+        message = f"not started: {plan.crm} client: {type(exc).__name__}: {exc}"
+        for name in plan.objects:
+            results.append(_failed(plan.crm, name, kind, message))
+        return
+    try:
+        engine = PullEngine(store, client, plan.mappings, settings.sync, on_page=on_page)
+        for object_name in plan.objects:
+            try:
+                results.append(
+                    engine.pull(object_name, kind=kind, since=since, triggered_by=triggered_by)
+                )
+            except Exception as exc:  # the engine records its own failures; this is the rest
+                log.exception("sync.run.crashed", crm=plan.crm, object=object_name)
+                results.append(_failed(plan.crm, object_name, kind, f"{type(exc).__name__}: {exc}"))
+    finally:
+        client.close()
+
+
+def _failed(crm: str, object_name: str, kind: SyncKind, message: str) -> PullResult:
+    return PullResult(None, crm, object_name, str(kind), RunStatus.FAILED, Counts(), None, message)
