@@ -16,9 +16,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from sqlalchemy import Engine
 
-from app.cli.common import console, load_settings
+from app.cli.common import ExitCode, console, load_settings, open_database, report_usage_failures
 from app.crm.base import CrmName
-from app.db.engine import make_engine, make_session_factory
+from app.db.engine import make_session_factory
 from app.db.enums import RunStatus, SyncKind
 from app.errors import ConfigError
 from app.settings import Settings
@@ -49,7 +49,7 @@ def _run(
     since: datetime | None,
 ) -> None:
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_database(settings, migrated=True)
     interactive = sys.stdout.isatty()
     try:
         if interactive:
@@ -72,6 +72,8 @@ def _run(
         _print_table(results)
     else:
         typer.echo(json.dumps({"runs": [r.summary() for r in results]}, indent=2))
+    if report_usage_failures(results):
+        raise typer.Exit(code=ExitCode.USAGE)
     if any(r.status is RunStatus.FAILED for r in results):
         raise typer.Exit(code=1)
 

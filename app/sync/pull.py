@@ -32,7 +32,7 @@ from typing import Any
 
 from app.crm.base import CrmClient, Position, RecordPage
 from app.db.enums import RunStatus, SyncKind
-from app.errors import CrmsyncError
+from app.errors import CrmsyncError, ErrorCategory
 from app.mappers.errors import MappingError
 from app.mappers.ownership import MergeAction, merge_incoming
 from app.mappers.record import MappedRecord, accepts, map_record
@@ -92,6 +92,7 @@ class PullResult:
     error: str | None = None
     used_bulk: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    error_category: ErrorCategory | None = None  # of the error that failed the pass
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -272,6 +273,7 @@ class PullEngine:
                 position_json(progress.current),
                 message,
                 use_bulk,
+                error_category=exc.category,
             )
         counts.api_calls = self.client.api_calls - calls_before
         status = RunStatus.PARTIAL if counts.failed else RunStatus.SUCCEEDED
