@@ -280,7 +280,8 @@ def next_step(classification: Classification, crm: str, endpoint: Endpoint | Non
                 f"{crm} is unreachable at {endpoint.url}: check {endpoint.url_setting} "
                 "and the network"
             )
-        if classification.category is ErrorCategory.AUTH and classification.status == 401:
+        if classification.category is ErrorCategory.AUTH and classification.status in (None, 401):
+            # 401, or the token endpoint refused (no status): the credentials themselves.
             return f"{crm} rejected {endpoint.credential_setting}: set valid credentials"
     return NEXT_STEP[classification.category]
 
