@@ -25,7 +25,8 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
     try:
         migrate.check_stamp_known(engine, url)
         migrate.known_revision(url, revision)
-        migrate.upgrade(url, revision)
+        with migrate.revision_errors_explained(revision):
+            migrate.upgrade(url, revision)
         reached = migrate.current_revision(engine)
     finally:
         engine.dispose()
@@ -45,7 +46,8 @@ def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. ba
         migrate.known_revision(url, revision)
     finally:
         engine.dispose()
-    migrate.downgrade(url, revision)
+    with migrate.revision_errors_explained(revision):
+        migrate.downgrade(url, revision)
     console.print(f"database downgraded to {revision}")
 
 

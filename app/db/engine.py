@@ -34,16 +34,25 @@ CONNECT_ADVICE = (
 )
 
 
-def _ensure_sqlite_dir(url: str) -> None:
-    """Create ``./var`` for the default database; refuse any other folder that does not exist."""
+def _sqlite_folder(url: str | URL) -> Path | None:
+    """The folder of a file-backed SQLite database, None for PostgreSQL or ``:memory:``."""
     parsed = make_url(url)
     database = parsed.database
     if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
-        return
-    folder = Path(database).expanduser().resolve().parent
-    if folder == DEFAULT_SQLITE_DIR.resolve():
+        return None
+    return Path(database).expanduser().resolve().parent
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    """Create ``./var`` for the default database; any other folder must already exist."""
+    folder = _sqlite_folder(url)
+    if folder is not None and folder == DEFAULT_SQLITE_DIR.resolve():
         folder.mkdir(parents=True, exist_ok=True)
-    elif not folder.is_dir():
+
+
+def _check_sqlite_folder(url: str | URL) -> None:
+    folder = _sqlite_folder(url)
+    if folder is not None and not folder.is_dir():
         raise DatabaseConfigError(
             f"CRMSYNC_DATABASE_URL names a SQLite file in {folder}, which does not exist: "
             "create the folder or fix the path (crmsync does not create a new empty database "
@@ -58,6 +67,7 @@ def describe_url(url: str | URL) -> str:
 
 def check_connection(engine: Engine) -> None:
     """Connect once; a failure becomes a :class:`DatabaseConfigError` naming cause and fix."""
+    _check_sqlite_folder(engine.url)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -89,3 +91,14 @@ def require_current_schema(engine: Engine, url: str) -> None:
         raise SchemaError(
             f"the database schema is at revision {current}, the code expects {head}: {UPGRADE_HINT}"
         )
+
+
+@contextmanager
+def revision_errors_explained(target: str) -> Iterator[None]:
+    """Alembic's refusals of a target (``-1`` below base, ``+2`` past head) as a SchemaError."""
+    try:
+        yield
+    except AlembicError as exc:
+        raise SchemaError(
+            f"cannot migrate to {target!r}: {exc}; `crmsync db current` shows where the database is"
+        ) from exc

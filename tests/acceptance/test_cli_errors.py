@@ -115,6 +115,11 @@ def test_unknown_target_revision_is_refused(
     assert_usage_error(result, "unknown migration revision 'zzz999'", "known: 0001")
 
 
+def test_relative_target_out_of_range_is_refused(database_url: str, tmp_path: Path) -> None:
+    result = crmsync("db", "upgrade", "--", "-1", env=base_env(database_url), cwd=tmp_path)
+    assert_usage_error(result, "cannot migrate to '-1'", "crmsync db current")
+
+
 @pytest.mark.parametrize("command", [("db", "upgrade"), ("db", "current"), ("sync", "run")])
 def test_database_stamped_with_an_unknown_revision_is_refused(
     command: tuple[str, ...], database_url: str, tmp_path: Path
