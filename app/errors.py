@@ -3,6 +3,9 @@
 ::
 
     CrmsyncError                    root; structured attrs (crm, object, record id, run id)
+     ├── SetupError                 crmsync cannot start: category config, CLI exit code 2
+     │    ├── DatabaseConfigError   CRMSYNC_DATABASE_URL invalid, unsupported or unreachable
+     │    └── SchemaError           not migrated, behind the code, or at an unknown revision
      └── UpstreamError              a CRM call failed: category, retriable, status, code,
           │                         retry_after
           ├── TransientError        timeouts, resets, 5xx, locks: retried with backoff
@@ -20,6 +23,10 @@ Each adapter has ONE classification function (``app.crm.salesforce.errors.classi
 once it gives up, raises the matching :class:`UpstreamError` subclass (:func:`upstream_error`).
 Everything further up (engine, ``sync_errors`` rows, metrics, our own API) branches on
 :class:`ErrorCategory`, never on status codes or message text.
+
+The CLI's one handler (``app.cli.main``) prints any :class:`CrmsyncError` as ``crmsync: <message>``
+and maps its category to an exit code (:func:`app.cli.common.exit_code_for`): ``config`` and
+``auth`` are the user's to fix (2), anything else is a failed run (1).
 
 Messages say what to do next and never contain secrets (tokens, client secrets): adapters pass
 only the CRM's error code and a short, already-redacted detail.
@@ -60,6 +67,21 @@ class Classification:
     code: str | None = None  # the CRM's own error code (``INVALID_SESSION_ID``, ``RATE_LIMIT``)
     status: int | None = None  # HTTP status, None for connection-level failures
     detail: str = ""  # short, secret-free description (for the message)
+
+
+# Classification codes for failures below HTTP (the CRM's own codes are upper-case words too).
+TLS_FAILED = "TLS_FAILED"  # certificate verification or handshake failed
+UNREACHABLE = "UNREACHABLE"  # connection refused, host unknown, no route
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a CRM's calls go and which settings control them, so messages can name the fix."""
+
+    url: str  # the base URL called (instance URL, HubSpot base URL)
+    url_setting: str  # the setting holding it, e.g. ``CRMSYNC_SALESFORCE_INSTANCE_URL``
+    credential_setting: str  # the setting(s) whose value a 401 rejects
+    ca_bundle: str | None = None  # ``CRMSYNC_CA_BUNDLE`` if set
 
 
 class CrmsyncError(Exception):
@@ -105,6 +127,20 @@ class CrmsyncError(Exception):
         return self.message
 
 
+class SetupError(CrmsyncError):
+    """crmsync's own configuration or environment is wrong; the message names the fix."""
+
+    category = ErrorCategory.CONFIG
+
+
+class DatabaseConfigError(SetupError):
+    """``CRMSYNC_DATABASE_URL`` is malformed, names an unsupported database, or cannot connect."""
+
+
+class SchemaError(SetupError):
+    """The database's schema does not match the code: not migrated, behind, or unknown."""
+
+
 class UpstreamError(CrmsyncError):
     """A call to a CRM failed, classified. Subclasses only fix the default category."""
 
@@ -118,6 +154,8 @@ class UpstreamError(CrmsyncError):
         code: str | None = None,
         retry_after: float | None = None,
         attempts: int | None = None,
+        reason: str | None = None,
+        classification: Classification | None = None,
         crm: str | None = None,
         object_name: str | None = None,
         record_id: str | None = None,
@@ -135,6 +173,9 @@ class UpstreamError(CrmsyncError):
         self.code = code
         self.retry_after = retry_after
         self.attempts = attempts
+        # What went wrong without the advice (for retry logs); the classification it came from.
+        self.reason = reason if reason is not None else message
+        self.classification = classification
 
     def attrs(self) -> dict[str, Any]:
         values = super().attrs()
@@ -225,12 +266,33 @@ NEXT_STEP: dict[ErrorCategory, str] = {
 }
 
 
+def next_step(classification: Classification, crm: str, endpoint: Endpoint | None = None) -> str:
+    """The advice that ends an upstream error's message, as specific as the failure allows."""
+    if endpoint is not None:
+        if classification.code == TLS_FAILED:
+            now = f"now {endpoint.ca_bundle}" if endpoint.ca_bundle else "unset: system CAs used"
+            return (
+                f"TLS verification of {endpoint.url} failed: set CRMSYNC_CA_BUNDLE to the PEM "
+                f"file of the CA that signed its certificate ({now})"
+            )
+        if classification.code == UNREACHABLE:
+            return (
+                f"{crm} is unreachable at {endpoint.url}: check {endpoint.url_setting} "
+                "and the network"
+            )
+        if classification.category is ErrorCategory.AUTH and classification.status in (None, 401):
+            # 401, or the token endpoint refused (no status): the credentials themselves.
+            return f"{crm} rejected {endpoint.credential_setting}: set valid credentials"
+    return NEXT_STEP[classification.category]
+
+
 def upstream_error(
     classification: Classification,
     *,
     crm: str,
     operation: str,
     attempts: int | None = None,
+    endpoint: Endpoint | None = None,
     object_name: str | None = None,
     record_id: str | None = None,
     run_id: str | int | None = None,
@@ -245,7 +307,7 @@ def upstream_error(
     head = " / ".join(parts)
     detail = f": {classification.detail}" if classification.detail else ""
     tries = f" (after {attempts} attempts)" if attempts and attempts > 1 else ""
-    message = f"{head}{detail}{tries}; {NEXT_STEP[classification.category]}"
+    message = f"{head}{detail}{tries}; {next_step(classification, crm, endpoint)}"
     return cls(
         message,
         category=classification.category,
@@ -254,6 +316,8 @@ def upstream_error(
         code=classification.code,
         retry_after=classification.retry_after,
         attempts=attempts,
+        reason=f"{head}{detail}",
+        classification=classification,
         crm=crm,
         object_name=object_name,
         record_id=record_id,

@@ -1,5 +1,9 @@
 """Structured logging with structlog: JSON lines when not on a terminal, readable otherwise.
 
+Everything goes to stderr, so a command's JSON summary on stdout stays machine-readable. The
+level is ``CRMSYNC_LOG_LEVEL`` (DEBUG, INFO, WARNING, ERROR; default INFO): the CLI applies it
+once settings are loaded, ``create_app`` for the API.
+
 Secrets are ``SecretStr`` in settings, so a logged settings object shows ``**********``.
 """
 

@@ -18,11 +18,17 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 CrmName = Literal["salesforce", "hubspot"]
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/crmsync.db"
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# SQLAlchemy drivers crmsync ships with; anything else is refused at load, not at first use.
+SUPPORTED_DATABASE_DRIVERS = frozenset({"sqlite", "sqlite+pysqlite", "postgresql+psycopg"})
+DATABASE_URL_EXAMPLES = "sqlite:///./var/crmsync.db or postgresql://user:password@host:5432/dbname"
 
 # Values that mean "nobody set this": placeholders from templates and examples.
 WELL_KNOWN_DEFAULT_SECRETS = frozenset(
@@ -126,11 +132,48 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, value: str) -> str:
-        """Accept ``postgres://`` and plain ``postgresql://`` and use the psycopg 3 driver."""
+        """Accept ``postgres://`` and plain ``postgresql://`` and use the psycopg 3 driver;
+        refuse what is not a URL or names a database crmsync does not support."""
+        value = value.strip()
         for prefix in ("postgres://", "postgresql://"):
             if value.startswith(prefix):
-                return "postgresql+psycopg://" + value[len(prefix) :]
+                value = "postgresql+psycopg://" + value[len(prefix) :]
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                f"{value!r} is not a database URL; expected {DATABASE_URL_EXAMPLES}"
+            ) from None
+        if url.drivername not in SUPPORTED_DATABASE_DRIVERS:
+            raise ValueError(
+                f"unsupported database {url.drivername!r}: crmsync runs on SQLite or "
+                f"PostgreSQL ({DATABASE_URL_EXAMPLES})"
+            )
+        if url.drivername.startswith("postgresql") and not url.database:
+            raise ValueError(f"no database name in the URL; expected {DATABASE_URL_EXAMPLES}")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_log_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("ca_bundle", mode="before")
+    @classmethod
+    def _ca_bundle_exists(cls, value: str | Path | None) -> Path | None:
+        """A CA file that is not there would fail every CRM call with a TLS error: stop now."""
+        if value is None or str(value).strip() == "":
+            return None
+        value = Path(str(value).strip())
+        if not value.expanduser().is_file():
+            raise ValueError(
+                f"no CA file at {value}; point it at the PEM file of the CA that signs the "
+                "CRM's certificate (crmsync sandbox prints it), or unset it to use the system CAs"
+            )
+        return value.expanduser()
 
     @property
     def salesforce_enabled(self) -> bool:

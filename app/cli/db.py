@@ -1,11 +1,15 @@
-"""``crmsync db ...``: schema migrations."""
+"""``crmsync db ...``: schema migrations.
+
+Every command connects first (:func:`app.cli.common.open_database`), so a wrong
+``CRMSYNC_DATABASE_URL`` is one line and exit 2, and checks revisions against the ones the code
+ships, so an unknown target or a database migrated by a newer crmsync is refused by name.
+"""
 
 from __future__ import annotations
 
 import typer
 
-from app.cli.common import console, load_settings
-from app.db.engine import make_engine
+from app.cli.common import console, load_settings, open_database
 
 db_app = typer.Typer(help="Database schema: upgrade, downgrade, show the current revision.")
 
@@ -16,8 +20,17 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
     from app.db import migrate
 
     settings = load_settings()
-    migrate.upgrade(settings.database_url, revision)
-    console.print(f"database at revision {migrate.head_revision(settings.database_url)}")
+    url = settings.database_url
+    engine = open_database(settings)
+    try:
+        migrate.check_stamp_known(engine, url)
+        migrate.known_revision(url, revision)
+        with migrate.revision_errors_explained(revision):
+            migrate.upgrade(url, revision)
+        reached = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    console.print(f"database at revision {reached or 'none (base)'}")
 
 
 @db_app.command("downgrade")
@@ -26,7 +39,15 @@ def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. ba
     from app.db import migrate
 
     settings = load_settings()
-    migrate.downgrade(settings.database_url, revision)
+    url = settings.database_url
+    engine = open_database(settings)
+    try:
+        migrate.check_stamp_known(engine, url)
+        migrate.known_revision(url, revision)
+    finally:
+        engine.dispose()
+    with migrate.revision_errors_explained(revision):
+        migrate.downgrade(url, revision)
     console.print(f"database downgraded to {revision}")
 
 
@@ -36,9 +57,9 @@ def current() -> None:
     from app.db import migrate
 
     settings = load_settings()
-    engine = make_engine(settings.database_url)
+    engine = open_database(settings)
     try:
-        rev = migrate.current_revision(engine)
+        rev = migrate.check_stamp_known(engine, settings.database_url)
     finally:
         engine.dispose()
     head = migrate.head_revision(settings.database_url)

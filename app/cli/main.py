@@ -1,14 +1,27 @@
-"""The ``crmsync`` command line: one sub-command per operator task, each a thin wrapper."""
+"""The ``crmsync`` command line: one sub-command per operator task, each a thin wrapper.
+
+:func:`main` is the one place that turns crmsync's own errors (:class:`app.errors.CrmsyncError`:
+a database URL that does not connect, an unmigrated schema, a rejected credential, ...) into
+``crmsync: <message>`` on stderr and the exit code of their category, without a traceback.
+``CRMSYNC_DEBUG=1`` lets the traceback through. typer/click usage errors keep their own handling
+(they are raised and printed inside ``cli()``, exit 2), and any other exception is a bug: it
+keeps its traceback.
+"""
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
+from app.cli.common import debug_enabled, report_error
 from app.cli.db import db_app
 from app.cli.demo import demo
 from app.cli.sandbox import sandbox
 from app.cli.serve import serve
 from app.cli.sync import sync_app
+from app.errors import CrmsyncError
+from app.logging import configure_logging
 
 cli = typer.Typer(
     name="crmsync",
@@ -24,7 +37,14 @@ cli.command("sandbox")(sandbox)
 
 
 def main() -> None:
-    cli()
+    # Logs (retries, warnings) go to stderr from the start; load_settings() applies the level.
+    configure_logging()
+    try:
+        cli()
+    except CrmsyncError as exc:
+        if debug_enabled():
+            raise
+        sys.exit(report_error(exc))
 
 
 if __name__ == "__main__":

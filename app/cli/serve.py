@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from app.cli.common import load_settings
+from app.cli.common import load_settings, open_database
 
 
 def serve(
@@ -17,4 +17,7 @@ def serve(
     from app.main import create_app
 
     settings = load_settings()
+    # Fail at startup, as one line, if the database URL is wrong; an unmigrated schema is not
+    # fatal here (/readyz reports it) so the API can start before `crmsync db upgrade`.
+    open_database(settings).dispose()
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

@@ -23,13 +23,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from sqlalchemy import Engine
 
-from app.cli.common import ExitCode, console, load_settings
+from app.cli.common import ExitCode, console, load_settings, open_database, report_usage_failures
 from app.cli.signals import interrupts_raised
 from app.crm.base import CrmName
-from app.db.engine import make_engine, make_session_factory
+from app.db.engine import make_session_factory
 from app.db.enums import RunStatus, SyncKind
 from app.errors import ConfigError
-from app.logging import configure_logging
 from app.settings import Settings
 from app.sync.pull import PageProgress, PullResult
 from app.sync.service import SyncInterrupted, run_sync
@@ -67,10 +66,9 @@ def _run(
     since: datetime | None,
 ) -> None:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    engine = open_database(settings, migrated=True)
     interactive = sys.stdout.isatty()
     interrupted = False
-    engine = make_engine(settings.database_url)
     try:
         with interrupts_raised():
             if interactive:
@@ -95,6 +93,8 @@ def _run(
     _print_summary(results, interactive)
     if interrupted:
         console.print("interrupted: run the same command again to resume")
+    if report_usage_failures(results):
+        raise typer.Exit(code=ExitCode.USAGE)
     raise typer.Exit(code=exit_code(results, interrupted=interrupted))
 
 

@@ -11,7 +11,12 @@ and error codes; this module only reads the resulting :class:`~app.errors.Classi
   ``Retry-After`` or its rate-limit interval header; Salesforce sends none);
 * a ``retry_after`` longer than ``max_wait`` is not slept through: the error is raised at once
   (HubSpot 477 may ask for hours; the scheduler retries the run later);
-* every attempt is reported to ``on_attempt`` (the clients count API calls there).
+* every attempt is reported to ``on_attempt`` (the clients count API calls there);
+* each retry is logged at WARNING *before* its wait (tenacity's ``before_sleep``), with the
+  attempt number, the wait and the reason, so an unreachable CRM is visible at once instead of
+  after minutes of silent backoff;
+* the error raised when giving up says how many attempts were made and, given the
+  :class:`~app.errors.Endpoint`, names the URL and the settings to check.
 
 ``sleep`` and ``rng`` are injectable so tests run instantly and can assert the computed waits.
 """
@@ -26,12 +31,15 @@ from typing import TypeVar
 
 import tenacity
 
-from app.errors import Classification, UpstreamError, upstream_error
+from app.errors import Classification, Endpoint, UpstreamError, upstream_error
+from app.logging import get_logger
 from app.settings import SyncSettings
 
 T = TypeVar("T")
 
 Classifier = Callable[[BaseException], Classification]
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,6 +99,7 @@ def call_with_retry(
     operation: str,
     object_name: str | None = None,
     on_attempt: Callable[[], None] | None = None,
+    endpoint: Endpoint | None = None,
 ) -> T:
     """Run ``fn`` under ``policy``; raise the classified :class:`UpstreamError` when giving up.
 
@@ -107,7 +116,11 @@ def call_with_retry(
             raise
         except Exception as exc:
             raise upstream_error(
-                classify(exc), crm=crm, operation=operation, object_name=object_name
+                classify(exc),
+                crm=crm,
+                operation=operation,
+                endpoint=endpoint,
+                object_name=object_name,
             ) from exc
 
     def wait(state: tenacity.RetryCallState) -> float:
@@ -118,9 +131,25 @@ def call_with_retry(
     def retry_predicate(exc: BaseException) -> bool:
         return isinstance(exc, UpstreamError) and policy.should_retry(exc)
 
+    def log_retry(state: tenacity.RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        reason = error.reason if isinstance(error, UpstreamError) else repr(error)
+        wait_seconds = state.next_action.sleep if state.next_action is not None else 0.0
+        log.warning(
+            "crm call failed, retrying",
+            crm=crm,
+            operation=operation,
+            object=object_name,
+            attempt=state.attempt_number,
+            max_attempts=policy.max_attempts,
+            wait_seconds=round(wait_seconds, 2),
+            reason=reason,
+        )
+
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(retry_predicate),
         wait=wait,
+        before_sleep=log_retry,
         stop=tenacity.stop_after_attempt(max(1, policy.max_attempts)),
         sleep=policy.sleep,
         reraise=True,
@@ -132,7 +161,18 @@ def call_with_retry(
                 attempts = attempt_ctx.retry_state.attempt_number
                 return attempt()
     except UpstreamError as exc:
-        if exc.attempts is None:
-            exc.attempts = attempts
+        if exc.attempts is not None:
+            raise
+        if attempts > 1 and exc.classification is not None:
+            # Rebuild so the message says how many attempts were made.
+            raise upstream_error(
+                exc.classification,
+                crm=crm,
+                operation=operation,
+                attempts=attempts,
+                endpoint=endpoint,
+                object_name=object_name,
+            ) from exc.__cause__
+        exc.attempts = attempts
         raise
     raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover

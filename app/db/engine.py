@@ -4,6 +4,10 @@ SQLite gets a check that its JSON functions exist (page lookups bind id lists as
 and the pragmas a concurrent service needs: foreign keys on (off by default in SQLite),
 WAL so readers do not block the writer, and a busy timeout instead of instant ``database is
 locked`` errors. PostgreSQL gets a pre-ping pool so a restarted server does not fail requests.
+
+:func:`check_connection` turns a failed first connection into a
+:class:`~app.errors.DatabaseConfigError` that names the cause and the setting to fix; a SQLite
+file whose folder does not exist is refused rather than created (except the default ``./var``).
 """
 
 from __future__ import annotations
@@ -12,17 +16,67 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+from app.errors import DatabaseConfigError
+
+# The folder of the default database (``sqlite:///./var/crmsync.db``), relative to the working
+# directory: created on a fresh clone. Any other missing folder is a typo, not a wish.
+DEFAULT_SQLITE_DIR = Path("var")
+
+# libpq reports connect-time failures (no such database, role, refused) without a SQLSTATE, so
+# the message quotes the driver's first line, which names the problem, and gives one advice.
+CONNECT_ADVICE = (
+    "fix CRMSYNC_DATABASE_URL (host, port, user, password, database name) or start the server"
+)
+
+
+def _sqlite_folder(url: str | URL) -> Path | None:
+    """The folder of a file-backed SQLite database, None for PostgreSQL or ``:memory:``."""
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database).expanduser().resolve().parent
 
 
 def _ensure_sqlite_dir(url: str) -> None:
-    """Create the folder of a file-backed SQLite database (``./var`` on a fresh clone)."""
-    parsed = make_url(url)
-    database = parsed.database
-    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
-        Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+    """Create ``./var`` for the default database; any other folder must already exist."""
+    folder = _sqlite_folder(url)
+    if folder is not None and folder == DEFAULT_SQLITE_DIR.resolve():
+        folder.mkdir(parents=True, exist_ok=True)
+
+
+def _check_sqlite_folder(url: str | URL) -> None:
+    folder = _sqlite_folder(url)
+    if folder is not None and not folder.is_dir():
+        raise DatabaseConfigError(
+            f"CRMSYNC_DATABASE_URL names a SQLite file in {folder}, which does not exist: "
+            "create the folder or fix the path (crmsync does not create a new empty database "
+            "in a folder that is not there)"
+        )
+
+
+def describe_url(url: str | URL) -> str:
+    """The URL with its password masked, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once; a failure becomes a :class:`DatabaseConfigError` naming cause and fix."""
+    _check_sqlite_folder(engine.url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        words = str(exc.orig).strip()
+        cause = words.splitlines()[0] if words else type(exc.orig).__name__
+        raise DatabaseConfigError(
+            f"cannot connect to the database {describe_url(engine.url)}: {cause}; {CONNECT_ADVICE}"
+        ) from exc
 
 
 class SqliteTooOldError(RuntimeError):

@@ -30,7 +30,7 @@ from typing import Any
 
 from app.crm.base import CrmClient, Position, RecordPage
 from app.db.enums import RunStatus, SyncKind
-from app.errors import CrmsyncError
+from app.errors import CrmsyncError, ErrorCategory
 from app.logging import get_logger
 from app.mappers.errors import MappingError
 from app.mappers.ownership import MergeAction, merge_incoming
@@ -108,6 +108,7 @@ class PullResult:
     error: str | None = None
     used_bulk: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    error_category: ErrorCategory | None = None  # of the error that failed the pass
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -255,12 +256,24 @@ class PullEngine:
         use_bulk = False
 
         def close(
-            status: RunStatus, cursor_to: dict[str, Any] | None, error: str | None
+            status: RunStatus,
+            cursor_to: dict[str, Any] | None,
+            error: str | None,
+            error_category: ErrorCategory | None = None,
         ) -> PullResult:
             counts.api_calls = self.client.api_calls - calls_before
             self.store.finish_run(run_id, counts, status=status, cursor_to=cursor_to, error=error)
             result = PullResult(
-                run_id, crm, object_name, str(kind), status, counts, cursor_to, error, use_bulk
+                run_id,
+                crm,
+                object_name,
+                str(kind),
+                status,
+                counts,
+                cursor_to,
+                error,
+                use_bulk,
+                error_category=error_category,
             )
             _log_end(result, time.monotonic() - began)
             return result
@@ -315,7 +328,10 @@ class PullEngine:
             if not isinstance(exc, CrmsyncError):
                 log.exception("sync.run.crashed", crm=crm, object=object_name, run_id=run_id)
             return close(
-                RunStatus.FAILED, position_json(progress.current), f"{type(exc).__name__}: {exc}"
+                RunStatus.FAILED,
+                position_json(progress.current),
+                f"{type(exc).__name__}: {exc}",
+                error_category=exc.category if isinstance(exc, CrmsyncError) else None,
             )
 
     # ----------------------------------------------------------------------------------------

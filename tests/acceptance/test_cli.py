@@ -111,15 +111,19 @@ def test_unconfigured_crm_and_unsafe_prod_settings_exit_2(
     assert "CRMSYNC_ENV=prod" in prod.stderr
 
 
-def test_failed_pass_exits_1_and_is_recorded(database_url: str, tmp_path: Path) -> None:
+def test_rejected_token_fails_the_pass_exits_2_and_names_the_setting(
+    database_url: str, tmp_path: Path
+) -> None:
     with Sandbox(SandboxConfig(accounts=5)) as sb:
         sb.control("POST", "/tokens/expire", json={"crm": "hubspot"})
         env = sandbox_env(sb, database_url)
         failed = crmsync("sync", "run", "--crm", "hubspot", env=env, cwd=tmp_path)
-    assert failed.returncode == 1
+    assert failed.returncode == 2  # a credential to fix: configuration, not a failed run
     runs = json.loads(failed.stdout)["runs"]
     assert runs[0]["status"] == "failed"
-    assert "401" in runs[0]["error"] or "auth" in runs[0]["error"].lower()
+    assert "401" in runs[0]["error"]
+    assert "rejected CRMSYNC_HUBSPOT_ACCESS_TOKEN" in failed.stderr
+    assert "Traceback" not in failed.stderr
 
 
 def test_demo_runs_end_to_end_in_a_fresh_directory(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from hubspot.crm.companies import ApiException as CompaniesApiException
 from hubspot.crm.companies.exceptions import ForbiddenException, ServiceException
 from hubspot.crm.deals import ApiException as DealsApiException
 
-from app.crm.hubspot.errors import classify_hubspot, retry_after_seconds
+from app.crm.hubspot.errors import classify_hubspot, classify_status, retry_after_seconds
+from app.errors import Endpoint, upstream_error
 from app.errors import ErrorCategory as C
 
 
@@ -124,7 +125,7 @@ def test_status_zero_is_fatal() -> None:
 
 
 @pytest.mark.parametrize(
-    ("exc", "category", "retriable"),
+    ("exc", "category", "retriable", "code"),
     [
         (
             urllib3.exceptions.MaxRetryError(
@@ -132,24 +133,52 @@ def test_status_zero_is_fatal() -> None:
             ),
             C.TRANSIENT,
             True,
+            "UNREACHABLE",
         ),
         (
             urllib3.exceptions.MaxRetryError(None, "/x", urllib3.exceptions.SSLError("verify")),
             C.CONFIG,
             False,
+            "TLS_FAILED",
         ),
-        (urllib3.exceptions.MaxRetryError(None, "/x", None), C.TRANSIENT, True),
-        (urllib3.exceptions.ProtocolError("Connection aborted."), C.TRANSIENT, True),
-        (urllib3.exceptions.ReadTimeoutError(None, "/x", "read timed out"), C.TRANSIENT, True),
-        (urllib3.exceptions.SSLError("verify"), C.CONFIG, False),
-        (ConnectionResetError(), C.TRANSIENT, True),
-        (TimeoutError(), C.TRANSIENT, True),
-        (ValueError("bug"), C.FATAL, False),
+        (urllib3.exceptions.MaxRetryError(None, "/x", None), C.TRANSIENT, True, None),
+        (urllib3.exceptions.ProtocolError("Connection aborted."), C.TRANSIENT, True, None),
+        (
+            urllib3.exceptions.ReadTimeoutError(None, "/x", "read timed out"),
+            C.TRANSIENT,
+            True,
+            None,
+        ),
+        (urllib3.exceptions.SSLError("verify"), C.CONFIG, False, "TLS_FAILED"),
+        (ConnectionRefusedError(), C.TRANSIENT, True, "UNREACHABLE"),
+        (ConnectionResetError(), C.TRANSIENT, True, None),
+        (TimeoutError(), C.TRANSIENT, True, None),
+        (ValueError("bug"), C.FATAL, False, None),
     ],
 )
-def test_exception_table(exc: BaseException, category: C, retriable: bool) -> None:
+def test_exception_table(
+    exc: BaseException, category: C, retriable: bool, code: str | None
+) -> None:
     result = classify_hubspot(exc)
-    assert (result.category, result.retriable) == (category, retriable)
+    assert (result.category, result.retriable, result.code) == (category, retriable, code)
+
+
+def test_rejected_token_and_tls_messages_name_the_settings() -> None:
+    endpoint = Endpoint(
+        url="https://api.hubapi.com",
+        url_setting="CRMSYNC_HUBSPOT_BASE_URL",
+        credential_setting="CRMSYNC_HUBSPOT_ACCESS_TOKEN",
+    )
+    unauthorized = classify_status(401, None, {"category": "INVALID_AUTHENTICATION"})
+    message = str(
+        upstream_error(unauthorized, crm="hubspot", operation="search", endpoint=endpoint)
+    )
+    assert "rejected CRMSYNC_HUBSPOT_ACCESS_TOKEN" in message
+    tls = classify_hubspot(urllib3.exceptions.SSLError("verify"))
+    message = str(upstream_error(tls, crm="hubspot", operation="search", endpoint=endpoint))
+    assert "TLS" in message
+    assert "CRMSYNC_CA_BUNDLE" in message
+    assert "unset: system CAs used" in message
 
 
 def test_retry_after_ignores_interval_when_window_not_empty() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import structlog
 
 from app.crm.retry import RetryPolicy, call_with_retry
 from app.errors import (
@@ -187,3 +188,30 @@ def test_zero_retries_means_one_attempt() -> None:
             failing(5, TRANSIENT, calls), classify=classify, policy=policy, crm="x", operation="op"
         )
     assert len(calls) == 1
+
+
+def test_each_retry_is_logged_at_warning_before_its_wait() -> None:
+    logged_before_sleep: list[int] = []
+    with structlog.testing.capture_logs() as logs:
+
+        def sleep(seconds: float) -> None:
+            logged_before_sleep.append(len(logs))
+
+        policy = RetryPolicy(max_attempts=3, initial_wait=0.01, jitter=0, sleep=sleep)
+        with pytest.raises(TransientError) as info:
+            call_with_retry(
+                lambda: (_ for _ in ()).throw(Boom(TRANSIENT)),
+                classify=classify,
+                policy=policy,
+                crm="hubspot",
+                operation="search",
+                object_name="companies",
+            )
+    assert logged_before_sleep == [1, 2]  # each warning is out before its wait starts
+    assert [entry["log_level"] for entry in logs] == ["warning", "warning"]
+    first = logs[0]
+    assert (first["crm"], first["operation"], first["object"]) == ("hubspot", "search", "companies")
+    assert (first["attempt"], first["max_attempts"], first["wait_seconds"]) == (1, 3, 0.01)
+    assert "HTTP 503" in first["reason"]
+    assert "(after 3 attempts)" in str(info.value)
+    assert info.value.attempts == 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 
 import pytest
 import requests
@@ -19,6 +20,7 @@ from simple_salesforce.exceptions import (
 )
 
 from app.crm.salesforce.errors import classify_salesforce, error_code
+from app.errors import Endpoint, upstream_error
 from app.errors import ErrorCategory as C
 
 URL = "https://127.0.0.1/services/data/v59.0/query/"
@@ -119,7 +121,7 @@ def body(code: str, message: str = "m") -> list[dict[str, str]]:
         (requests.exceptions.ChunkedEncodingError("cut"), C.TRANSIENT, True, None),
         (requests.exceptions.JSONDecodeError("bad", "{", 1), C.TRANSIENT, True, None),
         (urllib3.exceptions.ProtocolError("reset"), C.TRANSIENT, True, None),
-        (requests.exceptions.SSLError("verify failed"), C.CONFIG, False, None),
+        (requests.exceptions.SSLError("verify failed"), C.CONFIG, False, "TLS_FAILED"),
         (KeyError("bug"), C.FATAL, False, None),
     ],
 )
@@ -158,3 +160,60 @@ def test_classifies_a_response_too() -> None:
 )
 def test_error_code(content: object, code: str | None) -> None:
     assert error_code(content) == code
+
+
+def _refused() -> requests.exceptions.ConnectionError:
+    reason = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    return requests.exceptions.ConnectionError(
+        urllib3.exceptions.MaxRetryError(None, "/services/data", reason)  # type: ignore[arg-type]
+    )
+
+
+def _tls() -> requests.exceptions.SSLError:
+    cert_error = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    cert_error.verify_message = "unable to get local issuer certificate"
+    reason = urllib3.exceptions.SSLError(cert_error)
+    return requests.exceptions.SSLError(
+        urllib3.exceptions.MaxRetryError(None, "/services/data", reason)  # type: ignore[arg-type]
+    )
+
+
+ENDPOINT = Endpoint(
+    url="https://acme.my.salesforce.com",
+    url_setting="CRMSYNC_SALESFORCE_INSTANCE_URL",
+    credential_setting="CRMSYNC_SALESFORCE_ACCESS_TOKEN",
+    ca_bundle="/etc/crm-ca.pem",
+)
+
+
+def test_refused_connection_is_unreachable_and_retried() -> None:
+    result = classify_salesforce(_refused())
+    assert (result.category, result.retriable, result.code) == (C.TRANSIENT, True, "UNREACHABLE")
+    message = str(upstream_error(result, crm="salesforce", operation="query", endpoint=ENDPOINT))
+    assert "salesforce is unreachable at https://acme.my.salesforce.com" in message
+    assert "CRMSYNC_SALESFORCE_INSTANCE_URL" in message
+
+
+def test_tls_failure_says_tls_and_names_the_ca_file_not_the_api_version() -> None:
+    result = classify_salesforce(_tls())
+    assert (result.category, result.retriable, result.code) == (C.CONFIG, False, "TLS_FAILED")
+    assert "unable to get local issuer certificate" in result.detail
+    message = str(upstream_error(result, crm="salesforce", operation="query", endpoint=ENDPOINT))
+    assert "TLS" in message
+    assert "CRMSYNC_CA_BUNDLE" in message
+    assert "/etc/crm-ca.pem" in message
+    assert "API version" not in message
+
+
+def test_token_endpoint_refusal_quotes_error_and_description() -> None:
+    failure = SalesforceAuthenticationFailed("invalid_client", "invalid client credentials")
+    result = classify_salesforce(failure)
+    assert result.code == "invalid_client"
+    assert "invalid client credentials" in result.detail
+
+
+def test_rejected_access_token_names_the_setting() -> None:
+    failure = SalesforceExpiredSession(URL, 401, "query", body("INVALID_SESSION_ID"))
+    result = classify_salesforce(failure)
+    message = str(upstream_error(result, crm="salesforce", operation="query", endpoint=ENDPOINT))
+    assert "rejected CRMSYNC_SALESFORCE_ACCESS_TOKEN" in message

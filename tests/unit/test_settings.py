@@ -36,7 +36,11 @@ def test_defaults_are_the_embedded_sqlite_database_and_public_hubspot() -> None:
     assert s.enabled_crms == []
 
 
-def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_documented_environment_names_are_read(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_text("-----BEGIN CERTIFICATE-----\n")
     env = {
         "CRMSYNC_SALESFORCE_INSTANCE_URL": "https://acme.my.salesforce.com/",
         "CRMSYNC_SALESFORCE_CLIENT_ID": "cid",
@@ -46,7 +50,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
         "CRMSYNC_HUBSPOT_BASE_URL": "https://127.0.0.1:8440",
         "CRMSYNC_HUBSPOT_ACCESS_TOKEN": "pat-na1-x",
         "CRMSYNC_HUBSPOT_APP_SECRET": "hs-secret",
-        "CRMSYNC_CA_BUNDLE": "/tmp/ca.pem",
+        "CRMSYNC_CA_BUNDLE": str(ca_file),
         "CRMSYNC_ADMIN_BOOTSTRAP_KEY": "bootstrap-key-123",
         "CRMSYNC_SYNC__PAGE_SIZE": "500",
     }
@@ -61,7 +65,7 @@ def test_documented_environment_names_are_read(monkeypatch: pytest.MonkeyPatch) 
     assert s.hubspot_base_url == "https://127.0.0.1:8440"
     assert s.hubspot_access_token == SecretStr("pat-na1-x")
     assert s.hubspot_app_secret == SecretStr("hs-secret")
-    assert s.ca_bundle == Path("/tmp/ca.pem")
+    assert s.ca_bundle == ca_file
     assert s.admin_bootstrap_key == SecretStr("bootstrap-key-123")
     assert s.sync.page_size == 500
     assert s.enabled_crms == ["salesforce", "hubspot"]
@@ -143,3 +147,40 @@ def test_prod_refuses_missing_or_default_secrets(
 def test_dev_tolerates_default_secrets() -> None:
     s = Settings(hubspot_access_token=SecretStr("changeme"))
     assert s.insecure_settings()  # reported, but dev does not refuse
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ("not a url", "is not a database URL"),
+        ("mysql://u@h/db", "unsupported database 'mysql'"),
+        ("postgresql+asyncpg://u@h/db", "unsupported database 'postgresql+asyncpg'"),
+        ("postgresql://u@h", "no database name"),
+    ],
+)
+def test_bad_or_unsupported_database_url_is_refused_with_examples(given: str, says: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(database_url=given)
+    error = info.value.errors()[0]
+    assert error["loc"] == ("database_url",)
+    assert says in error["msg"]
+    assert "postgresql://user:password@host:5432/dbname" in error["msg"]
+
+
+def test_missing_ca_file_is_refused_at_load(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as info:
+        Settings(ca_bundle=tmp_path / "nowhere.pem")
+    error = info.value.errors()[0]
+    assert error["loc"] == ("ca_bundle",)
+    assert "no CA file at" in error["msg"]
+
+
+def test_empty_ca_bundle_means_system_cas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CRMSYNC_CA_BUNDLE", "")
+    assert Settings().ca_bundle is None
+
+
+def test_log_level_is_checked_and_normalised() -> None:
+    assert Settings(log_level="warning").log_level == "WARNING"
+    with pytest.raises(ValidationError, match="not a log level"):
+        Settings(log_level="LOUD")

@@ -42,7 +42,7 @@ from app.crm.budget import ApiBudget
 from app.crm.hubspot import windows
 from app.crm.hubspot.errors import classify_hubspot
 from app.crm.retry import RetryPolicy, call_with_retry
-from app.errors import AuthError, ConfigError
+from app.errors import AuthError, ConfigError, Endpoint
 from app.settings import Settings
 
 T = TypeVar("T")
@@ -119,6 +119,12 @@ class HubSpotClient:
         if settings.ca_bundle is not None:
             kwargs["ssl_ca_cert"] = str(settings.ca_bundle)
         self._hs = HubSpot(**kwargs)
+        self._endpoint = Endpoint(
+            url=settings.hubspot_base_url,
+            url_setting="CRMSYNC_HUBSPOT_BASE_URL",
+            credential_setting="CRMSYNC_HUBSPOT_ACCESS_TOKEN",
+            ca_bundle=kwargs.get("ssl_ca_cert"),
+        )
         self._apis: dict[tuple[str, str], Any] = {}
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -177,6 +183,7 @@ class HubSpotClient:
             operation=operation,
             object_name=object_name,
             on_attempt=self._count,
+            endpoint=self._endpoint,
         )
 
     def close(self) -> None:

@@ -20,7 +20,8 @@ from typing import Any
 import urllib3.exceptions
 
 from app.crm.budget import header_value
-from app.errors import Classification, ErrorCategory
+from app.crm.netfail import is_connect_failure, is_tls_failure, tls_reason
+from app.errors import TLS_FAILED, UNREACHABLE, Classification, ErrorCategory
 
 C = ErrorCategory
 
@@ -76,6 +77,11 @@ DAILY_LIMIT_RULE = Rule(C.RATE_LIMITED, False)
 SERVER_ERROR_RULE = Rule(C.TRANSIENT, True)
 # Anything nobody classified (including ApiException status 0, a client-side failure).
 DEFAULT_RULE = Rule(C.FATAL, False)
+
+# TLS verification failed anywhere in the cause chain: configuration (the CA file), not retried.
+TLS_RULE = Rule(C.CONFIG, False)
+# The connection was never made (refused, DNS, connect timeout): the CRM may come back; retry.
+UNREACHABLE_RULE = Rule(C.TRANSIENT, True)
 
 # Failures without an HTTP status; first isinstance match wins (subclasses first).
 EXCEPTION_RULES: tuple[tuple[type[BaseException], Rule], ...] = (
@@ -163,6 +169,16 @@ def classify_hubspot(failure: BaseException) -> Classification:
             )
         reason = str(getattr(failure, "reason", ""))[:200]
         return Classification(DEFAULT_RULE.category, False, None, None, None, reason)
+
+    if is_tls_failure(failure):
+        # TLS: ssl_ca_cert (CRMSYNC_CA_BUNDLE) is wrong, not the CRM: say so, never retry.
+        rule = TLS_RULE
+        return Classification(rule.category, False, None, TLS_FAILED, None, tls_reason(failure))
+    if is_connect_failure(failure):
+        # No connection at all (refused, unknown host): retried, then "unreachable at URL".
+        rule = UNREACHABLE_RULE
+        detail = f"no connection ({type(failure).__name__})"
+        return Classification(rule.category, rule.retriable, None, UNREACHABLE, None, detail)
 
     if isinstance(failure, urllib3.exceptions.MaxRetryError) and failure.reason is not None:
         inner = classify_hubspot(failure.reason)

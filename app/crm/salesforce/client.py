@@ -8,7 +8,10 @@ Authentication (crm-api.md A§1, A§3):
   the direct-mode client with the returned token and ``instance_url``. This works on any My
   Domain and on the sandbox alike, without simple-salesforce's ``domain`` tricks.
 * a 401 ``INVALID_SESSION_ID`` is answered by ONE refresh (client credentials) and a repeat of
-  the call; with a static token and no client credentials it is an ``auth`` error.
+  the call; with a static token and no client credentials it is an ``auth`` error that names
+  ``CRMSYNC_SALESFORCE_ACCESS_TOKEN``. With both configured, the client credentials are the
+  documented refresh path (README "Configuration"): a rejected configured token is logged at
+  WARNING before the refresh, never replaced silently.
 
 Incremental pulls (A§4, A§11): ``queryAll`` (so soft-deleted rows arrive with ``IsDeleted`` in
 the same stream) of ``SystemModstamp >= cursor - lookback ORDER BY SystemModstamp, Id``, paged
@@ -52,7 +55,15 @@ from app.crm.http import build_session
 from app.crm.retry import RetryPolicy, call_with_retry
 from app.crm.salesforce import soql
 from app.crm.salesforce.errors import classify_salesforce
-from app.errors import AuthError, ConfigError, FatalError, TransientError, UpstreamError
+from app.errors import (
+    AuthError,
+    ConfigError,
+    Endpoint,
+    FatalError,
+    TransientError,
+    UpstreamError,
+)
+from app.logging import get_logger
 from app.settings import Settings
 
 T = TypeVar("T")
@@ -61,6 +72,10 @@ CRM = "salesforce"
 BULK_POLL_MAX_WAIT = 5.0  # seconds between Bulk job polls, at most
 BULK_POLL_TIMEOUT = 3600.0  # give up on a Bulk job that isn't complete after an hour
 _LOCATOR_GONE = {"INVALID_QUERY_LOCATOR", "NOT_FOUND"}
+ACCESS_TOKEN_SETTING = "CRMSYNC_SALESFORCE_ACCESS_TOKEN"
+CLIENT_CREDENTIALS_SETTINGS = "CRMSYNC_SALESFORCE_CLIENT_ID/CRMSYNC_SALESFORCE_CLIENT_SECRET"
+
+log = get_logger(__name__)
 
 
 def _flatten(record: Mapping[str, Any], prefix: str = "") -> WireRecord:
@@ -141,6 +156,16 @@ class SalesforceClient:
             else None
         )
         self._instance_url: str = settings.salesforce_instance_url
+        self._endpoint = Endpoint(
+            url=settings.salesforce_instance_url,
+            url_setting="CRMSYNC_SALESFORCE_INSTANCE_URL",
+            credential_setting=CLIENT_CREDENTIALS_SETTINGS
+            if self._has_client_credentials
+            else ACCESS_TOKEN_SETTING,
+            ca_bundle=str(settings.ca_bundle) if settings.ca_bundle is not None else None,
+        )
+        # True while the token in use is the configured one (not one we fetched ourselves).
+        self._using_configured_token = self._token is not None
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -189,6 +214,7 @@ class SalesforceClient:
             exception_handler(response, name="oauth2/token")
         body = response.json()
         self._token = str(body["access_token"])
+        self._using_configured_token = False
         self._instance_url = str(body.get("instance_url") or self._instance_url).rstrip("/")
         self._sf = None
 
@@ -226,6 +252,12 @@ class SalesforceClient:
             except SalesforceExpiredSession:
                 if not self._has_client_credentials:
                     raise
+                if self._using_configured_token:
+                    log.warning(
+                        "configured Salesforce access token rejected (401); "
+                        "fetching a new one with the client credentials",
+                        setting=ACCESS_TOKEN_SETTING,
+                    )
                 self._count()
                 self._fetch_token()
                 self._count()
@@ -239,6 +271,7 @@ class SalesforceClient:
             operation=operation,
             object_name=object_name,
             on_attempt=self._count,
+            endpoint=self._endpoint,
         )
 
     def _query_headers(self, page_size: int) -> dict[str, str]:

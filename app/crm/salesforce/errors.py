@@ -27,7 +27,8 @@ from simple_salesforce.exceptions import (
     SalesforceOperationError,
 )
 
-from app.errors import Classification, ErrorCategory
+from app.crm.netfail import is_connect_failure, is_tls_failure, tls_reason
+from app.errors import TLS_FAILED, UNREACHABLE, Classification, ErrorCategory
 
 C = ErrorCategory
 
@@ -97,6 +98,11 @@ STATUS_RULES: dict[tuple[int | None, str | None], Rule] = {
 SERVER_ERROR_RULE = Rule(C.TRANSIENT, True)
 # Anything nobody classified: stop and look.
 DEFAULT_RULE = Rule(C.FATAL, False)
+
+# TLS verification failed anywhere in the cause chain: configuration (the CA file), not retried.
+TLS_RULE = Rule(C.CONFIG, False)
+# The connection was never made (refused, DNS, connect timeout): the CRM may come back; retry.
+UNREACHABLE_RULE = Rule(C.TRANSIENT, True)
 
 # Exceptions without an HTTP status; first isinstance match wins (subclasses first).
 EXCEPTION_RULES: tuple[tuple[type[BaseException], Rule], ...] = (
@@ -174,9 +180,13 @@ def classify_salesforce(failure: BaseException | requests.Response) -> Classific
         return Classification(rule.category, rule.retriable, None, code, status, detail)
 
     if isinstance(failure, SalesforceAuthenticationFailed):
+        # The OAuth token endpoint's own words: ``error`` (invalid_client, invalid_grant, ...)
+        # as the code and ``error_description`` in the detail.
         rule = EXCEPTION_RULES[0][1]
         code = str(failure.code) if failure.code is not None else None
-        return Classification(rule.category, rule.retriable, None, code, None, "token refused")
+        description = failure.auth_message[:200] or "no description"
+        detail = f"OAuth token request refused ({description})"
+        return Classification(rule.category, rule.retriable, None, code, None, detail)
 
     if isinstance(failure, SalesforceError):
         status = int(failure.status)
@@ -184,6 +194,16 @@ def classify_salesforce(failure: BaseException | requests.Response) -> Classific
         rule = rule_for_status(status, code)
         detail = _message(failure.content)
         return Classification(rule.category, rule.retriable, None, code, status, detail)
+
+    if isinstance(failure, requests.exceptions.SSLError) or is_tls_failure(failure):
+        # TLS: the CA bundle is wrong (crm-api.md §0), not the CRM: say so, never retry.
+        rule = TLS_RULE
+        return Classification(rule.category, False, None, TLS_FAILED, None, tls_reason(failure))
+    if isinstance(failure, requests.exceptions.ConnectionError) and is_connect_failure(failure):
+        # No connection at all (refused, unknown host): retried, then "unreachable at URL".
+        rule = UNREACHABLE_RULE
+        detail = f"no connection ({type(failure).__name__})"
+        return Classification(rule.category, rule.retriable, None, UNREACHABLE, None, detail)
 
     for exc_type, rule in EXCEPTION_RULES:
         if isinstance(failure, exc_type):
