@@ -59,8 +59,13 @@ def run_sync(
     since: datetime | None = None,
     triggered_by: str = "cli",
     on_page: Callable[[PageProgress], None] | None = None,
+    restart: bool = False,
 ) -> list[PullResult]:
-    """One pass of ``kind`` over the given (or all configured) CRMs and objects."""
+    """One pass of ``kind`` over the given (or all configured) CRMs and objects.
+
+    A backfill continues the CRM's open backfill (``restart``: begins a new one); see
+    :mod:`app.sync.backfill`.
+    """
     chosen = list(crms) if crms else settings.enabled_crms
     if not chosen:
         raise ConfigError(
@@ -69,7 +74,7 @@ def run_sync(
         )
     with fewer_gc_passes():
         return _run_sync(
-            settings, session_factory, kind, chosen, objects, since, triggered_by, on_page
+            settings, session_factory, kind, chosen, objects, since, triggered_by, on_page, restart
         )
 
 
@@ -82,6 +87,7 @@ def _run_sync(
     since: datetime | None,
     triggered_by: str,
     on_page: Callable[[PageProgress], None] | None,
+    restart: bool = False,
 ) -> list[PullResult]:
     results: list[PullResult] = []
     store = SqlSyncStore(session_factory)
@@ -100,10 +106,21 @@ def _run_sync(
         client = build_client(crm, settings)
         try:
             engine = PullEngine(store, client, mappings, settings.sync, on_page=on_page)
+            backfill = kind is SyncKind.BACKFILL
+            if backfill:
+                engine.plan_backfill(
+                    [o for o in mapping_set.object_names if o in wanted],
+                    since=since,
+                    restart=restart,
+                )
             for object_name in mapping_set.object_names:
                 if object_name in wanted:
                     results.append(
-                        engine.pull(object_name, kind=kind, since=since, triggered_by=triggered_by)
+                        engine.backfill(object_name, triggered_by=triggered_by)
+                        if backfill
+                        else engine.pull(
+                            object_name, kind=kind, since=since, triggered_by=triggered_by
+                        )
                     )
         finally:
             client.close()
