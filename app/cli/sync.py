@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import datetime
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
@@ -17,6 +17,8 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from app.cli.common import console, load_settings
+from app.cli.cursor import cursor_app
+from app.cli.dates import parse_past_instant
 from app.crm.base import CrmName
 from app.db.engine import make_engine, make_session_factory
 from app.db.enums import RunStatus, SyncKind
@@ -26,20 +28,12 @@ from app.sync.pull import PageProgress, PullResult
 from app.sync.service import run_sync
 
 sync_app = typer.Typer(help="Pull accounts, opportunities and handover notes from the CRM.")
+sync_app.add_typer(cursor_app, name="cursor")
 
 
 def _parse_since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        console.print(f"crmsync: --since {value!r} is not a date (YYYY-MM-DD) or ISO datetime")
-        raise typer.Exit(code=2) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """``--since`` as aware UTC; a bad or future date is a message and exit 2."""
+    return None if value is None else parse_past_instant(value, "--since")
 
 
 def _run(
@@ -47,13 +41,14 @@ def _run(
     crms: list[CrmName] | None,
     objects: list[str] | None,
     since: datetime | None,
+    restart: bool = False,
 ) -> None:
     settings = load_settings()
     engine = make_engine(settings.database_url)
     interactive = sys.stdout.isatty()
     try:
         if interactive:
-            results = _with_progress(settings, engine, kind, crms, objects, since)
+            results = _with_progress(settings, engine, kind, crms, objects, since, restart)
         else:
             results = run_sync(
                 settings,
@@ -62,6 +57,7 @@ def _run(
                 crms=crms,
                 objects=objects,
                 since=since,
+                restart=restart,
             )
     except ConfigError as exc:
         console.print(f"crmsync: {exc}")
@@ -83,6 +79,7 @@ def _with_progress(
     crms: list[CrmName] | None,
     objects: list[str] | None,
     since: datetime | None,
+    restart: bool = False,
 ) -> list[PullResult]:
     tasks: dict[tuple[str, str], TaskID] = {}
     with Progress(
@@ -114,6 +111,7 @@ def _with_progress(
             objects=objects,
             since=since,
             on_page=on_page,
+            restart=restart,
         )
 
 
@@ -134,6 +132,12 @@ def _print_table(results: list[PullResult]) -> None:
         )
     console.print(table)
     for r in results:
+        done = r.extra.get("backfill", {})
+        if done.get("step") == "already_complete":
+            console.print(
+                f"{r.crm} {r.object_name}: already complete in the backfill started "
+                f"{done['generation']} (not read again; --restart begins a new one)"
+            )
         if r.error:
             console.print(f"[red]{r.crm} {r.object_name}: {r.error}[/red]")
 
@@ -153,9 +157,16 @@ def backfill(
         None, "--object", help="Object(s) to backfill (default: all mapped objects)."
     ),
     since: str = typer.Option(None, "--since", help="Only records modified since this date."),
+    restart: bool = typer.Option(
+        False, "--restart", help="Begin a new backfill even if one is unfinished."
+    ),
 ) -> None:
-    """Pull everything (or everything since --since); resumes an interrupted backfill."""
-    _run(SyncKind.BACKFILL, _crms([crm]), object_name or None, _parse_since(since))
+    """Pull everything (or everything since --since).
+
+    An interrupted backfill is resumed: objects it finished are skipped, the one it was in goes
+    on from its last committed page. Once complete, running it again begins a new one.
+    """
+    _run(SyncKind.BACKFILL, _crms([crm]), object_name or None, _parse_since(since), restart)
 
 
 def _crms(values: list[str] | None) -> list[CrmName] | None:
