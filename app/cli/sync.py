@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import datetime
 from typing import Any
 
 import typer
@@ -24,6 +24,8 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from app.cli.common import ExitCode, console, load_settings, open_database, report_usage_failures
+from app.cli.cursor import cursor_app
+from app.cli.dates import parse_past_instant
 from app.cli.signals import interrupts_raised
 from app.crm.base import CrmName
 from app.db.engine import make_session_factory
@@ -34,20 +36,12 @@ from app.sync.pull import PageProgress, PullResult
 from app.sync.service import SyncInterrupted, run_sync
 
 sync_app = typer.Typer(help="Pull accounts, opportunities and handover notes from the CRM.")
+sync_app.add_typer(cursor_app, name="cursor")
 
 
 def _parse_since(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        console.print(f"crmsync: --since {value!r} is not a date (YYYY-MM-DD) or ISO datetime")
-        raise typer.Exit(code=ExitCode.USAGE) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    """``--since`` as aware UTC; a bad or future date is a message and exit 2."""
+    return None if value is None else parse_past_instant(value, "--since")
 
 
 def exit_code(results: list[PullResult], *, interrupted: bool = False) -> ExitCode:
@@ -64,6 +58,7 @@ def _run(
     crms: list[CrmName] | None,
     objects: list[str] | None,
     since: datetime | None,
+    restart: bool = False,
 ) -> None:
     settings = load_settings()
     engine = open_database(settings, migrated=True)
@@ -72,7 +67,7 @@ def _run(
     try:
         with interrupts_raised():
             if interactive:
-                results = _with_progress(settings, engine, kind, crms, objects, since)
+                results = _with_progress(settings, engine, kind, crms, objects, since, restart)
             else:
                 results = run_sync(
                     settings,
@@ -81,6 +76,7 @@ def _run(
                     crms=crms,
                     objects=objects,
                     since=since,
+                    restart=restart,
                 )
     except SyncInterrupted as exc:
         results, interrupted = exc.results, True
@@ -117,6 +113,7 @@ def _with_progress(
     crms: list[CrmName] | None,
     objects: list[str] | None,
     since: datetime | None,
+    restart: bool = False,
 ) -> list[PullResult]:
     tasks: dict[tuple[str, str], TaskID] = {}
     with Progress(
@@ -148,6 +145,7 @@ def _with_progress(
             objects=objects,
             since=since,
             on_page=on_page,
+            restart=restart,
         )
 
 
@@ -168,6 +166,12 @@ def _print_table(results: list[PullResult]) -> None:
         )
     console.print(table)
     for r in results:
+        done = r.extra.get("backfill", {})
+        if done.get("step") == "already_complete":
+            console.print(
+                f"{r.crm} {r.object_name}: already complete in the backfill started "
+                f"{done['generation']} (not read again; --restart begins a new one)"
+            )
         if r.error:
             console.print(f"[red]{r.crm} {r.object_name}: {r.error}[/red]")
 
@@ -187,9 +191,16 @@ def backfill(
         None, "--object", help="Object(s) to backfill (default: all mapped objects)."
     ),
     since: str = typer.Option(None, "--since", help="Only records modified since this date."),
+    restart: bool = typer.Option(
+        False, "--restart", help="Begin a new backfill even if one is unfinished."
+    ),
 ) -> None:
-    """Pull everything (or everything since --since); resumes an interrupted backfill."""
-    _run(SyncKind.BACKFILL, _crms([crm]), object_name or None, _parse_since(since))
+    """Pull everything (or everything since --since).
+
+    An interrupted backfill is resumed: objects it finished are skipped, the one it was in goes
+    on from its last committed page. Once complete, running it again begins a new one.
+    """
+    _run(SyncKind.BACKFILL, _crms([crm]), object_name or None, _parse_since(since), restart)
 
 
 def _crms(values: list[str] | None) -> list[CrmName] | None:

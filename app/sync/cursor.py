@@ -48,7 +48,9 @@ Boundary semantics (dlt ``Incremental`` style):
   nothing; a run killed before a commit re-reads that page, and the upsert makes it idempotent.
 * :func:`finalize` is what to store once the stream is exhausted: the capped progress with the
   resume token cleared. A capped position has ``id=None`` (everything at the cap is re-read).
-  Neither ever returns a position behind the stored watermark.
+  Neither returns a position behind the stored watermark, nor past the run's start: a
+  watermark already past the start (stored by an older version from a future ``--since``) is
+  brought back to the cap.
 """
 
 from __future__ import annotations
@@ -140,9 +142,12 @@ def _capped(cursor: StreamCursor, run_started_at: datetime | None, lag: timedelt
     at, record_id = current.at, current.id
     if at is not None and at > cap:
         at, record_id = cap, None
-    # Never behind the stored watermark (a previous run may have stored an uncapped position).
+    # Never behind the stored watermark (a previous run may have stored an uncapped position),
+    # unless that watermark lies after this run's start: no stamp read so far can be from the
+    # future, so such a mark (a backfill --since 2030) is pulled back to the cap, not kept.
     stored = cursor.watermark
-    if position_key(at, record_id) < position_key(stored.at, stored.id):
+    stored_is_past = stored.at is None or stored.at <= start
+    if stored_is_past and position_key(at, record_id) < position_key(stored.at, stored.id):
         at, record_id = stored.at, stored.id
     return Position(at, record_id, dict(current.resume))
 

@@ -12,7 +12,9 @@ Two kinds of pass share this code:
   lookback; the mark is promoted with :func:`app.sync.cursor.finalize` when the pass ends.
 * ``backfill`` (stream ``backfill``): everything, or everything modified since ``--since``;
   checkpointed after each page so a restart resumes the same stream; when it completes the
-  ``changes`` cursor is moved up to where the backfill ended, so incremental passes continue.
+  ``changes`` cursor is moved up to the newest page it read, so incremental passes continue.
+  A backfill command over several objects is one unit (:mod:`app.sync.backfill`): rerun after
+  a kill, it skips the objects it finished and resumes the one it was in.
 
 Salesforce streams switch to Bulk API 2.0 when the adapter estimates more rows than
 ``settings.sync.bulk_threshold``. Records that fail mapping or validation become ``sync_errors``
@@ -37,6 +39,7 @@ from app.mappers.ownership import MergeAction, merge_incoming
 from app.mappers.record import MappedRecord, accepts, map_record
 from app.mappers.spec import ObjectMapping
 from app.settings import SyncSettings
+from app.sync import backfill as backfills
 from app.sync import cursor as cursors
 from app.sync.holder import new_holder
 from app.sync.ports import (
@@ -98,7 +101,7 @@ class PageProgress:
 
 @dataclass
 class PullResult:
-    run_id: int | None  # None: no run row (the pass was never started)
+    run_id: int | None  # None: no run row (never started, or already complete in its backfill)
     crm: str
     object_name: str
     kind: str
@@ -121,6 +124,7 @@ class PullResult:
             **self.counts.as_dict(),
             "cursor": self.cursor_to,
             "error": self.error,
+            **self.extra,
         }
 
 
@@ -158,6 +162,9 @@ class PullEngine:
         self.holder = new_holder()
         self._lease_ttl = timedelta(seconds=settings.lease_seconds)
         self._open_failures = True
+        # The backfill being run: planned for a whole command (plan_backfill), or per object.
+        self._backfill: backfills.BackfillPlan | None = None
+        self._generation: backfills.Generation | None = None
 
     # ----------------------------------------------------------------------------------------
     # Passes
@@ -304,7 +311,7 @@ class PullEngine:
                     run_id, mapping, stream, page, progress, counts, calls_before, deletes=True
                 )
             final = cursors.finalize(progress, run_started_at, BOOKMARK_LAG)
-            self._finish_stream(crm, object_name, kind, final, run_started_at)
+            final = self._finish_stream(crm, object_name, kind, final, run_started_at)
             self._link_orphans(mapping)
             status = RunStatus.PARTIAL if counts.failed else RunStatus.SUCCEEDED
             return close(status, position_json(final), None)
@@ -338,16 +345,64 @@ class PullEngine:
     # Cursor bookkeeping
     # ----------------------------------------------------------------------------------------
 
+    def plan_backfill(
+        self, objects: Sequence[str], *, since: datetime | None, restart: bool = False
+    ) -> backfills.BackfillPlan:
+        """Plan a backfill command over ``objects`` (see :mod:`app.sync.backfill`).
+
+        Continues the open backfill of this CRM, or begins a new one (``restart``, or the last
+        one completed). Every object the pass will start is stored as pending in the plan's
+        generation at once, so a kill before it is reached leaves the unit open. Raises
+        :class:`~app.sync.backfill.BackfillConflictError` for another ``since`` than the open
+        backfill's.
+        """
+        crm = self.client.name
+        stored = {o: self.store.load_cursor(crm, o, "backfill") for o in self.mappings}
+        plan = backfills.plan_backfill(
+            stored, objects, since=since, restart=restart, now=self.clock()
+        )
+        with self.store.page() as writer:
+            for object_name in plan.to_start:
+                pending = backfills.pending_state(plan.generation)
+                writer.save_cursor(crm, object_name, "backfill", pending)
+        self._backfill = plan
+        return plan
+
+    def backfill(self, object_name: str, *, triggered_by: str = "cli") -> PullResult:
+        """One object's pass of the planned backfill; an object it already finished is not read
+        (no run, no API call) and is reported ``already_complete``."""
+        plan = self._backfill
+        if plan is None:
+            raise RuntimeError("plan_backfill() must be called before backfill()")
+        step = plan.step_for(object_name)
+        if step.step is backfills.Step.DONE:
+            kind = str(SyncKind.BACKFILL)
+            counts = Counts()
+            result = PullResult(
+                None, self.client.name, object_name, kind, RunStatus.SUCCEEDED, counts, None
+            )
+        else:
+            result = self.pull(
+                object_name,
+                kind=SyncKind.BACKFILL,
+                since=plan.generation.since,
+                triggered_by=triggered_by,
+            )
+        result.extra["backfill"] = backfills.describe(plan, object_name)
+        return result
+
     def _start_position(
         self, kind: SyncKind, stored: CursorState, since: datetime | None
     ) -> Position | None:
         if kind is SyncKind.BACKFILL:
-            if stored.state.get("in_progress"):
-                # Resume the interrupted backfill exactly where its last page was committed.
-                return Position(
-                    stored.watermark_at, stored.watermark_id, dict(stored.state.get("resume", {}))
-                )
-            return Position(at=since) if since is not None else None
+            # The planned generation, or (engine called directly) the object's own open one.
+            generation = (
+                self._backfill.generation
+                if self._backfill is not None
+                else backfills.generation_for(stored, since, self.clock())
+            )
+            self._generation = generation
+            return backfills.start_position(stored, generation)[1]
         if stored.watermark_at is None and not stored.state.get("resume"):
             return None
         return Position(
@@ -361,28 +416,29 @@ class PullEngine:
         kind: SyncKind,
         final: Position,
         finished_at: datetime,
-    ) -> None:
-        done = CursorState(final.at, final.id, {})
+    ) -> Position:
+        """Store the finished stream's cursors; returns the position stored (``cursor_to``).
+
+        A backfill stores, and promotes to ``changes``, only what it read: its last committed
+        page (None if it committed none), never the ``--since`` it started from.
+        """
+        if kind is not SyncKind.BACKFILL:
+            with self.store.page() as writer:
+                writer.save_cursor(crm, object_name, "changes", CursorState(final.at, final.id, {}))
+            return final
+        generation = self._generation
+        assert generation is not None, "_start_position sets the generation of a backfill"
+        stored = self.store.load_cursor(crm, object_name, "backfill")
+        read = backfills.read_position(stored, generation)
         with self.store.page() as writer:
-            if kind is SyncKind.BACKFILL:
-                writer.save_cursor(
-                    crm,
-                    object_name,
-                    "backfill",
-                    CursorState(
-                        final.at,
-                        final.id,
-                        {"in_progress": False, "completed_at": finished_at.isoformat()},
-                    ),
-                )
-                changes = self.store.load_cursor(crm, object_name, "changes")
-                current = Position(changes.watermark_at, changes.watermark_id)
-                if cursors.position_key(final.at, final.id) > cursors.position_key(
-                    current.at, current.id
-                ):
-                    writer.save_cursor(crm, object_name, "changes", done)
-            else:
-                writer.save_cursor(crm, object_name, "changes", done)
+            done = backfills.completed_state(generation, read, finished_at)
+            writer.save_cursor(crm, object_name, "backfill", done)
+            changes = self.store.load_cursor(crm, object_name, "changes")
+            if read is not None and cursors.position_key(read.at, read.id) > cursors.position_key(
+                changes.watermark_at, changes.watermark_id
+            ):
+                writer.save_cursor(crm, object_name, "changes", CursorState(read.at, read.id, {}))
+        return read if read is not None else Position()
 
     # ----------------------------------------------------------------------------------------
     # One page
@@ -424,14 +480,14 @@ class PullEngine:
                 counts.read += len(page.records)
                 progress = cursors.advance(progress, page.position)
                 saved = cursors.checkpoint(progress, progress.started_at, BOOKMARK_LAG)
-                writer.save_cursor(
-                    crm,
-                    mapping.crm_object,
-                    stream,
-                    CursorState(
+                if stream == "backfill":
+                    assert self._generation is not None
+                    state = backfills.page_state(self._generation, saved)
+                else:
+                    state = CursorState(
                         saved.at, saved.id, {"in_progress": True, "resume": dict(saved.resume)}
-                    ),
-                )
+                    )
+                writer.save_cursor(crm, mapping.crm_object, stream, state)
             else:
                 counts.read += len(page.records) + len(page.deleted_ids)
             counts.failed += len(failures)

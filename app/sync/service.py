@@ -87,16 +87,20 @@ def run_sync(
     since: datetime | None = None,
     triggered_by: str = "cli",
     on_page: Callable[[PageProgress], None] | None = None,
+    restart: bool = False,
 ) -> list[PullResult]:
     """One pass of ``kind`` over the given (or all configured) CRMs and objects.
 
     All configuration is checked before any pass starts (:class:`ConfigError`). After that a
     failing pass, or CRM, is recorded in the results and the others still run; SIGINT/SIGTERM
-    stops the command with :class:`SyncInterrupted`.
+    stops the command with :class:`SyncInterrupted`. A backfill continues the CRM's open
+    backfill (``restart``: begins a new one); see :mod:`app.sync.backfill`.
     """
     plans = plan_sync(settings, crms, objects)
     with fewer_gc_passes():
-        return _run_sync(settings, session_factory, kind, plans, since, triggered_by, on_page)
+        return _run_sync(
+            settings, session_factory, kind, plans, since, triggered_by, on_page, restart
+        )
 
 
 def plan_sync(
@@ -146,13 +150,14 @@ def _run_sync(
     since: datetime | None,
     triggered_by: str,
     on_page: Callable[[PageProgress], None] | None,
+    restart: bool,
 ) -> list[PullResult]:
     results: list[PullResult] = []
     store = SqlSyncStore(session_factory)
     todo = [(plan, name) for plan in plans for name in plan.objects]
     try:
         for plan in plans:
-            _run_crm(settings, store, plan, kind, since, triggered_by, on_page, results)
+            _run_crm(settings, store, plan, kind, since, triggered_by, on_page, restart, results)
     except KeyboardInterrupt as exc:
         if isinstance(exc, PassInterrupted):
             results.append(exc.result)
@@ -174,6 +179,7 @@ def _run_crm(
     since: datetime | None,
     triggered_by: str,
     on_page: Callable[[PageProgress], None] | None,
+    restart: bool,
     results: list[PullResult],
 ) -> None:
     """Pull one CRM's objects into ``results``; a failure is recorded and the next one runs."""
@@ -187,10 +193,15 @@ def _run_crm(
         return
     try:
         engine = PullEngine(store, client, plan.mappings, settings.sync, on_page=on_page)
+        backfill = kind is SyncKind.BACKFILL
+        if backfill:
+            engine.plan_backfill(plan.objects, since=since, restart=restart)
         for object_name in plan.objects:
             try:
                 results.append(
-                    engine.pull(object_name, kind=kind, since=since, triggered_by=triggered_by)
+                    engine.backfill(object_name, triggered_by=triggered_by)
+                    if backfill
+                    else engine.pull(object_name, kind=kind, since=since, triggered_by=triggered_by)
                 )
             except Exception as exc:  # the engine records its own failures; this is the rest
                 log.exception("sync.run.crashed", crm=plan.crm, object=object_name)

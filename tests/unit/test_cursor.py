@@ -74,6 +74,9 @@ def test_advance_keeps_the_newest_resume_token_even_behind() -> None:
         (None, [Position(RUN - LAG, "q")], Position(RUN - LAG, "q")),
         # a stored watermark past the cap (an older uncapped checkpoint) is not moved back
         (Position(RUN, "s"), [Position(T, "a")], Position(RUN, "s")),
+        # ... but one after the run's start was never read (a future --since): back to the cap
+        (Position(RUN + S, "s"), [], Position(RUN - LAG, None)),
+        (Position(RUN + timedelta(days=900)), [Position(T, "a")], Position(RUN - LAG, None)),
     ],
 )
 def test_finalize(stored: Position | None, pages: list[Position], expected: Position) -> None:

@@ -1,0 +1,129 @@
+"""``crmsync sync cursor show|reset`` and a future ``--since``, as a user runs them (#14).
+
+Real processes against the sandbox, on the test database (SQLite or PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine
+
+from app.db.engine import make_session_factory
+from app.db.sync_store import SqlSyncStore
+from app.sandbox import Sandbox
+from tests.acceptance.test_cli import crmsync, sandbox, sandbox_env
+
+__all__ = ["sandbox"]  # the module-scoped sandbox fixture, shared with test_cli
+
+
+def cursors(env: dict[str, str], cwd: Path, *args: str) -> list[dict[str, Any]]:
+    shown = crmsync("sync", "cursor", "show", *args, env=env, cwd=cwd)
+    assert shown.returncode == 0, shown.stderr
+    listed: list[dict[str, Any]] = json.loads(shown.stdout)["cursors"]
+    return listed
+
+
+def test_a_future_since_is_refused_and_moves_no_cursor(
+    sandbox: Sandbox, database_url: str, tmp_path: Path
+) -> None:
+    env = sandbox_env(sandbox, database_url)
+    future = crmsync(
+        "sync", "backfill", "--crm", "salesforce", "--since", "2030-01-01", env=env, cwd=tmp_path
+    )
+    assert future.returncode == 2
+    assert "--since 2030-01-01 is in the future" in future.stderr
+    assert "Traceback" not in future.stderr
+    assert cursors(env, tmp_path, "--crm", "salesforce") == []
+
+
+def test_cursor_show_and_reset_repair_a_stream(
+    sandbox: Sandbox, database_url: str, tmp_path: Path
+) -> None:
+    env = sandbox_env(sandbox, database_url)
+    done = crmsync("sync", "backfill", "--crm", "salesforce", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    shown = cursors(env, tmp_path, "--crm", "salesforce", "--object", "Account")
+    assert [(c["object"], c["stream"]) for c in shown] == [
+        ("Account", "backfill"),
+        ("Account", "changes"),
+    ]
+    assert shown[0]["state"]["in_progress"] is False
+    assert shown[1]["watermark_at"] is not None
+
+    moved = crmsync(
+        "sync", "cursor", "reset", "--crm", "salesforce", "--object", "Account",
+        "--to", "2026-01-01", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert moved.returncode == 0, moved.stderr
+    change = json.loads(moved.stdout)["reset"][0]
+    assert change["before"]["watermark_at"] == shown[1]["watermark_at"]
+    assert change["after"]["watermark_at"] == "2026-01-01T00:00:00+00:00"
+    assert "salesforce Account changes" in moved.stderr
+    changes = cursors(env, tmp_path, "--crm", "salesforce", "--object", "Account")[1]
+    assert (changes["watermark_at"], changes["watermark_id"]) == ("2026-01-01T00:00:00+00:00", None)
+
+    future = crmsync(
+        "sync", "cursor", "reset", "--crm", "salesforce", "--object", "Account",
+        "--to", "2099-01-01", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert future.returncode == 2
+    assert "future" in future.stderr
+
+    # A live pass holds the object's lease: refused, nothing changed.
+    db = create_engine(database_url)
+    store = SqlSyncStore(make_session_factory(db))
+    holder = f"{socket.gethostname()}:{os.getpid()}:test"
+    store.acquire_lease("sync:salesforce:Account", holder, timedelta(minutes=5))
+    try:
+        held = crmsync(
+            "sync", "cursor", "reset", "--crm", "salesforce", "--object", "Account",
+            env=env, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        store.release_lease("sync:salesforce:Account", holder)
+        db.dispose()
+    assert held.returncode == 1
+    assert "sync:salesforce:Account" in held.stderr
+    assert cursors(env, tmp_path, "--crm", "salesforce", "--object", "Account")[1] == changes
+
+    cleared = crmsync(
+        "sync", "cursor", "reset", "--crm", "salesforce", "--object", "Account",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert cleared.returncode == 0, cleared.stderr
+    assert json.loads(cleared.stdout)["reset"][0]["after"] is None
+    left = cursors(env, tmp_path, "--crm", "salesforce", "--object", "Account")
+    assert [c["stream"] for c in left] == ["backfill"]
+    # Only the object named was touched.
+    assert len(cursors(env, tmp_path, "--crm", "salesforce", "--object", "Opportunity")) == 2
+
+    unknown = crmsync(
+        "sync", "cursor", "reset", "--crm", "salesforce", "--object", "Acount",
+        env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert unknown.returncode == 2
+    assert "Acount" in unknown.stderr
+
+
+def test_a_completed_backfill_run_again_begins_a_new_one(
+    sandbox: Sandbox, database_url: str, tmp_path: Path
+) -> None:
+    env = sandbox_env(sandbox, database_url)
+    first = crmsync("sync", "backfill", "--crm", "hubspot", env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = crmsync("sync", "backfill", "--crm", "hubspot", env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    a, b = (json.loads(r.stdout)["runs"] for r in (first, second))
+    assert [r["backfill"]["step"] for r in b] == ["start"] * len(b)
+    assert b[0]["backfill"]["generation"] != a[0]["backfill"]["generation"]
+    assert b[0]["read"] == a[0]["read"] > 0
+    other_since = crmsync(
+        "sync", "backfill", "--crm", "hubspot", "--since", "2026-01-01", env=env, cwd=tmp_path
+    )
+    assert other_since.returncode == 0, other_since.stderr  # nothing open: a new one, no conflict
