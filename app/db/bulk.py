@@ -17,21 +17,43 @@ The ``UPDATE`` part sets only the columns the rows carry; columns filled from in
 (``created_at``, empty JSON documents) are written on insert only, so an update never resets
 them. Rows must carry the plan's columns and have unique ids (the engine merges a page by CRM id
 first). The decision and its consequences: ``docs/adr/0002-page-writes-at-the-driver.md``.
+
+:func:`upsert_isolating` wraps the upsert in a savepoint: when the database refuses a row (a
+data or integrity error: a number or text that does not fit, a NOT NULL or foreign-key
+violation), the savepoint is rolled back and the rows are bisected, each half in its own
+savepoint, until the refused rows are found; they are returned and the others written, in the
+page's transaction. The common case costs one ``SAVEPOINT`` and one ``RELEASE``. Which errors
+are a row's fault is decided by :func:`row_error_message` alone; any other error (connection
+lost, database locked) is raised as before.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import count
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Table
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
 
 Processor = Callable[[Any], Any]
 
 _stage_names = count(1)
+_savepoint_names = count(1)
+
+#: Driver errors that a row's values cause: retried without that row. Everything else (an
+#: ``OperationalError``: connection lost, database locked; a ``ProgrammingError``: a bug) is not.
+_ROW_ERRORS: tuple[type[BaseException], ...] = (
+    sqlite3.DataError,
+    sqlite3.IntegrityError,
+    psycopg.DataError,
+    psycopg.IntegrityError,
+)
 
 
 @dataclass(frozen=True)
@@ -168,3 +190,86 @@ def _copy_upsert(driver: Any, plan: UpsertPlan, records: list[tuple[Any, ...]]) 
                 copy.write_row(record)
         cursor.execute(plan.insert_sql.format(stage=stage))
         cursor.execute(f"DROP TABLE {stage}")
+
+
+def row_error_message(exc: BaseException) -> str | None:
+    """The database's message if ``exc`` is a row's fault (a data or integrity error, raw from
+    the driver or wrapped by SQLAlchemy), else None: the one place that classifies write errors.
+
+    PostgreSQL's ``CONTEXT`` lines (which name the staging table) are left out."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if not isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError):
+            return None
+        exc = exc.orig if exc.orig is not None else exc
+    elif not isinstance(exc, _ROW_ERRORS):
+        return None
+    lines = [line for line in str(exc).splitlines() if not line.startswith("CONTEXT:")]
+    return "\n".join(lines).strip() or type(exc).__name__
+
+
+def upsert_isolating(
+    connection: Connection, plan: UpsertPlan, rows: Sequence[Mapping[str, Any]]
+) -> list[tuple[int, str]]:
+    """:func:`upsert_rows`, leaving out rows the database refuses: returns (index, message)
+    of each of them; the other rows are written. Non-row errors are raised."""
+    if not rows:
+        return []
+    try:
+        _in_savepoint(connection, partial(upsert_rows, connection, plan, rows))
+    except Exception as exc:
+        message = row_error_message(exc)
+        if message is None:
+            raise
+        return _bisect(connection, plan, rows, list(range(len(rows))), message)
+    return []
+
+
+def _bisect(
+    connection: Connection,
+    plan: UpsertPlan,
+    rows: Sequence[Mapping[str, Any]],
+    indexes: list[int],
+    message: str,
+) -> list[tuple[int, str]]:
+    """``indexes`` failed together with ``message``: find which of them fail on their own."""
+    if len(indexes) == 1:
+        return [(indexes[0], message)]
+    middle = len(indexes) // 2
+    rejected: list[tuple[int, str]] = []
+    for half in (indexes[:middle], indexes[middle:]):
+        subset = [rows[i] for i in half]
+        try:
+            _in_savepoint(connection, partial(upsert_rows, connection, plan, subset))
+        except Exception as exc:
+            found = row_error_message(exc)
+            if found is None:
+                raise
+            rejected.extend(_bisect(connection, plan, rows, half, found))
+    return rejected
+
+
+def _in_savepoint(connection: Connection, work: Callable[[], None]) -> None:
+    """Run ``work`` in a savepoint of the connection's transaction; roll it back when ``work``
+    fails with a row error (then the transaction goes on), re-raise in every case.
+
+    Issued on the driver connection, as the upsert is. pysqlite opens its transaction only
+    before a data-changing statement, and a ``SAVEPOINT`` outside a transaction would become
+    the transaction (its ``RELEASE`` would commit the page early): so a ``BEGIN`` comes first."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    name = f"crmsync_rows_{next(_savepoint_names)}"
+    cursor = driver.cursor()
+    try:
+        if connection.dialect.name == "sqlite" and not driver.in_transaction:
+            cursor.execute("BEGIN")
+        cursor.execute(f"SAVEPOINT {name}")
+        try:
+            work()
+        except Exception as exc:
+            if row_error_message(exc) is not None:
+                cursor.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                cursor.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        cursor.execute(f"RELEASE SAVEPOINT {name}")
+    finally:
+        cursor.close()

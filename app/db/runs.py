@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -26,6 +27,23 @@ class NewSyncError:
     payload: dict[str, Any] | None = None
     direction: str = "pull"
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The CRM field of a field-level error (the record was stored without it); kept in the
+    #: payload as ``field`` and part of the row's key. None: the record itself failed.
+    field: str | None = None
+
+
+#: Categories of field-level rows: their ``payload["field"]`` is part of their key.
+FIELD_ERROR_CATEGORIES = frozenset({"invalid_field", "missing_field"})
+#: ``sync_errors.record_id`` is ``String(64)``: a longer (bad) id is cut, never the page failed.
+_RECORD_ID_LENGTH = 64
+
+
+def _field_of(row: SyncErrorRecord) -> str | None:
+    """The CRM field a stored row is about, or None for a record-level row."""
+    if row.category in FIELD_ERROR_CATEGORIES and isinstance(row.payload, dict):
+        found = row.payload.get("field")
+        return str(found) if found is not None else None
+    return None
 
 
 def _count_columns(counts: Counts) -> dict[str, int]:
@@ -150,14 +168,15 @@ def storable_payload(value: Any) -> Any:
 def record_errors(session: Session, run_id: int | None, errors: list[NewSyncError]) -> None:
     """Store failed records; a record already failing unresolved gets its attempt count bumped.
 
-    Keeps one open row per (crm, object, record, direction) so the admin's error list shows a
-    record once, with how often it failed, instead of one row per pass.
+    Keeps one open row per (crm, object, record, direction, field) so the admin's error list
+    shows a record (or one bad field of a stored record) once, with how often it failed, instead
+    of one row per pass. ``field`` is None for a record-level error.
     """
     if not errors:
         return
     now = utcnow()
-    ids = {e.record_id for e in errors if e.record_id is not None}
-    existing: dict[tuple[str, str, str | None, str], SyncErrorRecord] = {}
+    ids = {_short_id(e.record_id) for e in errors if e.record_id is not None}
+    existing: dict[tuple[str, str, str | None, str, str | None], SyncErrorRecord] = {}
     if ids:
         rows = session.scalars(
             select(SyncErrorRecord).where(
@@ -165,35 +184,44 @@ def record_errors(session: Session, run_id: int | None, errors: list[NewSyncErro
             )
         )
         for found in rows:
-            existing[(found.crm, found.object, found.record_id, found.direction)] = found
+            key = (found.crm, found.object, found.record_id, found.direction, _field_of(found))
+            existing[key] = found
     for err in errors:
-        key = (err.crm, err.object, err.record_id, err.direction)
-        open_row = existing.get(key) if err.record_id is not None else None
+        record_id = _short_id(err.record_id)
+        payload = err.payload
+        if err.field is not None:
+            payload = {**(payload or {}), "field": err.field}
+        key = (err.crm, err.object, record_id, err.direction, err.field)
+        open_row = existing.get(key) if record_id is not None else None
         if open_row is not None:
             open_row.attempts += 1
             open_row.last_seen_at = now
             open_row.message = storable_payload(err.message)
             open_row.category = err.category
             open_row.retriable = err.retriable
-            open_row.payload = storable_payload(err.payload)
+            open_row.payload = storable_payload(payload)
             open_row.run_id = run_id
             continue
         row = SyncErrorRecord(
             run_id=run_id,
             crm=err.crm,
             object=err.object,
-            record_id=err.record_id,
+            record_id=record_id,
             direction=err.direction,
             category=err.category,
             message=storable_payload(err.message),
-            payload=storable_payload(err.payload),
+            payload=storable_payload(payload),
             retriable=err.retriable,
             first_seen_at=now,
             last_seen_at=now,
         )
         session.add(row)
-        if err.record_id is not None:
+        if record_id is not None:
             existing[key] = row
+
+
+def _short_id(record_id: str | None) -> str | None:
+    return record_id[:_RECORD_ID_LENGTH] if record_id is not None else None
 
 
 def has_open_errors(session: Session, crm: str, object_name: str) -> bool:
@@ -228,3 +256,40 @@ def resolve_errors(
         .values(resolved_at=utcnow(), resolution=resolution)
     )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def resolve_errors_except(
+    session: Session,
+    crm: str,
+    object_name: str,
+    record_ids: list[str],
+    keep: Collection[tuple[str, str]],
+    resolution: str,
+) -> int:
+    """:func:`resolve_errors`, but leave open the field-level rows named in ``keep``
+    (record id, CRM field): the record was stored again with those fields still invalid."""
+    kept_records = {record_id for record_id, _field in keep}
+    resolved = resolve_errors(
+        session, crm, object_name, [r for r in record_ids if r not in kept_records], resolution
+    )
+    wanted = [r for r in record_ids if r in kept_records]
+    if not wanted:
+        return resolved
+    now = utcnow()
+    rows = session.scalars(
+        select(SyncErrorRecord).where(
+            SyncErrorRecord.crm == crm,
+            SyncErrorRecord.object == object_name,
+            SyncErrorRecord.record_id.in_(wanted),
+            SyncErrorRecord.resolved_at.is_(None),
+            SyncErrorRecord.direction == "pull",
+        )
+    )
+    for row in rows:
+        field_name = _field_of(row)
+        if field_name is not None and (row.record_id, field_name) in keep:
+            continue
+        row.resolved_at = now
+        row.resolution = resolution
+        resolved += 1
+    return resolved

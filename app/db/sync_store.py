@@ -11,7 +11,7 @@ of ``IN`` parameters.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cache
@@ -37,7 +37,7 @@ from app.db import bulk, cursors, leases, runs
 from app.db.base import Base, utcnow
 from app.db.enums import RunStatus
 from app.sync.holder import is_provably_dead
-from app.sync.ports import Counts, CursorState, LeaseHeldError, RecordFailure
+from app.sync.ports import Counts, CursorState, LeaseHeldError, RecordFailure, RejectedRow
 
 # Ids per lookup statement: keeps one statement's work bounded whatever the page size.
 IN_CHUNK = 5000
@@ -122,9 +122,9 @@ class SqlPageWriter:
         rows: Sequence[Mapping[str, Any]],
         *,
         new_rows: bool = False,
-    ) -> None:
+    ) -> list[RejectedRow]:
         if not rows:
-            return
+            return []
         connection = self.session.connection()
         key = (table, id_column, tuple(columns), new_rows)
         plan = self.plans.get(key)
@@ -133,7 +133,8 @@ class SqlPageWriter:
                 connection.dialect, _table(table), id_column, key[2], new_rows=new_rows
             )
             self.plans[key] = plan
-        bulk.upsert_rows(connection, plan, rows)
+        rejected = bulk.upsert_isolating(connection, plan, rows)
+        return [RejectedRow(index, message) for index, message in rejected]
 
     def soft_delete(self, table: str, id_column: str, ids: Sequence[str], at: datetime) -> int:
         stmt = _lookup(table, id_column, "soft_delete", self._postgres)
@@ -160,13 +161,26 @@ class SqlPageWriter:
                     message=f.message,
                     retriable=f.retriable,
                     payload=dict(f.payload) if f.payload is not None else None,
+                    field=f.field,
                 )
                 for f in failures
             ],
         )
 
-    def resolve_failures(self, crm: str, object_name: str, record_ids: Sequence[str]) -> None:
-        runs.resolve_errors(self.session, crm, object_name, list(record_ids), "synced")
+    def resolve_failures(
+        self,
+        crm: str,
+        object_name: str,
+        record_ids: Sequence[str],
+        *,
+        keep: Collection[tuple[str, str]] = (),
+    ) -> None:
+        if keep:
+            runs.resolve_errors_except(
+                self.session, crm, object_name, list(record_ids), keep, "synced"
+            )
+        else:
+            runs.resolve_errors(self.session, crm, object_name, list(record_ids), "synced")
 
     def save_cursor(self, crm: str, object_name: str, stream: str, cursor: CursorState) -> None:
         cursors.save_cursor(

@@ -1,14 +1,20 @@
 """The CS columns a mapping may target, as plain constants.
 
-The mappers must not import :mod:`app.db` (they are pure), so the column names, string lengths and
-NOT NULL defaults of the three CRM-mirrored tables are repeated here.
+The mappers must not import :mod:`app.db` (they are pure), so the column names, string lengths,
+numeric sizes and NOT NULL defaults of the three CRM-mirrored tables are repeated here.
 ``tests/unit/test_mappers_columns.py`` compares these constants with :mod:`app.db.models`, so a
 schema change that is not reflected here fails the unit suite instead of a sync run.
+
+The value limits the mapping checks (:func:`value_bounds`) are derived from the column types
+recorded here (``Numeric(precision, scale)``, ``Integer``/``BigInteger`` width, ``String(n)``),
+never kept as a second list: a value out of them is caught before the database sees it, the same
+on SQLite (which would store it) and PostgreSQL (which refuses it and the whole statement).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -95,6 +101,26 @@ STRING_LENGTHS: Mapping[str, Mapping[str, int]] = MappingProxyType(
     }
 )
 
+#: ``Numeric(precision, scale)`` columns that a mapping may fill.
+NUMERIC_SIZES: Mapping[str, Mapping[str, tuple[int, int]]] = MappingProxyType(
+    {
+        "accounts": MappingProxyType({"arr": (18, 2), "mrr": (18, 2), "potential_arr": (18, 2)}),
+        "opportunities": MappingProxyType({"amount": (18, 2)}),
+        "handover_notes": MappingProxyType({}),
+    }
+)
+
+#: Integer columns that a mapping may fill, by width in bits (``Integer`` 32, ``BigInteger`` 64).
+INTEGER_BITS: Mapping[str, Mapping[str, int]] = MappingProxyType(
+    {
+        "accounts": MappingProxyType(
+            {"licensed_seats": 32, "health_score": 32, "health_coverage": 32}
+        ),
+        "opportunities": MappingProxyType({"contract_term_months": 32}),
+        "handover_notes": MappingProxyType({"completeness": 32}),
+    }
+)
+
 # fmt: on
 
 #: NOT NULL columns without a value from the CRM get this value instead of None (a CRM null on a
@@ -116,8 +142,9 @@ NOT_NULL_DEFAULTS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
     }
 )
 
-#: NOT NULL columns with no sensible default: a CRM record whose value is null is rejected
-#: with a :class:`~app.mappers.errors.MappingError`.
+#: NOT NULL columns with no sensible default. A CRM record that leaves one empty is stored with a
+#: placeholder (:data:`PLACEHOLDER_SOURCES`) and a ``missing_field`` error, unless its field
+#: mapping is ``required`` (then the record is kept out with a ``MappingError``).
 REQUIRED_COLUMNS: Mapping[str, frozenset[str]] = MappingProxyType(
     {
         "accounts": frozenset({"name"}),
@@ -125,6 +152,37 @@ REQUIRED_COLUMNS: Mapping[str, frozenset[str]] = MappingProxyType(
         "handover_notes": frozenset(),
     }
 )
+
+
+#: Where the placeholder of an empty NOT NULL column comes from: the first of these columns that
+#: has a value in the same record, else ``"(no name) <CRM id>"`` (see docs/mapping.md).
+PLACEHOLDER_SOURCES: Mapping[str, Mapping[str, tuple[str, ...]]] = MappingProxyType(
+    {
+        "accounts": MappingProxyType({"name": ("domain",)}),
+        "opportunities": MappingProxyType({"name": ()}),
+        "handover_notes": MappingProxyType({}),
+    }
+)
+
+
+def value_bounds(table: str, column: str) -> tuple[Any, Any] | None:
+    """Exclusive ``(low, high)`` limits of a numeric column's values, or None.
+
+    ``Integer``/``BigInteger``: the two's-complement range of its width. ``Numeric(p, s)``: the
+    database rounds to ``s`` decimals, then the integer part must have at most ``p - s`` digits,
+    so a value is stored iff ``|v| < 10**(p - s) - 0.5 * 10**-s`` (PostgreSQL rounds half away
+    from zero). Computed once per column when a mapping is compiled, not per value.
+    """
+    bits = INTEGER_BITS.get(table, {}).get(column)
+    if bits is not None:
+        limit = 2 ** (bits - 1)
+        return (-limit - 1, limit)
+    size = NUMERIC_SIZES.get(table, {}).get(column)
+    if size is not None:
+        precision, scale = size
+        bound = Decimal(10) ** (precision - scale) - Decimal(5) * Decimal(10) ** -(scale + 1)
+        return (-bound, bound)
+    return None
 
 
 def default_for(table: str, column: str) -> Any:

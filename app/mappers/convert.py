@@ -11,13 +11,15 @@ Shared rules: ``None`` and ``""`` (Bulk CSV's null; whitespace-only counts too) 
 NUL characters (``\u0000``, valid in JSON) are dropped from ``string`` and ``text`` values:
 PostgreSQL text cannot hold them, and one such record would fail its whole page. A
 value that cannot be converted raises :class:`~app.mappers.errors.ConversionError`, which
-:func:`~app.mappers.record.map_record` turns into a ``MappingError`` naming the field.
+:func:`~app.mappers.record.map_record` turns into a field issue (the column stored empty), or a
+``MappingError`` for an id, a stamp or a ``required`` field.
 
 =======================  ==========================================================================
 name                     rule
 =======================  ==========================================================================
 ``string``               str, surrounding whitespace stripped; numbers accepted (``123`` -> "123").
-                         Too long for the CS column: rejected (``MappingError``) by ``map_record``.
+                         Too long for the CS column: cut (ellipsis) by ``map_record``, which
+                         reports it as a field issue (docs/mapping.md, "Invalid values").
 ``text``, ``text:N``     str kept as is (no strip). Inbound: cut to the CS column length when the
                          column is bounded (``Text`` columns are not). Outbound: cut to ``N``
                          characters, or the CRM's long-text limit (Salesforce 32,768, HubSpot

@@ -10,12 +10,16 @@
 ``MappingError`` is a *data* error: the engine records it as a ``sync_errors`` row with
 category :data:`MappingError.category` (``validation``), skips the record and goes on; retrying
 without fixing the CRM value (or the mapping) gives the same result, so it is not retriable.
+Only a bad id or stamp, or a ``required`` field without a valid value, raises it: any other bad
+value is a :class:`FieldIssue` (not an exception): the record is stored with that field empty
+(or cut, or a placeholder) and the engine adds a field-level ``sync_errors`` row.
 ``MappingConfigError`` is fatal at start-up: nothing can be synced with a broken mapping.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
 _MAX_VALUE_REPR = 200
 
@@ -62,6 +66,45 @@ class MappingError(ValueError):
             "value": _short_repr(self.value),
             "reason": self.reason,
             "category": self.category,
+        }
+
+
+#: A bad value (unparseable, out of the column's range, too long for a non-text converter).
+INVALID_FIELD: Final = "invalid_field"
+#: A NOT NULL column the CRM left empty, stored with a placeholder.
+MISSING_FIELD: Final = "missing_field"
+
+
+@dataclass(frozen=True)
+class FieldIssue:
+    """One field of a stored record that could not be stored as the CRM has it.
+
+    ``value`` is the raw wire value; ``stored`` says what was stored instead (``"empty"``,
+    ``"cut to 255 characters"``, ``"placeholder '(no name) 123'"``).
+    """
+
+    field: str
+    column: str
+    value: Any
+    reason: str
+    stored: str
+    category: Literal["invalid_field", "missing_field"] = INVALID_FIELD
+
+    @property
+    def message(self) -> str:
+        return (
+            f"{self.field} -> {self.column}: {self.reason} (value {_short_repr(self.value)}); "
+            f"stored {self.stored}"
+        )
+
+    def attrs(self) -> dict[str, Any]:
+        """Structured form for the ``sync_errors.payload`` column (the raw value, unshortened)."""
+        return {
+            "field": self.field,
+            "column": self.column,
+            "value": self.value,
+            "reason": self.reason,
+            "stored": self.stored,
         }
 
 

@@ -68,6 +68,8 @@ class FieldMapping:
     only read when the CRM object has them (``CurrencyIsoCode`` exists only in multi-currency
     Salesforce orgs): see :meth:`ObjectMapping.read_fields`. A ``derived`` converter computes the
     pushed value from the column at write time (``days_until``: ``Days_To_Renewal__c``).
+    ``required``: a record whose value is empty or invalid is kept out (a record-level
+    ``sync_errors`` row) instead of being stored with the field empty; no default field is.
     """
 
     crm_field: str
@@ -76,6 +78,7 @@ class FieldMapping:
     direction: Direction = Direction.CRM_TO_CS
     conflict_policy: ConflictPolicy = ConflictPolicy.PREFER_CRM
     optional: bool = False
+    required: bool = False
 
     @property
     def derived(self) -> bool:

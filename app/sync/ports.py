@@ -7,7 +7,7 @@ that is one database transaction. ``app.db.sync_store`` implements both on SQLit
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -44,13 +44,31 @@ class Counts:
 
 @dataclass(frozen=True)
 class RecordFailure:
-    """One record that could not be synced, for ``sync_errors``."""
+    """One record that could not be synced, or one field of it, for ``sync_errors``.
+
+    ``field`` (the CRM field) marks a field-level failure: the record was stored with that field
+    empty, cut or a placeholder. A record has at most one open row per field, and one for
+    itself (``field`` None).
+    """
 
     record_id: str | None
     category: str
     message: str
     retriable: bool
     payload: Mapping[str, Any] | None = None
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class RejectedRow:
+    """A row of an upsert that the database refused (a data or integrity error), left out.
+
+    ``index`` is its position in the rows given to :meth:`PageWriter.upsert`; ``message`` the
+    database's own words.
+    """
+
+    index: int
+    message: str
 
 
 class PageWriter(Protocol):
@@ -72,12 +90,16 @@ class PageWriter(Protocol):
         rows: Sequence[Mapping[str, Any]],
         *,
         new_rows: bool = False,
-    ) -> None:
+    ) -> Sequence[RejectedRow]:
         """Insert or update rows keyed on the CRM id column: one statement for all of them.
 
         Every row carries at least ``columns``; those are written (keys beyond them are not).
         ``new_rows``: none of the rows existed when the page was read; a row created since by
         someone else is still updated, but keeps its own foreign-key links.
+
+        A row the database refuses (a data or integrity error the mapping did not catch) does
+        not fail the page: it is left out, the others are written, and it is returned. Any
+        other database error (connection lost) is raised.
         """
         ...
 
@@ -89,8 +111,16 @@ class PageWriter(Protocol):
         self, run_id: int, crm: str, object_name: str, failures: Sequence[RecordFailure]
     ) -> None: ...
 
-    def resolve_failures(self, crm: str, object_name: str, record_ids: Sequence[str]) -> None:
-        """Close open errors of records that synced cleanly now."""
+    def resolve_failures(
+        self,
+        crm: str,
+        object_name: str,
+        record_ids: Sequence[str],
+        *,
+        keep: Collection[tuple[str, str]] = (),
+    ) -> None:
+        """Close open errors of records that were stored now, except the field-level errors
+        named in ``keep`` (record id, CRM field): those fields are still invalid."""
         ...
 
     def save_cursor(self, crm: str, object_name: str, stream: str, cursor: CursorState) -> None: ...

@@ -34,7 +34,7 @@ from app.crm.base import CrmClient, Position, RecordPage
 from app.db.enums import RunStatus, SyncKind
 from app.errors import CrmsyncError, ErrorCategory
 from app.logging import get_logger
-from app.mappers.errors import MappingError
+from app.mappers.errors import FieldIssue, MappingError
 from app.mappers.ownership import MergeAction, merge_incoming
 from app.mappers.record import MappedRecord, accepts, map_record
 from app.mappers.spec import ObjectMapping
@@ -472,7 +472,12 @@ class PullEngine:
                     mapping.cs_table, mapping.id_column, deleted_ids, now
                 )
             if self._open_failures:
-                writer.resolve_failures(crm, mapping.crm_object, written_ids)
+                still_invalid = {
+                    (f.record_id, f.field)
+                    for f in failures
+                    if f.field is not None and f.record_id is not None
+                }
+                writer.resolve_failures(crm, mapping.crm_object, written_ids, keep=still_invalid)
             if failures:
                 writer.record_failures(run_id, crm, mapping.crm_object, failures)
                 self._open_failures = True
@@ -490,7 +495,7 @@ class PullEngine:
                 writer.save_cursor(crm, mapping.crm_object, stream, state)
             else:
                 counts.read += len(page.records) + len(page.deleted_ids)
-            counts.failed += len(failures)
+            counts.failed += _failed_records(failures)
             counts.api_calls = self.client.api_calls - calls_before
             writer.update_run(run_id, counts)
             if not writer.renew_lease(
@@ -546,7 +551,10 @@ class PullEngine:
         now: datetime,
     ) -> list[str]:
         """Merge with existing rows, resolve parents, upsert (one statement for the page's creates,
-        one for its updates); returns ids."""
+        one for its updates); returns the ids stored (or found unchanged).
+
+        A row the database refuses is left out of the page and becomes a ``database`` failure;
+        the field issues of every stored record become field-level failures."""
         if not records:
             return []
         table, id_column = mapping.cs_table, mapping.id_column
@@ -554,6 +562,8 @@ class PullEngine:
         parents = self._resolve_parents(writer, mapping, records)
         required = self.store.required_columns(table)
         pending: list[tuple[Mapping[str, Any] | None, dict[str, Any]]] = []
+        # What each pending row counts as once stored: "created", "updated" or "unchanged".
+        outcome: dict[str, str] = {}
         written: list[str] = []
         for record in records:
             current = existing.get(record.crm_id)
@@ -578,6 +588,7 @@ class PullEngine:
                 if mapping.modified_column in result.values:
                     # Only the CRM's stamp moved (a system update): keep it current.
                     pending.append((current, self._row(mapping, current, result.values, {}, now)))
+                    outcome[record.crm_id] = "unchanged"
                 continue
             if current is None:
                 if any(result.values.get(c) is None for c in required):
@@ -593,8 +604,10 @@ class PullEngine:
                     )
                     continue
                 counts.created += 1
+                outcome[record.crm_id] = "created"
             else:
                 counts.updated += 1
+                outcome[record.crm_id] = "updated"
             row = self._row(mapping, current, result.values, changed_links, now)
             if restored:
                 row["deleted_at"] = None
@@ -602,11 +615,24 @@ class PullEngine:
             written.append(record.crm_id)
         # Creates and updates go separately: the writer can skip foreign-key work on the
         # update side of rows that did not exist (see PageWriter.upsert).
+        refused: set[str] = set()
         for new_rows in (True, False):
             group = [item for item in pending if (item[0] is None) is new_rows]
             if group:
                 columns, rows = self._uniform(table, group)
-                writer.upsert(table, id_column, columns, rows, new_rows=new_rows)
+                rejected = writer.upsert(table, id_column, columns, rows, new_rows=new_rows)
+                for rejection in rejected:
+                    row = rows[rejection.index]
+                    crm_id = str(row[id_column])
+                    refused.add(crm_id)
+                    _uncount(counts, outcome[crm_id])
+                    failures.append(_database_failure(crm_id, rejection.message, row))
+        if refused:
+            written = [crm_id for crm_id in written if crm_id not in refused]
+        stored = set(written)
+        for record in records:
+            if record.issues and record.crm_id in stored:
+                failures.extend(_field_failure(record.crm_id, issue) for issue in record.issues)
         return written
 
     @staticmethod
@@ -755,4 +781,33 @@ def _log_end(result: PullResult, seconds: float) -> None:
         bulk=result.used_bulk,
         duration_s=round(seconds, 3),
         error=result.error,
+    )
+
+
+def _failed_records(failures: Sequence[RecordFailure]) -> int:
+    """How many records have a failure: one kept out, or stored with fields left empty, counts
+    once however many rows it has (an id-less failure counts on its own)."""
+    ids = {f.record_id for f in failures if f.record_id is not None}
+    return len(ids) + sum(1 for f in failures if f.record_id is None)
+
+
+def _uncount(counts: Counts, outcome: str) -> None:
+    """Take back the count of a row the database refused."""
+    if outcome == "created":
+        counts.created -= 1
+    elif outcome == "updated":
+        counts.updated -= 1
+    else:
+        counts.unchanged -= 1
+
+
+def _database_failure(crm_id: str, message: str, row: Mapping[str, Any]) -> RecordFailure:
+    """A row the database refused: the record is not stored; the row as it was offered."""
+    return RecordFailure(crm_id, "database", message, False, {"row": dict(row)})
+
+
+def _field_failure(crm_id: str, issue: FieldIssue) -> RecordFailure:
+    """A field stored empty (or cut, or as a placeholder) on a stored record."""
+    return RecordFailure(
+        crm_id, issue.category, issue.message, False, issue.attrs(), field=issue.field
     )

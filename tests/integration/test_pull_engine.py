@@ -160,18 +160,23 @@ def test_bad_record_goes_to_sync_errors_and_the_pass_goes_on(
     factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
 ) -> None:
     crm.put("Account", account(1, T0))
-    crm.put("Account", account(2, T0, ARR__c="not-a-number"))
-    crm.put("Account", account(3, T0, Name=None))
+    crm.put("Account", account(2, T0, ARR__c="not-a-number"))  # stored, ARR empty
+    crm.put("Account", account(3, T0, Id="001" + "9" * 20))  # not a Salesforce id: kept out
     engine = make_engine(factory, crm, clock)
     result = engine.pull("Account")
     assert result.status is RunStatus.PARTIAL
-    assert (result.counts.created, result.counts.failed) == (1, 2)
+    assert (result.counts.created, result.counts.failed) == (2, 2)
     with factory() as s:
         errors = s.scalars(select(SyncErrorRecord).order_by(SyncErrorRecord.record_id)).all()
-        assert [e.record_id for e in errors] == [f"001{2:015d}", f"001{3:015d}"]
-        assert all(e.category == "validation" and not e.retriable for e in errors)
+        assert [(e.record_id, e.category) for e in errors] == [
+            (f"001{2:015d}", "invalid_field"),
+            ("001" + "9" * 20, "validation"),
+        ]
+        assert not any(e.retriable for e in errors)
         assert errors[0].payload is not None
-        assert errors[0].payload["ARR__c"] == "not-a-number"
+        assert errors[0].payload["value"] == "not-a-number"
+        assert errors[1].payload is not None
+        assert errors[1].payload["Name"] == "Account 3"  # the record as received
     # Fixed in the CRM: the next pass syncs it and resolves its error.
     crm.put("Account", account(2, T0 + timedelta(minutes=5)))
     engine.pull("Account")
@@ -197,7 +202,8 @@ def test_a_failed_records_payload_is_stored_whatever_its_values(
 ) -> None:
     """The Salesforce client decodes numbers as Decimal, and JSON allows \u0000: neither may
     stop a failed record from reaching sync_errors (they once failed the page instead)."""
-    crm.put("Account", account(1, T0, Name=None, ARR__c=Decimal("12.50"), Industry="A\x00B"))
+    bad_id = "001" + "1" * 30  # too long for sf_id: the record is kept out
+    crm.put("Account", account(1, T0, Id=bad_id, ARR__c=Decimal("12.50"), Industry="A\x00B"))
     crm.put("Account", account(2, T0))
     result = make_engine(factory, crm, clock).pull("Account")
     assert result.status is RunStatus.PARTIAL, result.error
@@ -207,7 +213,7 @@ def test_a_failed_records_payload_is_stored_whatever_its_values(
     assert error.payload is not None
     assert error.payload["ARR__c"] == "12.50"  # exact, as text
     assert error.payload["Industry"] == "A\ufffdB"
-    assert error.payload["Name"] is None
+    assert error.payload["Id"] == bad_id
 
 
 def test_killed_pass_resumes_at_the_last_committed_page(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -349,11 +350,11 @@ def test_hubspot_pull_under_its_real_rate_limits_gets_everything(
     assert limited * 3 < stats["calls_total"]["hubspot"]
 
 
-def test_a_record_failing_validation_is_kept_in_sync_errors_through_the_real_client(
+def test_a_field_failing_validation_is_kept_in_sync_errors_through_the_real_client(
     factory: sessionmaker[Session],
 ) -> None:
     """The real Salesforce client decodes numbers as Decimal; the error row must still store
-    the record as received, and the rest of the page must land."""
+    the value as received, and the record (without that field) and the rest of the page land."""
     with Sandbox(SandboxConfig(accounts=12, hs_rate_limits=False)) as sb:
         victim = sf_rest(sb, "GET", "query/", params={"q": "SELECT Id FROM Account LIMIT 1"})
         victim_id = victim.json()["records"][0]["Id"]
@@ -361,17 +362,20 @@ def test_a_record_failing_validation_is_kept_in_sync_errors_through_the_real_cli
             sb,
             "PATCH",
             f"sobjects/Account/{victim_id}",
-            json={"Website": "not a website", "ARR__c": 12345.5},
+            json={"Licensed_Seats__c": 12.5, "ARR__c": 12345.5},
         )
         assert patched.status_code == 204, patched.text
         engine, _client = engine_for(sb, factory, "salesforce")
         result = engine.pull("Account")
     assert result.status is RunStatus.PARTIAL, result.error
-    assert (result.counts.created, result.counts.failed) == (11, 1)
+    assert (result.counts.created, result.counts.failed) == (12, 1)
     with factory() as s:
         error = s.scalars(select(SyncErrorRecord)).one()
+        stored = s.scalars(select(Account).where(Account.sf_id == victim_id)).one()
+    assert (stored.licensed_seats, stored.arr) == (None, Decimal("12345.50"))
     assert error.record_id == victim_id
-    assert error.category == "validation"
-    assert "Website" in error.message
+    assert error.category == "invalid_field"
+    assert "Licensed_Seats__c" in error.message
     assert error.payload is not None
-    assert error.payload["ARR__c"] == "12345.5"  # the wire's exact decimal, as text
+    assert error.payload["field"] == "Licensed_Seats__c"
+    assert error.payload["value"] == "12.5"  # the wire's exact decimal, as text

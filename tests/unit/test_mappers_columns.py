@@ -6,16 +6,20 @@ import ast
 from pathlib import Path
 
 import pytest
-from sqlalchemy import String
+from sqlalchemy import BigInteger, Integer, Numeric, String
 
 from app.db import models  # noqa: F401  (registers the tables on Base.metadata)
 from app.db.base import Base
 from app.mappers.columns import (
     CS_COLUMNS,
+    INTEGER_BITS,
     NOT_NULL_DEFAULTS,
+    NUMERIC_SIZES,
+    PLACEHOLDER_SOURCES,
     REQUIRED_COLUMNS,
     RESERVED_COLUMNS,
     STRING_LENGTHS,
+    is_mappable,
 )
 
 TABLES = sorted(CS_COLUMNS)
@@ -32,6 +36,31 @@ def test_columns_match_models(table: str) -> None:
         if isinstance(c.type, String) and c.type.length is not None
     }
     assert lengths == dict(STRING_LENGTHS[table])
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_numeric_sizes_match_models(table: str) -> None:
+    """The range checks of the mapping are derived from these: they must be the models' types."""
+    columns = [c for c in Base.metadata.tables[table].columns if is_mappable(table, c.name)]
+    numeric = {
+        c.name: (c.type.precision, c.type.scale)
+        for c in columns
+        if isinstance(c.type, Numeric) and not isinstance(c.type, Integer)
+    }
+    assert numeric == dict(NUMERIC_SIZES[table])
+    bits = {
+        c.name: 64 if isinstance(c.type, BigInteger) else 32
+        for c in columns
+        if isinstance(c.type, Integer)
+    }
+    assert bits == dict(INTEGER_BITS[table])
+
+
+@pytest.mark.parametrize("table", TABLES)
+def test_placeholders_cover_the_required_columns(table: str) -> None:
+    assert set(PLACEHOLDER_SOURCES[table]) == REQUIRED_COLUMNS[table]
+    for sources in PLACEHOLDER_SOURCES[table].values():
+        assert set(sources) <= CS_COLUMNS[table]
 
 
 @pytest.mark.parametrize("table", TABLES)
