@@ -148,7 +148,10 @@ def _prepare_database(database_url: str | None) -> str:
             if own
             else "pass --database-url with an empty database, or omit it to use ./var/demo.db."
         )
-        _refuse(f"refusing to write into {_shown(url)}: {reason}", fix)
+        _refuse(
+            f"refusing to write into {_shown(url)}: {reason}",
+            f"the demo writes only into its own or an empty database; {fix}",
+        )
     if own:
         for path in (DEMO_DATABASE, *(Path(f"{DEMO_DATABASE}{x}") for x in ("-wal", "-shm"))):
             path.unlink(missing_ok=True)
@@ -157,7 +160,7 @@ def _prepare_database(database_url: str | None) -> str:
 
 def _refuse(problem: str, fix: str) -> NoReturn:
     print(f"crmsync demo: {problem}", file=sys.stderr)
-    print(f"crmsync demo: it writes only into its own or an empty database; {fix}", file=sys.stderr)
+    print(f"crmsync demo: {fix}", file=sys.stderr)
     raise typer.Exit(code=ExitCode.USAGE)
 
 

@@ -25,7 +25,7 @@ import typer
 from app.cli.common import ExitCode
 from app.sandbox.context import SandboxConfig
 from app.sandbox.faults import parse_fault_spec
-from app.sandbox.info import ENV_FILE_HEADER, SandboxInfo, written_by_sandbox
+from app.sandbox.info import SandboxInfo, written_by_sandbox
 
 __all__ = ["build_config", "check_env_file", "parse_custom_field", "sandbox"]
 
@@ -86,13 +86,21 @@ def build_config(
 
 def check_env_file(env_file: Path | None, *, force: bool) -> None:
     """Refuse (exit 2) to overwrite an env file the sandbox did not write, unless ``force``."""
+    if env_file is not None and env_file.is_dir():
+        print(
+            f"crmsync sandbox: --env-file {env_file} is a directory; name a file.", file=sys.stderr
+        )
+        raise typer.Exit(code=ExitCode.USAGE)
     if env_file is None or force or written_by_sandbox(env_file):
         return
     print(
-        f"crmsync sandbox: refusing to overwrite {env_file}: its first line is not "
-        f"{ENV_FILE_HEADER.split(' (')[0]!r}, so it may hold your own settings and tokens.\n"
-        "Move it away, pass --force to overwrite it, or write another file "
-        "(--env-file var/sandbox.env).",
+        f"crmsync sandbox: refusing to overwrite {env_file}: crmsync sandbox did not write it "
+        "(it may hold your own settings and tokens).",
+        file=sys.stderr,
+    )
+    print(
+        "crmsync sandbox: move it away, pass --force, or use another --env-file "
+        "(e.g. var/sandbox.env).",
         file=sys.stderr,
     )
     raise typer.Exit(code=ExitCode.USAGE)
