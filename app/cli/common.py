@@ -54,6 +54,7 @@ def load_settings() -> Settings:
         print(f"crmsync: {exc}", file=sys.stderr)
         raise typer.Exit(code=ExitCode.USAGE) from None
     configure_logging(settings.log_level)
+    check_mapping_file(settings)
     return settings
 
 
@@ -111,3 +112,23 @@ def report_usage_failures(results: Iterable[PullResult]) -> bool:
             seen.append(result.error)
             print(f"crmsync: {result.crm} {result.object_name}: {result.error}", file=sys.stderr)
     return bool(seen)
+
+
+def check_mapping_file(settings: Settings) -> None:
+    """Validate ``CRMSYNC_MAPPING_FILE`` whole (every CRM's sections) when a command starts.
+
+    Otherwise a mistake in the ``hubspot`` sections would surface only when HubSpot first syncs,
+    possibly in a nightly job. Imported lazily: most commands have no mapping file.
+    """
+    if settings.mapping_file is None:
+        return
+    from app.mappers.config import load_mapping_sets
+    from app.mappers.errors import MappingConfigError
+
+    try:
+        load_mapping_sets(settings.mapping_file, default_currency=settings.default_currency)
+    except MappingConfigError as exc:
+        print(f"crmsync: invalid mapping file (CRMSYNC_MAPPING_FILE) {exc}", file=sys.stderr)
+        hint = "fix it (see docs/mapping.md) or unset CRMSYNC_MAPPING_FILE"
+        print(f"crmsync: {hint}", file=sys.stderr)
+        raise typer.Exit(code=ExitCode.USAGE) from None

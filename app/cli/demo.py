@@ -1,44 +1,85 @@
-"""``crmsync demo``: the main job end to end on the embedded default (SQLite under ./var).
+"""``crmsync demo``: the main job end to end, in a database of its own (``./var/demo.db``).
 
 Starts the sandbox (both CRMs, seeded with the same companies) in this process, points crmsync
-at it, migrates the database, backfills every object from Salesforce and from HubSpot, runs one
-incremental pass (which finds nothing new), and prints what landed where. Nothing to install
-and no network beyond 127.0.0.1.
+at it, migrates the demo's database, backfills every object from Salesforce and from HubSpot,
+runs one incremental pass (which finds nothing new), and prints what landed where. Nothing to
+install and no network beyond 127.0.0.1.
+
+The demo never touches the user's data: it reads neither ``.env`` nor ``CRMSYNC_*`` variables
+(:class:`DemoSettings`), writes into ``./var/demo.db`` (recreated on each run, once checked to be
+the demo's) unless ``--database-url`` names another database, and refuses any database that
+holds data it did not write (:mod:`app.cli.demo_db`).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+from pathlib import Path
+from typing import NoReturn
 
 import typer
 from pydantic import SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from rich.table import Table
 from sqlalchemy import func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
-from app.cli.common import console, load_settings
+from app.cli.common import ExitCode, console
+from app.cli.demo_db import DEMO_TRIGGER, why_not_a_demo_database
 from app.db.engine import make_engine, make_session_factory
 from app.db.enums import SyncKind
 from app.db.models import Account, HandoverNote, Opportunity, SyncErrorRecord
 from app.settings import Settings
 from app.sync.pull import PullResult
 
+DEMO_DATABASE = Path("var/demo.db")
+DEMO_DATABASE_URL = f"sqlite:///./{DEMO_DATABASE}"
+
+
+class DemoSettings(Settings):
+    """Settings made only of what the demo passes in: no ``CRMSYNC_*`` variable, no ``.env``.
+
+    A user's ``.env`` may name a production database or real CRM tokens; the demo must not
+    pick up either (nor a mapping file or tuning meant for their CRM).
+    """
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
 
 def demo(
     accounts: int = typer.Option(200, help="Companies to seed in each emulated CRM."),
     seed: int = typer.Option(42, help="Seed of the generated data."),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="Write here instead of ./var/demo.db: an empty database, or one the demo filled "
+        "(anything else is refused). .env and CRMSYNC_DATABASE_URL are never used.",
+    ),
 ) -> None:
-    """Sandbox -> migrate -> backfill both CRMs -> incremental pass -> summary."""
+    """Sandbox -> migrate -> backfill both CRMs -> incremental pass -> summary, in its own db."""
     from app.db import migrate
     from app.sandbox import Sandbox, SandboxConfig
     from app.sync.service import run_sync
 
-    base = load_settings()
+    url = _prepare_database(database_url)
     console.print(f"[bold]1.[/bold] starting the CRM sandbox ({accounts} companies, seed {seed})")
     with Sandbox(SandboxConfig(accounts=accounts, seed=seed, hs_rate_limits=False)) as sb:
         sf, hs = sb.info.salesforce, sb.info.hubspot
         console.print(f"   Salesforce {sf.instance_url}  HubSpot {hs.base_url}")
-        settings = Settings(
-            database_url=base.database_url,
+        settings = DemoSettings(
+            database_url=url,
             salesforce_instance_url=sf.instance_url,
             salesforce_api_version=sf.api_version,
             salesforce_client_id=sf.client_id,
@@ -48,17 +89,18 @@ def demo(
             hubspot_access_token=SecretStr(hs.access_token),
             hubspot_app_secret=SecretStr(hs.app_secret),
             ca_bundle=sb.info.ca_file,
-            sync=base.sync,
         )
-        console.print(f"[bold]2.[/bold] migrating {settings.database_url}")
+        console.print(f"[bold]2.[/bold] migrating {_shown(url)}")
         migrate.upgrade(settings.database_url)
         engine = make_engine(settings.database_url)
         factory = make_session_factory(engine)
         try:
             console.print("[bold]3.[/bold] backfilling Salesforce and HubSpot")
-            backfill = run_sync(settings, factory, kind=SyncKind.BACKFILL, triggered_by="demo")
+            backfill = run_sync(
+                settings, factory, kind=SyncKind.BACKFILL, triggered_by=DEMO_TRIGGER
+            )
             console.print("[bold]4.[/bold] one incremental pass (nothing changed in the CRMs)")
-            incremental = run_sync(settings, factory, kind=SyncKind.PULL, triggered_by="demo")
+            incremental = run_sync(settings, factory, kind=SyncKind.PULL, triggered_by=DEMO_TRIGGER)
             calls = sb.control("GET", "/stats")["calls_total"]
             _print_runs("backfill", backfill)
             _print_runs("incremental pass", incremental)
@@ -77,10 +119,85 @@ def demo(
             engine.dispose()
     console.print(f"CS database now holds: {json.dumps(totals)}")
     console.print(f"API calls the CRMs saw (sandbox accounting): {json.dumps(calls)}")
-    console.print(
-        "Next: `crmsync sandbox --env-file .env` keeps a sandbox running; "
-        "`crmsync sync run` then syncs against it; `crmsync serve` serves the API."
-    )
+    _print_next_steps(url)
+
+
+def _prepare_database(database_url: str | None) -> str:
+    """The URL the demo writes into, checked to be empty or the demo's (else exit 2).
+
+    Its own ``./var/demo.db`` is then recreated, so every run shows a fresh backfill; a database
+    named with ``--database-url`` is reused as it is, never dropped.
+    """
+    url = DemoSettings(database_url=database_url or DEMO_DATABASE_URL).database_url
+    own = database_url is None
+    if own:
+        DEMO_DATABASE.parent.mkdir(parents=True, exist_ok=True)
+        if not DEMO_DATABASE.exists():
+            return url
+    try:
+        engine = make_engine(url)
+        try:
+            reason = why_not_a_demo_database(engine)
+        finally:
+            engine.dispose()
+    except SQLAlchemyError as exc:
+        _refuse(f"cannot read {_shown(url)}: {str(exc).splitlines()[0]}", "check --database-url.")
+    if reason is not None:
+        fix = (
+            f"move {DEMO_DATABASE} away, or pass --database-url with an empty database."
+            if own
+            else "pass --database-url with an empty database, or omit it to use ./var/demo.db."
+        )
+        _refuse(
+            f"refusing to write into {_shown(url)}: {reason}",
+            f"the demo writes only into its own or an empty database; {fix}",
+        )
+    if own:
+        for path in (DEMO_DATABASE, *(Path(f"{DEMO_DATABASE}{x}") for x in ("-wal", "-shm"))):
+            path.unlink(missing_ok=True)
+    return url
+
+
+def _refuse(problem: str, fix: str) -> NoReturn:
+    print(f"crmsync demo: {problem}", file=sys.stderr)
+    print(f"crmsync demo: {fix}", file=sys.stderr)
+    raise typer.Exit(code=ExitCode.USAGE)
+
+
+def _shown(url: str) -> str:
+    """``url`` without its password, for messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except SQLAlchemyError:
+        return "the database URL"
+
+
+def _crmsync_command() -> str:
+    """How to run crmsync again from this directory in a new shell: ``crmsync`` when it is on
+    the PATH, else the path this process was started by (``make demo`` runs
+    ``.venv/bin/crmsync``, which a new shell without the venv activated does not find)."""
+    started_as = sys.argv[0]
+    on_path = shutil.which("crmsync")
+    if Path(started_as).name == "crmsync":
+        if on_path and Path(on_path).resolve() == Path(started_as).resolve():
+            return "crmsync"
+        return started_as
+    return "crmsync" if on_path else f"{sys.executable} -m app.cli.main"
+
+
+def _print_next_steps(url: str) -> None:
+    """What to try next; each line works as printed, from this directory, in a new shell."""
+    cmd = _crmsync_command()
+    lines = [
+        f"The demo's data is in {_shown(url)}; your .env and CRMSYNC_* settings were not used.",
+        "Next, the same by hand against a sandbox that keeps running (README, 'by hand'):",
+        f"  shell 1: {cmd} sandbox --env-file .env",
+        f"  shell 2: {cmd} db upgrade && {cmd} sync run",
+        f"  then:    {cmd} serve      (the API, http://127.0.0.1:8000/docs)",
+        "The sandbox writes its settings to .env (refusing a .env it did not write); the sync",
+        "writes into CRMSYNC_DATABASE_URL, by default ./var/crmsync.db.",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _print_runs(title: str, results: list[PullResult]) -> None:

@@ -5,6 +5,10 @@ Salesforce answers under ``/services/``, HubSpot under ``/crm/``, the control AP
 ``--env-file``, the ``CRMSYNC_...`` settings that point crmsync at it, then prints one
 ``key: value`` line per fact (easy to parse). Registered by ``app.cli.main`` as
 ``cli.command("sandbox")(sandbox)``.
+
+The env file is often ``.env``, where users keep real settings and tokens: it is overwritten only
+when the sandbox wrote it (its first line is :data:`~app.sandbox.info.ENV_FILE_HEADER`), or with
+``--force``. A port already in use is a two-line message and exit code 2, not a traceback.
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from types import FrameType
 
 import typer
 
+from app.cli.common import ExitCode
 from app.sandbox.context import SandboxConfig
 from app.sandbox.faults import parse_fault_spec
+from app.sandbox.info import SandboxInfo, written_by_sandbox
 
-__all__ = ["build_config", "parse_custom_field", "sandbox"]
+__all__ = ["build_config", "check_env_file", "parse_custom_field", "sandbox"]
 
 HUBSPOT_OBJECTS = {"companies", "deals", "notes", "contacts"}
 
@@ -78,6 +84,28 @@ def build_config(
     )
 
 
+def check_env_file(env_file: Path | None, *, force: bool) -> None:
+    """Refuse (exit 2) to overwrite an env file the sandbox did not write, unless ``force``."""
+    if env_file is not None and env_file.is_dir():
+        print(
+            f"crmsync sandbox: --env-file {env_file} is a directory; name a file.", file=sys.stderr
+        )
+        raise typer.Exit(code=ExitCode.USAGE)
+    if env_file is None or force or written_by_sandbox(env_file):
+        return
+    print(
+        f"crmsync sandbox: refusing to overwrite {env_file}: crmsync sandbox did not write it "
+        "(it may hold your own settings and tokens).",
+        file=sys.stderr,
+    )
+    print(
+        "crmsync sandbox: move it away, pass --force, or use another --env-file "
+        "(e.g. var/sandbox.env).",
+        file=sys.stderr,
+    )
+    raise typer.Exit(code=ExitCode.USAGE)
+
+
 def sandbox(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8440, help="Port for both CRMs and the control API (0 = free port)."),
@@ -87,7 +115,12 @@ def sandbox(
         None, help="Keep state in DIR/sandbox.db (survives a restart); default: memory."
     ),
     info_file: Path = typer.Option(Path("var/sandbox.json"), help="Where to write URLs/tokens."),
-    env_file: Path | None = typer.Option(None, help="Also write CRMSYNC_... settings here."),
+    env_file: Path | None = typer.Option(
+        None, help="Also write CRMSYNC_... settings here (only over a file it wrote itself)."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite --env-file even if crmsync sandbox did not write it."
+    ),
     hubspot_webhook_url: str | None = typer.Option(None, help="Deliver HubSpot webhooks here."),
     salesforce_webhook_url: str | None = typer.Option(
         None, help="Deliver Salesforce Outbound Messages here."
@@ -106,8 +139,9 @@ def sandbox(
     ),
 ) -> None:
     """Serve emulated Salesforce and HubSpot APIs over HTTPS on one port, until Ctrl-C."""
-    from app.sandbox import Sandbox
+    from app.sandbox.server import PortUnavailableError, Sandbox
 
+    check_env_file(env_file, force=force)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = build_config(
         host=host,
@@ -130,31 +164,45 @@ def sandbox(
         stop.set()
 
     previous = signal.signal(signal.SIGTERM, on_signal)
+    started = False
     try:
         info = box.start()
-        sf, hs = info.salesforce, info.hubspot
-        lines = [
-            "crmsync sandbox is serving (Ctrl-C to stop)",
-            f"salesforce_instance_url: {sf.instance_url}",
-            f"salesforce_api_version: {sf.api_version}",
-            f"salesforce_access_token: {sf.access_token}",
-            f"salesforce_client_id: {sf.client_id}",
-            f"salesforce_client_secret: {sf.client_secret}",
-            f"hubspot_base_url: {hs.base_url}",
-            f"hubspot_access_token: {hs.access_token}",
-            f"hubspot_app_secret: {hs.app_secret}",
-            f"ca_file: {info.ca_file}",
-            f"control_url: {info.control_url}",
-            f"info_file: {info_file}",
-        ]
-        if env_file is not None:
-            lines.append(f"env_file: {env_file}")
-        print("\n".join(lines), flush=True)
+        started = True
+        _print_facts(info, info_file, env_file)
         while not stop.is_set() and box.running:
             stop.wait(0.5)
+    except PortUnavailableError as exc:
+        fix = "pick another with --port N" if exc.in_use else "check --host and --port"
+        busy = " (is a sandbox already running?)" if exc.in_use else ""
+        print(f"crmsync sandbox: {exc}{busy}", file=sys.stderr)
+        print(f"crmsync sandbox: {fix} (--port 0 picks a free one).", file=sys.stderr)
+        raise typer.Exit(code=ExitCode.USAGE) from None
     except KeyboardInterrupt:
         pass
     finally:
         box.stop()
         signal.signal(signal.SIGTERM, previous)
-        print("crmsync sandbox stopped", file=sys.stderr, flush=True)
+        if started:
+            print("crmsync sandbox stopped", file=sys.stderr, flush=True)
+
+
+def _print_facts(info: SandboxInfo, info_file: Path, env_file: Path | None) -> None:
+    """One ``key: value`` line per fact, on stdout (scripts and tests parse them)."""
+    sf, hs = info.salesforce, info.hubspot
+    lines = [
+        "crmsync sandbox is serving (Ctrl-C to stop)",
+        f"salesforce_instance_url: {sf.instance_url}",
+        f"salesforce_api_version: {sf.api_version}",
+        f"salesforce_access_token: {sf.access_token}",
+        f"salesforce_client_id: {sf.client_id}",
+        f"salesforce_client_secret: {sf.client_secret}",
+        f"hubspot_base_url: {hs.base_url}",
+        f"hubspot_access_token: {hs.access_token}",
+        f"hubspot_app_secret: {hs.app_secret}",
+        f"ca_file: {info.ca_file}",
+        f"control_url: {info.control_url}",
+        f"info_file: {info_file}",
+    ]
+    if env_file is not None:
+        lines.append(f"env_file: {env_file}")
+    print("\n".join(lines), flush=True)

@@ -20,11 +20,17 @@ the defaults) replace those of the default mapping. A new field needs ``column``
 defaults to ``string`` and ``direction`` to ``crm_to_cs``. Each key of a field table overrides
 *every* default mapping of that CRM field (``Body`` feeds several handover columns: only
 ``direction`` may be overridden on such a field, for all of them at once). Errors raise
-:class:`~app.mappers.errors.MappingConfigError` naming the TOML key path.
+:class:`~app.mappers.errors.MappingConfigError` naming the TOML key path; read from a file, the
+error is a :class:`MappingFileError` that names the file too.
+
+A file is validated whole: :func:`load_mapping_sets` applies it to *every* CRM's defaults, and
+:func:`load_mapping_set` goes through it, so a mistake in the ``hubspot`` sections fails a
+Salesforce-only run at start rather than lying in wait for the first HubSpot run.
 """
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import replace
@@ -36,6 +42,7 @@ from app.mappers.errors import MappingConfigError
 from app.mappers.spec import (
     CRM_NAMES,
     ConflictPolicy,
+    CrmName,
     Direction,
     FieldMapping,
     MappingSet,
@@ -49,16 +56,37 @@ MappingOverrides = dict[str, dict[str, dict[str, dict[str, Any]]]]
 FIELD_KEYS = frozenset({"column", "convert", "direction", "conflict_policy", "optional"})
 
 
+class MappingFileError(MappingConfigError):
+    """A :class:`MappingConfigError` found in a mapping file; the message starts with the file.
+
+    ``key`` is the TOML key path (empty when the whole file is at fault: missing, unreadable,
+    not TOML), ``path`` the file as configured.
+    """
+
+    def __init__(self, path: str | Path, key: str, reason: str) -> None:
+        super().__init__(key, reason)
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        where = f"{self.key}: " if self.key else ""
+        return f"{self.path}: {where}{self.reason}"
+
+
 def load_mapping_overrides(path: str | Path) -> MappingOverrides:
     """Read and shape-check a mapping TOML file (semantics are checked by apply_overrides)."""
     try:
         with Path(path).open("rb") as handle:
             data = tomllib.load(handle)
     except FileNotFoundError:
-        raise MappingConfigError(str(path), "mapping file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise MappingConfigError(str(path), f"not valid TOML: {exc}") from None
-    return parse_mapping_overrides(data)
+        raise MappingFileError(path, "", "mapping file not found") from None
+    except OSError as exc:
+        raise MappingFileError(path, "", f"cannot read the mapping file: {exc.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise MappingFileError(path, "", f"not valid TOML: {exc}") from None
+    try:
+        return parse_mapping_overrides(data)
+    except MappingConfigError as exc:
+        raise MappingFileError(path, exc.key, exc.reason) from None
 
 
 def parse_mapping_overrides(data: Mapping[str, Any]) -> MappingOverrides:
@@ -140,7 +168,9 @@ def _apply_object(mapping: ObjectMapping, fields: Mapping[str, Mapping[str, Any]
         if not positions:
             if "column" not in spec:
                 raise MappingConfigError(
-                    f"{field_key}.column", "required for a field that has no default mapping"
+                    f"{field_key}.column",
+                    "required for a field that has no default mapping"
+                    + _did_you_mean(crm_field, [f.crm_field for f in mapping.fields]),
                 )
             new_fields.append(
                 _override_field(FieldMapping(crm_field, spec["column"]), spec, field_key)
@@ -156,6 +186,12 @@ def _apply_object(mapping: ObjectMapping, fields: Mapping[str, Mapping[str, Any]
     result = replace(mapping, fields=tuple(new_fields))
     validate_object_mapping(result, key)
     return result
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    """A hint for a probable typo of a default field name (``Industy`` -> ``Industry``)."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def apply_overrides(defaults: MappingSet, overrides: MappingOverrides) -> MappingSet:
@@ -179,11 +215,35 @@ def apply_overrides(defaults: MappingSet, overrides: MappingOverrides) -> Mappin
     return MappingSet(defaults.crm, objects)
 
 
+def load_mapping_sets(
+    path: str | Path | None = None, *, default_currency: str = "EUR"
+) -> dict[CrmName, MappingSet]:
+    """Every CRM's defaults with the file at ``path`` applied: the whole file is validated.
+
+    Raises :class:`MappingFileError` (file, TOML key, problem) for the first error found.
+    """
+    overrides = load_mapping_overrides(path) if path is not None else {}
+    sets: dict[CrmName, MappingSet] = {}
+    for crm in CRM_NAMES:
+        try:
+            sets[crm] = apply_overrides(default_mappings(crm, default_currency), overrides)
+        except MappingConfigError as exc:
+            if path is None:
+                raise
+            raise MappingFileError(path, exc.key, exc.reason) from None
+    return sets
+
+
 def load_mapping_set(
     crm: str, path: str | Path | None = None, *, default_currency: str = "EUR"
 ) -> MappingSet:
-    """The defaults of ``crm`` with the file at ``path`` (``Settings.mapping_file``) applied."""
-    defaults = default_mappings(crm, default_currency)
+    """The defaults of ``crm`` with the file at ``path`` (``Settings.mapping_file``) applied.
+
+    The file's sections for the other CRMs are validated too (see :func:`load_mapping_sets`).
+    """
     if path is None:
-        return defaults
-    return apply_overrides(defaults, load_mapping_overrides(path))
+        return default_mappings(crm, default_currency)
+    for name, mapping_set in load_mapping_sets(path, default_currency=default_currency).items():
+        if name == crm:
+            return mapping_set
+    return default_mappings(crm, default_currency)  # not a CRM: fails as it does without a file

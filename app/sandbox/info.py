@@ -11,7 +11,24 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["HubSpotInfo", "SalesforceInfo", "SandboxInfo"]
+__all__ = ["ENV_FILE_HEADER", "HubSpotInfo", "SalesforceInfo", "SandboxInfo", "written_by_sandbox"]
+
+#: First line of every env file the sandbox writes: ``crmsync sandbox`` overwrites a file only
+#: when it starts with this line (or the header of earlier versions), so a user's own ``.env``
+#: with real tokens is never replaced without ``--force``.
+ENV_FILE_HEADER = "# written by crmsync sandbox (rewritten on each start; do not edit)"
+_OLD_ENV_FILE_HEADERS = ("# crmsync settings for the local sandbox",)
+
+
+def written_by_sandbox(path: Path) -> bool:
+    """True when ``path`` is missing, empty, or an env file the sandbox wrote itself."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            text = handle.read(4096)
+    except FileNotFoundError:
+        return True
+    first = text.lstrip("\ufeff").splitlines()[0].strip() if text.strip() else ""
+    return not text.strip() or first in (ENV_FILE_HEADER, *_OLD_ENV_FILE_HEADERS)
 
 
 @dataclass(frozen=True)
@@ -69,5 +86,5 @@ class SandboxInfo:
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = [f"{name}={value}" for name, value in self.env().items()]
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("# crmsync settings for the local sandbox\n" + "\n".join(lines) + "\n")
+        tmp.write_text(ENV_FILE_HEADER + "\n" + "\n".join(lines) + "\n")
         tmp.replace(path)

@@ -19,6 +19,7 @@ seed is not applied again.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import logging
 import socket
@@ -72,6 +73,18 @@ def default_emulator_factories() -> list[EmulatorFactory]:
     return factories
 
 
+class PortUnavailableError(OSError):
+    """The sandbox cannot listen on ``host:port``: in use (often an earlier sandbox), not
+    permitted, or no such address. The CLI turns it into a two-line message."""
+
+    def __init__(self, host: str, port: int, reason: str, *, in_use: bool = False) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+        self.in_use = in_use
+
+
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -79,9 +92,10 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(1024)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        in_use = exc.errno == errno.EADDRINUSE
+        raise PortUnavailableError(host, port, exc.strerror or str(exc), in_use=in_use) from exc
     sock.set_inheritable(True)
     return sock
 

@@ -130,6 +130,7 @@ def test_demo_runs_end_to_end_in_a_fresh_directory(tmp_path: Path) -> None:
     env = base_env("sqlite:///./var/crmsync.db")
     demo = crmsync("demo", "--accounts", "30", env=env, cwd=tmp_path, timeout=300)
     assert demo.returncode == 0, demo.stderr
-    assert (tmp_path / "var" / "crmsync.db").is_file()
+    assert (tmp_path / "var" / "demo.db").is_file()  # its own database, not CRMSYNC_DATABASE_URL
+    assert not (tmp_path / "var" / "crmsync.db").exists()
     assert '"accounts": 60' in demo.stderr  # 30 from each CRM
     assert 'open sync errors": 0' in demo.stderr

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from app.mappers.config import (
+    MappingFileError,
     apply_overrides,
     load_mapping_overrides,
     load_mapping_set,
+    load_mapping_sets,
     parse_mapping_overrides,
 )
 from app.mappers.defaults import hubspot_mappings, salesforce_mappings
@@ -161,3 +163,25 @@ def test_file_errors(tmp_path: Path, text: str | None, reason: str) -> None:
     path = write(tmp_path, text) if text is not None else tmp_path / "missing.toml"
     with pytest.raises(MappingConfigError, match=reason):
         load_mapping_overrides(path)
+
+
+def test_a_file_is_validated_whole_and_errors_name_it(tmp_path: Path) -> None:
+    path = write(tmp_path, '[hubspot.companies.fields.x]\ncolumn = "nope"\n')
+    with pytest.raises(MappingFileError) as caught:
+        load_mapping_set("salesforce", path)  # the hubspot section is checked too
+    assert caught.value.key == "hubspot.companies.fields.x.column"
+    assert str(caught.value).startswith(f"{path}: hubspot.companies.fields.x.column: ")
+
+
+def test_a_typo_of_a_default_field_is_pointed_out() -> None:
+    overrides = parse_mapping_overrides(
+        tomllib.loads('[salesforce.Account.fields.Industy]\ndirection = "none"\n')
+    )
+    with pytest.raises(MappingConfigError, match="did you mean 'Industry'"):
+        apply_overrides(salesforce_mappings(), overrides)
+
+
+def test_load_mapping_sets_gives_every_crm(tmp_path: Path) -> None:
+    sets = load_mapping_sets(write(tmp_path, EXAMPLE))
+    assert sets["salesforce"] == load_mapping_set("salesforce", tmp_path / "mapping.toml")
+    assert sets["hubspot"].object("companies").field_for("my_custom_prop") is not None
