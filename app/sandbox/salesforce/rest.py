@@ -18,6 +18,7 @@ from app.sandbox.salesforce.http import (
     not_found_error,
 )
 from app.sandbox.salesforce.schema import (
+    INT_DIGITS,
     FieldDef,
     ObjectDef,
     normalize_id,
@@ -269,7 +270,7 @@ class Rest:
             "length": f.length,
             "precision": precision,
             "scale": scale,
-            "digits": 9 if f.type == "int" else 0,
+            "digits": INT_DIGITS if f.type == "int" else 0,
             "byteLength": f.length * 3,
             "custom": f.custom,
             "nillable": f.nillable,

@@ -37,6 +37,7 @@ FieldType = Literal[
 FIELD_TYPES: frozenset[str] = frozenset(FieldType.__args__)  # type: ignore[attr-defined]
 TEXT_TYPES = frozenset({"string", "textarea", "picklist", "email", "url"})
 NUMBER_TYPES = frozenset({"double", "currency", "percent", "int"})
+INT_DIGITS = 9  # an ``int`` field holds at most 9 digits (describe's ``digits``)
 ID_TYPES = frozenset({"id", "reference"})
 
 OPPORTUNITY_STAGES = (
@@ -381,7 +382,7 @@ def to_db(f: FieldDef, value: Any) -> Any:
         text = value if isinstance(value, str) else json_scalar(value)
         if t in ID_TYPES:
             return normalize_id(text) if text else None
-        return text
+        return text or None  # Salesforce stores an empty text value as null
     except (ValueError, TypeError) as exc:
         raise ValueError_(
             f"Cannot deserialize instance of {t} from VALUE_STRING value {value!s} "
