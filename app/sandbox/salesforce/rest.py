@@ -309,7 +309,7 @@ class Rest:
         try:
             start = parse_datetime(call.params["start"]).replace(second=0)
             end = parse_datetime(call.params["end"]).replace(second=0)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, OverflowError) as exc:
             raise ApiError(
                 400, "INVALID_REPLICATION_DATE", "start and end must be valid dateTimes"
             ) from exc

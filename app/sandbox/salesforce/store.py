@@ -50,6 +50,14 @@ STAGES = {
     "closed_won": "Closed Won",
     "closed_lost": "Closed Lost",
 }
+CASCADES: dict[str, tuple[tuple[str, str], ...]] = {
+    "Account": (("Opportunity", "AccountId"), ("Note", "ParentId")),
+}
+"""Deleting a record of the key deletes, with the same stamps, the records that point at it
+through these lookups (Salesforce deletes an Account's Opportunities, Contacts, Cases, Notes and
+activities with it; of these the sandbox holds Opportunities and Notes). They go to the Recycle
+Bin: ``queryAll`` shows them with ``IsDeleted = true`` and ``deleted`` lists them."""
+
 DEAL_TYPES = {"new_business": "New Business", "renewal": "Renewal", "expansion": "Expansion"}
 
 
@@ -460,6 +468,15 @@ class Store:
             (now, now, now, record_id),
         )
         effects.written[obj.name] += 1
+        for child_name, field_name in CASCADES.get(obj.name, ()):
+            child = self.objects[child_name.lower()]
+            deleted = self.db.execute(
+                f'UPDATE {child.table} SET "IsDeleted" = 1, "_DeletedDate" = ?, '
+                f'"SystemModstamp" = ?, "LastModifiedDate" = ? '
+                f'WHERE "{field_name}" = ? AND "IsDeleted" = 0',
+                (now, now, now, record_id),
+            ).rowcount
+            effects.written[child.name] += deleted
         return record_id
 
     def match_external(self, obj: ObjectDef, ext: FieldDef, value: Any) -> list[str]:
