@@ -35,6 +35,7 @@ from app.sandbox.faults import RouteFault
 __all__ = ["control_routes"]
 
 PREFIX = "/__sandbox"
+MAX_ADVANCE_S = 100 * 365 * 86400  # a century: farther would overflow ``datetime``
 Handler = Callable[[Request, dict[str, Any]], Awaitable[Any]]
 
 
@@ -205,8 +206,8 @@ def control_routes(ctx: SandboxContext, info: Callable[[], dict[str, Any]]) -> l
 
     async def advance(_: Request, body: dict[str, Any]) -> Any:
         seconds = _get(body, "seconds", (int, float))
-        if seconds < 0:
-            raise BadInput("seconds", "must not be negative")
+        if not 0 <= seconds <= MAX_ADVANCE_S:
+            raise BadInput("seconds", f"must be between 0 and {MAX_ADVANCE_S}")
         ctx.clock.advance(float(seconds))
         return ctx.clock.snapshot()
 

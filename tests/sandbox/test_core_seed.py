@@ -67,6 +67,7 @@ def test_deals_cover_every_stage_and_type_about_two_per_company() -> None:
     users = {u.key: u for u in plan.users()}
     assert {u.role for u in users.values()} == {"sales", "csm", "admin"}
     csm_emails = {u.email for u in users.values() if u.role == "csm"}
+    assert any(d.preassigned_csm_email is not None for d in deals)  # the check below runs
     for deal in deals:
         assert deal.owner_key in users
         assert deal.amount > 0

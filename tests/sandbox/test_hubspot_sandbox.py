@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from app.sandbox import Sandbox
+from app.sandbox.seed import SeedPlan
 
 TIMEOUT = (5, 30)
 
 
 def test_seeded_hubspot_through_the_core(sandbox: Sandbox, hubspot_client: Any) -> None:
+    plan = SeedPlan(42, 30)  # what the ``sandbox`` fixture seeds
     api = hubspot_client
     companies: list[Any] = []
     after = None
@@ -24,8 +26,8 @@ def test_seeded_hubspot_through_the_core(sandbox: Sandbox, hubspot_client: Any) 
         if page.paging is None:
             break
         after = page.paging.next.after
-    assert len(companies) == 30
-    assert all(c.properties["arr"] for c in companies)
+    arr_by_name = {c.properties["name"]: c.properties["arr"] for c in companies}
+    assert arr_by_name == {c.name: str(c.arr) for c in plan.companies()}
     deals = api.crm.deals.search_api.do_search(
         {
             "filterGroups": [
@@ -40,7 +42,7 @@ def test_seeded_hubspot_through_the_core(sandbox: Sandbox, hubspot_client: Any) 
         },
         _request_timeout=TIMEOUT,
     )
-    assert deals.total == len(deals.results) > 30
+    assert deals.total == len(deals.results) == len(list(plan.deals()))
     open_deal = next(
         d for d in deals.results if d.properties["dealstage"] not in ("closedwon", "closedlost")
     )
@@ -49,6 +51,7 @@ def test_seeded_hubspot_through_the_core(sandbox: Sandbox, hubspot_client: Any) 
     again = api.crm.deals.basic_api.get_by_id(
         open_deal.id, properties=["dealstage", "hs_is_closed_won"], _request_timeout=TIMEOUT
     )
+    assert again.properties["dealstage"] == "closedwon"
     assert again.properties["hs_is_closed_won"] == "true"
     notes = api.crm.associations.v4.batch_api.get_page(
         "companies",
@@ -56,7 +59,8 @@ def test_seeded_hubspot_through_the_core(sandbox: Sandbox, hubspot_client: Any) 
         {"inputs": [{"id": c.id} for c in companies]},
         _request_timeout=TIMEOUT,
     )
-    assert notes.results
+    companies_with_notes = {n.company_key for n in plan.notes()}
+    assert len(notes.results) == len(companies_with_notes)
     note_id = notes.results[0].to[0].to_object_id
     note = api.crm.objects.notes.basic_api.get_by_id(
         note_id, properties=["hs_note_body"], _request_timeout=TIMEOUT

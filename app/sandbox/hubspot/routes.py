@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from app.sandbox.hubspot import schema
+from app.sandbox.hubspot.bodies import BodyProblem, check_body
 from app.sandbox.hubspot.emulator import ItemError
 from app.sandbox.hubspot.ratelimit import limit_body
 from app.sandbox.hubspot.schema import PropertyDef
@@ -80,6 +81,7 @@ class Call:
 
     request: Request
     raw: bytes
+    checked: Any = None  # the body after its model's type check, when the route has one
 
     @property
     def path(self) -> dict[str, Any]:
@@ -108,6 +110,8 @@ class Call:
             raise bad_request(f"{name} must be an integer, got {value!r}") from exc
 
     def json(self) -> Any:
+        if self.checked is not None:
+            return self.checked
         if not self.raw.strip():
             return {}
         try:
@@ -157,8 +161,23 @@ class Api:
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def endpoint(self, handler: Handler, *, search: bool = False) -> Callable[[Request], Any]:
+    def endpoint(
+        self, handler: Handler, *, search: bool = False, body: str | None = None
+    ) -> Callable[[Request], Any]:
+        """Wrap ``handler``: auth, rate limit, then the ``body`` model's type check (a wrong
+        JSON type is a 400 ``VALIDATION_ERROR`` naming the field, never a 500)."""
         em = self.em
+
+        def checked(call: Call) -> Response:
+            if body is not None:
+                try:
+                    call.checked = check_body(body, call.json())
+                except BodyProblem as exc:
+                    raise bad_request(
+                        f"Invalid input JSON: {exc}",
+                        errors=[{"message": exc.message, "code": "INVALID_TYPE", "in": exc.field}],
+                    ) from exc
+            return handler(call)
 
         async def run(request: Request) -> Response:
             auth = request.headers.get("authorization", "")
@@ -177,7 +196,7 @@ class Api:
             raw = await request.body()
             call = Call(request, raw)
             try:
-                response = await run_in_threadpool(handler, call)
+                response = await run_in_threadpool(checked, call)
             except HsError as exc:
                 response = exc.response()
             except ItemError as exc:
@@ -350,12 +369,12 @@ class Api:
         out: list[tuple[str, int, int]] = []
         for assoc in raw:
             try:
-                to_id = int(str(assoc["to"]["id"]))
+                to_id = _int_id(assoc["to"]["id"])
                 types = assoc["types"]
-            except (KeyError, TypeError, ValueError) as exc:
+            except (KeyError, TypeError) as exc:
                 raise bad_request("Each association needs to.id and types") from exc
             for spec in types:
-                type_id = int(spec.get("associationTypeId", 0))
+                type_id = _int_or(spec.get("associationTypeId"), 0)
                 to_type = _target_type(object_type, type_id)
                 if to_type is None:
                     raise bad_request(
@@ -664,7 +683,7 @@ class Api:
                 has_unique_value=unique,
                 hubspot_defined=False,
                 options=tuple(str(o.get("value")) for o in options if isinstance(o, dict)),
-                display_order=int(body.get("displayOrder", -1)),
+                display_order=_int_or(body.get("displayOrder"), -1),
                 created_ms=self.em.now_ms(),
             )
             try:
@@ -700,7 +719,7 @@ class Api:
         with self.em.ctx.lock:
             if any(n == name for n, _, _ in self.store.groups(object_type)):
                 raise HsError(409, f"Group named '{name}' already exists.", "OBJECT_ALREADY_EXISTS")
-            order = int(body.get("displayOrder", -1))
+            order = _int_or(body.get("displayOrder"), -1)
             self.store.add_group(object_type, str(name), str(label), order)
         return json_response(
             {"name": name, "label": label, "displayOrder": order, "archived": False}, 201
@@ -825,7 +844,7 @@ class Api:
         allowed = schema.ASSOCIATION_TYPES.get((from_type, to_type), ())
         type_ids: list[int] = []
         for spec in specs:
-            type_id = int(spec.get("associationTypeId", 0)) if isinstance(spec, dict) else 0
+            type_id = _int_or(spec.get("associationTypeId"), 0)
             if type_id not in allowed:
                 raise bad_request(
                     f"{type_id} is not a valid association type from {from_type} to {to_type}"
@@ -899,9 +918,17 @@ def _target_type(from_type: str, type_id: int) -> str | None:
 
 def _int_id(value: Any) -> int:
     try:
-        return int(str(value))
+        number = int(str(value))
     except ValueError as exc:
         raise bad_request(f"{value!r} is not a valid object id") from exc
+    if not 0 <= number < 2**63:
+        raise bad_request(f"{value!r} is not a valid object id")
+    return number
+
+
+def _int_or(value: Any, default: int) -> int:
+    """An integer field the body model has already type-checked (int, integer string or null)."""
+    return default if value is None else int(value)
 
 
 def _encode_cursor(last_id: int) -> str:
@@ -925,31 +952,35 @@ def build_routes(em: HubSpotEmulator) -> list[BaseRoute]:
     return [
         Route("/crm/v3/owners", ep(api.list_owners), methods=["GET"]),
         Route("/crm/v3/owners/", ep(api.list_owners), methods=["GET"]),
-        Route(f"{obj}/search", ep(api.search, search=True), methods=["POST"]),
-        Route(f"{obj}/merge", ep(api.merge_objects), methods=["POST"]),
-        Route(f"{obj}/batch/read", ep(api.batch_read), methods=["POST"]),
-        Route(f"{obj}/batch/create", ep(api.batch_create), methods=["POST"]),
-        Route(f"{obj}/batch/update", ep(api.batch_update), methods=["POST"]),
-        Route(f"{obj}/batch/upsert", ep(api.batch_upsert), methods=["POST"]),
-        Route(f"{obj}/batch/archive", ep(api.batch_archive), methods=["POST"]),
+        Route(f"{obj}/search", ep(api.search, search=True, body="search"), methods=["POST"]),
+        Route(f"{obj}/merge", ep(api.merge_objects, body="merge"), methods=["POST"]),
+        Route(f"{obj}/batch/read", ep(api.batch_read, body="batch"), methods=["POST"]),
+        Route(f"{obj}/batch/create", ep(api.batch_create, body="batch"), methods=["POST"]),
+        Route(f"{obj}/batch/update", ep(api.batch_update, body="batch"), methods=["POST"]),
+        Route(f"{obj}/batch/upsert", ep(api.batch_upsert, body="batch"), methods=["POST"]),
+        Route(f"{obj}/batch/archive", ep(api.batch_archive, body="batch"), methods=["POST"]),
         Route(obj, ep(api.list_objects), methods=["GET"]),
-        Route(obj, ep(api.create_object), methods=["POST"]),
+        Route(obj, ep(api.create_object, body="object"), methods=["POST"]),
         Route(obj + "/{object_id}", ep(api.get_object), methods=["GET"]),
-        Route(obj + "/{object_id}", ep(api.update_object), methods=["PATCH"]),
+        Route(obj + "/{object_id}", ep(api.update_object, body="object"), methods=["PATCH"]),
         Route(obj + "/{object_id}", ep(api.archive_object), methods=["DELETE"]),
         Route(f"{props}/groups", ep(api.list_groups), methods=["GET"]),
-        Route(f"{props}/groups", ep(api.create_group), methods=["POST"]),
+        Route(f"{props}/groups", ep(api.create_group, body="group"), methods=["POST"]),
         Route(props + "/groups/{name}", ep(api.get_group), methods=["GET"]),
         Route(props, ep(api.list_properties), methods=["GET"]),
-        Route(props, ep(api.create_property), methods=["POST"]),
+        Route(props, ep(api.create_property, body="property"), methods=["POST"]),
         Route(props + "/{name}", ep(api.get_property), methods=["GET"]),
         Route(
             "/crm/v4/associations/{from_type}/{to_type}/batch/read",
-            ep(api.batch_read_associations),
+            ep(api.batch_read_associations, body="batch"),
             methods=["POST"],
         ),
         Route(assoc + "/default/{to_type}/{to_id}", ep(api.associate_default), methods=["PUT"]),
         Route(assoc + "/{to_type}", ep(api.list_associations), methods=["GET"]),
-        Route(assoc + "/{to_type}/{to_id}", ep(api.associate_labelled), methods=["PUT"]),
+        Route(
+            assoc + "/{to_type}/{to_id}",
+            ep(api.associate_labelled, body="association_specs"),
+            methods=["PUT"],
+        ),
         Route(assoc + "/{to_type}/{to_id}", ep(api.delete_association), methods=["DELETE"]),
     ]

@@ -269,27 +269,34 @@ def ms_from_datetime(value: datetime) -> int:
     return int(value.timestamp() * 1000)
 
 
+MIN_MS = -62_135_596_800_000  # 0001-01-01T00:00:00.000Z
+MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
 def iso_from_ms(ms: int) -> str:
-    """ISO 8601 with milliseconds and ``Z``, HubSpot's output form."""
+    """ISO 8601 with milliseconds, ``Z`` and a 4-digit year, HubSpot's output form
+    (``strftime("%Y")`` would print the year 1 as ``1``)."""
     dt = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    return dt.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def ms_from_text(text: str) -> int:
     """Milliseconds from a request value: epoch ms digits or ISO 8601 (``Z`` or offset)."""
     text = text.strip()
     if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    if not _ISO_RE.match(text):
+        ms = int(text)
+    elif _ISO_RE.match(text):
+        norm = text.replace("Z", "+00:00").replace(" ", "T")
+        try:
+            dt = datetime.fromisoformat(norm)
+        except ValueError as exc:
+            raise InvalidValue("INVALID_DATE", f"{text!r} is not a valid datetime") from exc
+        ms = ms_from_datetime(dt if dt.tzinfo else dt.replace(tzinfo=UTC))
+    else:
         raise InvalidValue("INVALID_DATE", f"{text!r} is not a valid datetime")
-    norm = text.replace("Z", "+00:00").replace(" ", "T")
-    try:
-        dt = datetime.fromisoformat(norm)
-    except ValueError as exc:
-        raise InvalidValue("INVALID_DATE", f"{text!r} is not a valid datetime") from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return ms_from_datetime(dt)
+    if not MIN_MS <= ms <= MAX_MS:
+        raise InvalidValue("INVALID_DATE", f"{text!r} is outside the years 0001 to 9999")
+    return ms
 
 
 def date_text(value: str) -> str:
@@ -301,7 +308,7 @@ def date_text(value: str) -> str:
         except ValueError as exc:
             raise InvalidValue("INVALID_DATE", f"{value!r} is not a valid date") from exc
     if re.fullmatch(r"-?\d+", text):
-        ms = int(text)
+        ms = ms_from_text(text)
         if ms % 86_400_000:
             raise InvalidValue(
                 "INVALID_DATE",

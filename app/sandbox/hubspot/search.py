@@ -171,7 +171,10 @@ def _convert(kind: str, value: Any) -> Any:
     text = "" if value is None else str(value)
     try:
         if kind == "int":
-            return int(float(text))
+            number = int(float(text))
+            if not -(2**63) <= number < 2**63:
+                raise ValueError(text)
+            return number
         if kind == "ms":
             return schema.ms_from_text(text)
         if kind == "number":

@@ -264,9 +264,8 @@ class Store:
         """
         arch = "" if archived is None else f" AND archived = {int(archived)}"
         if id_property in (None, "", schema.ID_PROPERTY):
-            try:
-                object_id = int(key)
-            except (TypeError, ValueError):
+            object_id = row_id(key)
+            if object_id is None:
                 return None
             rows = self.fetch(object_type, "WHERE id = ?" + arch, (object_id,))
         else:
@@ -289,10 +288,9 @@ class Store:
         if id_property in (None, "", schema.ID_PROPERTY):
             ints: dict[int, str] = {}
             for k in keys:
-                try:
-                    ints[int(k)] = k
-                except (TypeError, ValueError):
-                    continue
+                object_id = row_id(k)
+                if object_id is not None:
+                    ints[object_id] = k
             if not ints:
                 return out
             marks = ",".join("?" * len(ints))
@@ -583,3 +581,13 @@ def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def row_id(key: Any) -> int | None:
+    """``key`` as a stored record id; None when it is not one (not an integer, or past the
+    64-bit range SQLite stores), so that a lookup finds nothing instead of failing."""
+    try:
+        number = int(key)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 <= number < 2**63 else None

@@ -18,6 +18,7 @@ from app.sandbox.salesforce.http import (
     not_found_error,
 )
 from app.sandbox.salesforce.schema import (
+    INT_DIGITS,
     FieldDef,
     ObjectDef,
     normalize_id,
@@ -269,7 +270,7 @@ class Rest:
             "length": f.length,
             "precision": precision,
             "scale": scale,
-            "digits": 9 if f.type == "int" else 0,
+            "digits": INT_DIGITS if f.type == "int" else 0,
             "byteLength": f.length * 3,
             "custom": f.custom,
             "nillable": f.nillable,
@@ -308,7 +309,7 @@ class Rest:
         try:
             start = parse_datetime(call.params["start"]).replace(second=0)
             end = parse_datetime(call.params["end"]).replace(second=0)
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, OverflowError) as exc:
             raise ApiError(
                 400, "INVALID_REPLICATION_DATE", "start and end must be valid dateTimes"
             ) from exc

@@ -37,6 +37,7 @@ FieldType = Literal[
 FIELD_TYPES: frozenset[str] = frozenset(FieldType.__args__)  # type: ignore[attr-defined]
 TEXT_TYPES = frozenset({"string", "textarea", "picklist", "email", "url"})
 NUMBER_TYPES = frozenset({"double", "currency", "percent", "int"})
+INT_DIGITS = 9  # an ``int`` field holds at most 9 digits (describe's ``digits``)
 ID_TYPES = frozenset({"id", "reference"})
 
 OPPORTUNITY_STAGES = (
@@ -321,8 +322,10 @@ def normalize_id(value: str) -> str:
 
 
 def render_datetime(moment: datetime) -> str:
-    """``2021-11-06T17:38:40.000+0000`` (UTC, seconds precision)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+    """``2021-11-06T17:38:40.000+0000`` (UTC, seconds precision, always a 4-digit year:
+    ``strftime("%Y")`` prints the year 1 as ``1``, which Salesforce never does)."""
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="seconds") + ".000+0000"
 
 
 def parse_datetime(text: str) -> datetime:
@@ -381,8 +384,8 @@ def to_db(f: FieldDef, value: Any) -> Any:
         text = value if isinstance(value, str) else json_scalar(value)
         if t in ID_TYPES:
             return normalize_id(text) if text else None
-        return text
-    except (ValueError, TypeError) as exc:
+        return text or None  # Salesforce stores an empty text value as null
+    except (ValueError, TypeError, OverflowError) as exc:
         raise ValueError_(
             f"Cannot deserialize instance of {t} from VALUE_STRING value {value!s} "
             "or request may be missing a required field"

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 from app.sandbox.salesforce.compiler import Compiled
 from app.sandbox.salesforce.schema import (
     CLOSED_WON,
+    INT_DIGITS,
     READ_ONLY,
+    TEXT_TYPES,
     FieldDef,
     ObjectDef,
     ValueError_,
@@ -48,6 +50,14 @@ STAGES = {
     "closed_won": "Closed Won",
     "closed_lost": "Closed Lost",
 }
+CASCADES: dict[str, tuple[tuple[str, str], ...]] = {
+    "Account": (("Opportunity", "AccountId"), ("Note", "ParentId")),
+}
+"""Deleting a record of the key deletes, with the same stamps, the records that point at it
+through these lookups (Salesforce deletes an Account's Opportunities, Contacts, Cases, Notes and
+activities with it; of these the sandbox holds Opportunities and Notes). They go to the Recycle
+Bin: ``queryAll`` shows them with ``IsDeleted = true`` and ``deleted`` lists them."""
+
 DEAL_TYPES = {"new_business": "New Business", "renewal": "Renewal", "expansion": "Expansion"}
 
 
@@ -73,6 +83,27 @@ class RecordError(Exception):
 
     def as_csv_error(self) -> str:
         return f"{self.code}:{self.message}:{','.join(self.fields)} --"
+
+
+def check_size(f: FieldDef, value: Any) -> None:
+    """Refuse a value larger than the field's declared size, as Salesforce does.
+
+    Text longer than ``length`` is ``STRING_TOO_LONG``; an ``int`` field holds at most
+    ``INT_DIGITS`` digits (``NUMBER_OUTSIDE_VALID_RANGE``)."""
+    if value is None:
+        return
+    if f.type in TEXT_TYPES and f.length and len(value) > f.length:
+        raise RecordError(
+            "STRING_TOO_LONG",
+            f"{f.label}: data value too large: {value} (max length={f.length})",
+            [f.name],
+        )
+    if f.type == "int" and abs(value) >= 10**INT_DIGITS:
+        raise RecordError(
+            "NUMBER_OUTSIDE_VALID_RANGE",
+            f"{f.label}: value outside of valid range on numeric field: {value}",
+            [f.name],
+        )
 
 
 class MultipleMatches(Exception):
@@ -299,6 +330,7 @@ class Store:
             except ValueError_ as exc:
                 code = "INVALID_TYPE_ON_FIELD_IN_RECORD" if csv else "JSON_PARSER_ERROR"
                 raise RecordError(code, f"{f.name}: {exc}", [f.name]) from exc
+            check_size(f, value)
             if f.type == "email" and value is not None and "@" not in str(value):
                 raise RecordError(
                     "INVALID_EMAIL_ADDRESS", f"{f.label}: invalid email address: {value}", [f.name]
@@ -436,6 +468,15 @@ class Store:
             (now, now, now, record_id),
         )
         effects.written[obj.name] += 1
+        for child_name, field_name in CASCADES.get(obj.name, ()):
+            child = self.objects[child_name.lower()]
+            deleted = self.db.execute(
+                f'UPDATE {child.table} SET "IsDeleted" = 1, "_DeletedDate" = ?, '
+                f'"SystemModstamp" = ?, "LastModifiedDate" = ? '
+                f'WHERE "{field_name}" = ? AND "IsDeleted" = 0',
+                (now, now, now, record_id),
+            ).rowcount
+            effects.written[child.name] += deleted
         return record_id
 
     def match_external(self, obj: ObjectDef, ext: FieldDef, value: Any) -> list[str]:
