@@ -8,28 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.sandbox import Sandbox, SandboxConfig
+from tests.support.cli import run_crmsync
 
-
-def crmsync(
-    *args: str, env: dict[str, str], cwd: Path, timeout: float = 180
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli.main", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+# One subprocess runner for every CLI test (tests/support/cli.py).
+crmsync = run_crmsync
 
 
 def base_env(database_url: str) -> dict[str, str]:
