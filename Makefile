@@ -19,10 +19,10 @@ $(STAMP): pyproject.toml
 
 dev: $(STAMP) ## Create .venv and install crmsync with the dev tools
 
-lint: $(STAMP) ## ruff (lint + format check), mypy strict on app/, import layering
+lint: $(STAMP) ## ruff (lint + format check), mypy strict on app/ and crmsync_sandbox/, import layering
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy app
+	$(BIN)/mypy
 	$(BIN)/lint-imports
 
 fmt: $(STAMP) ## Format and auto-fix

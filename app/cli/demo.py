@@ -70,8 +70,8 @@ def demo(
 ) -> None:
     """Sandbox -> migrate -> backfill both CRMs -> incremental pass -> summary, in its own db."""
     from app.db import migrate
-    from app.sandbox import Sandbox, SandboxConfig
     from app.sync.service import run_sync
+    from crmsync_sandbox import Sandbox, SandboxConfig
 
     url = _prepare_database(database_url)
     console.print(f"[bold]1.[/bold] starting the CRM sandbox ({accounts} companies, seed {seed})")

@@ -10,14 +10,13 @@ keeps its traceback.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 import typer
 
 from app.cli.common import debug_enabled, report_error
 from app.cli.db import db_app
-from app.cli.demo import demo
-from app.cli.sandbox import sandbox
 from app.cli.serve import serve
 from app.cli.sync import sync_app
 from app.errors import CrmsyncError
@@ -32,8 +31,37 @@ cli = typer.Typer(
 cli.add_typer(db_app, name="db")
 cli.add_typer(sync_app, name="sync")
 cli.command("serve")(serve)
-cli.command("demo")(demo)
-cli.command("sandbox")(sandbox)
+
+SANDBOX_MISSING = (
+    "the CRM sandbox is not installed: pip install 'crmsync[sandbox]' (or `make dev`) "
+    "to get the `sandbox` and `demo` commands"
+)
+
+
+def _sandbox_installed() -> bool:
+    return importlib.util.find_spec("crmsync_sandbox") is not None
+
+
+if _sandbox_installed():
+    # Imported only when present: the sandbox is an extra, not part of the product wheel.
+    from app.cli.demo import demo
+    from app.cli.sandbox import sandbox
+
+    cli.command("demo")(demo)
+    cli.command("sandbox")(sandbox)
+else:
+
+    @cli.command("demo", hidden=True, context_settings={"ignore_unknown_options": True})
+    def demo_missing() -> None:
+        """Not installed: the demo needs the sandbox extra."""
+        typer.echo(f"crmsync: {SANDBOX_MISSING}", err=True)
+        raise typer.Exit(2)
+
+    @cli.command("sandbox", hidden=True, context_settings={"ignore_unknown_options": True})
+    def sandbox_missing() -> None:
+        """Not installed: the CRM emulator is the sandbox extra."""
+        typer.echo(f"crmsync: {SANDBOX_MISSING}", err=True)
+        raise typer.Exit(2)
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ Salesforce answers under ``/services/``, HubSpot under ``/crm/``, the control AP
 ``cli.command("sandbox")(sandbox)``.
 
 The env file is often ``.env``, where users keep real settings and tokens: it is overwritten only
-when the sandbox wrote it (its first line is :data:`~app.sandbox.info.ENV_FILE_HEADER`), or with
+when the sandbox wrote it (its first line is :data:`~crmsync_sandbox.info.ENV_FILE_HEADER`), or with
 ``--force``. A port already in use is a two-line message and exit code 2, not a traceback.
 """
 
@@ -23,9 +23,9 @@ from types import FrameType
 import typer
 
 from app.cli.common import ExitCode
-from app.sandbox.context import SandboxConfig
-from app.sandbox.faults import parse_fault_spec
-from app.sandbox.info import SandboxInfo, written_by_sandbox
+from crmsync_sandbox.context import SandboxConfig
+from crmsync_sandbox.faults import parse_fault_spec
+from crmsync_sandbox.info import SandboxInfo, written_by_sandbox
 
 __all__ = ["build_config", "check_env_file", "parse_custom_field", "sandbox"]
 
@@ -139,7 +139,7 @@ def sandbox(
     ),
 ) -> None:
     """Serve emulated Salesforce and HubSpot APIs over HTTPS on one port, until Ctrl-C."""
-    from app.sandbox.server import PortUnavailableError, Sandbox
+    from crmsync_sandbox.server import PortUnavailableError, Sandbox
 
     check_env_file(env_file, force=force)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.sandbox import Sandbox, SandboxConfig
+from crmsync_sandbox import Sandbox, SandboxConfig
 from tests.support.cli import run_crmsync
 
 # One subprocess runner for every CLI test (tests/support/cli.py).

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from app.db.engine import make_engine
-from app.sandbox import Sandbox, SandboxConfig
+from crmsync_sandbox import Sandbox, SandboxConfig
 from tests.acceptance.test_cli import base_env, crmsync, sandbox_env
 
 DB_COMMANDS = [

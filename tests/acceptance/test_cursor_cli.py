@@ -16,7 +16,7 @@ from sqlalchemy import create_engine
 
 from app.db.engine import make_session_factory
 from app.db.sync_store import SqlSyncStore
-from app.sandbox import Sandbox
+from crmsync_sandbox import Sandbox
 from tests.acceptance.test_cli import crmsync, sandbox, sandbox_env
 
 __all__ = ["sandbox"]  # the module-scoped sandbox fixture, shared with test_cli

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from app.db.engine import make_engine
 from app.db.models import Account, JobLease, SyncRun
-from app.sandbox import Sandbox, SandboxConfig
+from crmsync_sandbox import Sandbox, SandboxConfig
 from tests.acceptance.test_cli import crmsync, sandbox_env
 
 ACCOUNTS = 600  # three Salesforce pages of 200

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.sandbox import Sandbox, SandboxConfig
+from crmsync_sandbox import Sandbox, SandboxConfig
 from tests.support.cli import clean_env, run_crmsync, sandbox_settings
 
 BAD_FILES = {

@@ -23,8 +23,8 @@ import pytest
 
 from app.crm.base import Position, RecordPage
 from app.crm.hubspot.client import HubSpotClient
-from app.sandbox import Sandbox, SandboxConfig
 from app.settings import Settings, SyncSettings
+from crmsync_sandbox import Sandbox, SandboxConfig
 
 FIELDS = ["name", "domain", "dealname"]
 

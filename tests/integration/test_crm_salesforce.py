@@ -15,8 +15,8 @@ import pytest
 from app.crm.base import Position, RecordPage
 from app.crm.salesforce.client import SalesforceClient
 from app.errors import AuthError
-from app.sandbox import Sandbox, SandboxConfig
 from app.settings import Settings, SyncSettings
+from crmsync_sandbox import Sandbox, SandboxConfig
 
 FIELDS = ["Name", "Website"]
 

@@ -25,8 +25,8 @@ from app.db import bulk
 from app.db.engine import make_session_factory
 from app.db.enums import RunStatus
 from app.db.models import Account, Opportunity, SyncCursor, SyncErrorRecord, SyncRun
-from app.sandbox import Sandbox, SandboxConfig
 from app.sync.pull import PullEngine
+from crmsync_sandbox import Sandbox, SandboxConfig
 from tests.integration.test_pull_engine import T0, account, make_engine
 from tests.integration.test_pull_pitfalls import engine_for, sf_rest
 from tests.support.fake_crm import FakeSalesforce

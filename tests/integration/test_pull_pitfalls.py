@@ -27,10 +27,10 @@ from app.db.enums import RunStatus, SyncKind
 from app.db.models import Account, HandoverNote, Opportunity, SyncCursor, SyncErrorRecord
 from app.db.sync_store import SqlPageWriter, SqlSyncStore
 from app.mappers.defaults import hubspot_mappings, salesforce_mappings
-from app.sandbox import Sandbox, SandboxConfig
-from app.sandbox.seed import SeedPlan
 from app.settings import Settings, SyncSettings
 from app.sync.pull import PageProgress, PullEngine
+from crmsync_sandbox import Sandbox, SandboxConfig
+from crmsync_sandbox.seed import SeedPlan
 
 
 def settings_for(sb: Sandbox, **sync: Any) -> Settings:

@@ -22,9 +22,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 
-from app.sandbox import Sandbox, SandboxConfig
-from app.sandbox.context import CrmName, SandboxContext
-from app.sandbox.seed import SeedPlan
+from crmsync_sandbox import Sandbox, SandboxConfig
+from crmsync_sandbox.context import CrmName, SandboxContext
+from crmsync_sandbox.seed import SeedPlan
 
 # -- real emulators -------------------------------------------------------------------------------
 

@@ -25,14 +25,14 @@ import trustme
 import uvicorn
 from starlette.applications import Starlette
 
-from app.sandbox.clock import Clock
-from app.sandbox.context import SandboxConfig, SandboxContext
-from app.sandbox.faults import Faults
-from app.sandbox.hubspot import HubSpotEmulator, build_emulator
-from app.sandbox.seed import SeedDeal as Deal
-from app.sandbox.seed import SeedNote as Note
-from app.sandbox.stats import Stats
-from app.sandbox.tokens import Tokens
+from crmsync_sandbox.clock import Clock
+from crmsync_sandbox.context import SandboxConfig, SandboxContext
+from crmsync_sandbox.faults import Faults
+from crmsync_sandbox.hubspot import HubSpotEmulator, build_emulator
+from crmsync_sandbox.seed import SeedDeal as Deal
+from crmsync_sandbox.seed import SeedNote as Note
+from crmsync_sandbox.stats import Stats
+from crmsync_sandbox.tokens import Tokens
 
 TIMEOUT = (5, 30)
 
@@ -45,7 +45,7 @@ class FakeOutbox:
         self.events.extend(events)
 
 
-# -- a small seed plan with the fields of app/sandbox/seed.py ----------------------------------
+# -- a small seed plan with the fields of crmsync_sandbox/seed.py ----------------------------------
 
 
 @dataclass(frozen=True)

@@ -25,13 +25,13 @@ import uvicorn
 from simple_salesforce import Salesforce
 from starlette.applications import Starlette
 
-from app.sandbox.clock import Clock
-from app.sandbox.context import SandboxConfig, SandboxContext
-from app.sandbox.faults import Faults
-from app.sandbox.salesforce import SalesforceEmulator, build_emulator
-from app.sandbox.seed import SeedCompany, SeedDeal, SeedNote, SeedUser
-from app.sandbox.stats import Stats
-from app.sandbox.tokens import Tokens
+from crmsync_sandbox.clock import Clock
+from crmsync_sandbox.context import SandboxConfig, SandboxContext
+from crmsync_sandbox.faults import Faults
+from crmsync_sandbox.salesforce import SalesforceEmulator, build_emulator
+from crmsync_sandbox.seed import SeedCompany, SeedDeal, SeedNote, SeedUser
+from crmsync_sandbox.stats import Stats
+from crmsync_sandbox.tokens import Tokens
 
 
 class FakeOutbox:

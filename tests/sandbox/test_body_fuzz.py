@@ -23,9 +23,9 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Route
 from starlette.testclient import TestClient
 
-from app.sandbox import Sandbox, SandboxConfig
-from app.sandbox.control import control_routes
-from app.sandbox.middleware import SandboxMiddleware
+from crmsync_sandbox import Sandbox, SandboxConfig
+from crmsync_sandbox.control import control_routes
+from crmsync_sandbox.middleware import SandboxMiddleware
 
 EXAMPLES_PER_ROUTE = 15
 

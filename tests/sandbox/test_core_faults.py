@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from app.sandbox import Sandbox
-from app.sandbox.faults import Faults, RouteFault, parse_fault_spec
+from crmsync_sandbox import Sandbox
+from crmsync_sandbox.faults import Faults, RouteFault, parse_fault_spec
 
 QUERY = "/services/data/v59.0/query"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.sandbox import Sandbox
+from crmsync_sandbox import Sandbox
 
 
 def test_both_clients_reach_their_emulator_on_one_port(
@@ -32,7 +32,7 @@ def test_seed_closed_won_deals_emit_webhooks_when_asked(webhook_receiver: Any) -
     import json
     import xml.etree.ElementTree as ET
 
-    from app.sandbox import SandboxConfig
+    from crmsync_sandbox import SandboxConfig
 
     webhook_receiver.body = (
         b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '

@@ -6,7 +6,7 @@ import itertools
 from collections import Counter
 from datetime import UTC, datetime
 
-from app.sandbox.seed import DEAL_STAGES, DEAL_TYPES, OPPORTUNITY_PLACEHOLDER, SeedPlan, tier_of
+from crmsync_sandbox.seed import DEAL_STAGES, DEAL_TYPES, OPPORTUNITY_PLACEHOLDER, SeedPlan, tier_of
 
 NOW = datetime(2026, 1, 15, tzinfo=UTC)
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from app.sandbox import Sandbox, SandboxConfig
+from crmsync_sandbox import Sandbox, SandboxConfig
 
 SF_QUERY = "/services/data/v59.0/query"
 HS_LIST = "/crm/v3/objects/companies"

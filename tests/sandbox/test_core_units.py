@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.sandbox.clock import Clock
-from app.sandbox.context import SandboxConfig
-from app.sandbox.stats import Stats
-from app.sandbox.tokens import Tokens
+from crmsync_sandbox.clock import Clock
+from crmsync_sandbox.context import SandboxConfig
+from crmsync_sandbox.stats import Stats
+from crmsync_sandbox.tokens import Tokens
 
 
 def test_clock_is_aware_monotonic_and_freezable() -> None:

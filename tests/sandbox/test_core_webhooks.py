@@ -10,8 +10,8 @@ import time
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from app.sandbox import Sandbox
-from app.sandbox.webhooks import hubspot_signature_v1, hubspot_signature_v3
+from crmsync_sandbox import Sandbox
+from crmsync_sandbox.webhooks import hubspot_signature_v1, hubspot_signature_v3
 
 SF_ACK = (
     b'<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope '

@@ -9,10 +9,10 @@ from typing import Any
 
 import requests
 
-from app.sandbox import Sandbox
-from app.sandbox.hubspot.schema import iso_from_ms, ms_from_text
-from app.sandbox.salesforce.schema import csv_value, make_custom_field, render_datetime
-from app.sandbox.salesforce.store import check_size
+from crmsync_sandbox import Sandbox
+from crmsync_sandbox.hubspot.schema import iso_from_ms, ms_from_text
+from crmsync_sandbox.salesforce.schema import csv_value, make_custom_field, render_datetime
+from crmsync_sandbox.salesforce.store import check_size
 
 
 def _sf(sandbox: Sandbox, session: requests.Session, method: str, path: str, **kw: Any) -> Any:

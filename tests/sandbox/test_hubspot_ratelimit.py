@@ -11,8 +11,8 @@ import pytest
 from hubspot.crm.companies import ApiException
 from hubspot_harness import TIMEOUT, MiniPlan, Running, factory
 
-from app.sandbox.context import SandboxConfig
-from app.sandbox.hubspot.ratelimit import RateLimiter
+from crmsync_sandbox.context import SandboxConfig
+from crmsync_sandbox.hubspot.ratelimit import RateLimiter
 
 HEADERS = (
     "X-HubSpot-RateLimit-Daily",

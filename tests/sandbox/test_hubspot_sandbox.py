@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.sandbox import Sandbox
-from app.sandbox.seed import SeedPlan
+from crmsync_sandbox import Sandbox
+from crmsync_sandbox.seed import SeedPlan
 
 TIMEOUT = (5, 30)
 

@@ -12,8 +12,8 @@ import pytest
 from hubspot.crm.companies import ApiException
 from hubspot_harness import TIMEOUT, MiniPlan, Running, factory, serve
 
-from app.sandbox.context import SandboxConfig
-from app.sandbox.hubspot import schema
+from crmsync_sandbox.context import SandboxConfig
+from crmsync_sandbox.hubspot import schema
 
 
 @pytest.fixture

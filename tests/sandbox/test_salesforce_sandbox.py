@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from simple_salesforce import Salesforce
 
-from app.sandbox.salesforce.store import Store
-from app.sandbox.seed import SeedPlan
+from crmsync_sandbox.salesforce.store import Store
+from crmsync_sandbox.seed import SeedPlan
 
 
 def test_seeded_sandbox_serves_simple_salesforce(salesforce_client: Salesforce) -> None:

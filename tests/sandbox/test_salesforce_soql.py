@@ -8,9 +8,9 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from app.sandbox.salesforce import soql
-from app.sandbox.salesforce.compiler import SoqlError, compile_query
-from app.sandbox.salesforce.schema import build_objects, id18, make_id
+from crmsync_sandbox.salesforce import soql
+from crmsync_sandbox.salesforce.compiler import SoqlError, compile_query
+from crmsync_sandbox.salesforce.schema import build_objects, id18, make_id
 
 NOW = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
 
@@ -123,7 +123,7 @@ def test_type_checks_and_offset(objects: object) -> None:
 
 
 def test_compiles_to_parameterised_sql_using_the_stamp_index(objects: object) -> None:
-    from app.sandbox.salesforce.store import Store
+    from crmsync_sandbox.salesforce.store import Store
 
     class Ctx:
         db = sqlite3.connect(":memory:")

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from app.sandbox import Sandbox
+from crmsync_sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -76,7 +76,7 @@ FORBIDDEN = (
     "app.api",
     "app.jobs",
     "app.sync",
-    "app.sandbox",
+    "crmsync_sandbox",
     "sqlalchemy",
     "requests",
     "httpx",

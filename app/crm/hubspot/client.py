@@ -23,7 +23,7 @@ was about 45% of a HubSpot backfill's CPU. Errors still come back as the library
 ``ApiException`` and are classified as before.
 
 Every HTTP request (retries included) counts in :attr:`api_calls`; rate-limit headers feed
-:attr:`budget`. This module must not import ``app.sync``/``app.db``/``app.sandbox``.
+:attr:`budget`. This module must not import ``app.sync``/``app.db``/``crmsync_sandbox``.
 """
 
 from __future__ import annotations

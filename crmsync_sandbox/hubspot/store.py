@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from app.sandbox.hubspot import schema
-from app.sandbox.hubspot.schema import PropertyDef
+from crmsync_sandbox.hubspot import schema
+from crmsync_sandbox.hubspot.schema import PropertyDef
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
 

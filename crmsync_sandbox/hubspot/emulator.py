@@ -3,7 +3,7 @@
 Every write (single, batch, upsert, ``close_won``, merge) goes through :meth:`HubSpotEmulator.
 write`, which validates values, consults the fault plan, enforces unique properties, stamps
 ``hs_lastmodifieddate`` from the sandbox clock and emits a ``deal.propertyChange`` webhook when
-``dealstage`` becomes ``closedwon``. HTTP lives in :mod:`app.sandbox.hubspot.routes`.
+``dealstage`` becomes ``closedwon``. HTTP lives in :mod:`crmsync_sandbox.hubspot.routes`.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from app.sandbox.hubspot import schema
-from app.sandbox.hubspot.ratelimit import RateLimiter, limit_body
-from app.sandbox.hubspot.search import contains_token
-from app.sandbox.hubspot.store import (
+from crmsync_sandbox.hubspot import schema
+from crmsync_sandbox.hubspot.ratelimit import RateLimiter, limit_body
+from crmsync_sandbox.hubspot.search import contains_token
+from crmsync_sandbox.hubspot.store import (
     PropertyProblem,
     Row,
     Store,
@@ -29,10 +29,10 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import BaseRoute
 
-    from app.sandbox.context import CrmName, SandboxContext
+    from crmsync_sandbox.context import CrmName, SandboxContext
 
 
-# -- the seed plan, structurally (app/sandbox/seed.py is owned by the core) ----------------------
+# -- the seed plan, structurally (crmsync_sandbox/seed.py is owned by the core) ---
 
 
 class _SeedUser(Protocol):
@@ -120,7 +120,7 @@ class _SeedNote(Protocol):
 
 
 class SeedPlanLike(Protocol):
-    """What :meth:`HubSpotEmulator.load_seed` reads from ``app.sandbox.seed.SeedPlan``."""
+    """What :meth:`HubSpotEmulator.load_seed` reads from ``crmsync_sandbox.seed.SeedPlan``."""
 
     def users(self) -> Iterable[_SeedUser]: ...
     def companies(self) -> Iterable[_SeedCompany]: ...
@@ -257,7 +257,7 @@ class HubSpotEmulator:
     # -- CrmEmulator --------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
-        from app.sandbox.hubspot.routes import build_routes
+        from crmsync_sandbox.hubspot.routes import build_routes
 
         return build_routes(self)
 
@@ -274,7 +274,7 @@ class HubSpotEmulator:
     def unavailable_response(self) -> Response:
         from starlette.responses import JSONResponse
 
-        from app.sandbox.hubspot.routes import correlation_id
+        from crmsync_sandbox.hubspot.routes import correlation_id
 
         return JSONResponse(
             {

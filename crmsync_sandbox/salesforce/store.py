@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from app.sandbox.salesforce.compiler import Compiled
-from app.sandbox.salesforce.schema import (
+from crmsync_sandbox.salesforce.compiler import Compiled
+from crmsync_sandbox.salesforce.schema import (
     CLOSED_WON,
     INT_DIGITS,
     READ_ONLY,
@@ -37,7 +37,7 @@ from app.sandbox.salesforce.schema import (
 )
 
 if TYPE_CHECKING:
-    from app.sandbox.context import SandboxContext
+    from crmsync_sandbox.context import SandboxContext
 
 SEED_CHUNK = 5000
 MAX_CURSORS = 64

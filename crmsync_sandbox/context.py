@@ -1,9 +1,9 @@
 """Shared state of one running sandbox, and the contract between its core and the CRM emulators.
 
 The core (server, clock, stats, faults, tokens, webhook outbox, seed) lives beside this module;
-each CRM emulator lives in its own package (``app.sandbox.salesforce``, ``app.sandbox.hubspot``)
-and implements :class:`CrmEmulator`. Emulators receive a :class:`SandboxContext` and use only
-what it offers; they never import each other.
+each CRM emulator lives in its own package (``crmsync_sandbox.salesforce``,
+``crmsync_sandbox.hubspot``) and implements :class:`CrmEmulator`. Emulators receive a
+:class:`SandboxContext` and use only what it offers; they never import each other.
 
 The sandbox must not import crmsync's engine (``app.sync``, ``app.crm``, ``app.db``, ...): it is
 reached only over HTTPS, through the real client libraries.
@@ -23,12 +23,12 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.routing import BaseRoute
 
-    from app.sandbox.clock import Clock
-    from app.sandbox.faults import Faults
-    from app.sandbox.seed import SeedPlan
-    from app.sandbox.stats import Stats
-    from app.sandbox.tokens import Tokens
-    from app.sandbox.webhooks import WebhookOutbox
+    from crmsync_sandbox.clock import Clock
+    from crmsync_sandbox.faults import Faults
+    from crmsync_sandbox.seed import SeedPlan
+    from crmsync_sandbox.stats import Stats
+    from crmsync_sandbox.tokens import Tokens
+    from crmsync_sandbox.webhooks import WebhookOutbox
 
 CrmName = Literal["salesforce", "hubspot"]
 

@@ -41,8 +41,8 @@ from xml.sax.saxutils import escape
 
 import httpx
 
-from app.sandbox.clock import Clock
-from app.sandbox.context import CrmName, SandboxConfig
+from crmsync_sandbox.clock import Clock
+from crmsync_sandbox.context import CrmName, SandboxConfig
 
 __all__ = [
     "Delivery",

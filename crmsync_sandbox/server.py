@@ -2,7 +2,7 @@
 
 One port serves both CRMs: Salesforce under ``/services/``, HubSpot under ``/crm/``, the control
 API under ``/__sandbox/``. The emulators are plain Starlette routes behind
-:class:`~app.sandbox.middleware.SandboxMiddleware` (faults and call accounting), served by
+:class:`~crmsync_sandbox.middleware.SandboxMiddleware` (faults and call accounting), served by
 uvicorn over TLS with a trustme CA.
 
 Usage in tests::
@@ -38,24 +38,24 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from app.sandbox.clock import Clock
-from app.sandbox.context import CrmEmulator, SandboxConfig, SandboxContext
-from app.sandbox.control import control_routes
-from app.sandbox.faults import Faults, parse_fault_spec
-from app.sandbox.info import HubSpotInfo, SalesforceInfo, SandboxInfo
-from app.sandbox.middleware import SandboxMiddleware
-from app.sandbox.seed import SeedPlan
-from app.sandbox.stats import Stats
-from app.sandbox.tls import make_tls_files
-from app.sandbox.tokens import Tokens
-from app.sandbox.webhooks import WebhookOutbox
+from crmsync_sandbox.clock import Clock
+from crmsync_sandbox.context import CrmEmulator, SandboxConfig, SandboxContext
+from crmsync_sandbox.control import control_routes
+from crmsync_sandbox.faults import Faults, parse_fault_spec
+from crmsync_sandbox.info import HubSpotInfo, SalesforceInfo, SandboxInfo
+from crmsync_sandbox.middleware import SandboxMiddleware
+from crmsync_sandbox.seed import SeedPlan
+from crmsync_sandbox.stats import Stats
+from crmsync_sandbox.tls import make_tls_files
+from crmsync_sandbox.tokens import Tokens
+from crmsync_sandbox.webhooks import WebhookOutbox
 
 __all__ = ["EmulatorFactory", "Sandbox", "default_emulator_factories"]
 
 log = logging.getLogger(__name__)
 
 EmulatorFactory = Callable[[SandboxContext], CrmEmulator]
-EMULATOR_MODULES = ("app.sandbox.salesforce", "app.sandbox.hubspot")
+EMULATOR_MODULES = ("crmsync_sandbox.salesforce", "crmsync_sandbox.hubspot")
 
 
 def default_emulator_factories() -> list[EmulatorFactory]:

@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from app.sandbox.salesforce.compiler import SoqlError, compile_query
-from app.sandbox.salesforce.http import (
+from crmsync_sandbox.salesforce.compiler import SoqlError, compile_query
+from crmsync_sandbox.salesforce.http import (
     ApiError,
     Call,
     empty,
     json_response,
     not_found_error,
 )
-from app.sandbox.salesforce.schema import (
+from crmsync_sandbox.salesforce.schema import (
     INT_DIGITS,
     FieldDef,
     ObjectDef,
@@ -25,10 +25,10 @@ from app.sandbox.salesforce.schema import (
     parse_datetime,
     render_datetime,
 )
-from app.sandbox.salesforce.store import MultipleMatches, RecordError
+from crmsync_sandbox.salesforce.store import MultipleMatches, RecordError
 
 if TYPE_CHECKING:
-    from app.sandbox.salesforce.emulator import SalesforceEmulator
+    from crmsync_sandbox.salesforce.emulator import SalesforceEmulator
 
 DEFAULT_BATCH = 2000
 MIN_BATCH = 200

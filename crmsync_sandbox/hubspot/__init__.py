@@ -3,17 +3,17 @@
 Modules: ``schema`` (types, properties, value rules), ``store`` (SQLite tables ``hs_*``),
 ``search`` (search body -> SQL), ``ratelimit`` (HubSpot's own limits), ``emulator`` (write paths,
 seed, the CrmEmulator surface), ``routes`` (HTTP). Imports nothing from the engine nor from
-``app.sandbox.salesforce``.
+``crmsync_sandbox.salesforce``.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from app.sandbox.hubspot.emulator import HubSpotEmulator
+from crmsync_sandbox.hubspot.emulator import HubSpotEmulator
 
 if TYPE_CHECKING:
-    from app.sandbox.context import SandboxContext
+    from crmsync_sandbox.context import SandboxContext
 
 __all__ = ["HubSpotEmulator", "build_emulator"]
 

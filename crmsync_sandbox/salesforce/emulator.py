@@ -1,5 +1,5 @@
 """The Salesforce emulator: Starlette routes, authentication, API-usage accounting, and the
-:class:`~app.sandbox.context.CrmEmulator` hooks the core calls (seed, touch, close_won, ...).
+:class:`~crmsync_sandbox.context.CrmEmulator` hooks the core calls (seed, touch, close_won, ...).
 
 Every ``/services/data/vXX.X/...`` route is registered twice (with and without a trailing slash)
 under the template ``/services/data/{version}/...`` so the core's fault rules can name it. A
@@ -26,24 +26,24 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.routing import Route as StarletteRoute
 
-from app.sandbox.context import CrmName, SandboxContext
-from app.sandbox.salesforce.bulk import Bulk
-from app.sandbox.salesforce.http import ApiError, Call, Handler, json_response
-from app.sandbox.salesforce.rest import Rest
-from app.sandbox.salesforce.schema import (
+from crmsync_sandbox.context import CrmName, SandboxContext
+from crmsync_sandbox.salesforce.bulk import Bulk
+from crmsync_sandbox.salesforce.http import ApiError, Call, Handler, json_response
+from crmsync_sandbox.salesforce.rest import Rest
+from crmsync_sandbox.salesforce.schema import (
     CLOSED_WON,
     build_objects,
     from_db,
     make_custom_field,
 )
-from app.sandbox.salesforce.store import RecordError, Store
+from crmsync_sandbox.salesforce.store import RecordError, Store
 
 VERSION = re.compile(r"^v(\d{1,3}\.\d)$")
 ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
 
 
 class SalesforceEmulator:
-    """Implements :class:`~app.sandbox.context.CrmEmulator` for Salesforce."""
+    """Implements :class:`~crmsync_sandbox.context.CrmEmulator` for Salesforce."""
 
     name: CrmName = "salesforce"
 

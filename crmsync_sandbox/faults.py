@@ -2,7 +2,7 @@
 
 Two kinds of faults:
 
-* **Route faults** (applied by :class:`app.sandbox.middleware.SandboxMiddleware` before the
+* **Route faults** (applied by :class:`crmsync_sandbox.middleware.SandboxMiddleware` before the
   emulator sees the request): per matching route, a probability of answering with the CRM's own
   rate-limit response (``rate_limit``), its 503 (``unavailable``), of dropping the TCP connection
   without an answer (``reset``), and a delay ``slow_ms`` applied with probability ``slow``.

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from app.sandbox.context import SandboxConfig, SandboxContext
-from app.sandbox.info import HubSpotInfo, SalesforceInfo, SandboxInfo
+from crmsync_sandbox.context import SandboxConfig, SandboxContext
+from crmsync_sandbox.info import HubSpotInfo, SalesforceInfo, SandboxInfo
 
 if TYPE_CHECKING:
-    from app.sandbox.server import Sandbox
+    from crmsync_sandbox.server import Sandbox
 
 __all__ = [
     "HubSpotInfo",
@@ -29,7 +29,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "Sandbox":
-        from app.sandbox.server import Sandbox
+        from crmsync_sandbox.server import Sandbox
 
         return Sandbox
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,7 +8,7 @@ the handlers keep the rules on values (required fields, allowed operators, limit
 
 Numbers are accepted for string fields (ids are sent either way) and integer strings for integer
 fields, as HubSpot's deserialiser does. Unknown fields are ignored. Values of record properties
-stay free-form: :mod:`app.sandbox.hubspot.schema` checks them against each property's type.
+stay free-form: :mod:`crmsync_sandbox.hubspot.schema` checks them against each property's type.
 
 Pure module: pydantic only, no imports from the rest of the sandbox.
 """

@@ -1,5 +1,5 @@
-"""SOQL evaluation: resolve a parsed :class:`~app.sandbox.salesforce.soql.Query` against the schema
-and compile it to parameterised SQLite SQL (never row-by-row evaluation in Python).
+"""SOQL evaluation: resolve a parsed :class:`~crmsync_sandbox.salesforce.soql.Query` against the
+schema and compile it to parameterised SQLite SQL (never row-by-row evaluation in Python).
 
 Semantics kept from Salesforce: text comparisons and sorting are case-insensitive; ``!=`` and
 ``NOT IN`` include nulls; ``ORDER BY`` defaults to ``ASC NULLS FIRST``; date functions
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from app.sandbox.salesforce import soql
-from app.sandbox.salesforce.schema import (
+from crmsync_sandbox.salesforce import soql
+from crmsync_sandbox.salesforce.schema import (
     ID_TYPES,
     NUMBER_TYPES,
     TEXT_TYPES,

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from app.sandbox.hubspot import schema
-from app.sandbox.hubspot.schema import PropertyDef
-from app.sandbox.hubspot.store import json_path
+from crmsync_sandbox.hubspot import schema
+from crmsync_sandbox.hubspot.schema import PropertyDef
+from crmsync_sandbox.hubspot.store import json_path
 
 MAX_BODY_CHARS = 3000
 MAX_LIMIT = 200

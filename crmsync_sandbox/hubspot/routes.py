@@ -20,16 +20,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from app.sandbox.hubspot import schema
-from app.sandbox.hubspot.bodies import BodyProblem, check_body
-from app.sandbox.hubspot.emulator import ItemError
-from app.sandbox.hubspot.ratelimit import limit_body
-from app.sandbox.hubspot.schema import PropertyDef
-from app.sandbox.hubspot.search import SearchError, compile_search
-from app.sandbox.hubspot.store import Row
+from crmsync_sandbox.hubspot import schema
+from crmsync_sandbox.hubspot.bodies import BodyProblem, check_body
+from crmsync_sandbox.hubspot.emulator import ItemError
+from crmsync_sandbox.hubspot.ratelimit import limit_body
+from crmsync_sandbox.hubspot.schema import PropertyDef
+from crmsync_sandbox.hubspot.search import SearchError, compile_search
+from crmsync_sandbox.hubspot.store import Row
 
 if TYPE_CHECKING:
-    from app.sandbox.hubspot.emulator import HubSpotEmulator
+    from crmsync_sandbox.hubspot.emulator import HubSpotEmulator
 
 JSON_TYPE = "application/json;charset=utf-8"
 MAX_BATCH = 100

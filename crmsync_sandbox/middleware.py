@@ -4,7 +4,7 @@ It sits outside the Starlette app (directly under uvicorn), so it sees uvicorn's
 and can drop a connection for the ``reset`` fault. For each request under ``/services/``
 (Salesforce) or ``/crm/`` (HubSpot) it resolves the route template the way Starlette's router
 will (``GET /services/data/{version}/query``), draws a fault, and counts the answer's status in
-:class:`~app.sandbox.stats.Stats`. The label is left in ``scope["sandbox.route"]`` so emulator
+:class:`~crmsync_sandbox.stats.Stats`. The label is left in ``scope["sandbox.route"]`` so emulator
 handlers can pass it to ``ctx.stats.record_rate_limited``. Control routes (``/__sandbox/``) are
 neither faulted nor counted.
 """
@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.sandbox.context import CrmName, SandboxContext
+from crmsync_sandbox.context import CrmName, SandboxContext
 
 __all__ = ["SandboxMiddleware", "crm_for_path", "resolve_route"]
 

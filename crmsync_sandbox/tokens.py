@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 import threading
 
-from app.sandbox.context import CrmName, SandboxConfig
+from crmsync_sandbox.context import CrmName, SandboxConfig
 
 __all__ = ["Tokens"]
 

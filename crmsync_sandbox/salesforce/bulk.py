@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 
-from app.sandbox.salesforce.compiler import Compiled, SoqlError, compile_query
-from app.sandbox.salesforce.http import ApiError, Call, empty, json_response
-from app.sandbox.salesforce.schema import ObjectDef
-from app.sandbox.salesforce.store import MultipleMatches, RecordError
+from crmsync_sandbox.salesforce.compiler import Compiled, SoqlError, compile_query
+from crmsync_sandbox.salesforce.http import ApiError, Call, empty, json_response
+from crmsync_sandbox.salesforce.schema import ObjectDef
+from crmsync_sandbox.salesforce.store import MultipleMatches, RecordError
 
 if TYPE_CHECKING:
-    from app.sandbox.salesforce.emulator import SalesforceEmulator
+    from crmsync_sandbox.salesforce.emulator import SalesforceEmulator
 
 DELIMITERS = {
     "COMMA": ",",

@@ -8,8 +8,8 @@ SQL), ``store`` (tables, the write path, cursors, seed), ``rest`` and ``bulk`` (
 
 from __future__ import annotations
 
-from app.sandbox.context import SandboxContext
-from app.sandbox.salesforce.emulator import SalesforceEmulator
+from crmsync_sandbox.context import SandboxContext
+from crmsync_sandbox.salesforce.emulator import SalesforceEmulator
 
 __all__ = ["SalesforceEmulator", "build_emulator"]
 

@@ -29,8 +29,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app.sandbox.context import CrmEmulator, CrmName, SandboxContext
-from app.sandbox.faults import RouteFault
+from crmsync_sandbox.context import CrmEmulator, CrmName, SandboxContext
+from crmsync_sandbox.faults import RouteFault
 
 __all__ = ["control_routes"]
 
