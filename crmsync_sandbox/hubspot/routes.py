@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     from crmsync_sandbox.hubspot.emulator import HubSpotEmulator
 
 JSON_TYPE = "application/json;charset=utf-8"
-MAX_BATCH = 100
-MAX_ASSOC_BATCH = 1000
+MAX_BATCH = 100  # object batch read/create/update/upsert/archive
+MAX_ASSOC_BATCH = 1000  # v3 and v4 association batch reads, since February 2025
 MAX_UNIQUE_PROPERTIES = 10
 
 
@@ -270,7 +270,8 @@ class Api:
             raise bad_request("inputs must be a list of objects")
         if len(inputs) > limit:
             raise bad_request(
-                f"Too many inputs: {len(inputs)}. A batch accepts at most {limit} inputs."
+                f"The maximum number of inputs supported in a batch is {limit}. "
+                "Please reduce the number of items and try again"
             )
         return inputs
 
@@ -778,16 +779,7 @@ class Api:
         for key, object_id in zip(keys, ids, strict=True):
             targets = found.get(object_id)
             if not targets:
-                errors.append(
-                    {
-                        "status": "error",
-                        "category": "OBJECT_NOT_FOUND",
-                        "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
-                        "message": f"No {schema.SINGULAR[to_type].lower()} is associated with "
-                        f"{schema.SINGULAR[from_type].lower()} {key}.",
-                        "context": {"fromObjectId": [key]},
-                    }
-                )
+                errors.append(self.no_associations_error(from_type, to_type, key))
                 continue
             results.append(
                 {
@@ -799,6 +791,45 @@ class Api:
                 }
             )
         return self.batch_body(results, errors, started, 200)
+
+    def batch_read_associations_v3(self, call: Call) -> Response:
+        """``POST /crm/v3/associations/{from}/{to}/batch/read``: the v3 shape, ``to`` as
+        ``{"id", "type"}`` with v3 type names (``deal_to_company``), one entry per type."""
+        from_type = self.object_type(call, "from_type")
+        to_type = self.object_type(call, "to_type")
+        started = self.em.now_ms()
+        inputs = self.inputs(call.json_object(), MAX_ASSOC_BATCH)
+        keys = [str(i.get("id", "")) for i in inputs]
+        found = self.store.associations(from_type, [_int_id(k) for k in keys], to_type)
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for key in keys:
+            targets = found.get(_int_id(key))
+            if not targets:
+                errors.append(self.no_associations_error(from_type, to_type, key))
+                continue
+            results.append(
+                {
+                    "from": {"id": key},
+                    "to": [
+                        {"id": str(t), "type": schema.v3_type_name(from_type, to_type, k)}
+                        for t, kinds in targets.items()
+                        for k in kinds
+                    ],
+                }
+            )
+        return self.batch_body(results, errors, started, 200)
+
+    @staticmethod
+    def no_associations_error(from_type: str, to_type: str, key: str) -> dict[str, Any]:
+        return {
+            "status": "error",
+            "category": "OBJECT_NOT_FOUND",
+            "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
+            "message": f"No {schema.SINGULAR[to_type].lower()} is associated with "
+            f"{schema.SINGULAR[from_type].lower()} {key}.",
+            "context": {"fromObjectId": [key]},
+        }
 
     def associate_default(self, call: Call) -> Response:
         from_type = self.object_type(call, "from_type")
@@ -973,6 +1004,11 @@ def build_routes(em: HubSpotEmulator) -> list[BaseRoute]:
         Route(
             "/crm/v4/associations/{from_type}/{to_type}/batch/read",
             ep(api.batch_read_associations, body="batch"),
+            methods=["POST"],
+        ),
+        Route(
+            "/crm/v3/associations/{from_type}/{to_type}/batch/read",
+            ep(api.batch_read_associations_v3, body="batch"),
             methods=["POST"],
         ),
         Route(assoc + "/default/{to_type}/{to_id}", ep(api.associate_default), methods=["PUT"]),

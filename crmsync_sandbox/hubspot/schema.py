@@ -97,6 +97,22 @@ REVERSE_TYPE: dict[int, int] = {
     6: 5,
 }
 TYPE_LABELS: dict[int, str | None] = {5: "Primary", 6: "Primary"}
+# The v3 associations API names a type instead of numbering it: the primary (labelled) type keeps
+# the plain name, the unlabelled one of the same pair gets ``_unlabeled``.
+V3_TYPE_NAMES: dict[int, str] = {
+    5: "deal_to_company",
+    6: "company_to_deal",
+    341: "deal_to_company_unlabeled",
+    342: "company_to_deal_unlabeled",
+}
+
+
+def v3_type_name(from_type: str, to_type: str, type_id: int) -> str:
+    """``deal_to_company`` style name of an association type in the v3 API."""
+    return V3_TYPE_NAMES.get(
+        type_id, f"{SINGULAR[from_type].lower()}_to_{SINGULAR[to_type].lower()}"
+    )
+
 
 VALID_TYPES = ("bool", "enumeration", "date", "datetime", "string", "number", "phone_number")
 VALID_FIELD_TYPES = (

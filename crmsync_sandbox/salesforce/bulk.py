@@ -2,7 +2,15 @@
 ingest jobs (``Open`` -> CSV uploads -> ``UploadComplete`` -> processed through the store's write
 path -> ``JobComplete``, with ``successfulResults``/``failedResults``/``unprocessedRecords``).
 
-Jobs live in memory (a restarted sandbox forgets them, as Salesforce forgets jobs after 7 days).
+Jobs live in memory (a restarted sandbox forgets them). A query job's result set is its own
+(``Store.materialise(pool="job")``), not one of the REST query locators that are evicted beyond 64:
+a job reported ``JobComplete`` serves its results until it is deleted or expires. As in Salesforce,
+a job is deleted 7 days after it reached a terminal state (sandbox clock); from then on it answers
+404 ``NOT_FOUND``, as an unknown job id does.
+
+Result pages: ``maxRecords`` caps a page's rows; without it the page is as large as
+:data:`DEFAULT_PAGE_BYTES` of CSV allows (Salesforce: "a default value based on the service",
+unpublished), so a client that omits ``maxRecords`` reads a large object in few calls.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import base64
 import csv
 import io
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
@@ -32,7 +41,13 @@ DELIMITERS = {
     "BACKQUOTE": "`",
 }
 LINE_ENDINGS = {"LF": "\n", "CRLF": "\r\n"}
-DEFAULT_MAX_RECORDS = 50_000
+DEFAULT_PAGE_BYTES = 64 * 1024 * 1024
+"""CSV bytes per result page (rows are added while the page is smaller): the sandbox's stand-in
+for Salesforce's unpublished default page size. ``Bulk.page_bytes`` overrides it (tests)."""
+PAGE_CHUNK_ROWS = 5_000
+JOB_RETENTION = timedelta(days=7)
+"""Salesforce deletes Bulk API 2.0 jobs (and their results) 7 days after they end."""
+TERMINAL_STATES = ("JobComplete", "Failed", "Aborted")
 INGEST_OPERATIONS = ("insert", "update", "upsert", "delete", "hardDelete")
 
 
@@ -48,6 +63,7 @@ class Job:
     state: str = "Open"
     modified: str = ""
     error: str | None = None
+    ended_at: datetime | None = None  # sandbox clock time of the terminal state
 
 
 @dataclass
@@ -87,6 +103,7 @@ class Bulk:
         self.store = emu.store
         self.jobs: dict[str, Job] = {}
         self.query_jobs_created = 0
+        self.page_bytes = DEFAULT_PAGE_BYTES
 
     # ---- common ---------------------------------------------------------------------------
 
@@ -126,7 +143,22 @@ class Bulk:
             info["errorMessage"] = job.error
         return info
 
+    def _ended(self, job: Job) -> None:
+        """Record the moment ``job`` reached a terminal state (its 7 days start there)."""
+        if job.state in TERMINAL_STATES and job.ended_at is None:
+            job.ended_at = self.emu.ctx.clock.now()
+
+    def expire(self) -> None:
+        """Forget jobs that ended more than :data:`JOB_RETENTION` ago, with their results."""
+        now = self.emu.ctx.clock.now()
+        with self.store.lock:
+            for job in list(self.jobs.values()):
+                if job.ended_at is not None and now - job.ended_at > JOB_RETENTION:
+                    del self.jobs[job.id]
+                    self.store.drop_cursor(job.id)
+
     def _job(self, call: Call, kind: type[Job]) -> Job:
+        self.expire()
         job = self.jobs.get(call.group("job"))
         if job is None or not isinstance(job, kind):
             raise ApiError(404, "NOT_FOUND", "The requested resource does not exist")
@@ -148,11 +180,13 @@ class Bulk:
                     400, "INVALIDJOBSTATE", f"Job is already in a terminal state: {job.state}"
                 )
             job.state = "Aborted"
+            self._ended(job)
         elif state == "UploadComplete" and isinstance(job, IngestJob):
             if job.state != "Open":
                 raise ApiError(400, "INVALIDJOBSTATE", f"Job is not Open: {job.state}")
             job.state = "UploadComplete"
             self._process(job)
+            self._ended(job)
             job.modified = self.store.now_text()
             info = self._info(job)
             info["state"] = "UploadComplete"
@@ -165,6 +199,7 @@ class Bulk:
 
     def query_jobs(self, call: Call) -> Response:
         call.require("POST", "GET")
+        self.expire()
         if call.method == "GET":
             records = [self._info(j) for j in self.jobs.values() if isinstance(j, QueryJob)]
             return json_response({"done": True, "records": records, "nextRecordsUrl": None})
@@ -189,7 +224,7 @@ class Bulk:
             if compiled.offset:
                 raise ApiError(400, "API_ERROR", "OFFSET is not supported in Bulk API 2.0 queries")
             job_id = store.new_cursor_id("750")
-            total = store.materialise(job_id, compiled, operation == "queryAll")
+            total = store.materialise(job_id, compiled, operation == "queryAll", pool="job")
             now = store.now_text()
             job = QueryJob(
                 id=job_id,
@@ -208,6 +243,7 @@ class Bulk:
             self.query_jobs_created += 1
             info = self._info(job)
             job.state = "JobComplete"  # runs at once; the next poll sees it complete
+            self._ended(job)
         return json_response(info)
 
     def query_job(self, call: Call) -> Response:
@@ -234,16 +270,18 @@ class Bulk:
             raise ApiError(400, "JOB_NOT_COMPLETE", f"Job is in state {job.state}")
         if job.version != call.version:
             raise ApiError(409, "INVALIDVERSION", f"Job was created with API version {job.version}")
+        raw_max = call.params.get("maxRecords")
         try:
-            max_records = int(call.params.get("maxRecords") or DEFAULT_MAX_RECORDS)
+            max_records = int(raw_max) if raw_max else None
         except ValueError as exc:
             raise ApiError(400, "INVALIDPARAMETER", "maxRecords must be a number") from exc
-        if max_records <= 0:
+        if max_records is not None and max_records <= 0:
             raise ApiError(400, "INVALIDPARAMETER", "maxRecords must be positive")
         locator = call.params.get("locator")
         start = _offset(locator) if locator and locator != "null" else 0
-        end = min(start + max_records, job.total)
-        rows = self.store.cursor_page(job.id, start, end) if end > start else []
+        if not 0 <= start <= job.total:
+            raise ApiError(400, "INVALIDLOCATOR", f"Invalid locator: {locator}")
+        limit = job.total if max_records is None else min(job.total, start + max_records)
         buffer = io.StringIO()
         writer = csv.writer(
             buffer,
@@ -253,13 +291,26 @@ class Bulk:
         )
         compiled = job.compiled
         writer.writerow(compiled.csv_header())
-        for row in rows:
-            writer.writerow(compiled.csv_cells(row))
+        end, records = start, 0
+        while end < limit and (end == start or buffer.tell() < self.page_bytes):
+            chunk_end = min(limit, end + PAGE_CHUNK_ROWS)
+            try:
+                rows = self.store.cursor_page(job.id, end, chunk_end)
+            except KeyError:  # deleted (or expired) while this page was being read
+                raise ApiError(404, "NOT_FOUND", "The requested resource does not exist") from None
+            exact = len(rows) == chunk_end - end  # else rows were hard-deleted: take it whole
+            for i, row in enumerate(rows):
+                writer.writerow(compiled.csv_cells(row))
+                records += 1
+                if exact and buffer.tell() >= self.page_bytes:
+                    chunk_end = end + i + 1
+                    break
+            end = chunk_end
         next_locator = _locator(end) if end < job.total else "null"
         return Response(
             buffer.getvalue().encode("utf-8"),
             media_type="text/csv",
-            headers={"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(len(rows))},
+            headers={"Sforce-Locator": next_locator, "Sforce-NumberOfRecords": str(records)},
         )
 
     # ---- ingest jobs ----------------------------------------------------------------------

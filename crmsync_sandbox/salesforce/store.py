@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from crmsync_sandbox.salesforce.compiler import Compiled
 from crmsync_sandbox.salesforce.schema import (
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 SEED_CHUNK = 5000
 MAX_CURSORS = 64
+"""REST query locators kept at once; opening one more forgets the oldest (its next
+``nextRecordsUrl`` answers ``INVALID_QUERY_LOCATOR``, as an expired locator does). Bulk 2.0 query
+jobs keep their results apart (``pool="job"``): they live until the job is deleted or expires."""
 
 STAGES = {
     "prospecting": "Prospecting",
@@ -140,7 +143,8 @@ class Store:
         self.objects = objects
         self._depth = 0
         self._sp = 0
-        self.cursors: dict[str, Compiled] = {}
+        self.cursors: dict[str, Compiled] = {}  # REST query locators, at most MAX_CURSORS
+        self.job_cursors: dict[str, Compiled] = {}  # Bulk 2.0 query job results, uncapped
 
     # ---- schema ---------------------------------------------------------------------------
 
@@ -664,11 +668,21 @@ class Store:
         body = secrets.token_hex(6).upper()
         return id18((prefix + "Sn" + body)[:15])
 
-    def materialise(self, cursor_id: str, compiled: Compiled, include_deleted: bool) -> int:
-        """Snapshot the ordered rowids of a query under ``cursor_id``; returns the count."""
+    def materialise(
+        self,
+        cursor_id: str,
+        compiled: Compiled,
+        include_deleted: bool,
+        *,
+        pool: Literal["rest", "job"] = "rest",
+    ) -> int:
+        """Snapshot the ordered rowids of a query under ``cursor_id``; returns the count.
+
+        ``pool="rest"`` is a REST locator, evicted oldest-first beyond :data:`MAX_CURSORS`;
+        ``pool="job"`` is a Bulk query job's result set, which REST traffic never evicts."""
         sql, params = compiled.ids_sql(include_deleted)
         with self.lock:
-            if len(self.cursors) >= MAX_CURSORS:
+            if pool == "rest" and len(self.cursors) >= MAX_CURSORS:
                 oldest = next(iter(self.cursors))
                 self.drop_cursor(oldest)
             rids = self.db.execute(sql, params).fetchall()
@@ -676,18 +690,20 @@ class Store:
                 "INSERT INTO sf_cursor_row (cursor, pos, rid) VALUES (?, ?, ?)",
                 ((cursor_id, pos, rid[0]) for pos, rid in enumerate(rids)),
             )
-            self.cursors[cursor_id] = compiled
+            (self.cursors if pool == "rest" else self.job_cursors)[cursor_id] = compiled
             self._commit()
             return len(rids)
 
     def cursor_page(self, cursor_id: str, start: int, end: int) -> list[Sequence[Any]]:
-        compiled = self.cursors[cursor_id]
+        """Rows ``start <= pos < end`` of a materialised cursor; ``KeyError`` once it is gone."""
         with self.lock:
+            compiled = self.cursors.get(cursor_id) or self.job_cursors[cursor_id]
             return self.db.execute(compiled.page_sql(), (cursor_id, start, end)).fetchall()
 
     def drop_cursor(self, cursor_id: str) -> None:
         with self.lock:
             self.cursors.pop(cursor_id, None)
+            self.job_cursors.pop(cursor_id, None)
             self.db.execute("DELETE FROM sf_cursor_row WHERE cursor = ?", (cursor_id,))
             self._commit()
 
