@@ -16,6 +16,7 @@ import sys
 import typer
 
 from app.cli.common import debug_enabled, report_error
+from app.cli.crm import crm_app
 from app.cli.db import db_app
 from app.cli.serve import serve
 from app.cli.sync import sync_app
@@ -30,6 +31,7 @@ cli = typer.Typer(
 )
 cli.add_typer(db_app, name="db")
 cli.add_typer(sync_app, name="sync")
+cli.add_typer(crm_app, name="crm")
 cli.command("serve")(serve)
 
 SANDBOX_MISSING = (

@@ -1,0 +1,127 @@
+"""``crmsync crm check [--crm X]``: is this org ready for crmsync? Log in and compare.
+
+For each configured CRM (or the one named): log in, read the API version, the daily API budget,
+Bulk API 2.0 availability and the objects and fields the mappings need (including whether the
+fields crmsync writes back are updateable), then print a table on a terminal (JSON otherwise).
+
+Exit codes: 0 ready (warnings allowed); 2 something needed is missing (each problem's fix is
+printed on stderr) or the credentials are rejected; 1 the CRM could not be reached. The I/O is
+in ``app.crm.<crm>.org``, the comparison in :mod:`app.crm.check`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from app.cli.common import ExitCode, console, exit_code_for, load_settings, report_error
+from app.crm.base import CrmName
+from app.crm.check import Finding, OrgFacts, Status, findings, needs_from, worst
+from app.crm.retry import RetryPolicy
+from app.errors import CrmsyncError
+from app.mappers.config import load_mapping_set
+from app.settings import Settings
+
+crm_app = typer.Typer(help="Check a CRM org against what crmsync needs.")
+
+CHECK_ATTEMPTS = 3
+STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.MISSING: "red"}
+
+
+def _crms(settings: Settings, crm: str | None) -> list[CrmName]:
+    if crm is not None:
+        if crm not in ("salesforce", "hubspot"):
+            print(f"crmsync: --crm {crm!r}: expected salesforce or hubspot", file=sys.stderr)
+            raise typer.Exit(ExitCode.USAGE)
+        chosen: CrmName = "salesforce" if crm == "salesforce" else "hubspot"
+        if chosen not in settings.enabled_crms:
+            print(
+                f"crmsync: {chosen} is not configured: its URL or credentials are missing",
+                file=sys.stderr,
+            )
+            raise typer.Exit(ExitCode.USAGE)
+        return [chosen]
+    if not settings.enabled_crms:
+        print(
+            "crmsync: no CRM configured: set CRMSYNC_SALESFORCE_INSTANCE_URL with credentials "
+            "or CRMSYNC_HUBSPOT_ACCESS_TOKEN",
+            file=sys.stderr,
+        )
+        raise typer.Exit(ExitCode.USAGE)
+    return list(settings.enabled_crms)
+
+
+def read_facts(settings: Settings, crm: CrmName, objects: tuple[str, ...]) -> OrgFacts:
+    """Log in to ``crm`` and read what the org offers (the adapters' retried calls).
+
+    A check is interactive: :data:`CHECK_ATTEMPTS` tries with short waits, so a CRM that
+    cannot be reached is reported in seconds rather than after a pull's full backoff.
+    """
+    policy = RetryPolicy(max_attempts=CHECK_ATTEMPTS, max_wait=2.0, jitter=0.2)
+    if crm == "salesforce":
+        from app.crm.salesforce.client import SalesforceClient
+        from app.crm.salesforce.org import read_org as read_salesforce
+
+        with SalesforceClient(settings, policy=policy) as sf:
+            return read_salesforce(sf, objects)
+    from app.crm.hubspot.client import HubSpotClient
+    from app.crm.hubspot.org import read_org as read_hubspot
+
+    with HubSpotClient(settings, policy=policy) as hs:
+        return read_hubspot(hs, objects)
+
+
+def _render(crm: CrmName, found: list[Finding]) -> None:
+    table = Table(title=f"crmsync crm check: {crm}")
+    for column in ("check", "subject", "status", "detail"):
+        table.add_column(column, overflow="fold")
+    for f in found:
+        status = f"[{STYLE[f.status]}]{f.status}[/]"
+        table.add_row(f.check, f.subject, status, f.detail)
+    console.print(table)
+
+
+@crm_app.command("check")
+def check(
+    crm: str = typer.Option(None, "--crm", help="salesforce or hubspot (default: all configured)."),
+) -> None:
+    """Log in and report the API version, daily API budget, Bulk API 2.0 and the mapped fields."""
+    settings = load_settings()
+    code = ExitCode.OK
+    report: dict[str, Any] = {}
+    for name in _crms(settings, crm):
+        mappings = load_mapping_set(
+            name, settings.mapping_file, default_currency=settings.default_currency
+        )
+        needs = needs_from(mappings)
+        try:
+            facts = read_facts(settings, name, mappings.object_names)
+        except CrmsyncError as exc:
+            failed = report_error(exc)
+            report[name] = {
+                "status": "unreachable",
+                "error": str(exc),
+                "exit": exit_code_for(exc.category).value,
+            }
+            code = max(code, failed)
+            continue
+        found = findings(facts, needs)
+        report[name] = {
+            "status": str(worst(found)),
+            "findings": [{**asdict(f), "status": str(f.status)} for f in found],
+        }
+        if sys.stdout.isatty():
+            _render(name, found)
+        for f in found:
+            if f.status is Status.MISSING:
+                print(f"crmsync: {name} {f.subject}: {f.detail}; fix: {f.fix}", file=sys.stderr)
+        if worst(found) is Status.MISSING:
+            code = max(code, ExitCode.USAGE)
+    if not sys.stdout.isatty():
+        typer.echo(json.dumps({"crms": report}, indent=2))
+    raise typer.Exit(code)
