@@ -41,6 +41,7 @@ from starlette.routing import BaseRoute
 from crmsync_sandbox.clock import Clock
 from crmsync_sandbox.context import CrmEmulator, SandboxConfig, SandboxContext
 from crmsync_sandbox.control import control_routes
+from crmsync_sandbox.fallback import exception_handlers
 from crmsync_sandbox.faults import Faults, parse_fault_spec
 from crmsync_sandbox.info import HubSpotInfo, SalesforceInfo, SandboxInfo
 from crmsync_sandbox.middleware import SandboxMiddleware
@@ -360,7 +361,7 @@ class Sandbox:
         routes: list[BaseRoute] = list(control_routes(ctx, lambda: self.info.to_dict()))
         for emulator in ctx.emulators.values():
             routes.extend(emulator.routes())
-        starlette_app = Starlette(routes=routes)
+        starlette_app = Starlette(routes=routes, exception_handlers=dict(exception_handlers()))
         return SandboxMiddleware(starlette_app, ctx, routes)
 
     def _make_info(self, ca_file: str) -> SandboxInfo:

@@ -43,6 +43,25 @@ class InlineAssociation(_Body):
     types: list[AssociationSpec]
 
 
+class AssociationCreateInput(_Body):
+    from_: AssociationTarget | None = Field(default=None, alias="from")
+    to: AssociationTarget | None = None
+    types: list[AssociationSpec] | None = None
+
+
+class AssociationArchiveInput(_Body):
+    from_: AssociationTarget | None = Field(default=None, alias="from")
+    to: list[AssociationTarget] | None = None
+
+
+class AssociationBatchCreate(_Body):
+    inputs: list[AssociationCreateInput] | None = None
+
+
+class AssociationBatchArchive(_Body):
+    inputs: list[AssociationArchiveInput] | None = None
+
+
 class ObjectWrite(_Body):
     """Create (``properties`` + ``associations``) or update (``properties``) of one record."""
 
@@ -128,6 +147,8 @@ BODIES: dict[str, TypeAdapter[Any]] = {
     "property": TypeAdapter(PropertyCreate),
     "group": TypeAdapter(GroupCreate),
     "association_specs": TypeAdapter(list[AssociationSpec]),
+    "association_batch_create": TypeAdapter(AssociationBatchCreate),
+    "association_batch_archive": TypeAdapter(AssociationBatchArchive),
 }
 """Body kind (named in the route table) -> its model."""
 
@@ -150,7 +171,7 @@ def check_body(kind: str, body: Any) -> Any:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise BodyProblem(_path(first["loc"]), str(first["msg"])) from None
-    return adapter.dump_python(model, mode="json", exclude_unset=True)
+    return adapter.dump_python(model, mode="json", exclude_unset=True, by_alias=True)
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

@@ -205,6 +205,8 @@ def validation_error(problems: list[dict[str, Any]]) -> ItemError:
 
 
 def conflict_error(exc: UniqueConflict) -> ItemError:
+    if exc.name == "email":  # contacts: HubSpot's own wording (crm-api.md B.3)
+        return ItemError(409, "CONFLICT", f"Contact already exists. Existing ID: {exc.holder}")
     return ItemError(409, "CONFLICT", str(exc))
 
 

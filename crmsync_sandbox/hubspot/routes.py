@@ -12,7 +12,7 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -69,6 +69,11 @@ def not_found() -> HsError:
 
 def bad_request(message: str, **extra: Any) -> HsError:
     return HsError(400, message, "VALIDATION_ERROR", **extra)
+
+
+def invalid_field(message: str, field: str) -> HsError:
+    """400 ``VALIDATION_ERROR`` whose ``errors[0].in`` names the offending field."""
+    return bad_request(message, errors=[{"message": message, "code": "INVALID_INPUT", "in": field}])
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -222,7 +227,7 @@ class Api:
         object_type = row.object_type
         always = (
             schema.CREATED_PROPERTY[object_type],
-            schema.MODIFIED_PROPERTY,
+            schema.modified_property(object_type),
             schema.ID_PROPERTY,
         )
         props: dict[str, str | None] = {n: row.value(n) for n in always}
@@ -324,8 +329,11 @@ class Api:
             (int(archived), after, limit + 1),
         )
         requested = call.query_list("properties") or None
+        to_types = self.association_types_requested(call)
         page = rows[:limit]
-        body: dict[str, Any] = {"results": [self.record_json(r, requested) for r in page]}
+        results = [self.record_json(r, requested) for r in page]
+        self.attach_associations(object_type, page, results, to_types)
+        body: dict[str, Any] = {"results": results}
         if len(rows) > limit:
             token = _encode_cursor(page[-1].id)
             body["paging"] = {
@@ -346,7 +354,45 @@ class Api:
         )
         if row is None:
             raise not_found()
-        return json_response(self.record_json(row, call.query_list("properties") or None))
+        out = self.record_json(row, call.query_list("properties") or None)
+        self.attach_associations(object_type, [row], [out], self.association_types_requested(call))
+        return json_response(out)
+
+    def association_types_requested(self, call: Call) -> list[str]:
+        """Object types named by ``associations=`` (repeated or comma-joined); an unknown one is
+        refused as HubSpot refuses an unknown object type in a path (400)."""
+        out: list[str] = []
+        for name in call.query_list("associations"):
+            to_type = schema.TYPE_ALIASES.get(name.lower())
+            if to_type is None:
+                raise HsError(400, f"Unable to infer object type from: {name}", "VALIDATION_ERROR")
+            if to_type not in out:
+                out.append(to_type)
+        return out
+
+    def attach_associations(
+        self,
+        object_type: str,
+        rows: list[Row],
+        records: list[dict[str, Any]],
+        to_types: list[str],
+    ) -> None:
+        """Add ``associations: {type: {results: [{id, type}]}}`` to each record that has links
+        of a requested type, in the v3 form HubSpot answers inline (no key when none)."""
+        ids = [row.id for row in rows]
+        for to_type in to_types:
+            found = self.store.associations(object_type, ids, to_type)
+            for row, record in zip(rows, records, strict=True):
+                targets = found.get(row.id)
+                if not targets:
+                    continue
+                record.setdefault("associations", {})[to_type] = {
+                    "results": [
+                        {"id": str(t), "type": schema.v3_type_name(object_type, to_type, k)}
+                        for t, kinds in targets.items()
+                        for k in kinds
+                    ]
+                }
 
     def create_object(self, call: Call) -> Response:
         object_type = self.object_type(call)
@@ -683,7 +729,8 @@ class Api:
                 description=str(body.get("description", "")),
                 has_unique_value=unique,
                 hubspot_defined=False,
-                options=tuple(str(o.get("value")) for o in options if isinstance(o, dict)),
+                options=_options(options)[0],
+                option_labels=_options(options)[1],
                 display_order=_int_or(body.get("displayOrder"), -1),
                 created_ms=self.em.now_ms(),
             )
@@ -692,6 +739,54 @@ class Api:
             except ValueError as exc:
                 raise bad_request(str(exc)) from exc
         return json_response(prop.to_json(object_type), 201)
+
+    def update_property(self, call: Call) -> Response:
+        """``PATCH /crm/v3/properties/{type}/{name}``: change a property's definition (label,
+        group, description, display order, type and field type, enumeration options). HubSpot's
+        read-only properties (``hs_object_id``, stamps) refuse; options only fit enumerations."""
+        object_type = self.object_type(call)
+        name = str(call.path["name"])
+        body = call.json_object()
+        with self.em.ctx.lock:
+            prop = self.store.properties(object_type).get(name)
+            if prop is None:
+                raise HsError(404, f"Unable to find property {name}", "OBJECT_NOT_FOUND")
+            if prop.read_only:
+                raise invalid_field(
+                    f"{name} is a read-only property; its definition cannot be changed.", name
+                )
+            changes: dict[str, Any] = {}
+            for key, attr in (("label", "label"), ("description", "description")):
+                if body.get(key) is not None:
+                    changes[attr] = str(body[key])
+            if body.get("displayOrder") is not None:
+                changes["display_order"] = _int_or(body["displayOrder"], -1)
+            group = body.get("groupName")
+            if group is not None:
+                if not any(n == group for n, _, _ in self.store.groups(object_type)):
+                    raise invalid_field(f"Property group {group} does not exist", "groupName")
+                changes["group_name"] = str(group)
+            new_type = str(body.get("type") or prop.type)
+            new_field = str(body.get("fieldType") or prop.field_type)
+            if new_type not in schema.VALID_TYPES:
+                raise invalid_field(f"Invalid type {new_type!r}", "type")
+            if new_field not in schema.VALID_FIELD_TYPES:
+                raise invalid_field(f"Invalid fieldType {new_field!r}", "fieldType")
+            if prop.hubspot_defined and (new_type, new_field) != (prop.type, prop.field_type):
+                raise invalid_field(
+                    f"The type of HubSpot-defined property {name} cannot be changed", "type"
+                )
+            changes["type"], changes["field_type"] = new_type, new_field
+            if body.get("options") is not None:
+                changes["options"], changes["option_labels"] = _options(body["options"])
+            options = changes.get("options", prop.options)
+            if options and new_type != "enumeration":
+                raise invalid_field(
+                    f"Options are only allowed on enumeration properties, not {new_type}", "options"
+                )
+            updated = replace(prop, **changes)
+            self.store.add_property(object_type, updated)
+        return json_response(updated.to_json(object_type))
 
     def list_groups(self, call: Call) -> Response:
         object_type = self.object_type(call)
@@ -903,6 +998,77 @@ class Api:
         )
         return Response(status_code=204)
 
+    def batch_create_associations(self, call: Call) -> Response:
+        """``POST /crm/v4/associations/{from}/{to}/batch/create``: labelled links, 201; inputs
+        with an unknown id or a type that does not join the pair are 207 errors."""
+        from_type = self.object_type(call, "from_type")
+        to_type = self.object_type(call, "to_type")
+        started = self.em.now_ms()
+        inputs = self.inputs(call.json_object())
+        allowed = schema.ASSOCIATION_TYPES.get((from_type, to_type), ())
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        links: list[tuple[str, int, str, int, int]] = []
+        for item in inputs:
+            from_key = str((item.get("from") or {}).get("id", ""))
+            to_key = str((item.get("to") or {}).get("id", ""))
+            type_ids = [_int_or(t.get("associationTypeId"), 0) for t in item.get("types") or []]
+            bad_types = [t for t in type_ids if t not in allowed]
+            if not type_ids or bad_types:
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "subCategory": "crm.associations.INVALID_ASSOCIATION_TYPE",
+                        "message": f"{bad_types or type_ids} is not a valid association type "
+                        f"from {from_type} to {to_type}",
+                        "context": {"associationTypeId": [str(t) for t in bad_types]},
+                    }
+                )
+                continue
+            from_row = self.store.find(from_type, from_key)
+            to_row = self.store.find(to_type, to_key)
+            if from_row is None or to_row is None:
+                missing = [k for k, r in ((from_key, from_row), (to_key, to_row)) if r is None]
+                errors.append(
+                    {
+                        "status": "error",
+                        "category": "VALIDATION_ERROR",
+                        "subCategory": "crm.associations.INVALID_OBJECT_IDS",
+                        "message": f"No object found for ids {missing}",
+                        "context": {"ids": missing},
+                    }
+                )
+                continue
+            links += [(from_type, from_row.id, to_type, to_row.id, t) for t in type_ids]
+            results.append(
+                {
+                    "fromObjectTypeId": schema.TYPE_IDS[from_type],
+                    "fromObjectId": from_row.id,
+                    "toObjectTypeId": schema.TYPE_IDS[to_type],
+                    "toObjectId": to_row.id,
+                    "labels": [lb for t in type_ids if (lb := schema.TYPE_LABELS.get(t))],
+                }
+            )
+        self.store.associate(links)
+        return self.batch_body(results, errors, started, 201)
+
+    def batch_archive_associations(self, call: Call) -> Response:
+        """``POST /crm/v4/associations/{from}/{to}/batch/archive``: remove every link (all
+        types) between each ``from`` and its ``to`` ids; 204 whether or not they existed."""
+        from_type = self.object_type(call, "from_type")
+        to_type = self.object_type(call, "to_type")
+        for item in self.inputs(call.json_object()):
+            from_id = _int_id((item.get("from") or {}).get("id", ""))
+            for target in item.get("to") or []:
+                self.store.dissociate(from_type, from_id, to_type, _int_id(target.get("id", "")))
+        return Response(status_code=204)
+
+    def list_schemas(self, call: Call) -> Response:
+        """Custom object schemas: the sandbox has none (standard objects are not listed)."""
+        del call
+        return json_response({"results": []})
+
     def require(self, object_type: str, object_id: int) -> None:
         if self.store.find(object_type, str(object_id)) is None:
             raise bad_request(
@@ -912,6 +1078,34 @@ class Api:
 
     # -- owners ---------------------------------------------------------------------------------
 
+    @staticmethod
+    def owner_json(row: tuple[int, str, str, str, int]) -> dict[str, Any]:
+        i, e, f, ln, c = row
+        return {
+            "id": str(i),
+            "email": e,
+            "firstName": f,
+            "lastName": ln,
+            "userId": i - schema.OWNER_ID_BASE,
+            "createdAt": schema.iso_from_ms(c),
+            "updatedAt": schema.iso_from_ms(c),
+            "archived": False,
+        }
+
+    def get_owner(self, call: Call) -> Response:
+        """``GET /crm/v3/owners/{id}``, ``idProperty=id`` (default) or ``userId``."""
+        id_property = call.query("idProperty") or "id"
+        if id_property not in ("id", "userId"):
+            raise bad_request(f"idProperty must be id or userId, got {id_property!r}")
+        raw = str(call.path["owner_id"])
+        number = _owner_number(raw)
+        if number is not None and id_property == "userId":
+            number += schema.OWNER_ID_BASE
+        row = None if number is None else self.store.owner(number)
+        if row is None:
+            raise HsError(404, f"Owner {raw} not found", "OBJECT_NOT_FOUND")
+        return json_response(self.owner_json(row))
+
     def list_owners(self, call: Call) -> Response:
         limit = max(1, min(call.query_int("limit", 100), 500))
         after = call.query_int("after", 0)
@@ -920,21 +1114,7 @@ class Api:
         if email:
             rows = [r for r in rows if r[1].lower() == email.lower()][: limit + 1]
         page = rows[:limit]
-        body: dict[str, Any] = {
-            "results": [
-                {
-                    "id": str(i),
-                    "email": e,
-                    "firstName": f,
-                    "lastName": ln,
-                    "userId": i - schema.OWNER_ID_BASE,
-                    "createdAt": schema.iso_from_ms(c),
-                    "updatedAt": schema.iso_from_ms(c),
-                    "archived": False,
-                }
-                for i, e, f, ln, c in page
-            ]
-        }
+        body: dict[str, Any] = {"results": [self.owner_json(r) for r in page]}
         if len(rows) > limit:
             body["paging"] = {"next": {"after": str(page[-1][0])}}
         return json_response(body)
@@ -962,6 +1142,36 @@ def _int_or(value: Any, default: int) -> int:
     return default if value is None else int(value)
 
 
+def _owner_number(raw: str) -> int | None:
+    try:
+        number = int(raw)
+    except ValueError:
+        return None
+    return number if 0 <= number < 2**63 - schema.OWNER_ID_BASE else None
+
+
+def _options(raw: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``(values, labels)`` of enumeration options (the body model has checked their types);
+    400 naming ``options`` for an option without a value or a value given twice."""
+    if not isinstance(raw, list):
+        raise invalid_field("options must be a list", "options")
+    values: list[str] = []
+    labels: list[str] = []
+    for i, option in enumerate(raw):
+        value = option.get("value") if isinstance(option, dict) else None
+        if value is None or str(value) == "":
+            raise invalid_field(f"options[{i}].value is required", f"options[{i}].value")
+        if str(value) in values:
+            raise invalid_field(
+                f"Duplicate option value {value!r}; option values must be unique",
+                f"options[{i}].value",
+            )
+        values.append(str(value))
+        label = option.get("label")
+        labels.append(str(label) if label not in (None, "") else str(value).title())
+    return tuple(values), tuple(labels)
+
+
 def _encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(str(last_id).encode()).decode()
 
@@ -983,6 +1193,9 @@ def build_routes(em: HubSpotEmulator) -> list[BaseRoute]:
     return [
         Route("/crm/v3/owners", ep(api.list_owners), methods=["GET"]),
         Route("/crm/v3/owners/", ep(api.list_owners), methods=["GET"]),
+        Route("/crm/v3/owners/{owner_id}", ep(api.get_owner), methods=["GET"]),
+        Route("/crm/v3/schemas", ep(api.list_schemas), methods=["GET"]),
+        Route("/crm-object-schemas/v3/schemas", ep(api.list_schemas), methods=["GET"]),
         Route(f"{obj}/search", ep(api.search, search=True, body="search"), methods=["POST"]),
         Route(f"{obj}/merge", ep(api.merge_objects, body="merge"), methods=["POST"]),
         Route(f"{obj}/batch/read", ep(api.batch_read, body="batch"), methods=["POST"]),
@@ -1001,9 +1214,20 @@ def build_routes(em: HubSpotEmulator) -> list[BaseRoute]:
         Route(props, ep(api.list_properties), methods=["GET"]),
         Route(props, ep(api.create_property, body="property"), methods=["POST"]),
         Route(props + "/{name}", ep(api.get_property), methods=["GET"]),
+        Route(props + "/{name}", ep(api.update_property, body="property"), methods=["PATCH"]),
         Route(
             "/crm/v4/associations/{from_type}/{to_type}/batch/read",
             ep(api.batch_read_associations, body="batch"),
+            methods=["POST"],
+        ),
+        Route(
+            "/crm/v4/associations/{from_type}/{to_type}/batch/create",
+            ep(api.batch_create_associations, body="association_batch_create"),
+            methods=["POST"],
+        ),
+        Route(
+            "/crm/v4/associations/{from_type}/{to_type}/batch/archive",
+            ep(api.batch_archive_associations, body="association_batch_archive"),
             methods=["POST"],
         ),
         Route(

@@ -1,6 +1,7 @@
 """HubSpot object types, their built-in properties, and value conversions.
 
-Owns: which object types the emulator holds (companies, deals, notes), the property definitions
+Owns: which object types the emulator holds (companies, deals, notes, and contacts, which the
+seed leaves empty but which answers as a standard object), the property definitions
 HubSpot ships for them (docs/sandbox-schema.md), the association type ids between them, and the
 pure helpers that turn request values into stored strings (ISO-ms datetimes, midnight-UTC dates).
 Imports nothing from the rest of the sandbox.
@@ -12,7 +13,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-OBJECT_TYPES: tuple[str, ...] = ("companies", "deals", "notes")
+OBJECT_TYPES: tuple[str, ...] = ("companies", "deals", "notes", "contacts")
 
 # Path aliases HubSpot accepts for an object type (plural, singular, object type id).
 TYPE_ALIASES: dict[str, str] = {
@@ -25,15 +26,24 @@ TYPE_ALIASES: dict[str, str] = {
     "notes": "notes",
     "note": "notes",
     "0-46": "notes",
+    "contacts": "contacts",
+    "contact": "contacts",
+    "0-1": "contacts",
 }
-TYPE_IDS: dict[str, str] = {"companies": "0-2", "deals": "0-3", "notes": "0-46"}
-SINGULAR: dict[str, str] = {"companies": "COMPANY", "deals": "DEAL", "notes": "NOTE"}
+TYPE_IDS: dict[str, str] = {"companies": "0-2", "deals": "0-3", "notes": "0-46", "contacts": "0-1"}
+SINGULAR: dict[str, str] = {
+    "companies": "COMPANY",
+    "deals": "DEAL",
+    "notes": "NOTE",
+    "contacts": "CONTACT",
+}
 
 # Stored ids start at a per-type base so ids of different types never collide (like HubSpot's).
 ID_BASE: dict[str, int] = {
     "companies": 10_000_000_000,
     "deals": 20_000_000_000,
     "notes": 30_000_000_000,
+    "contacts": 40_000_000_000,
 }
 OWNER_ID_BASE = 70_000_000
 
@@ -41,8 +51,24 @@ CREATED_PROPERTY: dict[str, str] = {
     "companies": "createdate",
     "deals": "createdate",
     "notes": "hs_createdate",
+    "contacts": "createdate",
 }
 MODIFIED_PROPERTY = "hs_lastmodifieddate"
+# Contacts predate the ``hs_`` prefix: their modification stamp is ``lastmodifieddate`` (search
+# sorts and filters on it), and ``hs_lastmodifieddate`` answers the same value.
+LEGACY_MODIFIED_PROPERTY: dict[str, str] = {"contacts": "lastmodifieddate"}
+
+
+def modified_property(object_type: str) -> str:
+    """The modification-stamp property a record of this type is returned with."""
+    return LEGACY_MODIFIED_PROPERTY.get(object_type, MODIFIED_PROPERTY)
+
+
+def is_modified_property(object_type: str, name: str) -> bool:
+    """True for the property that holds a record's modification stamp."""
+    return name == MODIFIED_PROPERTY or name == LEGACY_MODIFIED_PROPERTY.get(object_type)
+
+
 ID_PROPERTY = "hs_object_id"
 
 DEFAULT_PROPERTIES: dict[str, tuple[str, ...]] = {
@@ -58,12 +84,21 @@ DEFAULT_PROPERTIES: dict[str, tuple[str, ...]] = {
         "hs_object_id",
     ),
     "notes": ("hs_createdate", "hs_lastmodifieddate", "hs_object_id"),
+    "contacts": (
+        "firstname",
+        "lastname",
+        "email",
+        "lastmodifieddate",
+        "hs_object_id",
+        "createdate",
+    ),
 }
 # Free-text search (`query`) looks in these properties.
 QUERY_PROPERTIES: dict[str, tuple[str, ...]] = {
     "companies": ("name", "domain"),
     "deals": ("dealname",),
     "notes": ("hs_note_body",),
+    "contacts": ("firstname", "lastname", "email"),
 }
 
 DEAL_STAGES: tuple[str, ...] = (
@@ -85,6 +120,12 @@ ASSOCIATION_TYPES: dict[tuple[str, str], tuple[int, ...]] = {
     ("deals", "notes"): (213,),
     ("deals", "companies"): (341, 5),
     ("companies", "deals"): (342, 6),
+    ("contacts", "companies"): (279, 1),
+    ("companies", "contacts"): (280, 2),
+    ("deals", "contacts"): (3,),
+    ("contacts", "deals"): (4,),
+    ("notes", "contacts"): (202,),
+    ("contacts", "notes"): (201,),
 }
 REVERSE_TYPE: dict[int, int] = {
     190: 189,
@@ -95,8 +136,16 @@ REVERSE_TYPE: dict[int, int] = {
     342: 341,
     5: 6,
     6: 5,
+    279: 280,
+    280: 279,
+    1: 2,
+    2: 1,
+    3: 4,
+    4: 3,
+    202: 201,
+    201: 202,
 }
-TYPE_LABELS: dict[int, str | None] = {5: "Primary", 6: "Primary"}
+TYPE_LABELS: dict[int, str | None] = {5: "Primary", 6: "Primary", 1: "Primary", 2: "Primary"}
 # The v3 associations API names a type instead of numbering it: the primary (labelled) type keeps
 # the plain name, the unlabelled one of the same pair gets ``_unlabeled``.
 V3_TYPE_NAMES: dict[int, str] = {
@@ -104,6 +153,10 @@ V3_TYPE_NAMES: dict[int, str] = {
     6: "company_to_deal",
     341: "deal_to_company_unlabeled",
     342: "company_to_deal_unlabeled",
+    1: "contact_to_company",
+    2: "company_to_contact",
+    279: "contact_to_company_unlabeled",
+    280: "company_to_contact_unlabeled",
 }
 
 
@@ -145,8 +198,14 @@ class PropertyDef:
     read_only: bool = False
     hubspot_defined: bool = True
     options: tuple[str, ...] = ()
+    option_labels: tuple[str, ...] = ()  # same order as ``options``; empty = titled values
     display_order: int = -1
     created_ms: int = 0
+
+    def option_label(self, index: int) -> str:
+        if index < len(self.option_labels):
+            return self.option_labels[index]
+        return self.options[index].title()
 
     def to_json(self, object_type: str) -> dict[str, object]:
         created = iso_from_ms(self.created_ms) if self.created_ms else "2019-08-06T02:43:01.000Z"
@@ -158,7 +217,7 @@ class PropertyDef:
             "description": self.description,
             "groupName": self.group_name or _default_group(object_type),
             "options": [
-                {"label": o.title(), "value": o, "displayOrder": i, "hidden": False}
+                {"label": self.option_label(i), "value": o, "displayOrder": i, "hidden": False}
                 for i, o in enumerate(self.options)
             ],
             "displayOrder": self.display_order,
@@ -185,6 +244,7 @@ def _default_group(object_type: str) -> str:
         "companies": "companyinformation",
         "deals": "dealinformation",
         "notes": "engagement",
+        "contacts": "contactinformation",
     }[object_type]
 
 
@@ -192,6 +252,7 @@ DEFAULT_GROUPS: dict[str, tuple[tuple[str, str], ...]] = {
     "companies": (("companyinformation", "Company information"),),
     "deals": (("dealinformation", "Deal information"),),
     "notes": (("engagement", "Engagement"),),
+    "contacts": (("contactinformation", "Contact information"),),
 }
 
 
@@ -258,10 +319,38 @@ BUILTIN_PROPERTIES: dict[str, tuple[PropertyDef, ...]] = {
         _p("hs_timestamp", "datetime", "date"),
         _p("hs_attachment_ids", "enumeration", "checkbox"),
     ),
+    "contacts": (
+        *_COMMON,
+        _p("createdate", "datetime", "date", read_only=True),
+        _p("lastmodifieddate", "datetime", "date", read_only=True),
+        _p("firstname"),
+        _p("lastname"),
+        _p("email", has_unique_value=True),
+        _p("phone", "string", "phonenumber"),
+        _p("company"),
+        _p("jobtitle"),
+        _p(
+            "lifecyclestage",
+            "enumeration",
+            "radio",
+            options=(
+                "subscriber",
+                "lead",
+                "marketingqualifiedlead",
+                "salesqualifiedlead",
+                "opportunity",
+                "customer",
+                "evangelist",
+                "other",
+            ),
+        ),
+    ),
 }
 
 # Properties whose value the emulator derives; never stored from a request.
-COMPUTED = frozenset({"hs_object_id", "hs_lastmodifieddate", "createdate", "hs_createdate"})
+COMPUTED = frozenset(
+    {"hs_object_id", "hs_lastmodifieddate", "lastmodifieddate", "createdate", "hs_createdate"}
+)
 
 
 class InvalidValue(Exception):

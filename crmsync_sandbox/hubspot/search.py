@@ -152,7 +152,7 @@ def _column(object_type: str, name: str, props: dict[str, PropertyDef]) -> tuple
     """SQL expression of a property and the kind used to compare it."""
     if name == schema.ID_PROPERTY:
         return "id", "int"
-    if name == schema.MODIFIED_PROPERTY:
+    if schema.is_modified_property(object_type, name):
         return "modified_ms", "ms"
     if name == schema.CREATED_PROPERTY[object_type] or name == "createdate":
         return "created_ms", "ms"

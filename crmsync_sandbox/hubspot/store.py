@@ -38,7 +38,7 @@ class Row:
         """The property value as HubSpot returns it (derived ones included)."""
         if name == schema.ID_PROPERTY:
             return str(self.id)
-        if name == schema.MODIFIED_PROPERTY:
+        if schema.is_modified_property(self.object_type, name):
             return schema.iso_from_ms(self.modified_ms)
         if name == schema.CREATED_PROPERTY[self.object_type]:
             return schema.iso_from_ms(self.created_ms)
@@ -49,6 +49,7 @@ class Row:
         for name in (
             schema.ID_PROPERTY,
             schema.MODIFIED_PROPERTY,
+            schema.modified_property(self.object_type),
             schema.CREATED_PROPERTY[self.object_type],
         ):
             out[name] = self.value(name)
@@ -142,8 +143,10 @@ class Store:
                 group_name=data.get("groupName", ""),
                 description=data.get("description", ""),
                 has_unique_value=bool(data.get("hasUniqueValue", False)),
-                hubspot_defined=False,
+                hubspot_defined=bool(data.get("hubspotDefined", False)),
                 options=tuple(data.get("options", ())),
+                option_labels=tuple(data.get("optionLabels", ())),
+                display_order=int(data.get("displayOrder", -1)),
                 created_ms=int(data.get("createdMs", 0)),
             )
             self._props[object_type][prop.name] = prop
@@ -185,6 +188,9 @@ class Store:
                     "description": prop.description,
                     "hasUniqueValue": prop.has_unique_value,
                     "options": list(prop.options),
+                    "optionLabels": list(prop.option_labels),
+                    "displayOrder": prop.display_order,
+                    "hubspotDefined": prop.hubspot_defined,
                     "createdMs": prop.created_ms,
                 }
                 self.db.execute(
@@ -525,6 +531,16 @@ class Store:
         with self.lock:
             self.db.executemany("INSERT OR REPLACE INTO hs_owner VALUES (?, ?, ?, ?, ?)", owners)
             self.db.commit()
+
+    def owner(self, owner_id: int) -> tuple[int, str, str, str, int] | None:
+        with self.lock:
+            row = self.db.execute(
+                "SELECT id, email, first_name, last_name, created_ms FROM hs_owner WHERE id = ?",
+                (owner_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return (int(row[0]), str(row[1]), str(row[2]), str(row[3]), int(row[4]))
 
     def owners(self, after: int, limit: int) -> list[tuple[int, str, str, str, int]]:
         with self.lock:

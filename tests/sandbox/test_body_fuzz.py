@@ -25,6 +25,7 @@ from starlette.testclient import TestClient
 
 from crmsync_sandbox import Sandbox, SandboxConfig
 from crmsync_sandbox.control import control_routes
+from crmsync_sandbox.fallback import exception_handlers
 from crmsync_sandbox.middleware import SandboxMiddleware
 
 EXAMPLES_PER_ROUTE = 15
@@ -89,7 +90,69 @@ ACCOUNT = {"Name": "Acme", "Website": "acme.test", "NumberOfEmployees": 3}
 
 # Valid example bodies per route (a regex on "METHOD template"); the fuzz replaces one value, at
 # any depth, with a value of another type.
+V4_CREATE = {
+    "inputs": [
+        {
+            "from": {"id": "30000000001"},
+            "to": {"id": COMPANY},
+            "types": [{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 190}],
+        }
+    ]
+}
+V4_ARCHIVE = {"inputs": [{"from": {"id": "30000000001"}, "to": [{"id": COMPANY}]}]}
+PROPERTY_PATCH = {
+    "label": "L",
+    "groupName": "dealinformation",
+    "type": "enumeration",
+    "fieldType": "select",
+    "displayOrder": 3,
+    "options": [{"label": "A", "value": "a", "displayOrder": 1, "hidden": False}],
+}
+SF_SUBREQUEST = {
+    "method": "PATCH",
+    "url": "/services/data/v59.0/sobjects/Account/001000000000000AAA",
+    "referenceId": "r1",
+    "body": {"Name": "A"},
+}
 EXAMPLES: list[tuple[str, list[Any]]] = [
+    (r"POST /crm/v4/associations/.*/batch/create", [V4_CREATE]),
+    (r"POST /crm/v4/associations/.*/batch/archive", [V4_ARCHIVE]),
+    (r"PATCH /crm/v3/properties/", [PROPERTY_PATCH]),
+    (
+        r"POST .*/composite/batch",
+        [
+            {
+                "haltOnError": False,
+                "batchRequests": [
+                    {"method": "GET", "url": "v59.0/sobjects/Account/describe"},
+                    {"method": "POST", "url": "v59.0/sobjects/Account", "richInput": ACCOUNT},
+                ],
+            }
+        ],
+    ),
+    (
+        r"POST .*/composite$",
+        [
+            {
+                "allOrNone": True,
+                "collateSubrequests": False,
+                "compositeRequest": [
+                    {
+                        **SF_SUBREQUEST,
+                        "method": "POST",
+                        "url": "/services/data/v59.0/sobjects/Account",
+                        "body": ACCOUNT,
+                    },
+                    SF_SUBREQUEST,
+                    {
+                        "method": "GET",
+                        "url": "/services/data/v59.0/sobjects/Account/@{r1.id}",
+                        "referenceId": "r2",
+                    },
+                ],
+            }
+        ],
+    ),
     (r"PUT .*/associations/default/", [{}]),
     (
         r"PUT .*/associations/",
@@ -207,6 +270,7 @@ def _param_values(sb: Sandbox) -> dict[str, list[str]]:
         "to_id": [COMPANY, "20000000001", "abc"],
         "name": ["name", "companyinformation", "nope"],  # first: the values the sweep uses
         "crm": ["salesforce", "hubspot", "nope"],
+        "owner_id": ["70000001", "123", "abc"],
     }
 
 
@@ -222,7 +286,8 @@ def _in_process_app(sb: Sandbox) -> SandboxMiddleware:
     routes: list[BaseRoute] = list(control_routes(sb.ctx, sb.info.to_dict))
     for emulator in sb.ctx.emulators.values():
         routes.extend(emulator.routes())
-    return SandboxMiddleware(Starlette(routes=routes), sb.ctx, routes)
+    app = Starlette(routes=routes, exception_handlers=dict(exception_handlers()))
+    return SandboxMiddleware(app, sb.ctx, routes)
 
 
 def _routes(app: SandboxMiddleware) -> list[tuple[str, str]]:
@@ -258,7 +323,7 @@ def assert_crm_error_shape(path: str, status: int, body: Any) -> None:
             assert isinstance(entry["message"], str), body
             assert isinstance(entry["errorCode"], str), body
             assert isinstance(entry.get("fields", []), list), body
-    elif path.startswith("/crm/"):
+    elif path.startswith(("/crm/", "/crm-object-schemas/")):
         assert body["status"] == "error", body
         assert isinstance(body["message"], str), body
         assert isinstance(body["correlationId"], str), body
@@ -315,7 +380,7 @@ def _headers(sb: Sandbox, path: str) -> dict[str, str]:
     headers = {"Content-Type": "application/json"}
     if path.startswith("/services/"):
         headers["Authorization"] = f"Bearer {sb.info.salesforce.access_token}"
-    elif path.startswith("/crm/"):
+    elif path.startswith(("/crm/", "/crm-object-schemas/")):
         headers["Authorization"] = f"Bearer {sb.info.hubspot.access_token}"
     return headers
 
