@@ -21,6 +21,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from app.auth_modes import (
+    HubSpotAuth,
+    HubSpotAuthFields,
+    SalesforceAuth,
+    SalesforceAuthFields,
+    hubspot_mode,
+    hubspot_problems,
+    salesforce_login_url,
+    salesforce_mode,
+    salesforce_problems,
+)
+
 CrmName = Literal["salesforce", "hubspot"]
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/crmsync.db"
@@ -94,15 +106,25 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     database_url: str = DEFAULT_DATABASE_URL
 
+    # Salesforce: the flow (app.auth_modes; inferred when unset) and its credentials.
+    salesforce_auth: SalesforceAuth | None = None
+    salesforce_login_url: str | None = None
     salesforce_instance_url: str | None = None
     salesforce_api_version: str = "59.0"
     salesforce_client_id: str | None = None
     salesforce_client_secret: SecretStr | None = None
+    salesforce_username: str | None = None
+    salesforce_private_key_file: Path | None = None
+    salesforce_refresh_token: SecretStr | None = None
     salesforce_access_token: SecretStr | None = None
     salesforce_organization_id: str | None = None
 
+    hubspot_auth: HubSpotAuth | None = None
     hubspot_base_url: str = DEFAULT_HUBSPOT_BASE_URL
     hubspot_access_token: SecretStr | None = None
+    hubspot_client_id: str | None = None
+    hubspot_client_secret: SecretStr | None = None
+    hubspot_refresh_token: SecretStr | None = None
     hubspot_app_secret: SecretStr | None = None
 
     ca_bundle: Path | None = None
@@ -118,7 +140,22 @@ class Settings(BaseSettings):
 
     sync: SyncSettings = SyncSettings()
 
-    @field_validator("salesforce_instance_url", "hubspot_base_url")
+    @field_validator("salesforce_auth", "hubspot_auth", mode="before")
+    @classmethod
+    def _blank_auth_is_unset(cls, value: str | None) -> str | None:
+        """``CRMSYNC_SALESFORCE_AUTH=`` (empty, as templates leave it) means "infer"."""
+        if value is None or not str(value).strip():
+            return None
+        return str(value).strip().lower()
+
+    @field_validator("salesforce_private_key_file", mode="before")
+    @classmethod
+    def _blank_path_is_unset(cls, value: str | Path | None) -> Path | None:
+        if value is None or not str(value).strip():
+            return None
+        return Path(str(value).strip()).expanduser()
+
+    @field_validator("salesforce_instance_url", "salesforce_login_url", "hubspot_base_url")
     @classmethod
     def _normalise_url(cls, value: str | None) -> str | None:
         """Strip a trailing slash: Salesforce answers 404 to ``//services/...``."""
@@ -175,16 +212,49 @@ class Settings(BaseSettings):
             )
         return value.expanduser()
 
-    @property
-    def salesforce_enabled(self) -> bool:
-        return self.salesforce_instance_url is not None and (
-            self.salesforce_access_token is not None
-            or (self.salesforce_client_id is not None and self.salesforce_client_secret is not None)
+    def _salesforce_fields(self) -> SalesforceAuthFields:
+        return SalesforceAuthFields(
+            auth=self.salesforce_auth,
+            login_url=self.salesforce_login_url,
+            instance_url=self.salesforce_instance_url,
+            client_id=self.salesforce_client_id or None,
+            client_secret=self.salesforce_client_secret is not None,
+            username=self.salesforce_username or None,
+            private_key_file=self.salesforce_private_key_file,
+            refresh_token=self.salesforce_refresh_token is not None,
+            access_token=self.salesforce_access_token is not None,
+        )
+
+    def _hubspot_fields(self) -> HubSpotAuthFields:
+        return HubSpotAuthFields(
+            auth=self.hubspot_auth,
+            access_token=self.hubspot_access_token is not None,
+            client_id=self.hubspot_client_id or None,
+            client_secret=self.hubspot_client_secret is not None,
+            refresh_token=self.hubspot_refresh_token is not None,
         )
 
     @property
+    def salesforce_auth_mode(self) -> SalesforceAuth | None:
+        """The Salesforce flow in use: ``CRMSYNC_SALESFORCE_AUTH`` or the one inferred."""
+        return salesforce_mode(self._salesforce_fields())
+
+    @property
+    def salesforce_token_url_base(self) -> str | None:
+        """Where token requests go (``CRMSYNC_SALESFORCE_LOGIN_URL`` or the flow's default)."""
+        return salesforce_login_url(self._salesforce_fields(), self.salesforce_auth_mode)
+
+    @property
+    def hubspot_auth_mode(self) -> HubSpotAuth | None:
+        return hubspot_mode(self._hubspot_fields())
+
+    @property
+    def salesforce_enabled(self) -> bool:
+        return self.salesforce_auth_mode is not None
+
+    @property
     def hubspot_enabled(self) -> bool:
-        return self.hubspot_access_token is not None
+        return self.hubspot_auth_mode is not None
 
     @property
     def enabled_crms(self) -> list[CrmName]:
@@ -199,6 +269,15 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @model_validator(mode="after")
+    def _complete_crm_auth(self) -> Settings:
+        """A half-configured flow stops start-up, naming each missing setting (exit 2)."""
+        problems = salesforce_problems(self._salesforce_fields())
+        problems += hubspot_problems(self._hubspot_fields())
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _refuse_insecure_prod(self) -> Settings:
@@ -224,24 +303,38 @@ class Settings(BaseSettings):
 
         if not self.enabled_crms:
             problems.append(
-                "no CRM configured: set CRMSYNC_SALESFORCE_INSTANCE_URL with credentials "
-                "or CRMSYNC_HUBSPOT_ACCESS_TOKEN"
+                "no CRM configured: set the Salesforce credentials (CRMSYNC_SALESFORCE_AUTH and "
+                "its settings, e.g. CRMSYNC_SALESFORCE_CLIENT_ID and "
+                "CRMSYNC_SALESFORCE_CLIENT_SECRET) or HubSpot's (CRMSYNC_HUBSPOT_ACCESS_TOKEN)"
             )
-        if self.salesforce_instance_url is not None:
-            if self.salesforce_access_token is None:
-                check("SALESFORCE_CLIENT_SECRET", self.salesforce_client_secret, required=True)
-                if self.salesforce_client_id is None:
-                    problems.append("CRMSYNC_SALESFORCE_CLIENT_ID is missing")
-            else:
-                check("SALESFORCE_ACCESS_TOKEN", self.salesforce_access_token, required=True)
-                check("SALESFORCE_CLIENT_SECRET", self.salesforce_client_secret, required=False)
+        sf_mode = self.salesforce_auth_mode
+        if sf_mode is None and (self.salesforce_instance_url or self.salesforce_login_url):
+            problems.append(
+                "a Salesforce URL is set but no credentials: set CRMSYNC_SALESFORCE_CLIENT_ID "
+                "and CRMSYNC_SALESFORCE_CLIENT_SECRET, or another flow (CRMSYNC_SALESFORCE_AUTH)"
+            )
+        if sf_mode == "session":
+            # A pasted session id dies within hours and nothing can renew it: tests only.
+            problems.append(
+                "CRMSYNC_SALESFORCE_AUTH=session is for tests only: use jwt, refresh_token or "
+                "client_credentials"
+            )
+        if sf_mode is not None:
+            check("SALESFORCE_CLIENT_SECRET", self.salesforce_client_secret, required=False)
+            check("SALESFORCE_REFRESH_TOKEN", self.salesforce_refresh_token, required=False)
+            check("SALESFORCE_ACCESS_TOKEN", self.salesforce_access_token, required=False)
             if not self.salesforce_organization_id:
                 problems.append(
                     "CRMSYNC_SALESFORCE_ORGANIZATION_ID is missing "
                     "(outbound messages are checked against it)"
                 )
-        if self.hubspot_access_token is not None:
-            check("HUBSPOT_ACCESS_TOKEN", self.hubspot_access_token, required=True)
+        hs_mode = self.hubspot_auth_mode
+        if hs_mode is not None:
+            if hs_mode == "private_app":
+                check("HUBSPOT_ACCESS_TOKEN", self.hubspot_access_token, required=True)
+            else:
+                check("HUBSPOT_CLIENT_SECRET", self.hubspot_client_secret, required=True)
+                check("HUBSPOT_REFRESH_TOKEN", self.hubspot_refresh_token, required=True)
             check("HUBSPOT_APP_SECRET", self.hubspot_app_secret, required=True)
         check("ADMIN_BOOTSTRAP_KEY", self.admin_bootstrap_key, required=False)
         if self.ca_bundle is not None and not self.ca_bundle.is_file():

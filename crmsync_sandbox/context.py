@@ -48,6 +48,12 @@ class SandboxConfig:
     sf_client_id: str = "sandbox-client-id"
     sf_client_secret: str = "sandbox-client-secret"
     sf_organization_id: str = "00D000000000001AAA"
+    # OAuth (crm-api.md A.3.1): the integration user the JWT bearer flow logs in as, the refresh
+    # token of a web-server install, and the certificate uploaded to the connected app (PEM
+    # certificate or public key; None = a key pair generated under the sandbox's own dir).
+    sf_username: str = "integration@crmsync-sandbox.example"
+    sf_refresh_token: str = "5Aep861sandbox.refresh.token.000001"
+    sf_jwt_certificate: Path | None = None
     sf_daily_api_limit: int = 1_000_000
     sf_custom_fields: dict[str, dict[str, str]] = field(
         default_factory=dict
@@ -56,6 +62,12 @@ class SandboxConfig:
     hs_access_token: str = "pat-na1-sandbox-token"
     hs_app_secret: str = "sandbox-app-secret"
     hs_portal_id: int = 62515
+    # OAuth app (crm-api.md B.2.1): its credentials, the refresh token of its install, and the
+    # lifetime of the access tokens it issues (HubSpot: 30 minutes).
+    hs_client_id: str = "5f0c7a52-0000-4000-8000-sandboxclient"
+    hs_client_secret: str = "9b2d1e44-0000-4000-8000-sandboxsecret"
+    hs_refresh_token: str = "na1-5a1e-0000-4000-8000-sandboxrefresh"
+    hs_token_lifetime_s: int = 1800
     hs_rate_limits: bool = True
     hs_burst_max: int = 190  # requests per rolling window
     hs_burst_window_ms: int = 10_000

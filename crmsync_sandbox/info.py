@@ -10,8 +10,32 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["ENV_FILE_HEADER", "HubSpotInfo", "SalesforceInfo", "SandboxInfo", "written_by_sandbox"]
+__all__ = [
+    "ENV_FILE_HEADER",
+    "HubSpotInfo",
+    "SalesforceInfo",
+    "SandboxInfo",
+    "my_domain_url",
+    "written_by_sandbox",
+]
+
+# The two names of the loopback interface that the test certificate covers (tls.py).
+_LOOPBACK_NAMES = {"127.0.0.1": "localhost", "localhost": "127.0.0.1"}
+
+
+def my_domain_url(login_url: str) -> str:
+    """The sandbox org's instance URL, distinct from its login host as a My Domain is from
+    ``login.salesforce.com``: ``https://127.0.0.1:PORT`` logs in, ``https://localhost:PORT``
+    serves the data (same server; the certificate names both). Other hosts have no second name
+    and keep one URL."""
+    parts = urlsplit(login_url)
+    other = _LOOPBACK_NAMES.get(parts.hostname or "")
+    if other is None or parts.port is None:
+        return login_url
+    return f"{parts.scheme}://{other}:{parts.port}"
+
 
 #: First line of every env file the sandbox writes: ``crmsync sandbox`` overwrites a file only
 #: when it starts with this line (or the header of earlier versions), so a user's own ``.env``
@@ -33,20 +57,28 @@ def written_by_sandbox(path: Path) -> bool:
 
 @dataclass(frozen=True)
 class SalesforceInfo:
-    instance_url: str
+    instance_url: str  # the org's My Domain: data calls (and the session id's instance)
     api_version: str
-    access_token: str
+    access_token: str  # a session id, valid until /__sandbox/tokens/expire
     client_id: str
     client_secret: str
     organization_id: str
+    login_url: str = ""  # where POST /services/oauth2/token goes (login.salesforce.com's role)
+    username: str = ""  # the integration user (JWT ``sub``)
+    refresh_token: str = ""  # refresh-token flow
+    jwt_private_key_file: str | None = None  # signs JWT assertions (None: the user's own key)
+    jwt_certificate_file: str = ""  # the certificate the sandbox's connected app checks
 
 
 @dataclass(frozen=True)
 class HubSpotInfo:
     base_url: str
-    access_token: str
+    access_token: str  # private app token
     app_secret: str
     portal_id: int
+    client_id: str = ""  # OAuth app
+    client_secret: str = ""
+    refresh_token: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +95,7 @@ class SandboxInfo:
         """The crmsync settings that point it at this sandbox."""
         sf, hs = self.salesforce, self.hubspot
         return {
+            "CRMSYNC_SALESFORCE_LOGIN_URL": sf.login_url or sf.instance_url,
             "CRMSYNC_SALESFORCE_INSTANCE_URL": sf.instance_url,
             "CRMSYNC_SALESFORCE_API_VERSION": sf.api_version,
             "CRMSYNC_SALESFORCE_CLIENT_ID": sf.client_id,

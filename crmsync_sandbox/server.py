@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -43,7 +44,8 @@ from crmsync_sandbox.context import CrmEmulator, SandboxConfig, SandboxContext
 from crmsync_sandbox.control import control_routes
 from crmsync_sandbox.fallback import exception_handlers
 from crmsync_sandbox.faults import Faults, parse_fault_spec
-from crmsync_sandbox.info import HubSpotInfo, SalesforceInfo, SandboxInfo
+from crmsync_sandbox.info import HubSpotInfo, SalesforceInfo, SandboxInfo, my_domain_url
+from crmsync_sandbox.jwtkeys import make_jwt_keys
 from crmsync_sandbox.middleware import SandboxMiddleware
 from crmsync_sandbox.seed import SeedPlan
 from crmsync_sandbox.stats import Stats
@@ -142,6 +144,7 @@ class Sandbox:
         self._session: requests.Session | None = None
         self._ctx: SandboxContext | None = None
         self._info: SandboxInfo | None = None
+        self._jwt_private_key: Path | None = None  # generated for the JWT flow, if we made it
 
     # -- public -------------------------------------------------------------------------------
 
@@ -251,6 +254,11 @@ class Sandbox:
             state_dir = Path(self._tempdir.name)
             db_path = ":memory:"
         tls = make_tls_files(state_dir / "tls")
+        if config.sf_jwt_certificate is None:
+            # The connected app's certificate, and the key a client signs with: our own dir.
+            keys = make_jwt_keys(state_dir / "oauth")
+            self._jwt_private_key = keys.private_key_file
+            config = self.config = replace(config, sf_jwt_certificate=keys.certificate_file)
 
         db = sqlite3.connect(db_path, check_same_thread=False)
         if db_path != ":memory:":
@@ -278,7 +286,7 @@ class Sandbox:
             clock=clock,
             stats=Stats(),
             faults=faults,
-            tokens=Tokens(config),
+            tokens=Tokens(config, clock.now),
             outbox=outbox,
         )
         self._ctx = ctx
@@ -366,20 +374,29 @@ class Sandbox:
 
     def _make_info(self, ca_file: str) -> SandboxInfo:
         config, base = self.config, self.ctx.base_url
+        key = self._jwt_private_key
         return SandboxInfo(
             salesforce=SalesforceInfo(
-                instance_url=base,
+                instance_url=my_domain_url(base),
                 api_version=config.sf_api_version,
                 access_token=config.sf_access_token,
                 client_id=config.sf_client_id,
                 client_secret=config.sf_client_secret,
                 organization_id=config.sf_organization_id,
+                login_url=base,
+                username=config.sf_username,
+                refresh_token=config.sf_refresh_token,
+                jwt_private_key_file=str(key) if key is not None else None,
+                jwt_certificate_file=str(config.sf_jwt_certificate or ""),
             ),
             hubspot=HubSpotInfo(
                 base_url=base,
                 access_token=config.hs_access_token,
                 app_secret=config.hs_app_secret,
                 portal_id=config.hs_portal_id,
+                client_id=config.hs_client_id,
+                client_secret=config.hs_client_secret,
+                refresh_token=config.hs_refresh_token,
             ),
             ca_file=ca_file,
             control_url=f"{base}/__sandbox",

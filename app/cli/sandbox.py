@@ -54,6 +54,7 @@ def build_config(
     faults: list[str],
     custom_fields: list[str],
     emit_seed_webhooks: bool = False,
+    jwt_certificate: Path | None = None,
 ) -> SandboxConfig:
     """The CLI flags as a :class:`SandboxConfig`; bad values raise ``typer.BadParameter``."""
     for spec in faults:
@@ -81,6 +82,7 @@ def build_config(
         webhook_url_salesforce=salesforce_webhook_url,
         faults=list(faults),
         emit_seed_webhooks=emit_seed_webhooks,
+        sf_jwt_certificate=jwt_certificate,
     )
 
 
@@ -137,6 +139,13 @@ def sandbox(
     custom_field: list[str] = typer.Option(
         [], "--custom-field", help="Custom field, repeatable: 'Account.Foo__c:double'."
     ),
+    jwt_certificate: Path | None = typer.Option(
+        None,
+        exists=True,
+        dir_okay=False,
+        help="Certificate (or public key) PEM that Salesforce JWTs must be signed for, as "
+        "uploaded to a connected app; default: a pair generated in the sandbox's own dir.",
+    ),
 ) -> None:
     """Serve emulated Salesforce and HubSpot APIs over HTTPS on one port, until Ctrl-C."""
     from crmsync_sandbox.server import PortUnavailableError, Sandbox
@@ -155,6 +164,7 @@ def sandbox(
         faults=fault,
         custom_fields=custom_field,
         emit_seed_webhooks=emit_seed_webhooks,
+        jwt_certificate=jwt_certificate,
     )
     box = Sandbox(config, info_file=info_file, env_file=env_file)
     stop = threading.Event()
@@ -191,13 +201,21 @@ def _print_facts(info: SandboxInfo, info_file: Path, env_file: Path | None) -> N
     sf, hs = info.salesforce, info.hubspot
     lines = [
         "crmsync sandbox is serving (Ctrl-C to stop)",
+        f"salesforce_login_url: {sf.login_url}",
         f"salesforce_instance_url: {sf.instance_url}",
         f"salesforce_api_version: {sf.api_version}",
         f"salesforce_access_token: {sf.access_token}",
         f"salesforce_client_id: {sf.client_id}",
         f"salesforce_client_secret: {sf.client_secret}",
+        f"salesforce_username: {sf.username}",
+        f"salesforce_refresh_token: {sf.refresh_token}",
+        f"salesforce_private_key_file: {sf.jwt_private_key_file or '(your own key)'}",
+        f"salesforce_jwt_certificate: {sf.jwt_certificate_file}",
         f"hubspot_base_url: {hs.base_url}",
         f"hubspot_access_token: {hs.access_token}",
+        f"hubspot_client_id: {hs.client_id}",
+        f"hubspot_client_secret: {hs.client_secret}",
+        f"hubspot_refresh_token: {hs.refresh_token}",
         f"hubspot_app_secret: {hs.app_secret}",
         f"ca_file: {info.ca_file}",
         f"control_url: {info.control_url}",

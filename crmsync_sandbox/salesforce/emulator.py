@@ -10,15 +10,11 @@ request is authenticated (401 ``INVALID_SESSION_ID``), counted against ``sf_dail
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -29,6 +25,7 @@ from starlette.routing import Route as StarletteRoute
 from crmsync_sandbox.context import CrmName, SandboxContext
 from crmsync_sandbox.salesforce.bulk import Bulk
 from crmsync_sandbox.salesforce.http import ApiError, Call, Handler, json_response
+from crmsync_sandbox.salesforce.oauth import SalesforceOAuth
 from crmsync_sandbox.salesforce.rest import Rest
 from crmsync_sandbox.salesforce.schema import (
     CLOSED_WON,
@@ -62,8 +59,7 @@ class SalesforceEmulator:
 
     def routes(self) -> list[BaseRoute]:
         out: list[BaseRoute] = []
-        for path in ("/services/oauth2/token", "/services/oauth2/token/"):
-            out.append(StarletteRoute(path, self.token, methods=["POST"], name="sf_token"))
+        out.extend(SalesforceOAuth(self).routes())  # token grants and userinfo (oauth.py)
         for path in ("/services/data", "/services/data/"):
             out.append(StarletteRoute(path, self.versions, methods=["GET"], name="sf_versions"))
         table: list[tuple[str, Handler]] = [
@@ -167,52 +163,6 @@ class SalesforceEmulator:
             ]
         )
 
-    # ---- OAuth ----------------------------------------------------------------------------
-
-    async def token(self, request: Request) -> Response:
-        body = (await request.body()).decode("utf-8", "replace")
-        form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
-        cfg = self.ctx.config
-        grant = form.get("grant_type", "")
-        client_id = form.get("client_id")
-        client_secret = form.get("client_secret")
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                decoded = base64.b64decode(auth[6:].strip()).decode("utf-8")
-            except ValueError:
-                return _oauth_error("invalid_client", "invalid client credentials")
-            client_id, _, client_secret = decoded.partition(":")
-        if grant not in ("client_credentials", "password"):
-            return _oauth_error("unsupported_grant_type", "grant type not supported")
-        if client_id != cfg.sf_client_id:
-            return _oauth_error("invalid_client_id", "client identifier invalid")
-        if client_secret is None or not hmac.compare_digest(
-            client_secret.encode(), cfg.sf_client_secret.encode()
-        ):
-            return _oauth_error("invalid_client", "invalid client credentials")
-        if grant == "password" and not (form.get("username") and form.get("password")):
-            return _oauth_error("invalid_grant", "authentication failure")
-        issued_at = str(int(self.ctx.clock.now().timestamp() * 1000))
-        identity = f"https://login.salesforce.com/id/{cfg.sf_organization_id}/{self.api_user_id}"
-        signature = base64.b64encode(
-            hmac.new(
-                cfg.sf_client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256
-            ).digest()
-        ).decode()
-        answer: dict[str, Any] = {
-            "access_token": self.ctx.tokens.issue("salesforce"),
-            "signature": signature,
-            "scope": "api",
-            "instance_url": f"{request.url.scheme}://{request.url.netloc}",
-            "id": identity,
-            "token_type": "Bearer",
-            "issued_at": issued_at,
-        }
-        if grant == "client_credentials":
-            answer["token_format"] = "opaque"
-        return json_response(answer)
-
     # ---- CrmEmulator hooks ----------------------------------------------------------------
 
     def load_seed(self, plan: Any) -> None:
@@ -283,7 +233,3 @@ def _invalid_session() -> Response:
     return json_response(
         [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}], 401
     )
-
-
-def _oauth_error(error: str, description: str) -> Response:
-    return json_response({"error": error, "error_description": description}, 400)

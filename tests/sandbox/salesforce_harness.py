@@ -163,7 +163,7 @@ def serve(tmp: Path, *, accounts: int = 0, **config: Any) -> Iterator[Server]:
     if accounts:
         emulator.load_seed(TinyPlan(accounts))  # type: ignore[arg-type]
     ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1")
+    cert = ca.issue_cert("127.0.0.1", "localhost")  # login host and My Domain-style instance
     ca_file = tmp / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     key_file = tmp / "server.pem"

@@ -27,11 +27,19 @@ def _hs(core: Sandbox) -> dict[str, str]:
 def test_serves_https_verified_against_the_test_ca(
     core: Sandbox, core_http: requests.Session
 ) -> None:
-    base = core.info.salesforce.instance_url
+    base = core.info.salesforce.login_url
     assert base.startswith("https://127.0.0.1:")
     assert int(base.rsplit(":", 1)[1]) > 0
     assert core.info.hubspot.base_url == base
     assert core.info.control_url == base + "/__sandbox"
+    # The org's instance is another name of the same server, as a My Domain is not the login
+    # host; the certificate covers both names.
+    assert core.info.salesforce.instance_url == base.replace("127.0.0.1", "localhost")
+    assert core_http.get(
+        core.info.salesforce.instance_url + SF_QUERY,
+        params={"q": "SELECT Id FROM Account"},
+        headers=_sf(core),
+    ).ok
 
     response = core_http.get(
         base + SF_QUERY, params={"q": "SELECT Id FROM Account"}, headers=_sf(core)
@@ -196,15 +204,23 @@ def test_state_dir_keeps_data_and_files(tmp_path: Path, fake_emulators: list[Any
                 "client_id": config.sf_client_id,
                 "client_secret": config.sf_client_secret,
                 "organization_id": config.sf_organization_id,
+                "login_url": sb.info.salesforce.login_url,
+                "username": config.sf_username,
+                "refresh_token": config.sf_refresh_token,
+                "jwt_private_key_file": str(tmp_path / "state" / "oauth" / "jwt-private-key.pem"),
+                "jwt_certificate_file": str(tmp_path / "state" / "oauth" / "jwt-certificate.pem"),
             },
             "hubspot": {
                 "base_url": sb.info.hubspot.base_url,
                 "access_token": config.hs_access_token,
                 "app_secret": config.hs_app_secret,
                 "portal_id": config.hs_portal_id,
+                "client_id": config.hs_client_id,
+                "client_secret": config.hs_client_secret,
+                "refresh_token": config.hs_refresh_token,
             },
             "ca_file": str(tmp_path / "state" / "tls" / "ca.pem"),
-            "control_url": sb.info.salesforce.instance_url + "/__sandbox",
+            "control_url": sb.info.salesforce.login_url + "/__sandbox",
         }
         env = dict(
             line.split("=", 1)
@@ -212,6 +228,7 @@ def test_state_dir_keeps_data_and_files(tmp_path: Path, fake_emulators: list[Any
             if line and not line.startswith("#")
         )
         assert env == {
+            "CRMSYNC_SALESFORCE_LOGIN_URL": sb.info.salesforce.login_url,
             "CRMSYNC_SALESFORCE_INSTANCE_URL": sb.info.salesforce.instance_url,
             "CRMSYNC_SALESFORCE_API_VERSION": "59.0",
             "CRMSYNC_SALESFORCE_CLIENT_ID": config.sf_client_id,

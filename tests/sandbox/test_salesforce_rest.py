@@ -322,7 +322,8 @@ def test_client_credentials_login(srv: Server) -> None:
         domain=f"127.0.0.1:{srv.port}/services/oauth2/token#",
         session=srv.session(),
     )
-    assert sf.sf_instance == f"127.0.0.1:{srv.port}"
+    # The answer names the org's own instance (My Domain style), not the login host.
+    assert sf.sf_instance == f"localhost:{srv.port}"
     assert sf.query("SELECT COUNT() FROM User")["totalSize"] == 3
     with pytest.raises(SalesforceAuthenticationFailed):
         Salesforce(
@@ -349,7 +350,7 @@ def test_password_grant_and_form_credentials(srv: Server) -> None:
     )
     assert ok.status_code == 200
     body = ok.json()
-    assert body["instance_url"] == srv.url
+    assert body["instance_url"] == srv.url.replace("127.0.0.1", "localhost")
     assert body["token_type"] == "Bearer"
     bad = s.post(
         url,

@@ -97,9 +97,16 @@ def test_url_without_scheme_is_refused_with_the_field_named() -> None:
 
 def test_secrets_never_appear_in_repr_or_str() -> None:
     s = Settings(
+        hubspot_client_id="hs-app",
+        hubspot_client_secret=SecretStr("hs-client-supersecret"),
+        hubspot_refresh_token=SecretStr("na1-refresh-supersecret"),
         hubspot_access_token=SecretStr("pat-na1-supersecret"),
         hubspot_app_secret=SecretStr("app-supersecret"),
+        salesforce_auth="refresh_token",
+        salesforce_client_id="cid",
         salesforce_client_secret=SecretStr("sf-supersecret"),
+        salesforce_refresh_token=SecretStr("5Aep-supersecret"),
+        salesforce_access_token=SecretStr("00D!supersecret"),
         admin_bootstrap_key=SecretStr("key-supersecret"),
     )
     for text in (repr(s), str(s), repr(s.model_dump())):

@@ -1,17 +1,16 @@
 """Salesforce adapter: :class:`SalesforceClient` implements :class:`app.crm.base.CrmClient`.
 
-Authentication (crm-api.md A§1, A§3):
+Authentication (crm-api.md A§1, A§3, A§3.1; flows in :mod:`app.auth_modes`):
 
-* ``salesforce_access_token`` set: direct mode, ``Salesforce(instance_url, session_id, session)``.
-* otherwise client credentials: the adapter itself POSTs ``{instance_url}/services/oauth2/token``
-  (``grant_type=client_credentials`` with ``client_id``/``client_secret`` form fields), then builds
-  the direct-mode client with the returned token and ``instance_url``. This works on any My
-  Domain and on the sandbox alike, without simple-salesforce's ``domain`` tricks.
-* a 401 ``INVALID_SESSION_ID`` is answered by ONE refresh (client credentials) and a repeat of
-  the call; with a static token and no client credentials it is an ``auth`` error that names
-  ``CRMSYNC_SALESFORCE_ACCESS_TOKEN``. With both configured, the client credentials are the
-  documented refresh path (README "Configuration"): a rejected configured token is logged at
-  WARNING before the refresh, never replaced silently.
+* ``jwt``, ``refresh_token``, ``client_credentials``: :class:`~app.crm.salesforce.auth.TokenFetcher`
+  posts the grant to ``{login_url}/services/oauth2/token``; the data calls then go through
+  simple-salesforce in direct mode (``Salesforce(instance_url, session_id, session)``) at the
+  ``instance_url`` of the token answer (the org's My Domain), never at the login host.
+* ``session``: the configured session id and instance URL, used as they are (tests only).
+* A 401 ``INVALID_SESSION_ID`` is answered by ONE new token and a repeat of the call; with a
+  session there is nothing to renew, so it is an ``auth`` error naming
+  ``CRMSYNC_SALESFORCE_ACCESS_TOKEN``. An access token configured next to a renewable flow is
+  tried first; when it is rejected that is logged at WARNING before the new token, never silent.
 
 Incremental pulls (A§4, A§11): ``queryAll`` (so soft-deleted rows arrive with ``IsDeleted`` in
 the same stream) of ``SystemModstamp >= cursor - lookback ORDER BY SystemModstamp, Id``, paged
@@ -42,7 +41,6 @@ from typing import Any, TypeVar
 import requests
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
-    SalesforceAuthenticationFailed,
     SalesforceError,
     SalesforceExpiredSession,
     SalesforceOperationError,
@@ -54,6 +52,7 @@ from app.crm.budget import ApiBudget
 from app.crm.http import build_session
 from app.crm.retry import RetryPolicy, call_with_retry
 from app.crm.salesforce import soql
+from app.crm.salesforce.auth import CREDENTIAL_SETTINGS, TokenFetcher
 from app.crm.salesforce.errors import classify_salesforce
 from app.errors import (
     AuthError,
@@ -73,7 +72,6 @@ BULK_POLL_MAX_WAIT = 5.0  # seconds between Bulk job polls, at most
 BULK_POLL_TIMEOUT = 3600.0  # give up on a Bulk job that isn't complete after an hour
 _LOCATOR_GONE = {"INVALID_QUERY_LOCATOR", "NOT_FOUND"}
 ACCESS_TOKEN_SETTING = "CRMSYNC_SALESFORCE_ACCESS_TOKEN"
-CLIENT_CREDENTIALS_SETTINGS = "CRMSYNC_SALESFORCE_CLIENT_ID/CRMSYNC_SALESFORCE_CLIENT_SECRET"
 
 log = get_logger(__name__)
 
@@ -132,9 +130,11 @@ class SalesforceClient:
         sleep: Callable[[float], None] = time.sleep,
         policy: RetryPolicy | None = None,
     ) -> None:
-        if not settings.salesforce_instance_url:
+        mode = settings.salesforce_auth_mode
+        if mode is None:
             raise ConfigError(
-                "Salesforce is not configured: set CRMSYNC_SALESFORCE_INSTANCE_URL",
+                "Salesforce is not configured: set CRMSYNC_SALESFORCE_AUTH and its credentials "
+                "(README, Authentication)",
                 crm=CRM,
             )
         self.settings = settings
@@ -145,23 +145,26 @@ class SalesforceClient:
         self._timeout = settings.sync.request_timeout_seconds
         self._calls = 0
         self.budget = ApiBudget()
-        self._has_client_credentials = (
-            settings.salesforce_client_id is not None
-            and settings.salesforce_client_secret is not None
-        )
+        # None for a session: nothing can renew a pasted session id.
+        self._fetcher = TokenFetcher(settings, self._session) if mode != "session" else None
         self._sf: Salesforce | None = None
         self._token: str | None = (
             settings.salesforce_access_token.get_secret_value()
             if settings.salesforce_access_token is not None
             else None
         )
-        self._instance_url: str = settings.salesforce_instance_url
+        # Until a token answer names the org's instance, the configured one (session, or a
+        # token configured next to a renewable flow).
+        self._instance_url: str | None = settings.salesforce_instance_url
+        if self._token is not None and self._instance_url is None:
+            self._token = None  # a token without its instance cannot be used: fetch one
+        url = settings.salesforce_token_url_base or settings.salesforce_instance_url or ""
         self._endpoint = Endpoint(
-            url=settings.salesforce_instance_url,
-            url_setting="CRMSYNC_SALESFORCE_INSTANCE_URL",
-            credential_setting=CLIENT_CREDENTIALS_SETTINGS
-            if self._has_client_credentials
-            else ACCESS_TOKEN_SETTING,
+            url=url,
+            url_setting="CRMSYNC_SALESFORCE_INSTANCE_URL"
+            if mode == "session"
+            else "CRMSYNC_SALESFORCE_LOGIN_URL",
+            credential_setting=CREDENTIAL_SETTINGS[mode],
             ca_bundle=str(settings.ca_bundle) if settings.ca_bundle is not None else None,
         )
         # True while the token in use is the configured one (not one we fetched ourselves).
@@ -189,47 +192,26 @@ class SalesforceClient:
         self.close()
 
     def _fetch_token(self) -> None:
-        """Client-credentials token call (one HTTP request, counted by the caller)."""
-        assert self.settings.salesforce_client_id is not None
-        assert self.settings.salesforce_client_secret is not None
-        response = self._session.post(
-            f"{self.settings.salesforce_instance_url}/services/oauth2/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": self.settings.salesforce_client_id,
-                "client_secret": self.settings.salesforce_client_secret.get_secret_value(),
-            },
-            headers={"Accept": "application/json"},
-            timeout=self._timeout,
-        )
-        if response.status_code in (400, 401):
-            try:
-                body = response.json()
-            except ValueError:
-                body = {}
-            raise SalesforceAuthenticationFailed(
-                body.get("error", response.status_code), body.get("error_description")
-            )
-        if response.status_code >= 300:
-            exception_handler(response, name="oauth2/token")
-        body = response.json()
-        self._token = str(body["access_token"])
+        """One token request (counted by the caller); the answer's instance serves the data."""
+        assert self._fetcher is not None
+        token = self._fetcher.fetch()
+        self._token = token.access_token
+        self._instance_url = token.instance_url
         self._using_configured_token = False
-        self._instance_url = str(body.get("instance_url") or self._instance_url).rstrip("/")
         self._sf = None
 
     def _client(self) -> Salesforce:
         """The simple-salesforce client (direct mode), logging in first if needed."""
         if self._token is None:
-            if not self._has_client_credentials:
+            if self._fetcher is None:
                 raise AuthError(
-                    "no Salesforce credentials: set CRMSYNC_SALESFORCE_ACCESS_TOKEN or "
-                    "CRMSYNC_SALESFORCE_CLIENT_ID and CRMSYNC_SALESFORCE_CLIENT_SECRET",
+                    "no Salesforce credentials: set CRMSYNC_SALESFORCE_AUTH and its settings",
                     crm=CRM,
                 )
             self._count()
             self._fetch_token()
         if self._sf is None:
+            assert self._instance_url is not None
             self._sf = Salesforce(
                 instance_url=self._instance_url,
                 session_id=self._token,
@@ -250,13 +232,13 @@ class SalesforceClient:
             try:
                 return fn(sf)
             except SalesforceExpiredSession:
-                if not self._has_client_credentials:
+                if self._fetcher is None:
                     raise
                 if self._using_configured_token:
                     log.warning(
-                        "configured Salesforce access token rejected (401); "
-                        "fetching a new one with the client credentials",
+                        "configured Salesforce access token rejected (401); fetching a new one",
                         setting=ACCESS_TOKEN_SETTING,
+                        grant=self._fetcher.mode,
                     )
                 self._count()
                 self._fetch_token()
