@@ -39,7 +39,12 @@ def test_cli_process_serves_until_terminated(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "no info file within 30 s"
             time.sleep(0.05)
         info = json.loads(info_file.read_text())
-        assert info["salesforce"]["instance_url"] == info["hubspot"]["base_url"]
+        # One server: the Salesforce login host is HubSpot's; the org's instance is its other
+        # name (My Domain style).
+        assert info["salesforce"]["login_url"] == info["hubspot"]["base_url"]
+        assert info["salesforce"]["instance_url"] == info["salesforce"]["login_url"].replace(
+            "127.0.0.1", "localhost"
+        )
         assert "CRMSYNC_CA_BUNDLE=" + info["ca_file"] in env_file.read_text()
         with requests.Session() as s:
             s.trust_env = False
@@ -62,6 +67,9 @@ def test_cli_process_serves_until_terminated(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     lines = dict(line.split(": ", 1) for line in out.splitlines() if ": " in line)
     assert lines["salesforce_instance_url"] == info["salesforce"]["instance_url"]
+    assert lines["salesforce_login_url"] == info["salesforce"]["login_url"]
+    assert lines["salesforce_private_key_file"] == info["salesforce"]["jwt_private_key_file"]
+    assert lines["hubspot_refresh_token"] == info["hubspot"]["refresh_token"]
     assert lines["hubspot_base_url"] == info["hubspot"]["base_url"]
     assert lines["ca_file"] == info["ca_file"]
     assert lines["salesforce_access_token"] == info["salesforce"]["access_token"]
