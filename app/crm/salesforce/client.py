@@ -158,19 +158,29 @@ class SalesforceClient:
         self._instance_url: str | None = settings.salesforce_instance_url
         if self._token is not None and self._instance_url is None:
             self._token = None  # a token without its instance cannot be used: fetch one
-        url = settings.salesforce_token_url_base or settings.salesforce_instance_url or ""
-        self._endpoint = Endpoint(
-            url=url,
-            url_setting="CRMSYNC_SALESFORCE_INSTANCE_URL"
-            if mode == "session"
-            else "CRMSYNC_SALESFORCE_LOGIN_URL",
-            credential_setting=CREDENTIAL_SETTINGS[mode],
-            ca_bundle=str(settings.ca_bundle) if settings.ca_bundle is not None else None,
-        )
+        self._mode = mode
         # True while the token in use is the configured one (not one we fetched ourselves).
         self._using_configured_token = self._token is not None
 
     # -- plumbing ----------------------------------------------------------------------------
+
+    def _endpoint(self) -> Endpoint:
+        """The host the next call goes to and the setting that chose it, for error messages:
+        the login host until a token is fetched, then the instance its answer named (chosen by
+        the login URL), or the configured instance while its configured token is in use."""
+        if self._token is None or self._instance_url is None:
+            url = self.settings.salesforce_token_url_base or ""
+            setting = "CRMSYNC_SALESFORCE_LOGIN_URL"
+        elif self._using_configured_token:
+            url, setting = self._instance_url, "CRMSYNC_SALESFORCE_INSTANCE_URL"
+        else:
+            url, setting = self._instance_url, "CRMSYNC_SALESFORCE_LOGIN_URL"
+        return Endpoint(
+            url=url,
+            url_setting=setting,
+            credential_setting=CREDENTIAL_SETTINGS[self._mode],
+            ca_bundle=str(self.settings.ca_bundle) if self.settings.ca_bundle else None,
+        )
 
     @property
     def api_calls(self) -> int:
@@ -253,7 +263,7 @@ class SalesforceClient:
             operation=operation,
             object_name=object_name,
             on_attempt=self._count,
-            endpoint=self._endpoint,
+            endpoint=self._endpoint(),
         )
 
     def _query_headers(self, page_size: int) -> dict[str, str]:
