@@ -24,6 +24,7 @@ from starlette.routing import Route as StarletteRoute
 
 from crmsync_sandbox.context import CrmName, SandboxContext
 from crmsync_sandbox.salesforce.bulk import Bulk
+from crmsync_sandbox.salesforce.composite import Composite
 from crmsync_sandbox.salesforce.http import ApiError, Call, Handler, json_response
 from crmsync_sandbox.salesforce.oauth import SalesforceOAuth
 from crmsync_sandbox.salesforce.rest import Rest
@@ -51,6 +52,8 @@ class SalesforceEmulator:
         self.store.create_tables()
         self.rest = Rest(self)
         self.bulk = Bulk(self)
+        self._subrequest_routes: list[tuple[StarletteRoute, Handler]] = []
+        self.composite = Composite(self.store, lambda: self._subrequest_routes)
         self.api_used = 0
         self._usage_lock = threading.Lock()
         self.api_user_id = self.store.seed_id("005", "U0001")
@@ -85,6 +88,12 @@ class SalesforceEmulator:
             ("jobs/ingest/{job}", self.bulk.ingest_job),
             ("jobs/ingest/{job}/batches", self.bulk.upload),
             ("jobs/ingest/{job}/{kind}", self.bulk.ingest_results),
+            ("composite", self.composite.composite),
+            ("composite/batch", self.composite.batch),
+        ]
+        self._subrequest_routes = [
+            (StarletteRoute(f"/services/data/{{version}}/{t}", self._endpoint(h)), h)
+            for t, h in table
         ]
         for template, handler in table:
             endpoint = self._endpoint(handler)

@@ -143,6 +143,7 @@ class Store:
         self.objects = objects
         self._depth = 0
         self._sp = 0
+        self._open_effects: list[Effects] = []  # one per open atomic() block, innermost last
         self.cursors: dict[str, Compiled] = {}  # REST query locators, at most MAX_CURSORS
         self.job_cursors: dict[str, Compiled] = {}  # Bulk 2.0 query job results, uncapped
 
@@ -215,22 +216,33 @@ class Store:
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[Effects]:
-        """A savepoint; effects are released only when the outermost block commits."""
+        """A savepoint; effects are released only when the outermost block commits.
+
+        A nested block hands its effects to the enclosing one, so an outer rollback (a
+        ``composite`` request with ``allOrNone``) emits nothing of what it undid."""
         with self.lock:
             self._sp += 1
             name = f"sf_sp_{self._sp}"
             effects = Effects()
             self.db.execute(f"SAVEPOINT {name}")
             self._depth += 1
+            self._open_effects.append(effects)
             try:
                 yield effects
             except BaseException:
                 self.db.execute(f"ROLLBACK TO {name}")
                 self.db.execute(f"RELEASE {name}")
                 self._depth -= 1
+                self._open_effects.pop()
                 raise
             self.db.execute(f"RELEASE {name}")
             self._depth -= 1
+            self._open_effects.pop()
+            if self._open_effects:
+                outer = self._open_effects[-1]
+                outer.written.update(effects.written)
+                outer.closed_won.extend(effects.closed_won)
+                return
             self._commit()
         self.release(effects)
 
