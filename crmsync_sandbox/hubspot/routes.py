@@ -359,8 +359,9 @@ class Api:
         return json_response(out)
 
     def association_types_requested(self, call: Call) -> list[str]:
-        """Object types named by ``associations=`` (repeated or comma-joined); an unknown one is
-        refused as HubSpot refuses an unknown object type in a path (400)."""
+        """Object types named by ``associations=`` (repeated or comma-joined). An unknown one is
+        a 400 ``Unable to infer object type from: X``, as HubSpot answers ``associations=false``
+        (HubSpot/hubspot-api-php#128), never silently ignored."""
         out: list[str] = []
         for name in call.query_list("associations"):
             to_type = schema.TYPE_ALIASES.get(name.lower())
