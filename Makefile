@@ -11,13 +11,15 @@ PYTEST_WORKERS ?= 2
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+# The sandbox is its own distribution (crmsync_sandbox/pyproject.toml) behind the `sandbox` extra,
+# which `dev` includes: installed editable in the same pip call, it satisfies that requirement.
+$(STAMP): pyproject.toml crmsync_sandbox/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./crmsync_sandbox -e '.[dev]'
 	touch $(STAMP)
 
-dev: $(STAMP) ## Create .venv and install crmsync with the dev tools
+dev: $(STAMP) ## Create .venv and install crmsync, the CRM sandbox and the dev tools
 
 lint: $(STAMP) ## ruff (lint + format check), mypy strict on app/ and crmsync_sandbox/, import layering
 	$(BIN)/ruff check .
