@@ -34,17 +34,49 @@ cli.add_typer(sync_app, name="sync")
 cli.add_typer(crm_app, name="crm")
 cli.command("serve")(serve)
 
-SANDBOX_MISSING = (
-    "the CRM sandbox is not installed: pip install 'crmsync[sandbox]' (or `make dev`) "
-    "to get the `sandbox` and `demo` commands"
-)
+# What `crmsync sandbox` and `crmsync demo` import beyond the product's own dependencies: the
+# crmsync-sandbox distribution (the `sandbox` extra) and the modules only it depends on
+# (crmsync_sandbox/pyproject.toml; tests/unit/test_sandbox_package.py keeps the two in step).
+SANDBOX_MODULES = ("crmsync_sandbox", "httpx", "lark", "trustme")
+SANDBOX_COMMANDS = ("sandbox", "demo")
 
 
-def _sandbox_installed() -> bool:
-    return importlib.util.find_spec("crmsync_sandbox") is not None
+def sandbox_missing_message(command: str) -> str:
+    """The one line a user gets for a sandbox command that is not installed."""
+    return (
+        f"crmsync {command}: the CRM sandbox is not installed; "
+        "pip install 'crmsync[sandbox]' (in a checkout: make dev) adds `crmsync sandbox` and "
+        "`crmsync demo`"
+    )
 
 
-if _sandbox_installed():
+def sandbox_installed() -> bool:
+    """Whether the sandbox extra can be imported: the package and its own dependencies.
+
+    Checked with ``find_spec``, which imports nothing, so that commands which never start a
+    sandbox do not pay for it. The dependencies count too: a checkout's ``crmsync_sandbox/`` on
+    ``sys.path`` (``python -m app.cli.main``) without lark or trustme is not an installed sandbox.
+    """
+    return all(importlib.util.find_spec(name) is not None for name in SANDBOX_MODULES)
+
+
+def _not_installed(command: str) -> None:
+    """Register ``command`` hidden, answering any arguments (``--help`` too) with how to get it,
+    exit 2 (a configuration problem), rather than click's "No such command"."""
+
+    def missing() -> None:
+        typer.echo(sandbox_missing_message(command), err=True)
+        raise typer.Exit(2)
+
+    cli.command(
+        command,
+        hidden=True,
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )(missing)
+
+
+if sandbox_installed():
     # Imported only when present: the sandbox is an extra, not part of the product wheel.
     from app.cli.demo import demo
     from app.cli.sandbox import sandbox
@@ -52,18 +84,8 @@ if _sandbox_installed():
     cli.command("demo")(demo)
     cli.command("sandbox")(sandbox)
 else:
-
-    @cli.command("demo", hidden=True, context_settings={"ignore_unknown_options": True})
-    def demo_missing() -> None:
-        """Not installed: the demo needs the sandbox extra."""
-        typer.echo(f"crmsync: {SANDBOX_MISSING}", err=True)
-        raise typer.Exit(2)
-
-    @cli.command("sandbox", hidden=True, context_settings={"ignore_unknown_options": True})
-    def sandbox_missing() -> None:
-        """Not installed: the CRM emulator is the sandbox extra."""
-        typer.echo(f"crmsync: {SANDBOX_MISSING}", err=True)
-        raise typer.Exit(2)
+    for _command in SANDBOX_COMMANDS:
+        _not_installed(_command)
 
 
 def main() -> None:

@@ -9,6 +9,10 @@ Salesforce answers under ``/services/``, HubSpot under ``/crm/``, the control AP
 The env file is often ``.env``, where users keep real settings and tokens: it is overwritten only
 when the sandbox wrote it (its first line is :data:`~crmsync_sandbox.info.ENV_FILE_HEADER`), or with
 ``--force``. A port already in use is a two-line message and exit code 2, not a traceback.
+
+The sandbox is an extra (``crmsync[sandbox]``, the crmsync-sandbox distribution): this module
+imports it only inside its functions, so importing it costs nothing and works without it.
+:mod:`app.cli.main` registers the command only when the sandbox is installed.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import typer
 
 from app.cli.common import ExitCode
-from crmsync_sandbox.context import SandboxConfig
-from crmsync_sandbox.faults import parse_fault_spec
-from crmsync_sandbox.info import SandboxInfo, written_by_sandbox
+
+if TYPE_CHECKING:
+    from crmsync_sandbox.context import SandboxConfig
+    from crmsync_sandbox.info import SandboxInfo
 
 __all__ = ["build_config", "check_env_file", "parse_custom_field", "sandbox"]
 
@@ -57,6 +63,9 @@ def build_config(
     jwt_certificate: Path | None = None,
 ) -> SandboxConfig:
     """The CLI flags as a :class:`SandboxConfig`; bad values raise ``typer.BadParameter``."""
+    from crmsync_sandbox.context import SandboxConfig
+    from crmsync_sandbox.faults import parse_fault_spec
+
     for spec in faults:
         try:
             parse_fault_spec(spec)
@@ -88,6 +97,8 @@ def build_config(
 
 def check_env_file(env_file: Path | None, *, force: bool) -> None:
     """Refuse (exit 2) to overwrite an env file the sandbox did not write, unless ``force``."""
+    from crmsync_sandbox.info import written_by_sandbox
+
     if env_file is not None and env_file.is_dir():
         print(
             f"crmsync sandbox: --env-file {env_file} is a directory; name a file.", file=sys.stderr
