@@ -298,7 +298,9 @@ def test_the_sandbox_wheel_carries_the_whole_package_and_nothing_else(wheels: Wh
 def test_without_the_extra_the_sandbox_commands_are_hidden_and_explained(
     installed: Install,
 ) -> None:
-    assert commands_in_help(installed) == {"db", "serve", "sync"}
+    listed = commands_in_help(installed)
+    assert {"db", "serve", "sync"} <= listed
+    assert listed.isdisjoint({"sandbox", "demo"}), listed
     for command in ("sandbox", "demo"):
         refused = run(installed.crmsync, command, "--port", "0", cwd=installed.cwd, env=clean_env())
         assert refused.returncode == 2
@@ -309,7 +311,7 @@ def test_without_the_extra_the_sandbox_commands_are_hidden_and_explained(
 
 @pytest.mark.slow
 def test_with_the_extra_the_sandbox_commands_are_there(installed_with_sandbox: Install) -> None:
-    assert commands_in_help(installed_with_sandbox) == {"db", "demo", "sandbox", "serve", "sync"}
+    assert {"db", "demo", "sandbox", "serve", "sync"} <= commands_in_help(installed_with_sandbox)
     # Every module of the installed sandbox imports from the venv, none from the checkout.
     walked = run(
         installed_with_sandbox.python,
