@@ -34,7 +34,7 @@ def crm_for_path(path: str) -> CrmName | None:
     """Which emulator a path belongs to (None for the control API and anything else)."""
     if path.startswith("/services/") or path == "/services":
         return "salesforce"
-    if path.startswith(("/crm/", "/crm-object-schemas/")) or path == "/crm":
+    if path.startswith(("/crm/", "/crm-object-schemas/", "/oauth/")) or path == "/crm":
         return "hubspot"
     return None
 

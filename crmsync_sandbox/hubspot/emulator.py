@@ -259,9 +259,10 @@ class HubSpotEmulator:
     # -- CrmEmulator --------------------------------------------------------------------------
 
     def routes(self) -> list[BaseRoute]:
+        from crmsync_sandbox.hubspot.oauth import oauth_routes
         from crmsync_sandbox.hubspot.routes import build_routes
 
-        return build_routes(self)
+        return build_routes(self) + oauth_routes(self.ctx)
 
     def rate_limited_response(self) -> Response:
         from starlette.responses import JSONResponse

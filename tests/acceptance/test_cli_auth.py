@@ -133,3 +133,40 @@ def test_half_configured_flow_exits_2_naming_the_missing_setting(
     assert "CRMSYNC_SALESFORCE_PRIVATE_KEY_FILE" in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) <= 2
+
+
+def hubspot_env(sb: Sandbox, database_url: str) -> dict[str, str]:
+    hs = sb.info.hubspot
+    return base_env(database_url) | {
+        "CRMSYNC_LOG_LEVEL": "DEBUG",
+        "CRMSYNC_CA_BUNDLE": sb.info.ca_file,
+        "CRMSYNC_HUBSPOT_AUTH": "oauth",
+        "CRMSYNC_HUBSPOT_BASE_URL": hs.base_url,
+        "CRMSYNC_HUBSPOT_CLIENT_ID": hs.client_id,
+        "CRMSYNC_HUBSPOT_CLIENT_SECRET": hs.client_secret,
+        "CRMSYNC_HUBSPOT_REFRESH_TOKEN": hs.refresh_token,
+    }
+
+
+def test_hubspot_oauth_app_syncs_and_logs_no_secret(
+    sandbox: Sandbox, database_url: str, tmp_path: Path
+) -> None:
+    env = hubspot_env(sandbox, database_url)
+    result = crmsync("sync", "run", "--crm", "hubspot", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["runs"][0]["created"] == 4
+    assert "hubspot token refreshed" in result.stderr
+    assert_no_secret(sandbox, result.stdout, result.stderr)
+
+
+def test_hubspot_bad_refresh_token_exits_2(
+    sandbox: Sandbox, database_url: str, tmp_path: Path
+) -> None:
+    env = hubspot_env(sandbox, database_url) | {"CRMSYNC_HUBSPOT_REFRESH_TOKEN": "na1-gone-1234"}
+    result = crmsync("sync", "run", "--crm", "hubspot", env=env, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "BAD_REFRESH_TOKEN" in result.stderr
+    assert "CRMSYNC_HUBSPOT_REFRESH_TOKEN" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "na1-gone-1234" not in result.stderr + result.stdout
+    assert_no_secret(sandbox, result.stdout, result.stderr)

@@ -4,6 +4,11 @@ Built on hubspot-api-client (crm-api.md B§1): ``HubSpot(access_token, host, ssl
 API objects are cached (every attribute access builds a new ``Configuration`` and urllib3
 pool) and every call passes ``_request_timeout`` (the library has none by default).
 
+Authentication (B§2, B§2.1): a private app's token as it is, or an OAuth app's access token
+from :class:`~app.crm.hubspot.auth.HubSpotTokenFetcher`, renewed 5 minutes before its 30
+minutes are up and once more on a 401 (then the call is repeated once); a renewed token is set
+on every cached API object's configuration, which the library reads on each request.
+
 * Changes: CRM search on ``hs_lastmodifieddate`` driven by the pure window state machine in
   :mod:`app.crm.hubspot.windows` (keyset on the stamp, tie scan by ``hs_object_id`` when a full
   page shares one stamp, upper bound ``until``). ``Position`` after each page = the last emitted
@@ -40,14 +45,17 @@ from hubspot import HubSpot
 from app.crm.base import CrmName, Position, RecordPage, WireRecord
 from app.crm.budget import ApiBudget
 from app.crm.hubspot import windows
+from app.crm.hubspot.auth import REFRESH_MARGIN, HubSpotToken, HubSpotTokenFetcher, refresh_due
 from app.crm.hubspot.errors import classify_hubspot
 from app.crm.retry import RetryPolicy, call_with_retry
 from app.errors import AuthError, ConfigError, Endpoint
+from app.logging import get_logger
 from app.settings import Settings
 
 T = TypeVar("T")
 
 CRM = "hubspot"
+log = get_logger(__name__)
 INDEX_LAG_MARGIN = timedelta(seconds=2)
 ARCHIVED_PAGE_SIZE = 100
 MAX_SEARCH_LIMIT = 200
@@ -102,8 +110,14 @@ class HubSpotClient:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         index_lag_margin: timedelta = INDEX_LAG_MARGIN,
     ) -> None:
-        if settings.hubspot_access_token is None:
-            raise AuthError("HubSpot is not configured: set CRMSYNC_HUBSPOT_ACCESS_TOKEN", crm=CRM)
+        mode = settings.hubspot_auth_mode
+        if mode is None:
+            raise AuthError(
+                "HubSpot is not configured: set CRMSYNC_HUBSPOT_ACCESS_TOKEN (private app) or "
+                "CRMSYNC_HUBSPOT_CLIENT_ID, CRMSYNC_HUBSPOT_CLIENT_SECRET and "
+                "CRMSYNC_HUBSPOT_REFRESH_TOKEN (OAuth app)",
+                crm=CRM,
+            )
         self.settings = settings
         self._policy = policy or RetryPolicy.from_settings(settings.sync, sleep=sleep)
         self._clock = clock
@@ -112,18 +126,25 @@ class HubSpotClient:
         self._timeout = (min(10.0, timeout), timeout)
         self._calls = 0
         self.budget = ApiBudget()
-        kwargs: dict[str, Any] = {
-            "access_token": settings.hubspot_access_token.get_secret_value(),
-            "host": settings.hubspot_base_url,
-        }
+        # OAuth app: tokens come from the fetcher; private app: the configured token.
+        self._fetcher = HubSpotTokenFetcher(settings) if mode == "oauth" else None
+        self._token: HubSpotToken | None = None
+        kwargs: dict[str, Any] = {"host": settings.hubspot_base_url}
+        if self._fetcher is None:
+            assert settings.hubspot_access_token is not None
+            kwargs["access_token"] = settings.hubspot_access_token.get_secret_value()
         if settings.ca_bundle is not None:
             kwargs["ssl_ca_cert"] = str(settings.ca_bundle)
         self._hs = HubSpot(**kwargs)
-        self._endpoint = Endpoint(
-            url=settings.hubspot_base_url,
-            url_setting="CRMSYNC_HUBSPOT_BASE_URL",
-            credential_setting="CRMSYNC_HUBSPOT_ACCESS_TOKEN",
-            ca_bundle=kwargs.get("ssl_ca_cert"),
+        self._endpoint = (
+            self._fetcher.endpoint
+            if self._fetcher is not None
+            else Endpoint(
+                url=settings.hubspot_base_url,
+                url_setting="CRMSYNC_HUBSPOT_BASE_URL",
+                credential_setting="CRMSYNC_HUBSPOT_ACCESS_TOKEN",
+                ca_bundle=kwargs.get("ssl_ca_cert"),
+            )
         )
         self._apis: dict[tuple[str, str], Any] = {}
 
@@ -160,13 +181,44 @@ class HubSpotClient:
             self._apis[key] = self._hs.crm.associations.v4.batch_api
         return self._apis[key]
 
+    def _refresh_token(self) -> None:
+        """One token request (counted), then the new token on every cached API object."""
+        assert self._fetcher is not None
+        self._count()
+        self._token = self._fetcher.fetch()
+        value = self._token.access_token
+        self._hs.access_token = value  # API objects created from now on
+        for api in self._apis.values():
+            configuration = getattr(getattr(api, "api_client", None), "configuration", None)
+            if configuration is not None:
+                configuration.access_token = value
+
+    def _fresh_token(self) -> None:
+        """OAuth app: a token with more than :data:`REFRESH_MARGIN` to live, before each call."""
+        if self._fetcher is not None and refresh_due(self._token, self._clock(), REFRESH_MARGIN):
+            self._refresh_token()
+
     def _call(
         self, operation: str, fn: Callable[[], Any], object_name: str | None
     ) -> dict[str, Any]:
         """Run a raw (``_preload_content=False``) call under the retry policy; returns its JSON."""
 
+        def send() -> Any:
+            self._fresh_token()
+            try:
+                return fn()
+            except Exception as exc:
+                # An OAuth token HubSpot no longer accepts (revoked, clock skew): one new token
+                # and one repeat; a second 401 is classified as usual (auth, exit 2).
+                if self._fetcher is None or classify_hubspot(exc).status != 401:
+                    raise
+            log.warning("hubspot rejected the OAuth access token (401); refreshing it once")
+            self._refresh_token()
+            self._count()
+            return fn()
+
         def attempt() -> dict[str, Any]:
-            response = fn()  # a raw urllib3 response: the call passed _preload_content=False
+            response = send()  # a raw urllib3 response: the call passed _preload_content=False
             try:
                 body = response.data
             finally:
@@ -187,6 +239,8 @@ class HubSpotClient:
         )
 
     def close(self) -> None:
+        if self._fetcher is not None:
+            self._fetcher.close()
         for api in self._apis.values():
             pool = getattr(
                 getattr(getattr(api, "api_client", None), "rest_client", None), "pool_manager", None
