@@ -329,6 +329,10 @@ def assert_crm_error_shape(path: str, status: int, body: Any) -> None:
         assert isinstance(body["correlationId"], str), body
         if status == 400:
             assert body.get("category") in ("VALIDATION_ERROR", None), body
+    elif path.startswith("/oauth/"):
+        # HubSpot's OAuth refusals: {"status": "BAD_REFRESH_TOKEN", "message": ...} (B.2.1).
+        assert isinstance(body["status"], str), body
+        assert isinstance(body["message"], str), body
     else:
         assert isinstance(body["error"], str), body
 
