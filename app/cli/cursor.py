@@ -23,15 +23,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import ExitCode, console, load_settings
 from app.cli.dates import parse_past_instant
-from app.crm.base import CrmName, Position
+from app.crm.base import CrmName
 from app.db import cursors, leases
 from app.db.engine import make_engine, make_session_factory
 from app.db.models import SyncCursor
 from app.errors import ConfigError
+from app.mappers.config import load_mapping_set
 from app.settings import Settings
 from app.sync import backfill as backfills
-from app.sync.cursor import to_columns
-from app.sync.service import objects_for
+from app.sync.cursor import CursorState
 
 cursor_app = typer.Typer(help="Show and repair sync cursors (where each object's streams stand).")
 
@@ -51,7 +51,9 @@ def _crm(value: str) -> CrmName:
 
 def _check_objects(settings: Settings, crm: CrmName, objects: list[str]) -> None:
     try:
-        known = objects_for(settings, crm)
+        known = load_mapping_set(
+            crm, settings.mapping_file, default_currency=settings.default_currency
+        ).object_names
     except ConfigError as exc:
         console.print(f"crmsync: {exc}")
         raise typer.Exit(code=ExitCode.USAGE) from None
@@ -82,17 +84,18 @@ def _as_dict(row: SyncCursor) -> dict[str, Any]:
     }
 
 
-def _state_text(stream: str, state: dict[str, Any]) -> str:
+def _state_text(stream: str, state: CursorState) -> str:
     """A few words for the table; the JSON output has the whole state."""
     parts: list[str] = []
-    if state.get("in_progress"):
+    if state.in_progress:
         parts.append("in progress")
-    elif stream == "backfill" and state.get("completed_at"):
+    elif stream == "backfill" and state.completed_at is not None:
         parts.append("complete")
-    if stream == "backfill" and backfills.read_generation(state) is not None:
-        since = str(state.get("since") or "")[:10]
-        parts.append(f"since {since}" if since else "everything")
-    if state.get("resume"):
+    generation = backfills.read_generation(state) if stream == "backfill" else None
+    if generation is not None:
+        since = _iso(generation.since)
+        parts.append(f"since {since[:10]}" if since else "everything")
+    if state.resume:
         parts.append("resumable")
     return ", ".join(parts)
 
@@ -116,23 +119,24 @@ def show(
     engine = make_engine(settings.database_url)
     try:
         with make_session_factory(engine)() as session:
-            rows = [_as_dict(c) for c in cursors.list_cursors(session, chosen, object_name)]
+            stored = cursors.list_cursors(session, chosen, object_name)
+            rows = [(_as_dict(c), cursors.row_cursor(c)) for c in stored]
     finally:
         engine.dispose()
     if not sys.stdout.isatty():
-        typer.echo(json.dumps({"cursors": rows}, indent=2))
+        typer.echo(json.dumps({"cursors": [r for r, _ in rows]}, indent=2))
         return
     table = Table(title="sync cursors")
     for column in ("crm", "object", "stream", "watermark (UTC)", "id", "state", "updated"):
         table.add_column(column, overflow="fold")
-    for r in rows:
+    for r, state in rows:
         table.add_row(
             r["crm"],
             r["object"],
             r["stream"],
             _short(r["watermark_at"]),
             r["watermark_id"] or "-",
-            _state_text(r["stream"], r["state"]),
+            _state_text(r["stream"], state),
             _short(r["updated_at"]),
         )
     console.print(table if rows else "no cursors stored: the next pass reads everything")
@@ -215,10 +219,13 @@ def _reset_one(
     if when is None:
         cursors.delete_cursor(session, crm, object_name, stream)
     else:
-        columns = to_columns(Position(when))
-        stored = cursors.StoredCursor(columns.watermark_at, columns.watermark_id, columns.state)
-        cursors.save_cursor(session, crm, object_name, stream, stored)
-        after = {"watermark_at": _iso(when), "watermark_id": None, "state": columns.state}
+        mark = CursorState(at=when)
+        cursors.save_cursor(session, crm, object_name, stream, mark)
+        after = {
+            "watermark_at": _iso(when),
+            "watermark_id": None,
+            "state": cursors.state_column(mark),
+        }
     return {"crm": crm, "object": object_name, "stream": stream, "before": before, "after": after}
 
 

@@ -22,17 +22,43 @@ CrmName = Literal["salesforce", "hubspot"]
 WireRecord = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Position:
-    """Where a change stream stands: a high-water mark plus an adapter's resume token.
+StreamKey = tuple[datetime, str]
+"""(modification stamp, record id) of one record: its place in a change stream."""
 
-    ``at``/``id`` is the (modification stamp, record id) pair of the last record committed; the id
-    breaks ties between records sharing one stamp. ``resume`` is adapter-specific and JSON-able
-    (a Bulk job id and locator, a HubSpot search window); empty means "start from at/id".
+
+def id_order(record_id: str) -> tuple[int, str]:
+    """Sort key of a record id in stream order, the same for every CRM: shorter first, then
+    character by character (code point order).
+
+    That is the order both CRMs page in. HubSpot sorts ``hs_object_id`` as a number; its ids are
+    digit strings without leading zeros, so "shorter first" is numeric order ("9" < "10").
+    Salesforce ``ORDER BY Id`` compares ids case-sensitively (SOQL sorts text case-insensitively,
+    ids excepted); they all have one length (15, or 18 from the API), so it is plain character
+    order. Comparing ids as plain strings (as one adapter did) puts "10" before "9".
+    """
+    return (len(record_id), record_id)
+
+
+def key_order(key: StreamKey) -> tuple[datetime, tuple[int, str]]:
+    """Sort key of a (stamp, id) pair; stamps must be timezone-aware."""
+    return (key[0], id_order(key[1]))
+
+
+@dataclass(frozen=True)
+class ReadFrom:
+    """Where the engine asks a change stream to be read from; computed by the engine
+    (:func:`app.sync.cursor.read_from`), which alone applies the lookback and keeps a cursor
+    from moving backwards. Adapters only page.
+
+    ``lower``: inclusive lower bound on the modification stamp (None: everything).
+    ``after``: the (stamp, id) of the last record committed, if any: a stream restarted
+    mid-way (an expired query locator) continues strictly after it.
+    ``resume``: the adapter's own token from the last committed page (a query locator, a Bulk
+    job and locator, a HubSpot search window); empty: start at ``lower``.
     """
 
-    at: datetime | None = None
-    id: str | None = None
+    lower: datetime | None = None
+    after: StreamKey | None = None
     resume: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -40,14 +66,17 @@ class Position:
 class RecordPage:
     """One page of a change stream, to be committed as a unit.
 
-    ``position`` is where to resume *after* this page's rows are committed; the engine stores it
-    in the same transaction as the rows, never before.
+    ``last`` is the (stamp, id) of the newest record the stream has read up to and including
+    this page, or None when the page does not say (no row yet, or Bulk rows, which come
+    unordered, before the job's last page). ``resume`` is how to continue after this page. The
+    engine stores both in the same transaction as the rows, never before, and never lets the
+    stored mark move backwards.
     """
 
     records: list[WireRecord]
-    position: Position
+    last: StreamKey | None = None
+    resume: Mapping[str, Any] = field(default_factory=dict)
     deleted_ids: list[str] = field(default_factory=list)
-    api_calls: int = 1
 
 
 class CrmClient(Protocol):
@@ -60,29 +89,31 @@ class CrmClient(Protocol):
         """Calls made through this client so far (every HTTP request, retries included)."""
         ...
 
-    def estimate_changes(self, object_name: str, since: Position | None) -> int | None:
-        """How many records changed since ``since`` (None: unknown). Costs at most one call."""
+    def estimate_changes(self, object_name: str, start: ReadFrom) -> int | None:
+        """How many records changed at or after ``start.lower`` (None: unknown). At most one
+        call."""
         ...
 
     def iter_changes(
         self,
         object_name: str,
         fields: Sequence[str],
-        since: Position | None,
+        start: ReadFrom,
         *,
         page_size: int,
         use_bulk: bool = False,
     ) -> Iterator[RecordPage]:
-        """Records modified at or after ``since`` (minus the adapter's lookback), oldest first.
+        """Records modified at or after ``start.lower``, oldest first (stamp, then
+        :func:`id_order`).
 
         Must never skip a record and never loop: ties on the stamp are broken by id, search caps
-        are avoided by moving the lower bound forward, and ``since.resume`` continues a stream
+        are avoided by moving the lower bound forward, and ``start.resume`` continues a stream
         that was interrupted. Deleted records appear in ``deleted_ids`` where the CRM reports
         them in the same stream (Salesforce ``queryAll``).
         """
         ...
 
-    def iter_deleted(self, object_name: str, since: Position | None) -> Iterator[RecordPage]:
+    def iter_deleted(self, object_name: str, start: ReadFrom) -> Iterator[RecordPage]:
         """Deleted/archived records the change stream does not show (HubSpot ``archived=true``)."""
         ...
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from itertools import count
 from typing import Any
 
@@ -127,6 +127,57 @@ def default_value(default: Any) -> Any:
     callable (``utcnow``, ``dict``) called, as SQLAlchemy would on an insert."""
     arg = getattr(default, "arg", None)
     return arg(None) if callable(arg) else arg
+
+
+@cache
+def required_columns(table: Table) -> frozenset[str]:
+    """Columns that must have a value on insert: NOT NULL without a default or a key."""
+    return frozenset(
+        c.name
+        for c in table.columns
+        if not c.nullable and c.default is None and c.server_default is None and not c.primary_key
+    )
+
+
+def insert_defaults(table: Table) -> dict[str, Any]:
+    """Fresh values of the table's insert defaults (``[]``, ``{}``, ``False``, now)."""
+    return {
+        column.name: default_value(column.default)
+        for column in table.columns
+        if column.default is not None and not column.primary_key
+    }
+
+
+def uniform(
+    table: Table, pending: Sequence[tuple[Mapping[str, Any] | None, dict[str, Any]]]
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """One column set for every row of a group: one statement per group, not per row.
+
+    ``pending`` pairs each row to write with the stored row it updates (None: a new row). A
+    column some rows set and others do not is filled in (in place) with the row's current value
+    (updates) or the table's insert default (creates), so the upsert writes it back as it is.
+    Columns no row sets are left out: the insert takes the table's defaults and the update does
+    not touch them. NOT NULL columns are always included, because both databases check them on
+    the proposed insert row before resolving the conflict.
+    """
+    if not pending:
+        return [], []
+    columns: set[str] = set(required_columns(table))
+    for _current, row in pending:
+        columns.update(row)
+    ordered = sorted(columns)
+    defaults: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = []
+    for current, row in pending:
+        if len(row) != len(ordered):
+            if current is None and defaults is None:
+                defaults = insert_defaults(table)
+            source = current if current is not None else (defaults or {})
+            for column in ordered:
+                if column not in row:
+                    row[column] = source.get(column)
+        rows.append(row)
+    return ordered, rows
 
 
 def _fresh_defaults(plan: UpsertPlan) -> list[Any]:

@@ -36,8 +36,9 @@ from sqlalchemy.sql import Executable
 from app.db import bulk, cursors, leases, runs
 from app.db.base import Base, utcnow
 from app.db.enums import RunStatus
+from app.sync.cursor import CursorState
 from app.sync.holder import is_provably_dead
-from app.sync.ports import Counts, CursorState, LeaseHeldError, RecordFailure, RejectedRow
+from app.sync.ports import Counts, LeaseHeldError, PendingRow, RecordFailure, RejectedRow
 
 # Ids per lookup statement: keeps one statement's work bounded whatever the page size.
 IN_CHUNK = 5000
@@ -118,13 +119,13 @@ class SqlPageWriter:
         self,
         table: str,
         id_column: str,
-        columns: Sequence[str],
-        rows: Sequence[Mapping[str, Any]],
+        rows: Sequence[PendingRow],
         *,
         new_rows: bool = False,
     ) -> list[RejectedRow]:
         if not rows:
             return []
+        columns, padded = bulk.uniform(_table(table), rows)
         connection = self.session.connection()
         key = (table, id_column, tuple(columns), new_rows)
         plan = self.plans.get(key)
@@ -133,7 +134,7 @@ class SqlPageWriter:
                 connection.dialect, _table(table), id_column, key[2], new_rows=new_rows
             )
             self.plans[key] = plan
-        rejected = bulk.upsert_isolating(connection, plan, rows)
+        rejected = bulk.upsert_isolating(connection, plan, padded)
         return [RejectedRow(index, message) for index, message in rejected]
 
     def soft_delete(self, table: str, id_column: str, ids: Sequence[str], at: datetime) -> int:
@@ -183,13 +184,7 @@ class SqlPageWriter:
             runs.resolve_errors(self.session, crm, object_name, list(record_ids), "synced")
 
     def save_cursor(self, crm: str, object_name: str, stream: str, cursor: CursorState) -> None:
-        cursors.save_cursor(
-            self.session,
-            crm,
-            object_name,
-            stream,
-            cursors.StoredCursor(cursor.watermark_at, cursor.watermark_id, dict(cursor.state)),
-        )
+        cursors.save_cursor(self.session, crm, object_name, stream, cursor)
 
     def update_run(self, run_id: int, counts: Counts) -> None:
         runs.update_run_progress(self.session, run_id, counts)
@@ -207,8 +202,7 @@ class SqlSyncStore:
 
     def load_cursor(self, crm: str, object_name: str, stream: str) -> CursorState:
         with self.session_factory() as session:
-            stored = cursors.load_cursor(session, crm, object_name, stream)
-        return CursorState(stored.watermark_at, stored.watermark_id, stored.state)
+            return cursors.load_cursor(session, crm, object_name, stream)
 
     def start_run(
         self,
@@ -290,22 +284,7 @@ class SqlSyncStore:
             return runs.has_open_errors(session, crm, object_name)
 
     def required_columns(self, table: str) -> frozenset[str]:
-        t = _table(table)
-        return frozenset(
-            c.name
-            for c in t.columns
-            if not c.nullable
-            and c.default is None
-            and c.server_default is None
-            and not c.primary_key
-        )
-
-    def insert_defaults(self, table: str) -> dict[str, Any]:
-        return {
-            column.name: bulk.default_value(column.default)
-            for column in _table(table).columns
-            if column.default is not None and not column.primary_key
-        }
+        return bulk.required_columns(_table(table))
 
     def link_orphans(
         self, table: str, link_column: str, ref_column: str, target_table: str, target_id: str

@@ -19,13 +19,11 @@ Rules (``docs/adr/0001-cursor-and-page-commit.md`` says why):
    (which drops an open one).
 
 Nothing here reads a clock or a database: the engine passes the stored ``backfill`` cursors
-(:class:`~app.sync.ports.CursorState`) and ``now``, and stores the states built here. Each
-object's ``backfill`` cursor ``state`` holds its part of the generation::
-
-    {"v": 1, "generation": "<started_at ISO>", "since": "<ISO>" | null,
-     "in_progress": true, "resume": {...}}                      # pending or between pages
-    {"v": 1, "generation": ..., "since": ..., "in_progress": false,
-     "completed_at": "<ISO>"}                                   # finished in that generation
+(:class:`~app.sync.cursor.CursorState`) and ``now``, and stores the states built here. Each
+object's ``backfill`` cursor carries its part of the generation (``generation``, ``since``,
+``in_progress``, ``completed_at``; the JSON is in :mod:`app.sync.cursor`): pending or between
+pages it is ``in_progress`` with the adapter's ``resume`` token; finished, it has
+``completed_at``.
 
 The engine writes the pending state of every object to start when it plans (so an object not
 yet reached still counts as open), then one state per committed page, then the completed one.
@@ -36,16 +34,13 @@ A state without ``generation`` (written before generations existed) belongs to n
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from app.crm.base import Position
 from app.errors import ConfigError
-from app.sync.ports import CursorState
-
-STATE_VERSION = 1
+from app.sync.cursor import CursorState
 
 
 class BackfillConflictError(ConfigError):
@@ -66,6 +61,10 @@ class Generation:
     def as_dict(self) -> dict[str, Any]:
         return {"generation": self.key, "since": _iso(self.since) if self.since else None}
 
+    def stamp(self, state: CursorState) -> CursorState:
+        """``state`` as part of this generation."""
+        return replace(state, generation=self.started_at, since=self.since)
+
 
 class Step(StrEnum):
     """What a pass does with one object of the generation."""
@@ -79,7 +78,7 @@ class Step(StrEnum):
 class ObjectStep:
     object_name: str
     step: Step
-    start: Position | None  # where reading begins (None: everything); None for DONE
+    start: CursorState | None  # where reading begins (None: everything); None for DONE
     completed_at: datetime | None = None
 
 
@@ -111,48 +110,38 @@ def _aware(value: datetime) -> datetime:
     return value
 
 
-def _parse(value: Any) -> datetime | None:
-    if not value:
-        return None
-    parsed = datetime.fromisoformat(str(value))
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def read_generation(state: Mapping[str, Any]) -> Generation | None:
+def read_generation(state: CursorState) -> Generation | None:
     """The generation a stored ``backfill`` state belongs to (None: none recorded)."""
-    started = _parse(state.get("generation"))
-    if started is None:
+    if state.generation is None:
         return None
-    return Generation(started, _parse(state.get("since")))
+    return Generation(state.generation, state.since)
 
 
 def belongs_to(stored: CursorState, generation: Generation) -> bool:
-    found = read_generation(stored.state)
+    found = read_generation(stored)
     return found is not None and found.key == generation.key
 
 
 def is_complete(stored: CursorState, generation: Generation) -> bool:
     """Whether the object finished ``generation``."""
-    return belongs_to(stored, generation) and not stored.state.get("in_progress", False)
+    return belongs_to(stored, generation) and not stored.in_progress
 
 
-def _from_since(generation: Generation) -> Position | None:
-    return Position(at=generation.since) if generation.since is not None else None
+def _from_since(generation: Generation) -> CursorState | None:
+    return CursorState(at=generation.since) if generation.since is not None else None
 
 
-def _committed(stored: CursorState) -> Position | None:
+def _committed(stored: CursorState) -> CursorState | None:
     """The last committed page of an in-progress stream, or None if it has none yet."""
-    resume = dict(stored.state.get("resume") or {})
-    if stored.watermark_at is None and not resume:
+    if stored.at is None and not stored.resume:
         return None
-    return Position(stored.watermark_at, stored.watermark_id, resume)
+    return stored.mark()
 
 
-def start_position(stored: CursorState, generation: Generation) -> tuple[Step, Position | None]:
+def start_position(stored: CursorState, generation: Generation) -> tuple[Step, CursorState | None]:
     """Where one object's pass over ``generation`` begins, from its stored ``backfill`` cursor."""
-    in_progress = bool(stored.state.get("in_progress"))
-    legacy = read_generation(stored.state) is None
-    if in_progress and (belongs_to(stored, generation) or legacy):
+    legacy = read_generation(stored) is None
+    if stored.in_progress and (belongs_to(stored, generation) or legacy):
         committed = _committed(stored)
         if committed is not None:
             return Step.RESUME, committed
@@ -160,7 +149,7 @@ def start_position(stored: CursorState, generation: Generation) -> tuple[Step, P
 
 
 def newest_generation(stored: Mapping[str, CursorState]) -> Generation | None:
-    found = [g for g in (read_generation(s.state) for s in stored.values()) if g is not None]
+    found = [g for g in (read_generation(s) for s in stored.values()) if g is not None]
     return max(found, key=lambda g: g.started_at) if found else None
 
 
@@ -199,8 +188,7 @@ def plan_backfill(
     for name in objects:
         state = stored.get(name, CursorState())
         if current is not None and is_complete(state, current):
-            completed = _parse(state.state.get("completed_at"))
-            steps.append(ObjectStep(name, Step.DONE, None, completed))
+            steps.append(ObjectStep(name, Step.DONE, None, state.completed_at))
             continue
         if restart:
             steps.append(ObjectStep(name, Step.START, _from_since(generation)))
@@ -219,8 +207,8 @@ def _same_since(a: datetime | None, b: datetime | None) -> bool:
 def generation_for(stored: CursorState, since: datetime | None, now: datetime) -> Generation:
     """The generation of a single-object pass nobody planned (the engine called directly):
     the object's own open one, else a new one."""
-    found = read_generation(stored.state)
-    if found is not None and stored.state.get("in_progress"):
+    found = read_generation(stored)
+    if found is not None and stored.in_progress:
         return found
     return Generation(_aware(now), since)
 
@@ -232,50 +220,31 @@ def generation_for(stored: CursorState, since: datetime | None, now: datetime) -
 
 def pending_state(generation: Generation) -> CursorState:
     """An object that joined the generation and has no committed page yet."""
-    return CursorState(
-        None, None, {"v": STATE_VERSION, **generation.as_dict(), "in_progress": True, "resume": {}}
-    )
+    return generation.stamp(CursorState(in_progress=True))
 
 
-def page_state(generation: Generation, saved: Position) -> CursorState:
+def page_state(generation: Generation, saved: CursorState) -> CursorState:
     """After a committed page: its (capped) position and the adapter's resume token."""
-    return CursorState(
-        saved.at,
-        saved.id,
-        {
-            "v": STATE_VERSION,
-            **generation.as_dict(),
-            "in_progress": True,
-            "resume": dict(saved.resume),
-        },
-    )
+    return generation.stamp(replace(saved.mark(), in_progress=True))
 
 
-def read_position(stored: CursorState, generation: Generation) -> Position | None:
+def read_position(stored: CursorState, generation: Generation) -> CursorState | None:
     """The newest position this generation actually read and committed for the object.
 
     None when it committed no page: the pass read nothing, so nothing may be promoted (the
     ``--since`` it started from is a query bound, not a stamp that was read).
     """
-    if not belongs_to(stored, generation) or stored.watermark_at is None:
+    if not belongs_to(stored, generation) or stored.at is None:
         return None
-    return Position(stored.watermark_at, stored.watermark_id)
+    return CursorState(stored.at, stored.id)
 
 
 def completed_state(
-    generation: Generation, read: Position | None, completed_at: datetime
+    generation: Generation, read: CursorState | None, completed_at: datetime
 ) -> CursorState:
     """The object finished the generation; ``read`` is :func:`read_position`."""
-    return CursorState(
-        read.at if read else None,
-        read.id if read else None,
-        {
-            "v": STATE_VERSION,
-            **generation.as_dict(),
-            "in_progress": False,
-            "completed_at": _iso(completed_at),
-        },
-    )
+    done = CursorState(read.at, read.id) if read is not None else CursorState()
+    return generation.stamp(replace(done, completed_at=_aware(completed_at)))
 
 
 def describe(plan: BackfillPlan, object_name: str) -> dict[str, Any]:

@@ -1,20 +1,24 @@
-"""Cursor arithmetic for incremental pulls: pure functions over (stamp, id) positions.
+"""The stream cursor: one typed :class:`CursorState`, its JSON codec, and the pure arithmetic
+of an incremental pull over (stamp, id) positions. No I/O.
 
-A change stream (one CRM object, one ``stream``: ``changes``, ``deletes`` or ``backfill``) is
-read oldest first, ordered by the CRM's modification stamp and then the record id
-(``SystemModstamp, Id``; ``hs_lastmodifieddate, hs_object_id``). Where it stands is an
-:class:`app.crm.base.Position`: ``at`` and ``id`` of the last record committed, plus the adapter's
-``resume`` token (a Bulk job id and locator, a HubSpot search window).
+A change stream (one CRM object, one ``stream``: ``changes`` or ``backfill``) is read oldest
+first, ordered by the CRM's modification stamp and then the record id
+(:func:`app.crm.base.id_order`). Where it stands is a :class:`CursorState`: ``at`` and ``id`` of
+the last record committed, the adapter's ``resume`` token (a query locator, a Bulk job and
+locator, a HubSpot search window), and for a backfill the generation it belongs to
+(:mod:`app.sync.backfill`).
 
-Life of a cursor in one run (the engine does the I/O; everything here is pure)::
+This module is the one place of the lookback and of the "never move backwards" rule: the
+adapters only page (they get a :class:`~app.crm.base.ReadFrom` and report each page's last
+(stamp, id)). Life of a cursor in one run (the engine does the I/O)::
 
-    cursor = open_cursor("salesforce", "Account", "changes", stored, started_at=run_start)
-    since = query_lower_bound(cursor.watermark, lookback)      # at - lookback (overlap)
-    for page in client.iter_changes(..., since=...):
+    cursor = open_cursor(stored, started_at=run_start)
+    start = read_from(stored, lookback)                       # lower = at - lookback
+    for page in client.iter_changes(..., start):
         ...upsert page rows...
-        cursor = advance(cursor, page.position)
-        store(checkpoint(cursor, run_start, lag))               # same transaction as the rows
-    store(finalize(cursor, run_start, lag))                     # after the last page committed
+        cursor = advance(cursor, page.last, page.resume)
+        store(checkpoint(cursor, lag))                          # same transaction as the rows
+    store(finalize(cursor, lag))                                # after the last page committed
 
 Knobs (all passed in; none is read from a clock or settings here):
 
@@ -25,20 +29,15 @@ Knobs (all passed in; none is read from a clock or settings here):
     ``unchanged`` (upserts by CRM id), so the overlap costs reads, never duplicates.
 ``lag`` (``timedelta``)
     Safety margin for the bookmark itself, like singer-sdk's signpost: the stored ``at`` never
-    exceeds ``run_started_at - lag``. Records written while the run was reading (and not yet
+    exceeds ``started_at - lag``. Records written while the run was reading (and not yet
     visible to it) therefore fall after the bookmark and are read by the next run.
-``run_started_at`` (aware ``datetime``)
-    When the run began (before its first query).
 
 Boundary semantics (dlt ``Incremental`` style):
 
-* Order is ``(at, id)``; ids that are all digits (HubSpot) compare as numbers, others as
-  strings (Salesforce, whose ``ORDER BY Id`` the adapter uses). ``id=None`` sorts before every id
+* Order is ``(at, id)`` with :func:`~app.crm.base.id_order`; ``id=None`` sorts before every id
   at the same stamp, and ``at=None`` (never synced) before everything.
-* :func:`is_after` is **strictly** after (an open lower bound): a record equal to the position
-  was committed already. Use it to drop the already-committed head when resuming exactly at a
-  position; it must not be used to drop the lookback overlap (late rows have older stamps).
-* :func:`query_lower_bound` is inclusive (``>=``): ``at - lookback``, or None (read everything).
+* :func:`read_from` is inclusive (``>=``): ``at - lookback``, or None (read everything); it
+  carries ``(at, id)`` as ``after`` so an adapter can restart a broken stream by keyset.
 * :func:`advance` is monotone: the progress never moves backwards, whatever order pages come
   in (the lookback overlap yields pages behind the watermark). The resume token is always the
   newest page's, since it says how to continue the stream being read.
@@ -51,38 +50,124 @@ Boundary semantics (dlt ``Incremental`` style):
   Neither returns a position behind the stored watermark, nor past the run's start: a
   watermark already past the start (stored by an older version from a future ``--since``) is
   brought back to the cap.
+
+Stored form (:func:`encode` / :func:`decode`, the only JSON codec of a cursor): ``sync_runs``
+keeps it whole in ``cursor_from``/``cursor_to``; ``sync_cursors`` keeps ``at``/``id`` in its
+``watermark_at``/``watermark_id`` columns and the rest in ``state``. Keys appear only when they
+say something, so the JSON is the one stored before this type existed (no migration)::
+
+    {"at": "<ISO>" | null, "id": "..." | null, "resume": {...}}           # always
+    "in_progress": true                                                  # between pages
+    "v": 1, "generation": "<ISO>", "since": "<ISO>" | null,              # a backfill's part
+    "in_progress": bool, "completed_at": "<ISO>"                         #   of a generation
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.crm.base import Position
+from app.crm.base import ReadFrom, StreamKey, id_order
 
 STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class CursorState:
+    """Where a stream stands, as stored.
+
+    ``at``/``id``: (stamp, id) of the last record committed (None: never synced).
+    ``resume``: the adapter's token to continue an interrupted stream (empty: from ``at``).
+    ``in_progress``: a pass is between pages (or a backfill object is pending).
+    ``generation``/``since``: the backfill generation the state belongs to (its start time
+    and ``--since``); None outside backfills and for states written before generations.
+    ``completed_at``: when the object finished its backfill generation.
+    """
+
+    at: datetime | None = None
+    id: str | None = None
+    resume: Mapping[str, Any] = field(default_factory=dict)
+    in_progress: bool = False
+    generation: datetime | None = None
+    since: datetime | None = None
+    completed_at: datetime | None = None
+
+    @property
+    def key(self) -> StreamKey | None:
+        """(at, id) when both are known: where a restarted stream continues strictly after."""
+        if self.at is None or self.id is None:
+            return None
+        return (self.at, self.id)
+
+    def mark(self) -> CursorState:
+        """Only the position (at, id, resume): what a run reports and a stream starts from."""
+        return CursorState(self.at, self.id, dict(self.resume))
+
+
+def _iso(value: datetime) -> str:
+    return _require_aware(value, "cursor time").astimezone(UTC).isoformat()
+
+
+def _time(value: Any) -> datetime | None:
+    """A stored time: ISO text or a datetime; naive values (SQLite) read as UTC."""
+    if value is None or value == "":
+        return None
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def encode(cursor: CursorState) -> dict[str, Any]:
+    """The cursor as JSON (see the module docstring for the keys)."""
+    data: dict[str, Any] = {
+        "at": _iso(cursor.at) if cursor.at is not None else None,
+        "id": cursor.id,
+        "resume": dict(cursor.resume),
+    }
+    if cursor.generation is not None:
+        data["v"] = STATE_VERSION
+        data["generation"] = _iso(cursor.generation)
+        data["since"] = _iso(cursor.since) if cursor.since is not None else None
+        data["in_progress"] = cursor.in_progress
+    elif cursor.in_progress:
+        data["in_progress"] = True
+    if cursor.completed_at is not None:
+        data["completed_at"] = _iso(cursor.completed_at)
+    return data
+
+
+def decode(data: Mapping[str, Any] | None) -> CursorState:
+    """Read :func:`encode` output, or any older stored state: missing keys read as empty."""
+    if not data:
+        return CursorState()
+    raw_id = data.get("id")
+    return CursorState(
+        at=_time(data.get("at")),
+        id=str(raw_id) if raw_id is not None else None,
+        resume=dict(data.get("resume") or {}),
+        in_progress=bool(data.get("in_progress", False)),
+        generation=_time(data.get("generation")),
+        since=_time(data.get("since")),
+        completed_at=_time(data.get("completed_at")),
+    )
 
 
 @dataclass(frozen=True)
 class StreamCursor:
     """One stream's cursor during a run.
 
-    ``watermark``: the position stored when the run began (``Position()`` if never synced).
+    ``watermark``: the position stored when the run began (empty if never synced).
     ``progress``: the furthest committed page position of this run (None before the first page).
-    ``started_at``: when the run began; the default ``run_started_at`` of finalize/checkpoint.
+    ``started_at``: when the run began (before its first query): the bookmark's cap.
     """
 
-    crm: str
-    object: str
-    stream: str
-    watermark: Position
+    watermark: CursorState
     started_at: datetime
-    progress: Position | None = None
+    progress: CursorState | None = None
 
     @property
-    def current(self) -> Position:
+    def current(self) -> CursorState:
         """The furthest position known: the progress, or the watermark before any page."""
         return self.progress if self.progress is not None else self.watermark
 
@@ -93,48 +178,46 @@ def _require_aware(value: datetime, name: str) -> datetime:
     return value
 
 
-def open_cursor(
-    crm: str, object: str, stream: str, stored: Position | None, *, started_at: datetime
-) -> StreamCursor:
+def open_cursor(stored: CursorState | None, *, started_at: datetime) -> StreamCursor:
     """A cursor at the start of a run, from the stored position (None: never synced)."""
     _require_aware(started_at, "started_at")
-    return StreamCursor(crm, object, stream, stored or Position(), started_at)
+    return StreamCursor((stored or CursorState()).mark(), started_at)
 
 
-def _id_key(record_id: str | None) -> tuple[int, int, str]:
-    if record_id is None:
-        return (0, 0, "")
-    if record_id.isdigit():
-        return (1, int(record_id), record_id)
-    return (2, 0, record_id)
+def read_from(stored: CursorState | None, lookback: timedelta) -> ReadFrom:
+    """Where the adapter reads from: ``at - lookback`` (inclusive), the last committed
+    (stamp, id) for a keyset restart, and the stored resume token."""
+    if lookback < timedelta(0):
+        raise ValueError("lookback must not be negative")
+    if stored is None:
+        return ReadFrom()
+    lower = _require_aware(stored.at, "at") - lookback if stored.at is not None else None
+    return ReadFrom(lower=lower, after=stored.key, resume=dict(stored.resume))
 
 
 def position_key(at: datetime | None, record_id: str | None) -> tuple[Any, ...]:
-    """Sort key of (stamp, id) in stream order; ``at=None`` sorts first."""
+    """Sort key of (stamp, id) in stream order; ``at=None`` sorts first, ``id=None`` before
+    every id at its stamp."""
     if at is None:
-        return (0, datetime.min.replace(tzinfo=UTC), _id_key(None))
-    return (1, _require_aware(at, "at").astimezone(UTC), _id_key(record_id))
+        return (0, datetime.min.replace(tzinfo=UTC), (0, ""))
+    ident = (0, "") if record_id is None else (1, *id_order(record_id))
+    return (1, _require_aware(at, "at").astimezone(UTC), ident)
 
 
-def is_after(record_at: datetime, record_id: str | None, position: Position | None) -> bool:
-    """Whether a record lies strictly after ``position`` in (stamp, id) order."""
-    if position is None or position.at is None:
-        return True
-    return position_key(record_at, record_id) > position_key(position.at, position.id)
-
-
-def advance(cursor: StreamCursor, page_position: Position) -> StreamCursor:
-    """Record a committed page. Monotone in (at, id); the page's resume token is kept."""
+def advance(
+    cursor: StreamCursor, last: StreamKey | None, resume: Mapping[str, Any]
+) -> StreamCursor:
+    """Record a committed page that read up to ``last`` (None: the page does not say).
+    Monotone in (at, id); the page's resume token is kept."""
     current = cursor.current
-    if position_key(page_position.at, page_position.id) >= position_key(current.at, current.id):
-        at, record_id = page_position.at, page_position.id
-    else:
-        at, record_id = current.at, current.id
-    return replace(cursor, progress=Position(at, record_id, dict(page_position.resume)))
+    at, record_id = current.at, current.id
+    if last is not None and position_key(*last) >= position_key(at, record_id):
+        at, record_id = last
+    return replace(cursor, progress=CursorState(at, record_id, dict(resume)))
 
 
-def _capped(cursor: StreamCursor, run_started_at: datetime | None, lag: timedelta) -> Position:
-    start = _require_aware(run_started_at or cursor.started_at, "run_started_at")
+def _capped(cursor: StreamCursor, lag: timedelta) -> CursorState:
+    start = cursor.started_at
     if lag < timedelta(0):
         raise ValueError("lag must not be negative")
     cap = start - lag
@@ -149,81 +232,16 @@ def _capped(cursor: StreamCursor, run_started_at: datetime | None, lag: timedelt
     stored_is_past = stored.at is None or stored.at <= start
     if stored_is_past and position_key(at, record_id) < position_key(stored.at, stored.id):
         at, record_id = stored.at, stored.id
-    return Position(at, record_id, dict(current.resume))
+    return CursorState(at, record_id, dict(current.resume))
 
 
-def checkpoint(cursor: StreamCursor, run_started_at: datetime | None, lag: timedelta) -> Position:
-    """The position to store with a committed page: capped progress, resume token kept."""
-    return _capped(cursor, run_started_at, lag)
+def checkpoint(cursor: StreamCursor, lag: timedelta) -> CursorState:
+    """The position to store with a committed page: capped progress, resume token kept, marked
+    in progress."""
+    return replace(_capped(cursor, lag), in_progress=True)
 
 
-def finalize(cursor: StreamCursor, run_started_at: datetime | None, lag: timedelta) -> Position:
+def finalize(cursor: StreamCursor, lag: timedelta) -> CursorState:
     """The bookmark to store when the stream is done: progress capped at
-    ``run_started_at - lag``, never behind the watermark, resume token cleared."""
-    position = _capped(cursor, run_started_at, lag)
-    return Position(position.at, position.id, {})
-
-
-def query_lower_bound(position: Position | None, lookback: timedelta) -> datetime | None:
-    """The stamp to read from (inclusive): ``at - lookback``; None to read everything."""
-    if lookback < timedelta(0):
-        raise ValueError("lookback must not be negative")
-    if position is None or position.at is None:
-        return None
-    return _require_aware(position.at, "position.at") - lookback
-
-
-# --------------------------------------------------------------------------------------------
-# storage
-# --------------------------------------------------------------------------------------------
-
-
-def to_json(position: Position) -> dict[str, Any]:
-    """A JSON-able form (``sync_runs.cursor_from``/``cursor_to``)."""
-    return {
-        "v": STATE_VERSION,
-        "at": position.at.astimezone(UTC).isoformat() if position.at else None,
-        "id": position.id,
-        "resume": dict(position.resume),
-    }
-
-
-def from_json(data: Mapping[str, Any] | None) -> Position:
-    """Read :func:`to_json` output; missing keys read as empty (older states stay readable)."""
-    if not data:
-        return Position()
-    raw_at = data.get("at")
-    at = None
-    if raw_at:
-        at = datetime.fromisoformat(str(raw_at))
-        at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
-    raw_id = data.get("id")
-    resume = data.get("resume") or {}
-    return Position(at, str(raw_id) if raw_id is not None else None, dict(resume))
-
-
-@dataclass(frozen=True)
-class CursorColumns:
-    """A position as the ``sync_cursors`` columns ``watermark_at``, ``watermark_id``, ``state``."""
-
-    watermark_at: datetime | None
-    watermark_id: str | None
-    state: dict[str, Any]
-
-
-def to_columns(position: Position) -> CursorColumns:
-    """Split a position into ``sync_cursors`` columns (``state`` holds the resume token)."""
-    return CursorColumns(
-        position.at, position.id, {"v": STATE_VERSION, "resume": dict(position.resume)}
-    )
-
-
-def from_columns(
-    watermark_at: datetime | None, watermark_id: str | None, state: Mapping[str, Any] | None
-) -> Position:
-    """A position from ``sync_cursors`` columns (naive stamps read as UTC)."""
-    at = watermark_at
-    if at is not None and at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
-    resume = (state or {}).get("resume") or {}
-    return Position(at, watermark_id, dict(resume))
+    ``started_at - lag``, never behind the watermark, resume token cleared."""
+    return replace(_capped(cursor, lag), resume={})

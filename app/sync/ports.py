@@ -9,22 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+
+from app.sync.cursor import CursorState
 
 
 class LeaseHeldError(RuntimeError):
     """Another pass over the same CRM object is running (its lease has not expired)."""
 
 
-@dataclass(frozen=True)
-class CursorState:
-    """A stream's stored cursor: the committed high-water mark plus stream state."""
-
-    watermark_at: datetime | None = None
-    watermark_id: str | None = None
-    state: Mapping[str, Any] = field(default_factory=dict)
+PendingRow = tuple[Mapping[str, Any] | None, dict[str, Any]]
+"""(the stored row or None, the row to write) for :meth:`PageWriter.upsert`."""
 
 
 @dataclass
@@ -86,14 +83,16 @@ class PageWriter(Protocol):
         self,
         table: str,
         id_column: str,
-        columns: Sequence[str],
-        rows: Sequence[Mapping[str, Any]],
+        rows: Sequence[PendingRow],
         *,
         new_rows: bool = False,
     ) -> Sequence[RejectedRow]:
         """Insert or update rows keyed on the CRM id column: one statement for all of them.
 
-        Every row carries at least ``columns``; those are written (keys beyond them are not).
+        Each row comes with the stored row it updates (None for a new one). Rows may set
+        different columns: the writer pads them, in place, to one column set (a missing column
+        keeps its current value, or takes the insert default).
+
         ``new_rows``: none of the rows existed when the page was read; a row created since by
         someone else is still updated, but keeps its own foreign-key links.
 
@@ -188,11 +187,8 @@ class SyncStore(Protocol):
         ...
 
     def required_columns(self, table: str) -> frozenset[str]:
-        """Columns that must have a value on insert (NOT NULL without a default)."""
-        ...
-
-    def insert_defaults(self, table: str) -> dict[str, Any]:
-        """Fresh values of the table's insert defaults (``[]``, ``{}``, ``False``, now)."""
+        """Columns that must have a value on insert (NOT NULL without a default): a new record
+        without one is refused as a ``validation`` failure before the write."""
         ...
 
     def link_orphans(

@@ -8,8 +8,9 @@ committed page: nothing is lost (the cursor never runs ahead of the data) and no
 
 Two kinds of pass share this code:
 
-* ``pull`` (incremental, stream ``changes``): from the stored high-water mark minus the adapter's
-  lookback; the mark is promoted with :func:`app.sync.cursor.finalize` when the pass ends.
+* ``pull`` (incremental, stream ``changes``): from the stored high-water mark minus the
+  lookback (:func:`app.sync.cursor.read_from`: the engine, not the adapter, sets the lower
+  bound); the mark is promoted with :func:`app.sync.cursor.finalize` when the pass ends.
 * ``backfill`` (stream ``backfill``): everything, or everything modified since ``--since``;
   checkpointed after each page so a restart resumes the same stream; when it completes the
   ``changes`` cursor is moved up to the newest page it read, so incremental passes continue.
@@ -30,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.crm.base import CrmClient, Position, RecordPage
+from app.crm.base import CrmClient, RecordPage
 from app.db.enums import RunStatus, SyncKind
 from app.errors import CrmsyncError, ErrorCategory
 from app.logging import get_logger
@@ -41,12 +42,13 @@ from app.mappers.spec import ObjectMapping
 from app.settings import SyncSettings
 from app.sync import backfill as backfills
 from app.sync import cursor as cursors
+from app.sync.cursor import CursorState, encode
 from app.sync.holder import new_holder
 from app.sync.ports import (
     Counts,
-    CursorState,
     LeaseHeldError,
     PageWriter,
+    PendingRow,
     RecordFailure,
     SyncStore,
 )
@@ -95,7 +97,7 @@ class PageProgress:
     object_name: str
     kind: str
     counts: Counts
-    position: Position
+    position: CursorState
     expected: int | None
 
 
@@ -128,14 +130,9 @@ class PullResult:
         }
 
 
-def position_json(position: Position | None) -> dict[str, Any] | None:
-    if position is None:
-        return None
-    return {
-        "at": position.at.isoformat() if position.at else None,
-        "id": position.id,
-        "resume": dict(position.resume),
-    }
+def position_json(position: CursorState | None) -> dict[str, Any] | None:
+    """A position as ``sync_runs.cursor_from``/``cursor_to`` and the summary show it."""
+    return encode(position.mark()) if position is not None else None
 
 
 class PullEngine:
@@ -161,6 +158,7 @@ class PullEngine:
         self._links = self._link_plan(parent_mappings or mappings)
         self.holder = new_holder()
         self._lease_ttl = timedelta(seconds=settings.lease_seconds)
+        self._lookback = timedelta(seconds=settings.lookback_seconds)
         self._open_failures = True
         # The backfill being run: planned for a whole command (plan_backfill), or per object.
         self._backfill: backfills.BackfillPlan | None = None
@@ -258,7 +256,8 @@ class PullEngine:
             cursor_from=position_json(start),
             holder=self.holder,
         )
-        progress = cursors.open_cursor(crm, object_name, stream, start, started_at=run_started_at)
+        progress = cursors.open_cursor(start, started_at=run_started_at)
+        read_from = cursors.read_from(start, self._lookback)
         expected: int | None = None
         use_bulk = False
 
@@ -288,14 +287,14 @@ class PullEngine:
         try:
             # Resolving old errors costs an UPDATE per page; skip it while there are none.
             self._open_failures = self.store.has_open_failures(crm, object_name)
-            expected = self.client.estimate_changes(object_name, start)
+            expected = self.client.estimate_changes(object_name, read_from)
             use_bulk = expected is not None and expected > self.settings.bulk_threshold
             fields = self._request_fields(mapping)
             pages = prefetch(
                 self.client.iter_changes(
                     object_name,
                     fields,
-                    start,
+                    read_from,
                     page_size=self._page_size(),
                     use_bulk=use_bulk,
                 ),
@@ -306,11 +305,11 @@ class PullEngine:
                     run_id, mapping, stream, page, progress, counts, calls_before
                 )
                 self._report(crm, object_name, kind, counts, progress.current, expected)
-            for page in self.client.iter_deleted(object_name, start):
+            for page in self.client.iter_deleted(object_name, read_from):
                 progress = self._commit_page(
                     run_id, mapping, stream, page, progress, counts, calls_before, deletes=True
                 )
-            final = cursors.finalize(progress, run_started_at, BOOKMARK_LAG)
+            final = cursors.finalize(progress, BOOKMARK_LAG)
             final = self._finish_stream(crm, object_name, kind, final, run_started_at)
             self._link_orphans(mapping)
             status = RunStatus.PARTIAL if counts.failed else RunStatus.SUCCEEDED
@@ -393,7 +392,7 @@ class PullEngine:
 
     def _start_position(
         self, kind: SyncKind, stored: CursorState, since: datetime | None
-    ) -> Position | None:
+    ) -> CursorState | None:
         if kind is SyncKind.BACKFILL:
             # The planned generation, or (engine called directly) the object's own open one.
             generation = (
@@ -403,20 +402,18 @@ class PullEngine:
             )
             self._generation = generation
             return backfills.start_position(stored, generation)[1]
-        if stored.watermark_at is None and not stored.state.get("resume"):
+        if stored.at is None and not stored.resume:
             return None
-        return Position(
-            stored.watermark_at, stored.watermark_id, dict(stored.state.get("resume", {}))
-        )
+        return stored.mark()
 
     def _finish_stream(
         self,
         crm: str,
         object_name: str,
         kind: SyncKind,
-        final: Position,
+        final: CursorState,
         finished_at: datetime,
-    ) -> Position:
+    ) -> CursorState:
         """Store the finished stream's cursors; returns the position stored (``cursor_to``).
 
         A backfill stores, and promotes to ``changes``, only what it read: its last committed
@@ -424,7 +421,7 @@ class PullEngine:
         """
         if kind is not SyncKind.BACKFILL:
             with self.store.page() as writer:
-                writer.save_cursor(crm, object_name, "changes", CursorState(final.at, final.id, {}))
+                writer.save_cursor(crm, object_name, "changes", final)
             return final
         generation = self._generation
         assert generation is not None, "_start_position sets the generation of a backfill"
@@ -435,10 +432,10 @@ class PullEngine:
             writer.save_cursor(crm, object_name, "backfill", done)
             changes = self.store.load_cursor(crm, object_name, "changes")
             if read is not None and cursors.position_key(read.at, read.id) > cursors.position_key(
-                changes.watermark_at, changes.watermark_id
+                changes.at, changes.id
             ):
-                writer.save_cursor(crm, object_name, "changes", CursorState(read.at, read.id, {}))
-        return read if read is not None else Position()
+                writer.save_cursor(crm, object_name, "changes", read)
+        return read if read is not None else CursorState()
 
     # ----------------------------------------------------------------------------------------
     # One page
@@ -483,16 +480,12 @@ class PullEngine:
                 self._open_failures = True
             if not deletes:
                 counts.read += len(page.records)
-                progress = cursors.advance(progress, page.position)
-                saved = cursors.checkpoint(progress, progress.started_at, BOOKMARK_LAG)
+                progress = cursors.advance(progress, page.last, page.resume)
+                saved = cursors.checkpoint(progress, BOOKMARK_LAG)
                 if stream == "backfill":
                     assert self._generation is not None
-                    state = backfills.page_state(self._generation, saved)
-                else:
-                    state = CursorState(
-                        saved.at, saved.id, {"in_progress": True, "resume": dict(saved.resume)}
-                    )
-                writer.save_cursor(crm, mapping.crm_object, stream, state)
+                    saved = backfills.page_state(self._generation, saved)
+                writer.save_cursor(crm, mapping.crm_object, stream, saved)
             else:
                 counts.read += len(page.records) + len(page.deleted_ids)
             counts.failed += _failed_records(failures)
@@ -561,7 +554,7 @@ class PullEngine:
         existing = writer.existing(table, id_column, [r.crm_id for r in records])
         parents = self._resolve_parents(writer, mapping, records)
         required = self.store.required_columns(table)
-        pending: list[tuple[Mapping[str, Any] | None, dict[str, Any]]] = []
+        pending: list[PendingRow] = []
         # What each pending row counts as once stored: "created", "updated" or "unchanged".
         outcome: dict[str, str] = {}
         written: list[str] = []
@@ -619,10 +612,9 @@ class PullEngine:
         for new_rows in (True, False):
             group = [item for item in pending if (item[0] is None) is new_rows]
             if group:
-                columns, rows = self._uniform(table, group)
-                rejected = writer.upsert(table, id_column, columns, rows, new_rows=new_rows)
+                rejected = writer.upsert(table, id_column, group, new_rows=new_rows)
                 for rejection in rejected:
-                    row = rows[rejection.index]
+                    row = group[rejection.index][1]
                     crm_id = str(row[id_column])
                     refused.add(crm_id)
                     _uncount(counts, outcome[crm_id])
@@ -658,36 +650,6 @@ class PullEngine:
         row.update(links)
         row["updated_at"] = now
         return row
-
-    def _uniform(
-        self, table: str, pending: Sequence[tuple[Mapping[str, Any] | None, dict[str, Any]]]
-    ) -> tuple[list[str], list[dict[str, Any]]]:
-        """One column set for every row of a group: one statement per group, not per row.
-
-        A column some rows set and others do not is filled in (in place) with the row's current
-        value (updates) or the table's insert default (creates), so the upsert writes it back as
-        it is. Columns no row sets are left out: the insert takes the table's defaults and the
-        update does not touch them. NOT NULL columns are always included, because both
-        databases check them on the proposed insert row before resolving the conflict.
-        """
-        if not pending:
-            return [], []
-        columns: set[str] = set(self.store.required_columns(table))
-        for _current, row in pending:
-            columns.update(row)
-        ordered = sorted(columns)
-        defaults: dict[str, Any] | None = None
-        rows: list[dict[str, Any]] = []
-        for current, row in pending:
-            if len(row) != len(ordered):
-                if current is None and defaults is None:
-                    defaults = self.store.insert_defaults(table)
-                source = current if current is not None else (defaults or {})
-                for column in ordered:
-                    if column not in row:
-                        row[column] = source.get(column)
-            rows.append(row)
-        return ordered, rows
 
     # ----------------------------------------------------------------------------------------
     # Parents
@@ -760,7 +722,7 @@ class PullEngine:
         object_name: str,
         kind: SyncKind,
         counts: Counts,
-        position: Position,
+        position: CursorState,
         expected: int | None,
     ) -> None:
         if self.on_page is not None:

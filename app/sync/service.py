@@ -52,13 +52,6 @@ def fewer_gc_passes(threshold: int = 50_000) -> Iterator[None]:
         gc.set_threshold(*previous)
 
 
-def objects_for(settings: Settings, crm: CrmName) -> tuple[str, ...]:
-    """The CRM objects crmsync pulls for ``crm``, parents first."""
-    return load_mapping_set(
-        crm, settings.mapping_file, default_currency=settings.default_currency
-    ).object_names
-
-
 class SyncInterrupted(KeyboardInterrupt):  # a KeyboardInterrupt: an uncaught one still stops
     """SIGINT / SIGTERM stopped the command: ``results`` has every pass, the interrupted one
     ``cancelled`` and those not started after it ``cancelled`` with no run."""

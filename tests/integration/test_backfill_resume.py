@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.crm.base import Position, RecordPage
+from app.crm.base import ReadFrom, RecordPage
 from app.db.engine import make_session_factory
 from app.db.enums import RunStatus, SyncKind
 from app.db.models import Account, Opportunity, SyncCursor
@@ -23,7 +23,7 @@ from app.db.sync_store import SqlSyncStore
 from app.mappers.defaults import salesforce_mappings
 from app.settings import SyncSettings
 from app.sync.backfill import BackfillConflictError
-from app.sync.ports import CursorState
+from app.sync.cursor import CursorState
 from app.sync.pull import PullEngine, PullResult
 from tests.integration.test_pull_engine import T0, account, count, opportunity
 from tests.support.fake_crm import FakeSalesforce
@@ -48,13 +48,13 @@ class KillableSalesforce(FakeSalesforce):
         self,
         object_name: str,
         fields: Sequence[str],
-        since: Position | None,
+        start: ReadFrom,
         *,
         page_size: int,
         use_bulk: bool = False,
     ) -> Iterator[RecordPage]:
         for page in super().iter_changes(
-            object_name, fields, since, page_size=page_size, use_bulk=use_bulk
+            object_name, fields, start, page_size=page_size, use_bulk=use_bulk
         ):
             if self.kill_at is not None and self.pages_served >= self.kill_at:
                 raise Killed

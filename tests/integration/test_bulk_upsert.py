@@ -30,7 +30,7 @@ def _account_row(n: int, **extra: object) -> dict[str, object]:
 
 def _upsert(store: SqlSyncStore, table: str, rows: list[dict[str, object]]) -> None:
     with store.page() as writer:
-        writer.upsert(table, "sf_id", sorted(rows[0]), rows)
+        writer.upsert(table, "sf_id", [(None, row) for row in rows])
 
 
 def test_inserted_rows_read_back_through_the_orm_with_their_types(engine: Engine) -> None:
@@ -105,7 +105,7 @@ def test_a_page_rolls_back_as_a_whole(engine: Engine) -> None:
     try:
         with store.page() as writer:
             rows = [_account_row(n) for n in range(5)]
-            writer.upsert("accounts", "sf_id", sorted(rows[0]), rows)
+            writer.upsert("accounts", "sf_id", [(None, row) for row in rows])
             raise RuntimeError("crash after the write, before the commit")
     except RuntimeError:
         pass
@@ -128,12 +128,12 @@ def test_new_rows_that_exist_after_all_are_updated_but_keep_their_links(engine: 
     _upsert(store, "opportunities", [deal])
     moved = {**deal, "name": "Deal, renamed", "account_id": second}
     with store.page() as writer:
-        writer.upsert("opportunities", "sf_id", sorted(moved), [moved], new_rows=True)
+        writer.upsert("opportunities", "sf_id", [(None, moved)], new_rows=True)
     with Session(engine) as session:
         row = session.scalars(select(Opportunity)).one()
         assert (row.name, row.account_id) == ("Deal, renamed", first)
     # As an update (the row was read as existing), the link moves too.
     with store.page() as writer:
-        writer.upsert("opportunities", "sf_id", sorted(moved), [moved])
+        writer.upsert("opportunities", "sf_id", [(None, moved)])
     with Session(engine) as session:
         assert session.scalars(select(Opportunity.account_id)).one() == second

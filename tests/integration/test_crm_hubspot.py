@@ -21,9 +21,10 @@ from typing import Any
 import hubspot
 import pytest
 
-from app.crm.base import Position, RecordPage
+from app.crm.base import ReadFrom, RecordPage, key_order
 from app.crm.hubspot.client import HubSpotClient
 from app.settings import Settings, SyncSettings
+from app.sync.cursor import CursorState, read_from
 from crmsync_sandbox import Sandbox, SandboxConfig
 
 FIELDS = ["name", "domain", "dealname"]
@@ -40,9 +41,16 @@ def client_for(sb: Sandbox, **sync: Any) -> HubSpotClient:
 
 
 def pull(
-    client: HubSpotClient, obj: str = "companies", since: Position | None = None, page: int = 200
+    client: HubSpotClient, obj: str = "companies", since: ReadFrom | None = None, page: int = 200
 ) -> list[RecordPage]:
-    return list(client.iter_changes(obj, FIELDS, since, page_size=page))
+    return list(client.iter_changes(obj, FIELDS, since or ReadFrom(), page_size=page))
+
+
+def after_page(client: HubSpotClient, page: RecordPage) -> ReadFrom:
+    """Where the engine reads from once ``page`` is committed: its mark minus the lookback."""
+    at, rid = page.last if page.last is not None else (None, None)
+    lookback = timedelta(seconds=client.settings.sync.lookback_seconds)
+    return read_from(CursorState(at, rid, page.resume), lookback)
 
 
 def ids_of(pages: list[RecordPage]) -> list[str]:
@@ -81,14 +89,15 @@ def sandbox() -> Iterator[Sandbox]:
 
 def test_full_pull_equals_seed_oldest_first(sandbox: Sandbox) -> None:
     with client_for(sandbox) as client:
-        assert client.estimate_changes("companies", None) == 300
+        assert client.estimate_changes("companies", ReadFrom()) == 300
         pages = pull(client)
         ids = ids_of(pages)
         assert len(ids) == len(set(ids)) == 300
         assert [k[0] for k in keys(pages)] == sorted(k[0] for k in keys(pages))
-        positions = [(p.position.at, int(p.position.id or 0)) for p in pages]
+        positions = [key_order(p.last) for p in pages if p.last is not None]
+        assert len(positions) == len(pages)
         assert positions == sorted(positions)
-        assert pages[-1].position.resume == {}
+        assert pages[-1].resume == {}
 
 
 def test_deal_and_note_associations_are_batched(sandbox: Sandbox) -> None:
@@ -111,7 +120,7 @@ def test_more_than_a_page_sharing_one_stamp_across_a_page_boundary() -> None:
         at = an_hour_ago()
         touched = touch(sb, "companies", at, count=150)
         with client_for(sb) as client:
-            since = Position(at=at - timedelta(seconds=1))
+            since = ReadFrom(lower=at - timedelta(seconds=1))
             pages = pull(client, since=since, page=100)
             ids = ids_of(pages)
             assert len(ids) == len(set(ids))
@@ -131,16 +140,18 @@ def test_archived_between_passes_is_reported() -> None:
         )
         api.crm.companies.basic_api.archive(victim, _request_timeout=(5, 30))
         deleted = [
-            d for p in client.iter_deleted("companies", first[-1].position) for d in p.deleted_ids
+            d
+            for p in client.iter_deleted("companies", after_page(client, first[-1]))
+            for d in p.deleted_ids
         ]
         assert deleted == [victim]
-        assert victim not in ids_of(pull(client, since=first[-1].position))
+        assert victim not in ids_of(pull(client, since=after_page(client, first[-1])))
 
 
 def test_record_modified_during_backfill_is_not_lost() -> None:
     config = SandboxConfig(accounts=600, hs_rate_limits=False)
     with Sandbox(config) as sb, client_for(sb) as client:
-        stream = client.iter_changes("companies", FIELDS, None, page_size=100)
+        stream = client.iter_changes("companies", FIELDS, ReadFrom(), page_size=100)
         first = next(stream)
         changed = str(first.records[5]["id"])
         touch(sb, "companies", datetime.now(UTC) + timedelta(seconds=5), ids=[changed])
@@ -163,5 +174,5 @@ def test_fault_storm_is_retried_to_completion(fault: dict[str, Any]) -> None:
             pages = pull(client, "deals")
             ids = ids_of(pages)
             assert len(ids) == len(set(ids))
-            assert client.estimate_changes("deals", None) == len(ids)
+            assert client.estimate_changes("deals", ReadFrom()) == len(ids)
             assert client.api_calls > len(pages) * 2

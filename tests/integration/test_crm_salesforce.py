@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from app.crm.base import Position, RecordPage
+from app.crm.base import ReadFrom, RecordPage, key_order
 from app.crm.salesforce.client import SalesforceClient
 from app.errors import AuthError
 from app.settings import Settings, SyncSettings
+from app.sync.cursor import CursorState, read_from
 from crmsync_sandbox import Sandbox, SandboxConfig
 
 FIELDS = ["Name", "Website"]
@@ -40,13 +41,24 @@ def client_for(sb: Sandbox, **kw: Any) -> SalesforceClient:
 
 def pull(
     client: SalesforceClient,
-    since: Position | None = None,
+    since: ReadFrom | None = None,
     *,
     page_size: int = 200,
     use_bulk: bool = False,
     obj: str = "Account",
 ) -> list[RecordPage]:
-    return list(client.iter_changes(obj, FIELDS, since, page_size=page_size, use_bulk=use_bulk))
+    return list(
+        client.iter_changes(
+            obj, FIELDS, since or ReadFrom(), page_size=page_size, use_bulk=use_bulk
+        )
+    )
+
+
+def after_page(client: SalesforceClient, page: RecordPage) -> ReadFrom:
+    """Where the engine reads from once ``page`` is committed: its mark minus the lookback."""
+    at, rid = page.last if page.last is not None else (None, None)
+    lookback = timedelta(seconds=client.settings.sync.lookback_seconds)
+    return read_from(CursorState(at, rid, page.resume), lookback)
 
 
 def ids_of(pages: list[RecordPage]) -> list[str]:
@@ -71,26 +83,26 @@ def sandbox() -> Iterator[Sandbox]:
 
 def test_full_pull_equals_seed_oldest_first(sandbox: Sandbox) -> None:
     with client_for(sandbox) as client:
-        assert client.estimate_changes("Account", None) == 600
+        assert client.estimate_changes("Account", ReadFrom()) == 600
         pages = pull(client)
         ids = ids_of(pages)
         assert len(ids) == len(set(ids)) == 600
         keys = stamp_keys(pages)
         assert keys == sorted(keys)  # SystemModstamp, then Id
         assert len(pages) == 3  # batchSize 200
-        positions = [(p.position.at, p.position.id) for p in pages]
+        positions = [key_order(p.last) for p in pages if p.last is not None]
+        assert len(positions) == len(pages)
         assert positions == sorted(positions)
-        assert pages[-1].position.resume == {}
-        assert all(p.position.resume.get("next_url") for p in pages[:-1])
-        assert sum(p.api_calls for p in pages) <= client.api_calls
+        assert pages[-1].resume == {}
+        assert all(p.resume.get("next_url") for p in pages[:-1])
         assert client.budget.used is not None
         assert client.budget.max is not None
 
 
 def test_resume_from_a_page_continues_the_stream(sandbox: Sandbox) -> None:
     with client_for(sandbox) as client:
-        first = next(iter(client.iter_changes("Account", FIELDS, None, page_size=200)))
-        rest = pull(client, first.position)
+        first = next(iter(client.iter_changes("Account", FIELDS, ReadFrom(), page_size=200)))
+        rest = pull(client, after_page(client, first))
         ids = ids_of([first, *rest])
         assert len(ids) == len(set(ids)) == 600
 
@@ -98,11 +110,9 @@ def test_resume_from_a_page_continues_the_stream(sandbox: Sandbox) -> None:
 def test_expired_locator_restarts_from_keyset(sandbox: Sandbox) -> None:
     with client_for(sandbox) as client:
         pages = pull(client)
-        pos = pages[0].position
         version = sandbox.info.salesforce.api_version
-        stale = Position(
-            at=pos.at,
-            id=pos.id,
+        stale = ReadFrom(
+            after=pages[0].last,
             resume={"mode": "rest", "next_url": f"/services/data/v{version}/query/01gEXPIRED-200"},
         )
         rest = pull(client, stale)
@@ -116,18 +126,19 @@ def test_bulk_pull_streams_all_rows_and_resumes_the_job(sandbox: Sandbox) -> Non
         assert len(ids) == len(set(ids)) == 600
         assert len(pages) == 3
         assert all(isinstance(v, str | None) for r in pages[0].records for v in r.values())
-        first = pages[0].position
+        first = pages[0]
         assert first.resume["mode"] == "bulk"
         assert first.resume["locator"]
-        resumed = pull(client, first, use_bulk=True, page_size=250)
+        assert first.last is None  # unordered rows: no mark before the job's last page
+        resumed = pull(client, after_page(client, first), use_bulk=True, page_size=250)
         assert sorted(ids_of(pages[:1]) + ids_of(resumed)) == sorted(ids)
-        assert resumed[-1].position.resume == {}
-        assert resumed[-1].position == pages[-1].position
+        assert resumed[-1].resume == {}
+        assert resumed[-1].last == pages[-1].last is not None
 
 
 def test_static_token_works_without_login(sandbox: Sandbox) -> None:
     with client_for(sandbox, token=True, creds=False) as client:
-        assert client.estimate_changes("Account", None) == 600
+        assert client.estimate_changes("Account", ReadFrom()) == 600
         assert client.api_calls == 1
 
 
@@ -164,7 +175,7 @@ def test_delete_between_passes_is_reported() -> None:
         )
         assert response.status_code == 204
         sf.close()
-        second = pull(client, first[-1].position)
+        second = pull(client, after_page(client, first[-1]))
         deleted = [d for p in second for d in p.deleted_ids]
         assert deleted == [victim]
         assert victim not in ids_of(second)
@@ -178,22 +189,23 @@ def test_five_thousand_rows_sharing_one_stamp_read_exactly_once() -> None:
             "/salesforce/touch",
             json={"object": "Account", "count": 5000, "at": at.isoformat()},
         )
-        pages = pull(client, Position(at=at, id=None), page_size=2000)
+        pages = pull(client, ReadFrom(lower=at), page_size=2000)
         ids = ids_of(pages)
         assert len(ids) == len(set(ids)) == 5000
         assert len(pages) == 3
-        assert pages[-1].position.at == at
+        assert pages[-1].last is not None
+        assert pages[-1].last[0] == at
 
 
 def test_record_modified_during_backfill_is_picked_up_next_run() -> None:
     with Sandbox(SandboxConfig(accounts=600)) as sb, client_for(sb) as client:
-        stream = client.iter_changes("Account", FIELDS, None, page_size=200)
+        stream = client.iter_changes("Account", FIELDS, ReadFrom(), page_size=200)
         first = next(stream)
         changed = str(first.records[0]["Id"])
         sb.control("POST", "/salesforce/touch", json={"object": "Account", "ids": [changed]})
         rest = list(stream)
         assert len(set(ids_of([first, *rest]))) == 600
-        again = pull(client, rest[-1].position)
+        again = pull(client, after_page(client, rest[-1]))
         assert changed in ids_of(again)
 
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import ExitCode
 from app.cli.sync import exit_code
-from app.crm.base import Position, RecordPage
+from app.crm.base import ReadFrom, RecordPage
 from app.db.engine import make_session_factory
 from app.db.enums import RunStatus
 from app.db.models import Account, JobLease, SyncRun
@@ -175,7 +175,7 @@ class SlowSalesforce(FakeSalesforce):
         self,
         object_name: str,
         fields: Sequence[str],
-        since: Position | None,
+        start: ReadFrom,
         *,
         page_size: int,
         use_bulk: bool = False,
@@ -192,7 +192,7 @@ class SlowSalesforce(FakeSalesforce):
         assert beat is not None
         self.heartbeat_lag = beat - stalled_at
         yield from super().iter_changes(
-            object_name, fields, since, page_size=page_size, use_bulk=use_bulk
+            object_name, fields, start, page_size=page_size, use_bulk=use_bulk
         )
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.cli.common import ExitCode
 from app.cli.signals import Terminated
 from app.cli.sync import exit_code
-from app.crm.base import CrmName, Position, RecordPage
+from app.crm.base import CrmName, ReadFrom, RecordPage
 from app.db.engine import make_session_factory
 from app.db.enums import RunStatus, SyncKind
 from app.db.models import Account, JobLease, SyncCursor, SyncRun
@@ -49,7 +49,7 @@ class BrokenAccounts(FakeSalesforce):
         self,
         object_name: str,
         fields: Sequence[str],
-        since: Position | None,
+        start: ReadFrom,
         *,
         page_size: int,
         use_bulk: bool = False,
@@ -57,7 +57,7 @@ class BrokenAccounts(FakeSalesforce):
         if object_name == "Account":
             raise ValueError("a bug in the adapter")
         return super().iter_changes(
-            object_name, fields, since, page_size=page_size, use_bulk=use_bulk
+            object_name, fields, start, page_size=page_size, use_bulk=use_bulk
         )
 
 

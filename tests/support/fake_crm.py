@@ -1,7 +1,7 @@
 """An in-memory :class:`app.crm.base.CrmClient` for engine tests (no server, no network).
 
 It serves Salesforce-shaped wire records ordered by (SystemModstamp, Id) with the same contract
-as the real adapters: ``since`` is inclusive on the stamp, ``resume`` continues an interrupted
+as the real adapters: ``start.lower`` is inclusive on the stamp, ``resume`` continues an interrupted
 stream, deleted records come in ``deleted_ids``. Faults are injected with ``fail_after_pages``.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from app.crm.base import CrmName, Position, RecordPage, WireRecord
+from app.crm.base import CrmName, ReadFrom, RecordPage, WireRecord
 from app.errors import ErrorCategory, UpstreamError
 
 
@@ -44,34 +44,34 @@ class FakeSalesforce:
         record["IsDeleted"] = True
         record["SystemModstamp"] = sf_stamp(at)
 
-    def _ordered(self, object_name: str, since: Position | None) -> list[WireRecord]:
+    def _ordered(self, object_name: str, start: ReadFrom) -> list[WireRecord]:
         rows = sorted(
             self.objects.get(object_name, {}).values(),
             key=lambda r: (parse_stamp(r["SystemModstamp"]), r["Id"]),
         )
-        if since is not None and since.at is not None:
-            rows = [r for r in rows if parse_stamp(r["SystemModstamp"]) >= since.at]
+        if start.lower is not None:
+            rows = [r for r in rows if parse_stamp(r["SystemModstamp"]) >= start.lower]
         return rows
 
-    def estimate_changes(self, object_name: str, since: Position | None) -> int | None:
+    def estimate_changes(self, object_name: str, start: ReadFrom) -> int | None:
         self.calls += 1
-        return len(self._ordered(object_name, since))
+        return len(self._ordered(object_name, start))
 
     def iter_changes(
         self,
         object_name: str,
         fields: Sequence[str],
-        since: Position | None,
+        start: ReadFrom,
         *,
         page_size: int,
         use_bulk: bool = False,
     ) -> Iterator[RecordPage]:
-        resume: dict[str, Any] = dict(since.resume) if since is not None else {}
+        resume: dict[str, Any] = dict(start.resume)
         if "snapshot" in resume:
             ids = list(resume["snapshot"])
             offset = int(resume["offset"])
         else:
-            ids = [r["Id"] for r in self._ordered(object_name, since)]
+            ids = [r["Id"] for r in self._ordered(object_name, start)]
             offset = 0
         table = self.objects.get(object_name, {})
         while offset < len(ids):
@@ -88,14 +88,11 @@ class FakeSalesforce:
             yield RecordPage(
                 records=[r for r in records if not r.get("IsDeleted")],
                 deleted_ids=[r["Id"] for r in records if r.get("IsDeleted")],
-                position=Position(
-                    parse_stamp(last["SystemModstamp"]),
-                    last["Id"],
-                    {"snapshot": ids, "offset": offset} if offset < len(ids) else {},
-                ),
+                last=(parse_stamp(last["SystemModstamp"]), last["Id"]),
+                resume={"snapshot": ids, "offset": offset} if offset < len(ids) else {},
             )
 
-    def iter_deleted(self, object_name: str, since: Position | None) -> Iterator[RecordPage]:
+    def iter_deleted(self, object_name: str, start: ReadFrom) -> Iterator[RecordPage]:
         return iter(())
 
     def close(self) -> None:

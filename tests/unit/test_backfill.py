@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.crm.base import Position
 from app.sync.backfill import (
     BackfillConflictError,
     Generation,
@@ -20,7 +19,7 @@ from app.sync.backfill import (
     read_position,
     start_position,
 )
-from app.sync.ports import CursorState
+from app.sync.cursor import CursorState
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOW = T + timedelta(days=2)
@@ -30,16 +29,16 @@ G_SINCE = Generation(T, SINCE)
 OLD = Generation(T - timedelta(days=30), None)
 OBJECTS = ("Account", "Opportunity", "Note")
 
-page = Position(T - timedelta(hours=1), "006A", {"locator": "MjAw"})
+page = CursorState(T - timedelta(hours=1), "006A", {"locator": "MjAw"})
 
 
 def done(g: Generation) -> CursorState:
-    return completed_state(g, Position(T - timedelta(hours=2), "001Z"), T + timedelta(hours=1))
+    return completed_state(g, CursorState(T - timedelta(hours=2), "001Z"), T + timedelta(hours=1))
 
 
 def legacy_in_progress() -> CursorState:
     """A state written before generations existed, killed mid-stream."""
-    return CursorState(page.at, page.id, {"in_progress": True, "resume": dict(page.resume)})
+    return CursorState(page.at, page.id, dict(page.resume), in_progress=True)
 
 
 def steps(stored: dict[str, CursorState], **kwargs: object) -> list[tuple[str, Step, object]]:
@@ -121,7 +120,7 @@ def test_restart_begins_a_new_backfill_from_since() -> None:
     plan = plan_backfill(stored, OBJECTS, since=SINCE, restart=True, now=NOW)
     assert plan.generation == Generation(NOW, SINCE)
     assert not plan.continued
-    assert [(s.step, s.start) for s in plan.steps] == [(Step.START, Position(at=SINCE))] * 3
+    assert [(s.step, s.start) for s in plan.steps] == [(Step.START, CursorState(at=SINCE))] * 3
     assert plan.to_start == OBJECTS
 
 
@@ -130,7 +129,7 @@ def test_continued_plan_keeps_the_generation_and_its_since() -> None:
     plan = plan_backfill(stored, OBJECTS, since=SINCE, restart=False, now=NOW)
     assert plan.continued
     assert plan.generation == G_SINCE
-    assert plan.step_for("Opportunity").start == Position(at=SINCE)
+    assert plan.step_for("Opportunity").start == CursorState(at=SINCE)
     assert plan.step_for("Account").completed_at == T + timedelta(hours=1)
     assert plan.to_start == ("Opportunity", "Note")
 
@@ -161,12 +160,12 @@ def test_an_object_outside_the_command_keeps_the_backfill_open() -> None:
 
 def test_states_round_trip_and_read_position_ignores_since() -> None:
     assert start_position(page_state(G_SINCE, page), G_SINCE) == (Step.RESUME, page)
-    assert start_position(pending_state(G_SINCE), G_SINCE) == (Step.START, Position(at=SINCE))
+    assert start_position(pending_state(G_SINCE), G_SINCE) == (Step.START, CursorState(at=SINCE))
     assert read_position(pending_state(G_SINCE), G_SINCE) is None  # nothing read: no promotion
-    assert read_position(page_state(G_SINCE, page), G_SINCE) == Position(page.at, page.id)
+    assert read_position(page_state(G_SINCE, page), G_SINCE) == CursorState(page.at, page.id)
     assert read_position(page_state(OLD, page), G_SINCE) is None  # another backfill's page
     finished = completed_state(G, None, NOW)
-    assert (finished.watermark_at, finished.state["in_progress"]) == (None, False)
+    assert (finished.at, finished.in_progress, finished.completed_at) == (None, False, NOW)
 
 
 def test_a_direct_pass_continues_its_own_open_backfill_or_begins_one() -> None:

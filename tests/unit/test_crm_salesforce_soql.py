@@ -61,11 +61,6 @@ def test_identifiers_checked() -> None:
     assert "Account.Name" in soql.changes_query("Opportunity", ["Account.Name"], None)
 
 
-def test_lower_bound_applies_lookback() -> None:
-    assert soql.lower_bound(T, 300) == T - timedelta(seconds=300)
-    assert soql.lower_bound(None, 300) is None
-
-
 @pytest.mark.parametrize(
     "text",
     ["2024-03-02T08:15:30.000+0000", "2024-03-02T08:15:30.000Z", "2024-03-02T09:15:30.000+0100"],

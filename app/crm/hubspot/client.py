@@ -11,16 +11,18 @@ on every cached API object's configuration, which the library reads on each requ
 
 * Changes: CRM search on ``hs_lastmodifieddate`` driven by the pure window state machine in
   :mod:`app.crm.hubspot.windows` (keyset on the stamp, tie scan by ``hs_object_id`` when a full
-  page shares one stamp, upper bound ``until``). ``Position`` after each page = the last emitted
+  page shares one stamp, upper bound ``until``). Each page's ``last`` = the newest emitted
   (stamp, id); ``resume`` = the window state, so an interrupted stream continues exactly.
-* ``until`` = run start minus :data:`INDEX_LAG_MARGIN`: HubSpot's search index trails writes
-  (10-60 s, B§5), and records written during the run are left to the next run, whose lower
-  bound (cursor minus ``lookback_seconds``) re-reads that overlap.
+* The lower bound is the engine's (``start.lower``, the cursor minus its lookback). ``until`` =
+  run start minus :data:`INDEX_LAG_MARGIN`: HubSpot's search index trails writes (10-60 s,
+  B§5), and records written during the run are left to the next run, whose lower bound
+  re-reads that overlap.
 * Associations (deal -> company, note -> company/deal) are read with ONE v4 batch read per page
   and association type (``POST /crm/v4/associations/{from}/{to}/batch/read``) and merged into
   the records as ``associations.<type>``: lists of ids.
 * Deletes: search never returns archived records, so :meth:`iter_deleted` lists
-  ``archived=true`` (100 per page) and reports ``archivedAt`` at or after the cursor.
+  ``archived=true`` (100 per page) and reports those with ``archivedAt`` at or after
+  ``start.lower``.
 
 Reads pass ``_preload_content=False`` (the library's own option) and decode the JSON body as
 plain dicts: the generated models parse every ``createdAt``/``updatedAt`` with dateutil, which
@@ -42,7 +44,7 @@ from typing import Any, TypeVar
 
 from hubspot import HubSpot
 
-from app.crm.base import CrmName, Position, RecordPage, WireRecord
+from app.crm.base import CrmName, ReadFrom, RecordPage, StreamKey, WireRecord, key_order
 from app.crm.budget import ApiBudget
 from app.crm.hubspot import windows
 from app.crm.hubspot.auth import REFRESH_MARGIN, HubSpotToken, HubSpotTokenFetcher, refresh_due
@@ -269,16 +271,13 @@ class HubSpotClient:
             object_name,
         )
 
-    def _bounds(self, since: Position | None) -> tuple[int | None, int]:
-        lower: int | None = None
-        if since is not None and since.at is not None:
-            lookback = timedelta(seconds=self.settings.sync.lookback_seconds)
-            lower = to_ms(since.at - lookback)
+    def _bounds(self, start: ReadFrom) -> tuple[int | None, int]:
+        lower = to_ms(start.lower) if start.lower is not None else None
         until = to_ms(self._clock() - self._margin)
         return lower, until
 
-    def estimate_changes(self, object_name: str, since: Position | None) -> int | None:
-        lower, until = self._bounds(since)
+    def estimate_changes(self, object_name: str, start: ReadFrom) -> int | None:
+        lower, until = self._bounds(start)
         request = windows.next_request(windows.start(lower, until), 1)
         assert request is not None
         response = self._search(object_name, request.body([windows.OBJECT_ID]))
@@ -289,22 +288,19 @@ class HubSpotClient:
         self,
         object_name: str,
         fields: Sequence[str],
-        since: Position | None,
+        start: ReadFrom,
         *,
         page_size: int,
         use_bulk: bool = False,
     ) -> Iterator[RecordPage]:
         """Search pages, oldest first; ``use_bulk`` is ignored (HubSpot has no bulk export)."""
         limit = max(1, min(MAX_SEARCH_LIMIT, page_size))
-        resume = since.resume if since is not None else {}
-        if resume.get("window"):
-            window = windows.SearchWindow.from_json(resume["window"])
+        if start.resume.get("window"):
+            window = windows.SearchWindow.from_json(start.resume["window"])
         else:
-            window = windows.start(*self._bounds(since))
+            window = windows.start(*self._bounds(start))
         properties = list(dict.fromkeys([*fields, windows.STAMP, windows.OBJECT_ID]))
-        last: tuple[int, str] | None = None
-        if since is not None and since.at is not None:
-            last = (to_ms(since.at), since.id or "")
+        last: StreamKey | None = None
         previous: windows.SearchRequest | None = None
         while True:
             request = windows.next_request(window, limit)
@@ -313,7 +309,6 @@ class HubSpotClient:
             if request == previous:
                 raise windows.WindowLoopError(f"search request repeated: {request}")
             previous = request
-            calls_before = self._calls
             response = self._search(object_name, request.body(properties))
             results = list(response.get("results") or [])
             keyed = [(parse_stamp(self._stamp_of(r)), str(r["id"])) for r in results]
@@ -322,19 +317,12 @@ class HubSpotClient:
             records = [self._wire(r) for r in fresh]
             self._merge_associations(object_name, records)
             for i in outcome.fresh:
-                key = (keyed[i][0], keyed[i][1])
-                if last is None or (key[0], _id_key(key[1])) > (last[0], _id_key(last[1])):
+                key = (from_ms(keyed[i][0]), keyed[i][1])
+                if last is None or key_order(key) > key_order(last):
                     last = key
             window = outcome.window
             resume_out = {} if window.mode == "done" else {"window": window.to_json()}
-            position = Position(
-                at=from_ms(last[0]) if last is not None else None,
-                id=last[1] if last is not None and last[1] else None,
-                resume=resume_out,
-            )
-            yield RecordPage(
-                records=records, position=position, api_calls=self._calls - calls_before
-            )
+            yield RecordPage(records=records, last=last, resume=resume_out)
             if window.mode == "done":
                 return
 
@@ -391,17 +379,16 @@ class HubSpotClient:
 
     # -- deletes -----------------------------------------------------------------------------
 
-    def iter_deleted(self, object_name: str, since: Position | None) -> Iterator[RecordPage]:
-        """Archived records with ``archivedAt`` at or after the cursor minus the lookback."""
+    def iter_deleted(self, object_name: str, start: ReadFrom) -> Iterator[RecordPage]:
+        """Archived records with ``archivedAt`` at or after ``start.lower``."""
         api = self._api(object_name, "basic_api")
-        resume = dict(since.resume) if since is not None else {}
+        resume = start.resume
         after: str | None = str(resume["after"]) if resume.get("after") else None
-        lower, _ = self._bounds(since)
-        best: tuple[int, str] | None = None
+        lower, _ = self._bounds(start)
+        best: StreamKey | None = None
         if resume.get("max_ms") is not None and resume.get("max_id"):
-            best = (int(resume["max_ms"]), str(resume["max_id"]))
+            best = (from_ms(int(resume["max_ms"])), str(resume["max_id"]))
         while True:
-            calls_before = self._calls
             kwargs: dict[str, Any] = {
                 "limit": ARCHIVED_PAGE_SIZE,
                 "archived": True,
@@ -424,36 +411,19 @@ class HubSpotClient:
                     continue
                 rid = str(obj["id"])
                 deleted.append(rid)
-                if ms is not None and (
-                    best is None or (ms, _id_key(rid)) > (best[0], _id_key(best[1]))
-                ):
-                    best = (ms, rid)
+                if ms is not None:
+                    key = (from_ms(ms), rid)
+                    if best is None or key_order(key) > key_order(best):
+                        best = key
             after = _next_after(response)
             if after:
-                position = Position(
-                    at=since.at if since else None,
-                    id=since.id if since else None,
-                    resume={
-                        "after": after,
-                        "max_ms": best[0] if best else None,
-                        "max_id": best[1] if best else None,
-                    },
-                )
+                # The archived list is not ordered by archivedAt: no ``last`` before its end.
+                resume_out = {
+                    "after": after,
+                    "max_ms": to_ms(best[0]) if best else None,
+                    "max_id": best[1] if best else None,
+                }
+                yield RecordPage(records=[], resume=resume_out, deleted_ids=deleted)
             else:
-                at = since.at if since else None
-                rid_out = since.id if since else None
-                if best is not None and (at is None or from_ms(best[0]) > at):
-                    at, rid_out = from_ms(best[0]), best[1]
-                position = Position(at=at, id=rid_out, resume={})
-            yield RecordPage(
-                records=[],
-                position=position,
-                deleted_ids=deleted,
-                api_calls=self._calls - calls_before,
-            )
-            if not after:
+                yield RecordPage(records=[], last=best, deleted_ids=deleted)
                 return
-
-
-def _id_key(value: str) -> tuple[int, str]:
-    return (int(value), "") if value.isdigit() else (-1, value)

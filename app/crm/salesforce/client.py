@@ -13,16 +13,17 @@ Authentication (crm-api.md A§1, A§3, A§3.1; flows in :mod:`app.auth_modes`):
   tried first; when it is rejected that is logged at WARNING before the new token, never silent.
 
 Incremental pulls (A§4, A§11): ``queryAll`` (so soft-deleted rows arrive with ``IsDeleted`` in
-the same stream) of ``SystemModstamp >= cursor - lookback ORDER BY SystemModstamp, Id``, paged
-by ``nextRecordsUrl`` with ``Sforce-Query-Options: batchSize``. A REST query cursor is a
-snapshot, so thousands of rows sharing one stamp are read once, without looping. Each page's
-:class:`Position` is the (stamp, id) of its last row, and ``resume`` holds the ``nextRecordsUrl``;
-if that locator is rejected on resumption (expired after ~15 min), the query restarts from the
-position with the keyset predicate ``(SystemModstamp > t OR (SystemModstamp = t AND Id > id))``.
+the same stream) of ``SystemModstamp >= start.lower ORDER BY SystemModstamp, Id`` (the engine
+computes the lower bound, lookback included), paged by ``nextRecordsUrl`` with
+``Sforce-Query-Options: batchSize``. A REST query cursor is a snapshot, so thousands of rows
+sharing one stamp are read once, without looping. Each page's ``last`` is the (stamp, id) of its
+last row, and ``resume`` holds the ``nextRecordsUrl``; if that locator is rejected on resumption
+(expired after ~15 min), the query restarts after ``start.after`` with the keyset predicate
+``(SystemModstamp > t OR (SystemModstamp = t AND Id > id))``.
 
 Large pulls (``use_bulk=True``) use a Bulk API 2.0 ``queryAll`` job, streamed page by page with
 ``Sforce-Locator``; ``resume`` holds the job id and next locator so a restart continues the job.
-Bulk rows are unordered, so the position only advances when the job's last page is read.
+Bulk rows are unordered, so ``last`` is only reported with the job's last page.
 
 Every HTTP request (retries and token refreshes included) counts in :attr:`api_calls`;
 ``Sforce-Limit-Info`` feeds :attr:`budget`. This module must not import ``app.sync``/``app.db``.
@@ -34,7 +35,6 @@ import csv
 import io
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -47,7 +47,7 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.util import exception_handler
 
-from app.crm.base import CrmName, Position, RecordPage, WireRecord
+from app.crm.base import CrmName, ReadFrom, RecordPage, StreamKey, WireRecord, key_order
 from app.crm.budget import ApiBudget
 from app.crm.http import build_session
 from app.crm.retry import RetryPolicy, call_with_retry
@@ -102,19 +102,8 @@ def _is_deleted(record: Mapping[str, Any]) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
-def _key(record: Mapping[str, Any]) -> tuple[datetime, str]:
+def _key(record: Mapping[str, Any]) -> StreamKey:
     return soql.parse_datetime(str(record[soql.STAMP_FIELD])), str(record[soql.ID_FIELD])
-
-
-def _max_position(since: Position | None, key: tuple[datetime, str] | None) -> tuple[Any, Any]:
-    """The later of ``since`` (at, id) and ``key``: positions never move backwards."""
-    base = (since.at, since.id) if since is not None and since.at is not None else None
-    if key is None:
-        return base if base is not None else (None, None)
-    if base is None:
-        return key
-    base_key = (soql.ensure_utc(base[0]), base[1] or "")
-    return key if key > base_key else base
 
 
 class SalesforceClient:
@@ -272,9 +261,8 @@ class SalesforceClient:
 
     # -- CrmClient ---------------------------------------------------------------------------
 
-    def estimate_changes(self, object_name: str, since: Position | None) -> int | None:
-        lower = soql.lower_bound(since.at if since else None, self.settings.sync.lookback_seconds)
-        query = soql.count_query(object_name, lower)
+    def estimate_changes(self, object_name: str, start: ReadFrom) -> int | None:
+        query = soql.count_query(object_name, start.lower)
         result = self._call(
             "count",
             lambda sf: sf.query(query, include_deleted=True, timeout=self._timeout),
@@ -287,30 +275,25 @@ class SalesforceClient:
         self,
         object_name: str,
         fields: Sequence[str],
-        since: Position | None,
+        start: ReadFrom,
         *,
         page_size: int,
         use_bulk: bool = False,
     ) -> Iterator[RecordPage]:
-        resume = dict(since.resume) if since is not None else {}
-        if resume.get("mode") == "bulk" or (use_bulk and resume.get("mode") != "rest"):
-            yield from self._iter_bulk(object_name, fields, since, page_size=page_size)
+        mode = start.resume.get("mode")
+        if mode == "bulk" or (use_bulk and mode != "rest"):
+            yield from self._iter_bulk(object_name, fields, start, page_size=page_size)
         else:
-            yield from self._iter_rest(object_name, fields, since, page_size=page_size)
+            yield from self._iter_rest(object_name, fields, start, page_size=page_size)
 
-    def iter_deleted(self, object_name: str, since: Position | None) -> Iterator[RecordPage]:
+    def iter_deleted(self, object_name: str, start: ReadFrom) -> Iterator[RecordPage]:
         """Nothing extra: ``queryAll`` already reports soft deletes in :meth:`iter_changes`."""
         return iter(())
 
     # -- REST --------------------------------------------------------------------------------
 
-    def _page(
-        self,
-        result: Mapping[str, Any],
-        since: Position | None,
-        calls_before: int,
-        resume_base: Mapping[str, Any],
-    ) -> tuple[RecordPage, Position]:
+    @staticmethod
+    def _page(result: Mapping[str, Any]) -> RecordPage:
         records: list[WireRecord] = []
         deleted: list[str] = []
         raws = result.get("records") or []
@@ -320,20 +303,14 @@ class SalesforceClient:
                 deleted.append(str(record[soql.ID_FIELD]))
             else:
                 records.append(record)
-        # Rows come ordered by (SystemModstamp, Id): the last one is the page's position.
-        at, rid = _max_position(since, _key(raws[-1]) if raws else None)
         next_url = None if result.get("done", True) else result.get("nextRecordsUrl")
-        resume: dict[str, Any] = {}
-        if next_url:
-            resume = {**resume_base, "mode": "rest", "next_url": str(next_url)}
-        position = Position(at=at, id=rid, resume=resume)
-        page = RecordPage(
+        return RecordPage(
             records=records,
-            position=position,
+            # Rows come ordered by (SystemModstamp, Id): the last one is where the page ends.
+            last=_key(raws[-1]) if raws else None,
+            resume={"mode": "rest", "next_url": str(next_url)} if next_url else {},
             deleted_ids=deleted,
-            api_calls=self._calls - calls_before,
         )
-        return page, position
 
     def _query_more(
         self, object_name: str, url: str, headers: Mapping[str, str]
@@ -351,14 +328,13 @@ class SalesforceClient:
         self,
         object_name: str,
         fields: Sequence[str],
-        since: Position | None,
+        start: ReadFrom,
         *,
         page_size: int,
     ) -> Iterator[RecordPage]:
         headers = self._query_headers(page_size)
-        resume = dict(since.resume) if since is not None else {}
+        resume = start.resume
         next_url = resume.get("next_url") if resume.get("mode") == "rest" else None
-        calls_before = self._calls
         result: Mapping[str, Any] | None = None
         if next_url:
             try:
@@ -368,14 +344,11 @@ class SalesforceClient:
                     raise
                 result = None  # locator expired: restart below from the keyset position
         if result is None:
-            if next_url and since is not None and since.at is not None and since.id:
+            if next_url and start.after is not None:
                 # Restart mid-stream: everything up to (at, id) was committed.
-                query = soql.changes_query(object_name, fields, None, after=(since.at, since.id))
+                query = soql.changes_query(object_name, fields, None, after=start.after)
             else:
-                lower = soql.lower_bound(
-                    since.at if since else None, self.settings.sync.lookback_seconds
-                )
-                query = soql.changes_query(object_name, fields, lower)
+                query = soql.changes_query(object_name, fields, start.lower)
             result = self._call(
                 "query",
                 lambda sf: sf.query(
@@ -383,15 +356,13 @@ class SalesforceClient:
                 ),
                 object_name,
             )
-        position = since
         while True:
             assert result is not None
-            page, position = self._page(result, position, calls_before, {})
+            page = self._page(result)
             yield page
-            next_url = page.position.resume.get("next_url")
+            next_url = page.resume.get("next_url")
             if not next_url:
                 return
-            calls_before = self._calls
             result = self._query_more(object_name, str(next_url), headers)
 
     # -- Bulk API 2.0 ------------------------------------------------------------------------
@@ -487,15 +458,14 @@ class SalesforceClient:
         self,
         object_name: str,
         fields: Sequence[str],
-        since: Position | None,
+        start: ReadFrom,
         *,
         page_size: int,
     ) -> Iterator[RecordPage]:
-        resume = dict(since.resume) if since is not None else {}
-        calls_before = self._calls
+        resume = start.resume
         job_id = str(resume["job_id"]) if resume.get("mode") == "bulk" else ""
         locator = str(resume.get("locator") or "") if job_id else ""
-        best: tuple[datetime, str] | None = None
+        best: StreamKey | None = None
         if resume.get("max_at") and resume.get("max_id"):
             best = (soql.parse_datetime(str(resume["max_at"])), str(resume["max_id"]))
         rows: list[dict[str, str]] | None = None
@@ -507,10 +477,7 @@ class SalesforceClient:
                     raise
                 job_id, locator, rows = "", "", None  # job purged: start a new one
         if rows is None:
-            lower = soql.lower_bound(
-                since.at if since else None, self.settings.sync.lookback_seconds
-            )
-            query = soql.changes_query(object_name, fields, lower, order=False)
+            query = soql.changes_query(object_name, fields, start.lower, order=False)
             job_id = self._bulk_create(object_name, query)
             self._bulk_wait(object_name, job_id)
             rows, locator = self._bulk_results(object_name, job_id, "", page_size)
@@ -520,37 +487,25 @@ class SalesforceClient:
             for row in rows:
                 record: WireRecord = {k: (v if v != "" else None) for k, v in row.items()}
                 key = _key(record)
-                if best is None or key > best:
+                if best is None or key_order(key) > key_order(best):
                     best = key
                 if _is_deleted(record):
                     deleted.append(str(record[soql.ID_FIELD]))
                 else:
                     records.append(record)
             if locator:
-                # Rows are unordered: hold the position until the job's last page.
-                position = Position(
-                    at=since.at if since else None,
-                    id=since.id if since else None,
-                    resume={
-                        "mode": "bulk",
-                        "job_id": job_id,
-                        "locator": locator,
-                        "max_at": best[0].isoformat() if best else None,
-                        "max_id": best[1] if best else None,
-                    },
-                )
+                # Rows are unordered: no ``last`` until the job's last page.
+                resume_out: dict[str, Any] = {
+                    "mode": "bulk",
+                    "job_id": job_id,
+                    "locator": locator,
+                    "max_at": best[0].isoformat() if best else None,
+                    "max_id": best[1] if best else None,
+                }
+                yield RecordPage(records=records, resume=resume_out, deleted_ids=deleted)
             else:
-                at, rid = _max_position(since, best)
-                position = Position(at=at, id=rid, resume={})
-            yield RecordPage(
-                records=records,
-                position=position,
-                deleted_ids=deleted,
-                api_calls=self._calls - calls_before,
-            )
-            if not locator:
+                yield RecordPage(records=records, last=best, deleted_ids=deleted)
                 return
-            calls_before = self._calls
             rows, locator = self._bulk_results(object_name, job_id, locator, page_size)
 
 

@@ -3,13 +3,14 @@
 Datetime literals are UTC with no fractional seconds (crm-api.md A§4; ``format_soql`` strips
 microseconds); naive datetimes are refused here because ``format_soql`` would read them as local
 time. The change query is ordered by ``SystemModstamp, Id``: stamps have 1 s precision and many
-rows share one, so the Id breaks ties (A§11).
+rows share one, so the Id breaks ties (A§11). The lower bound comes from the engine, lookback
+included (:func:`app.sync.cursor.read_from`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from simple_salesforce.format import format_soql
 
@@ -24,13 +25,6 @@ def ensure_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"naive datetime {value.isoformat()} given; pass a timezone-aware value")
     return value.astimezone(UTC)
-
-
-def lower_bound(at: datetime | None, lookback_seconds: int) -> datetime | None:
-    """The query's lower bound: the cursor minus the lookback (late commits, A§11)."""
-    if at is None:
-        return None
-    return ensure_utc(at) - timedelta(seconds=lookback_seconds)
 
 
 def select_fields(fields: Iterable[str]) -> list[str]:
