@@ -89,7 +89,7 @@ class CrmClient(Protocol):
         """Calls made through this client so far (every HTTP request, retries included)."""
         ...
 
-    def estimate_changes(self, object_name: str, start: ReadFrom) -> int | None:
+    def estimate_changes(self, object_name: str, start: ReadFrom | None) -> int | None:
         """How many records changed at or after ``start.lower`` (None: unknown). At most one
         call."""
         ...
@@ -98,13 +98,13 @@ class CrmClient(Protocol):
         self,
         object_name: str,
         fields: Sequence[str],
-        start: ReadFrom,
+        start: ReadFrom | None,
         *,
         page_size: int,
         use_bulk: bool = False,
     ) -> Iterator[RecordPage]:
-        """Records modified at or after ``start.lower``, oldest first (stamp, then
-        :func:`id_order`).
+        """Records modified at or after ``start.lower`` (``start`` None: all), oldest first
+        (stamp, then :func:`id_order`).
 
         Must never skip a record and never loop: ties on the stamp are broken by id, search caps
         are avoided by moving the lower bound forward, and ``start.resume`` continues a stream
@@ -113,7 +113,7 @@ class CrmClient(Protocol):
         """
         ...
 
-    def iter_deleted(self, object_name: str, start: ReadFrom) -> Iterator[RecordPage]:
+    def iter_deleted(self, object_name: str, start: ReadFrom | None) -> Iterator[RecordPage]:
         """Deleted/archived records the change stream does not show (HubSpot ``archived=true``)."""
         ...
 

@@ -48,7 +48,7 @@ class KillableSalesforce(FakeSalesforce):
         self,
         object_name: str,
         fields: Sequence[str],
-        start: ReadFrom,
+        start: ReadFrom | None,
         *,
         page_size: int,
         use_bulk: bool = False,

@@ -175,7 +175,7 @@ class SlowSalesforce(FakeSalesforce):
         self,
         object_name: str,
         fields: Sequence[str],
-        start: ReadFrom,
+        start: ReadFrom | None,
         *,
         page_size: int,
         use_bulk: bool = False,

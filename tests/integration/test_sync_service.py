@@ -49,7 +49,7 @@ class BrokenAccounts(FakeSalesforce):
         self,
         object_name: str,
         fields: Sequence[str],
-        start: ReadFrom,
+        start: ReadFrom | None,
         *,
         page_size: int,
         use_bulk: bool = False,

@@ -53,7 +53,8 @@ class FakeSalesforce:
             rows = [r for r in rows if parse_stamp(r["SystemModstamp"]) >= start.lower]
         return rows
 
-    def estimate_changes(self, object_name: str, start: ReadFrom) -> int | None:
+    def estimate_changes(self, object_name: str, start: ReadFrom | None) -> int | None:
+        start = start or ReadFrom()
         self.calls += 1
         return len(self._ordered(object_name, start))
 
@@ -61,11 +62,12 @@ class FakeSalesforce:
         self,
         object_name: str,
         fields: Sequence[str],
-        start: ReadFrom,
+        start: ReadFrom | None,
         *,
         page_size: int,
         use_bulk: bool = False,
     ) -> Iterator[RecordPage]:
+        start = start or ReadFrom()
         resume: dict[str, Any] = dict(start.resume)
         if "snapshot" in resume:
             ids = list(resume["snapshot"])
@@ -92,7 +94,8 @@ class FakeSalesforce:
                 resume={"snapshot": ids, "offset": offset} if offset < len(ids) else {},
             )
 
-    def iter_deleted(self, object_name: str, start: ReadFrom) -> Iterator[RecordPage]:
+    def iter_deleted(self, object_name: str, start: ReadFrom | None) -> Iterator[RecordPage]:
+        start = start or ReadFrom()
         return iter(())
 
     def close(self) -> None:

@@ -276,7 +276,8 @@ class HubSpotClient:
         until = to_ms(self._clock() - self._margin)
         return lower, until
 
-    def estimate_changes(self, object_name: str, start: ReadFrom) -> int | None:
+    def estimate_changes(self, object_name: str, start: ReadFrom | None) -> int | None:
+        start = start or ReadFrom()
         lower, until = self._bounds(start)
         request = windows.next_request(windows.start(lower, until), 1)
         assert request is not None
@@ -288,12 +289,13 @@ class HubSpotClient:
         self,
         object_name: str,
         fields: Sequence[str],
-        start: ReadFrom,
+        start: ReadFrom | None,
         *,
         page_size: int,
         use_bulk: bool = False,
     ) -> Iterator[RecordPage]:
         """Search pages, oldest first; ``use_bulk`` is ignored (HubSpot has no bulk export)."""
+        start = start or ReadFrom()
         limit = max(1, min(MAX_SEARCH_LIMIT, page_size))
         if start.resume.get("window"):
             window = windows.SearchWindow.from_json(start.resume["window"])
@@ -379,8 +381,9 @@ class HubSpotClient:
 
     # -- deletes -----------------------------------------------------------------------------
 
-    def iter_deleted(self, object_name: str, start: ReadFrom) -> Iterator[RecordPage]:
+    def iter_deleted(self, object_name: str, start: ReadFrom | None) -> Iterator[RecordPage]:
         """Archived records with ``archivedAt`` at or after ``start.lower``."""
+        start = start or ReadFrom()
         api = self._api(object_name, "basic_api")
         resume = start.resume
         after: str | None = str(resume["after"]) if resume.get("after") else None

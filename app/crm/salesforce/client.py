@@ -261,7 +261,8 @@ class SalesforceClient:
 
     # -- CrmClient ---------------------------------------------------------------------------
 
-    def estimate_changes(self, object_name: str, start: ReadFrom) -> int | None:
+    def estimate_changes(self, object_name: str, start: ReadFrom | None) -> int | None:
+        start = start or ReadFrom()
         query = soql.count_query(object_name, start.lower)
         result = self._call(
             "count",
@@ -275,18 +276,19 @@ class SalesforceClient:
         self,
         object_name: str,
         fields: Sequence[str],
-        start: ReadFrom,
+        start: ReadFrom | None,
         *,
         page_size: int,
         use_bulk: bool = False,
     ) -> Iterator[RecordPage]:
+        start = start or ReadFrom()
         mode = start.resume.get("mode")
         if mode == "bulk" or (use_bulk and mode != "rest"):
             yield from self._iter_bulk(object_name, fields, start, page_size=page_size)
         else:
             yield from self._iter_rest(object_name, fields, start, page_size=page_size)
 
-    def iter_deleted(self, object_name: str, start: ReadFrom) -> Iterator[RecordPage]:
+    def iter_deleted(self, object_name: str, start: ReadFrom | None) -> Iterator[RecordPage]:
         """Nothing extra: ``queryAll`` already reports soft deletes in :meth:`iter_changes`."""
         return iter(())
 
