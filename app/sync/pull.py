@@ -25,15 +25,14 @@ rows and never stop the pass; upstream errors that survive the adapter's retries
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.crm.base import CrmClient, RecordPage
 from app.db.enums import RunStatus, SyncKind
-from app.errors import CrmsyncError, ErrorCategory
+from app.errors import CrmsyncError
 from app.logging import get_logger
 from app.mappers.errors import FieldIssue, MappingError
 from app.mappers.ownership import MergeAction, merge_incoming
@@ -46,14 +45,15 @@ from app.sync.cursor import CursorState, encode
 from app.sync.holder import new_holder
 from app.sync.ports import (
     Counts,
-    LeaseHeldError,
     PageWriter,
     PendingRow,
     RecordFailure,
     SyncStore,
 )
 from app.sync.prefetch import prefetch
-from app.sync.run_scope import RunScope
+from app.sync.run_scope import RunRefused, RunResult, RunScope, RunSpec, build_result
+
+PullResult = RunResult  # the name callers know; one result type for every kind of pass
 
 Clock = Callable[[], datetime]
 
@@ -99,35 +99,6 @@ class PageProgress:
     counts: Counts
     position: CursorState
     expected: int | None
-
-
-@dataclass
-class PullResult:
-    run_id: int | None  # None: no run row (never started, or already complete in its backfill)
-    crm: str
-    object_name: str
-    kind: str
-    status: RunStatus
-    counts: Counts
-    cursor_to: dict[str, Any] | None
-    error: str | None = None
-    used_bulk: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-    error_category: ErrorCategory | None = None  # of the error that failed the pass
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "crm": self.crm,
-            "object": self.object_name,
-            "kind": self.kind,
-            "status": str(self.status),
-            "bulk": self.used_bulk,
-            **self.counts.as_dict(),
-            "cursor": self.cursor_to,
-            "error": self.error,
-            **self.extra,
-        }
 
 
 def position_json(position: CursorState | None) -> dict[str, Any] | None:
@@ -176,169 +147,87 @@ class PullEngine:
         since: datetime | None = None,
         triggered_by: str = "cli",
     ) -> PullResult:
-        """One pass over ``object_name``; see the module docstring for the two kinds."""
-        lease = f"sync:{self.client.name}:{object_name}"
-        try:
-            scope = RunScope.acquire(self.store, lease, self.holder, self._lease_ttl)
-        except LeaseHeldError as exc:
-            return self._refused(object_name, kind, triggered_by, str(exc))
-        with scope:
-            # Holding the lease, no live pass can own a run still marked running: its process
-            # died (killed, machine lost). Close it, so the admin does not see it run forever.
-            self.store.close_abandoned_runs(
-                self.client.name,
-                object_name,
-                [str(SyncKind.PULL), str(SyncKind.BACKFILL)],
-                "abandoned: the process stopped without finishing this pass (killed?); a later "
-                f"pass ({self.holder}) took its lease over",
-            )
-            return self._pull(
-                object_name, kind=kind, since=since, triggered_by=triggered_by, scope=scope
-            )
+        """One pass over ``object_name``; see the module docstring for the two kinds.
 
-    def _refused(
-        self, object_name: str, kind: SyncKind, triggered_by: str, reason: str
-    ) -> PullResult:
-        """Record a pass that could not start because a live pass holds the lease."""
-        crm = self.client.name
-        run_id = self.store.start_run(
-            kind=str(kind),
-            crm=crm,
-            object_name=object_name,
-            triggered_by=triggered_by,
-            params={},
-            cursor_from=None,
+        The lease, the run row and their closing are the :class:`RunScope`'s: a pass refused
+        because a live pass holds the lease comes back ``cancelled``; an upstream failure, or
+        any other exception once the run started, comes back ``failed`` (logged, the caller's
+        other passes still run); SIGINT/SIGTERM closes it ``cancelled`` and raises
+        :class:`PassInterrupted`.
+        """
+        spec = RunSpec(
+            str(kind),
+            self.client.name,
+            object_name,
+            triggered_by,
+            abandoned_kinds=(str(SyncKind.PULL), str(SyncKind.BACKFILL)),
         )
-        message = f"could not start: {reason} (another pass is running; try again later)"
-        counts = Counts()
-        self.store.finish_run(
-            run_id, counts, status=RunStatus.CANCELLED, cursor_to=None, error=message
-        )
-        log.warning("sync.run.refused", crm=crm, object=object_name, kind=str(kind), error=message)
-        return PullResult(
-            run_id, crm, object_name, str(kind), RunStatus.CANCELLED, counts, None, message
-        )
+        scope = RunScope(self.store, spec, self.holder, self._lease_ttl)
+        try:
+            with scope:
+                self._pull(scope, object_name, kind=kind, since=since)
+        except RunRefused as refused:
+            return refused.result
+        except KeyboardInterrupt as exc:
+            if scope.result is None:
+                raise
+            raise PassInterrupted(scope.result) from exc
+        except Exception:
+            if scope.result is None:  # failed before its run started: the caller records it
+                raise
+            return scope.result
+        assert scope.result is not None, "the scope finishes a started run on exit"
+        return scope.result
 
     def _pull(
         self,
+        scope: RunScope,
         object_name: str,
         *,
         kind: SyncKind,
         since: datetime | None,
-        triggered_by: str,
-        scope: RunScope,
-    ) -> PullResult:
+    ) -> None:
         mapping = self.mappings[object_name]
         crm = self.client.name
         stream = "backfill" if kind is SyncKind.BACKFILL else "changes"
         stored = self.store.load_cursor(crm, object_name, stream)
         start = self._start_position(kind, stored, since)
         run_started_at = self.clock()
-        calls_before = self.client.api_calls
-        counts = Counts()
-        run_id = self.store.start_run(
-            kind=str(kind),
-            crm=crm,
-            object_name=object_name,
-            triggered_by=triggered_by,
+        scope.start(
             params={"since": since.isoformat() if since else None},
             cursor_from=position_json(start),
-        )
-        scope.watch(run_id)
-        began = time.monotonic()
-        log.info(
-            "sync.run.start",
-            crm=crm,
-            object=object_name,
-            kind=str(kind),
-            run_id=run_id,
+            api_calls=lambda: self.client.api_calls,
             since=since.isoformat() if since else None,
-            cursor_from=position_json(start),
-            holder=self.holder,
         )
         progress = cursors.open_cursor(start, started_at=run_started_at)
+        scope.cursor_to = position_json(progress.current)
         read_from = cursors.read_from(start, self._lookback)
-        expected: int | None = None
-        use_bulk = False
-
-        def close(
-            status: RunStatus,
-            cursor_to: dict[str, Any] | None,
-            error: str | None,
-            error_category: ErrorCategory | None = None,
-        ) -> PullResult:
-            counts.api_calls = self.client.api_calls - calls_before
-            self.store.finish_run(run_id, counts, status=status, cursor_to=cursor_to, error=error)
-            result = PullResult(
-                run_id,
-                crm,
+        # Resolving old errors costs an UPDATE per page; skip it while there are none.
+        self._open_failures = self.store.has_open_failures(crm, object_name)
+        expected = self.client.estimate_changes(object_name, read_from)
+        scope.used_bulk = use_bulk = (
+            expected is not None and expected > self.settings.bulk_threshold
+        )
+        fields = self._request_fields(mapping)
+        pages = prefetch(
+            self.client.iter_changes(
                 object_name,
-                str(kind),
-                status,
-                counts,
-                cursor_to,
-                error,
-                use_bulk,
-                error_category=error_category,
-            )
-            _log_end(result, time.monotonic() - began)
-            return result
-
-        try:
-            # Resolving old errors costs an UPDATE per page; skip it while there are none.
-            self._open_failures = self.store.has_open_failures(crm, object_name)
-            expected = self.client.estimate_changes(object_name, read_from)
-            use_bulk = expected is not None and expected > self.settings.bulk_threshold
-            fields = self._request_fields(mapping)
-            pages = prefetch(
-                self.client.iter_changes(
-                    object_name,
-                    fields,
-                    read_from,
-                    page_size=self._page_size(),
-                    use_bulk=use_bulk,
-                ),
-                depth=self.settings.prefetch_pages,
-            )
-            for page in pages:
-                progress = self._commit_page(
-                    run_id, mapping, stream, page, progress, counts, calls_before
-                )
-                self._report(crm, object_name, kind, counts, progress.current, expected)
-            for page in self.client.iter_deleted(object_name, read_from):
-                progress = self._commit_page(
-                    run_id, mapping, stream, page, progress, counts, calls_before, deletes=True
-                )
-            final = cursors.finalize(progress, BOOKMARK_LAG)
-            final = self._finish_stream(crm, object_name, kind, final, run_started_at)
-            self._link_orphans(mapping)
-            status = RunStatus.PARTIAL if counts.failed else RunStatus.SUCCEEDED
-            return close(status, position_json(final), None)
-        except KeyboardInterrupt as exc:
-            # SIGINT, or SIGTERM raised as one by the CLI (app.cli.signals). The page being
-            # written was rolled back with its cursor, so the stored cursor is the last
-            # committed page and the same command resumes there.
-            signal_name = str(exc) or "SIGINT"
-            result = close(
-                RunStatus.CANCELLED,
-                position_json(progress.current),
-                f"interrupted ({signal_name}): stopped at the last committed page; run the same "
-                "command again to resume",
-            )
-            raise PassInterrupted(result) from exc
-        except Exception as exc:
-            # An upstream failure that outlived the retries ends the pass as ``failed`` with the
-            # cursor at the last committed page; so does anything else (a bug, a database
-            # outage), logged with its traceback, so the caller's other passes still run. A
-            # process killed outright leaves the row ``running`` with a stale heartbeat.
-            if not isinstance(exc, CrmsyncError):
-                log.exception("sync.run.crashed", crm=crm, object=object_name, run_id=run_id)
-            return close(
-                RunStatus.FAILED,
-                position_json(progress.current),
-                f"{type(exc).__name__}: {exc}",
-                error_category=exc.category if isinstance(exc, CrmsyncError) else None,
-            )
+                fields,
+                read_from,
+                page_size=self._page_size(),
+                use_bulk=use_bulk,
+            ),
+            depth=self.settings.prefetch_pages,
+        )
+        for page in pages:
+            progress = self._commit_page(scope, mapping, stream, page, progress)
+            self._report(crm, object_name, kind, scope.counts, progress.current, expected)
+        for page in self.client.iter_deleted(object_name, read_from):
+            progress = self._commit_page(scope, mapping, stream, page, progress, deletes=True)
+        final = cursors.finalize(progress, BOOKMARK_LAG)
+        final = self._finish_stream(crm, object_name, kind, final, run_started_at)
+        self._link_orphans(mapping)
+        scope.cursor_to = position_json(final)
 
     # ----------------------------------------------------------------------------------------
     # Cursor bookkeeping
@@ -375,11 +264,8 @@ class PullEngine:
             raise RuntimeError("plan_backfill() must be called before backfill()")
         step = plan.step_for(object_name)
         if step.step is backfills.Step.DONE:
-            kind = str(SyncKind.BACKFILL)
-            counts = Counts()
-            result = PullResult(
-                None, self.client.name, object_name, kind, RunStatus.SUCCEEDED, counts, None
-            )
+            spec = RunSpec(str(SyncKind.BACKFILL), self.client.name, object_name, triggered_by)
+            result = build_result(spec, RunStatus.SUCCEEDED)
         else:
             result = self.pull(
                 object_name,
@@ -443,17 +329,17 @@ class PullEngine:
 
     def _commit_page(
         self,
-        run_id: int,
+        scope: RunScope,
         mapping: ObjectMapping,
         stream: str,
         page: RecordPage,
         progress: cursors.StreamCursor,
-        counts: Counts,
-        calls_before: int,
         *,
         deletes: bool = False,
     ) -> cursors.StreamCursor:
         crm = self.client.name
+        run_id, counts = scope.run_id, scope.counts
+        assert run_id is not None, "pages are committed in a started run"
         mapped, failures, not_synced = self._map_page(mapping, page.records)
         counts.skipped += not_synced
         deleted_ids = list(
@@ -489,15 +375,15 @@ class PullEngine:
             else:
                 counts.read += len(page.records) + len(page.deleted_ids)
             counts.failed += _failed_records(failures)
-            counts.api_calls = self.client.api_calls - calls_before
+            counts.api_calls = scope.calls_made()
             writer.update_run(run_id, counts)
-            if not writer.renew_lease(
-                f"sync:{crm}:{mapping.crm_object}", self.holder, self._lease_ttl
-            ):
+            if not writer.renew_lease(scope.name, self.holder, self._lease_ttl):
                 raise LeaseLostError(
-                    f"lease sync:{crm}:{mapping.crm_object} expired and was taken over; "
+                    f"lease {scope.name} expired and was taken over; "
                     "this pass stops, the page is rolled back, the other pass carries on"
                 )
+        # After the commit: where a failure or an interrupt from here on leaves the pass.
+        scope.cursor_to = position_json(progress.current)
         return progress
 
     def _map_page(
@@ -727,23 +613,6 @@ class PullEngine:
     ) -> None:
         if self.on_page is not None:
             self.on_page(PageProgress(crm, object_name, str(kind), counts, position, expected))
-
-
-def _log_end(result: PullResult, seconds: float) -> None:
-    """``sync.run.end`` at INFO (WARNING when the pass did not succeed), with its counts."""
-    level = "info" if result.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) else "warning"
-    getattr(log, level)(
-        "sync.run.end",
-        crm=result.crm,
-        object=result.object_name,
-        kind=result.kind,
-        run_id=result.run_id,
-        status=str(result.status),
-        **result.counts.as_dict(),
-        bulk=result.used_bulk,
-        duration_s=round(seconds, 3),
-        error=result.error,
-    )
 
 
 def _failed_records(failures: Sequence[RecordFailure]) -> int:

@@ -1,31 +1,148 @@
-"""The lease a pass holds while it runs, kept alive by a heartbeat thread.
+"""The run scope: what every pass of work over one CRM object shares, as one context manager.
 
-A lease has a short TTL (``CRMSYNC_SYNC__LEASE_SECONDS``, 60 s), so a pass killed on another
-host blocks the next one for at most that long (one killed on this host not at all: see
-:mod:`app.sync.holder`). A live pass must therefore renew it however long one step takes (a
-page, a Bulk job wait, the adapter's retries): a daemon thread renews it, and beats the run's
-``heartbeat_at``, every third of the TTL, through the store's own connection, independently of
-the main thread. The page commit still renews it in its transaction as a fencing check, so a
-pass that lost its lease (stalled past the TTL and taken over) stops without writing.
+A pass (a pull today; push, recompute, webhook processing and retries next) must:
 
-Usage (push, recompute and webhooks are meant to share it)::
+1. take the object's lease, or be refused: a refused pass is recorded as a ``cancelled`` run
+   with the holder and expiry in its message ("could not start: ..."), and
+   :class:`RunRefused` carries its result;
+2. close the runs a killed process left ``running`` (holding the lease, no live pass can own
+   them), as ``failed`` ("abandoned: ...");
+3. start its ``sync_runs`` row, and keep lease and row alive with a heartbeat thread;
+4. finish the row once, whatever happens: ``succeeded``/``partial`` on a normal exit,
+   ``cancelled`` on SIGINT/SIGTERM (raised as ``KeyboardInterrupt``), ``failed`` on any other
+   exception, with the cursor reached and the API calls made; then stop the heartbeat and
+   release the lease.
 
-    scope = RunScope.acquire(store, "sync:salesforce:Account", holder, ttl)  # or LeaseHeldError
-    with scope:  # heartbeat running; stopped and the lease released on exit
-        run_id = store.start_run(...)
-        scope.watch(run_id)
+A process killed outright (kill -9) runs none of step 4: its row stays ``running`` and its lease
+stays behind. The next pass takes the lease over at once when the dead holder ran on this host
+(:mod:`app.sync.holder`), else once the TTL has passed, and step 2 closes the row. Nothing is lost
+or duplicated, since the work itself commits page by page with its cursor.
+
+The lease has a short TTL (``CRMSYNC_SYNC__LEASE_SECONDS``, 60 s), so a live pass must renew it
+however long one step takes (a page, a Bulk job wait, the adapter's retries): a daemon thread
+renews it, and beats the run's ``heartbeat_at``, every third of the TTL, through the store's own
+connection. Page commits still renew it in their transaction as a fencing check
+(:meth:`~app.sync.ports.PageWriter.renew_lease`), so a pass that lost its lease stops without
+writing.
+
+Usage::
+
+    scope = RunScope(store, RunSpec("pull", "salesforce", "Account"), holder, ttl)
+    try:
+        with scope:                                  # lease held, abandoned runs closed
+            stored = store.load_cursor(...)          # under the lease
+            scope.start(params={...}, cursor_from={...}, api_calls=client_calls)
+            ...  scope.counts.read += n; scope.cursor_to = {...}  (after each commit)
+        # normal exit: succeeded (partial when counts.failed)
+    except RunRefused as refused:
+        return refused.result
+    except Exception:
+        return scope.result                          # the run closed as failed
+    return scope.result
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
+from typing import Any
 
+from app.db.enums import RunStatus
+from app.errors import CrmsyncError, ErrorCategory
 from app.logging import get_logger
-from app.sync.ports import SyncStore
+from app.sync.ports import Counts, LeaseHeldError, SyncStore
 
 log = get_logger("crmsync.sync.lease")
+run_log = get_logger("crmsync.sync")
+
+
+@dataclass
+class RunResult:
+    """What one pass did: the run row's outcome, as the CLI, the API and jobs report it."""
+
+    run_id: int | None  # None: no run row (never started, or already complete in its backfill)
+    crm: str
+    object_name: str
+    kind: str
+    status: RunStatus
+    counts: Counts
+    cursor_to: dict[str, Any] | None
+    error: str | None = None
+    used_bulk: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+    error_category: ErrorCategory | None = None  # of the error that failed the pass
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "crm": self.crm,
+            "object": self.object_name,
+            "kind": self.kind,
+            "status": str(self.status),
+            "bulk": self.used_bulk,
+            **self.counts.as_dict(),
+            "cursor": self.cursor_to,
+            "error": self.error,
+            **self.extra,
+        }
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Which pass: its kind (``pull``, ``backfill``, ...), CRM, object and trigger.
+
+    ``lease`` is the lock it holds; ``abandoned_kinds`` are the run kinds that share it, whose
+    ``running`` rows the scope closes as abandoned (a pull and a backfill of one object exclude
+    each other).
+    """
+
+    kind: str
+    crm: str
+    object_name: str
+    triggered_by: str = "cli"
+    abandoned_kinds: Sequence[str] = ()
+
+    @property
+    def lease(self) -> str:
+        return f"sync:{self.crm}:{self.object_name}"
+
+
+def build_result(
+    spec: RunSpec,
+    status: RunStatus,
+    *,
+    run_id: int | None = None,
+    counts: Counts | None = None,
+    cursor_to: dict[str, Any] | None = None,
+    error: str | None = None,
+    used_bulk: bool = False,
+    error_category: ErrorCategory | None = None,
+) -> RunResult:
+    """The one way to build a :class:`RunResult` (run, refusal, or a pass never started)."""
+    return RunResult(
+        run_id,
+        spec.crm,
+        spec.object_name,
+        spec.kind,
+        status,
+        counts if counts is not None else Counts(),
+        cursor_to,
+        error,
+        used_bulk,
+        error_category=error_category,
+    )
+
+
+class RunRefused(Exception):
+    """A live pass holds the lease; the refused run was recorded as ``cancelled``."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(result.error)
+        self.result = result
 
 
 class Heartbeat:
@@ -53,6 +170,10 @@ class Heartbeat:
         if self._thread.is_alive():
             self._thread.join(timeout=max(5.0, self.interval))
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
@@ -70,31 +191,51 @@ class Heartbeat:
 
 
 class RunScope:
-    """A held lease with its heartbeat; use :meth:`acquire`, then ``with scope:``."""
+    """A pass's lease, heartbeat and run row; see the module docstring."""
 
-    def __init__(
-        self, store: SyncStore, name: str, holder: str, ttl: timedelta, previous: str | None
-    ) -> None:
+    def __init__(self, store: SyncStore, spec: RunSpec, holder: str, ttl: timedelta) -> None:
         self.store = store
-        self.name = name
+        self.spec = spec
+        self.name = spec.lease
         self.holder = holder
-        self.previous = previous  # the expired or dead holder we took the lease from, if any
-        self.heartbeat = Heartbeat(store, name, holder, ttl, ttl.total_seconds() / 3)
+        self.ttl = ttl
+        self.previous: str | None = None  # the expired or dead holder we took the lease from
+        self.heartbeat = Heartbeat(store, self.name, holder, ttl, ttl.total_seconds() / 3)
+        self.run_id: int | None = None
+        self.counts = Counts()
+        self.cursor_to: dict[str, Any] | None = None  # where the pass stands (after each commit)
+        self.used_bulk = False
+        self.result: RunResult | None = None  # set once the run is finished
+        self._api_calls: Callable[[], int] | None = None
+        self._calls_before = 0
+        self._began = 0.0
 
-    @classmethod
-    def acquire(cls, store: SyncStore, name: str, holder: str, ttl: timedelta) -> RunScope:
-        """Take the lease (raises :class:`~app.sync.ports.LeaseHeldError` when it is held)."""
-        previous = store.acquire_lease(name, holder, ttl)
-        if previous is not None:
-            log.info("sync.lease.taken_over", lease=name, holder=holder, previous=previous)
-        return cls(store, name, holder, ttl, previous)
-
-    def watch(self, run_id: int) -> None:
-        """Beat this run's ``heartbeat_at`` along with the lease."""
-        self.heartbeat.run_id = run_id
+    # -- the lease ---------------------------------------------------------------------------
 
     def __enter__(self) -> RunScope:
+        try:
+            self.previous = self.store.acquire_lease(self.name, self.holder, self.ttl)
+        except LeaseHeldError as exc:
+            raise RunRefused(self._refuse(str(exc))) from None
+        if self.previous is not None:
+            log.info(
+                "sync.lease.taken_over", lease=self.name, holder=self.holder, previous=self.previous
+            )
         self.heartbeat.start()
+        try:
+            if self.spec.abandoned_kinds:
+                # Holding the lease, no live pass can own a run still marked running: its
+                # process died (killed, machine lost). Close it, so nobody sees it run forever.
+                self.store.close_abandoned_runs(
+                    self.spec.crm,
+                    self.spec.object_name,
+                    list(self.spec.abandoned_kinds),
+                    "abandoned: the process stopped without finishing this pass (killed?); a "
+                    f"later pass ({self.holder}) took its lease over",
+                )
+        except BaseException:
+            self._release()
+            raise
         return self
 
     def __exit__(
@@ -103,9 +244,158 @@ class RunScope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        try:
+            if self.run_id is not None and self.result is None:
+                self._close_on_exit(exc)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
         self.heartbeat.stop()
         try:
             self.store.release_lease(self.name, self.holder)
         except Exception as error:  # do not hide the pass's own outcome behind this
             # The lease then expires, or is taken over at once once this process has exited.
             log.warning("sync.lease.release_failed", lease=self.name, error=str(error))
+
+    def _refuse(self, reason: str) -> RunResult:
+        """Record a pass that could not start because a live pass holds the lease."""
+        spec = self.spec
+        run_id = self.store.start_run(
+            kind=spec.kind,
+            crm=spec.crm,
+            object_name=spec.object_name,
+            triggered_by=spec.triggered_by,
+            params={},
+            cursor_from=None,
+        )
+        message = f"could not start: {reason} (another pass is running; try again later)"
+        counts = Counts()
+        self.store.finish_run(
+            run_id, counts, status=RunStatus.CANCELLED, cursor_to=None, error=message
+        )
+        run_log.warning(
+            "sync.run.refused",
+            crm=spec.crm,
+            object=spec.object_name,
+            kind=spec.kind,
+            error=message,
+        )
+        return build_result(spec, RunStatus.CANCELLED, run_id=run_id, counts=counts, error=message)
+
+    # -- the run row -------------------------------------------------------------------------
+
+    def start(
+        self,
+        *,
+        params: Mapping[str, Any],
+        cursor_from: dict[str, Any] | None,
+        api_calls: Callable[[], int] | None = None,
+        **log_fields: Any,
+    ) -> int:
+        """Start the run row (beaten by the heartbeat from now on); ``api_calls`` reads the
+        client's call counter, so the run records the calls made since."""
+        spec = self.spec
+        self._api_calls = api_calls
+        self._calls_before = api_calls() if api_calls is not None else 0
+        self.cursor_to = cursor_from
+        self.run_id = self.store.start_run(
+            kind=spec.kind,
+            crm=spec.crm,
+            object_name=spec.object_name,
+            triggered_by=spec.triggered_by,
+            params=dict(params),
+            cursor_from=cursor_from,
+        )
+        self.heartbeat.run_id = self.run_id
+        self._began = time.monotonic()
+        run_log.info(
+            "sync.run.start",
+            crm=spec.crm,
+            object=spec.object_name,
+            kind=spec.kind,
+            run_id=self.run_id,
+            cursor_from=cursor_from,
+            holder=self.holder,
+            **log_fields,
+        )
+        return self.run_id
+
+    def calls_made(self) -> int:
+        """API calls made since the run started."""
+        return self._api_calls() - self._calls_before if self._api_calls is not None else 0
+
+    def finish(
+        self,
+        status: RunStatus,
+        *,
+        error: str | None = None,
+        error_category: ErrorCategory | None = None,
+    ) -> RunResult:
+        """Close the run row (once) with the counts and ``cursor_to`` reached."""
+        if self.run_id is None:
+            raise RuntimeError("finish() before start()")
+        if self.result is not None:
+            return self.result
+        self.counts.api_calls = self.calls_made()
+        self.store.finish_run(
+            self.run_id, self.counts, status=status, cursor_to=self.cursor_to, error=error
+        )
+        self.result = build_result(
+            self.spec,
+            status,
+            run_id=self.run_id,
+            counts=self.counts,
+            cursor_to=self.cursor_to,
+            error=error,
+            used_bulk=self.used_bulk,
+            error_category=error_category,
+        )
+        _log_end(self.result, time.monotonic() - self._began)
+        return self.result
+
+    def _close_on_exit(self, exc: BaseException | None) -> None:
+        if exc is None:
+            self.finish(RunStatus.PARTIAL if self.counts.failed else RunStatus.SUCCEEDED)
+        elif isinstance(exc, KeyboardInterrupt):
+            # SIGINT, or SIGTERM raised as one by the CLI (app.cli.signals). The work being
+            # written was rolled back with its cursor: the same command resumes there.
+            signal_name = str(exc) or "SIGINT"
+            self.finish(
+                RunStatus.CANCELLED,
+                error=f"interrupted ({signal_name}): stopped at the last committed page; run "
+                "the same command again to resume",
+            )
+        elif isinstance(exc, Exception):
+            # An upstream failure that outlived the retries ends the pass as ``failed`` with
+            # the cursor at the last committed page; so does anything else (a bug, a database
+            # outage), logged with its traceback.
+            if not isinstance(exc, CrmsyncError):
+                run_log.exception(
+                    "sync.run.crashed",
+                    crm=self.spec.crm,
+                    object=self.spec.object_name,
+                    run_id=self.run_id,
+                )
+            self.finish(
+                RunStatus.FAILED,
+                error=f"{type(exc).__name__}: {exc}",
+                error_category=exc.category if isinstance(exc, CrmsyncError) else None,
+            )
+
+
+def _log_end(result: RunResult, seconds: float) -> None:
+    """``sync.run.end`` at INFO (WARNING when the pass did not succeed), with its counts."""
+    level = "info" if result.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL) else "warning"
+    getattr(run_log, level)(
+        "sync.run.end",
+        crm=result.crm,
+        object=result.object_name,
+        kind=result.kind,
+        run_id=result.run_id,
+        status=str(result.status),
+        **result.counts.as_dict(),
+        bulk=result.used_bulk,
+        duration_s=round(seconds, 3),
+        error=result.error,
+    )

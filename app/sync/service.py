@@ -29,8 +29,8 @@ from app.logging import get_logger
 from app.mappers.config import load_mapping_set
 from app.mappers.spec import ObjectMapping
 from app.settings import Settings
-from app.sync.ports import Counts
 from app.sync.pull import PageProgress, PassInterrupted, PullEngine, PullResult
+from app.sync.run_scope import RunSpec, build_result
 
 log = get_logger("crmsync.sync")
 
@@ -130,9 +130,7 @@ def plan_sync(
 
 
 def _not_started(crm: str, object_name: str, kind: SyncKind, reason: str) -> PullResult:
-    return PullResult(
-        None, crm, object_name, str(kind), RunStatus.CANCELLED, Counts(), None, reason
-    )
+    return build_result(RunSpec(str(kind), crm, object_name), RunStatus.CANCELLED, error=reason)
 
 
 def _run_sync(
@@ -204,4 +202,4 @@ def _run_crm(
 
 
 def _failed(crm: str, object_name: str, kind: SyncKind, message: str) -> PullResult:
-    return PullResult(None, crm, object_name, str(kind), RunStatus.FAILED, Counts(), None, message)
+    return build_result(RunSpec(str(kind), crm, object_name), RunStatus.FAILED, error=message)
