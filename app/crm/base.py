@@ -77,6 +77,11 @@ class RecordPage:
     last: StreamKey | None = None
     resume: Mapping[str, Any] = field(default_factory=dict)
     deleted_ids: list[str] = field(default_factory=list)
+    #: How many rows the stream holds, where the CRM said so with this page (the first page of
+    #: a REST query or search): the count folded into the first page instead of a call of its own.
+    expected: int | None = None
+    #: True when the page came from a bulk export (Salesforce Bulk API 2.0).
+    bulk: bool = False
 
 
 class CrmClient(Protocol):
@@ -101,10 +106,14 @@ class CrmClient(Protocol):
         start: ReadFrom | None,
         *,
         page_size: int,
-        use_bulk: bool = False,
+        use_bulk: bool | None = None,
     ) -> Iterator[RecordPage]:
         """Records modified at or after ``start.lower`` (``start`` None: all), oldest first
         (stamp, then :func:`id_order`).
+
+        ``use_bulk`` None lets the adapter choose: Salesforce reads the first REST page and
+        switches to Bulk API 2.0 when its ``totalSize`` is above the configured threshold, so
+        the count costs no call of its own; pages report ``bulk`` and ``expected``.
 
         Must never skip a record and never loop: ties on the stamp are broken by id, search caps
         are avoided by moving the lower bound forward, and ``start.resume`` continues a stream

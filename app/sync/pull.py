@@ -17,8 +17,8 @@ Two kinds of pass share this code:
   A backfill command over several objects is one unit (:mod:`app.sync.backfill`): rerun after
   a kill, it skips the objects it finished and resumes the one it was in.
 
-Salesforce streams switch to Bulk API 2.0 when the adapter estimates more rows than
-``settings.sync.bulk_threshold``. Records that fail mapping or validation become ``sync_errors``
+Salesforce streams switch to Bulk API 2.0 when the first page says more rows than
+``settings.sync.bulk_threshold`` (the adapter decides; the run reports ``bulk``). Records that fail mapping or validation become ``sync_errors``
 rows and never stop the pass; upstream errors that survive the adapter's retries fail the pass
 (status ``failed``) with the cursor at the last committed page.
 """
@@ -204,22 +204,18 @@ class PullEngine:
         read_from = cursors.read_from(start, self._lookback)
         # Resolving old errors costs an UPDATE per page; skip it while there are none.
         self._open_failures = self.store.has_open_failures(crm, object_name)
-        expected = self.client.estimate_changes(object_name, read_from)
-        scope.used_bulk = use_bulk = (
-            expected is not None and expected > self.settings.bulk_threshold
-        )
+        expected: int | None = None
         fields = self._request_fields(mapping)
+        # No count call: the adapter chooses REST or Bulk from its first page, and says how
+        # many rows to expect with it (the progress bar) and whether it went Bulk.
         pages = prefetch(
-            self.client.iter_changes(
-                object_name,
-                fields,
-                read_from,
-                page_size=self._page_size(),
-                use_bulk=use_bulk,
-            ),
+            self.client.iter_changes(object_name, fields, read_from, page_size=self._page_size()),
             depth=self.settings.prefetch_pages,
         )
         for page in pages:
+            scope.used_bulk = scope.used_bulk or page.bulk
+            if expected is None:
+                expected = page.expected
             progress = self._commit_page(scope, mapping, stream, page, progress)
             self._report(crm, object_name, kind, scope.counts, progress.current, expected)
         for page in self.client.iter_deleted(object_name, read_from):

@@ -65,7 +65,8 @@ def test_missing_and_read_only_fields_exit_2_with_the_fix(sandbox: Sandbox, tmp_
 
 
 def test_unreachable_crm_exits_1_in_one_line(sandbox: Sandbox, tmp_path: Path) -> None:
-    env = _env(sandbox, tmp_path, salesforce_instance_url="https://127.0.0.1:1")
+    dead = "https://127.0.0.1:1"
+    env = _env(sandbox, tmp_path, salesforce_instance_url=dead, salesforce_login_url=dead)
     done = run_crmsync("crm", "check", "--crm", "salesforce", env=env, cwd=tmp_path)
     assert done.returncode == 1
     assert "unreachable at https://127.0.0.1:1" in done.stderr

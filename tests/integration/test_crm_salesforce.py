@@ -126,14 +126,55 @@ def test_bulk_pull_streams_all_rows_and_resumes_the_job(sandbox: Sandbox) -> Non
         assert len(ids) == len(set(ids)) == 600
         assert len(pages) == 3
         assert all(isinstance(v, str | None) for r in pages[0].records for v in r.values())
+        assert all(p.bulk for p in pages)
         first = pages[0]
+        # One results page (no maxRecords) committed 250 rows at a time: the resume token
+        # names that page (the first: no locator) and the rows of it already committed.
         assert first.resume["mode"] == "bulk"
-        assert first.resume["locator"]
+        assert (first.resume["locator"], first.resume["skip"]) == ("", 250)
         assert first.last is None  # unordered rows: no mark before the job's last page
         resumed = pull(client, after_page(client, first), use_bulk=True, page_size=250)
         assert sorted(ids_of(pages[:1]) + ids_of(resumed)) == sorted(ids)
         assert resumed[-1].resume == {}
         assert resumed[-1].last == pages[-1].last is not None
+
+
+def test_bulk_pull_stopped_anywhere_in_large_results_pages_resumes_exactly() -> None:
+    """Result pages hold many commits' worth of rows: a pass stopped after any committed
+    chunk (mid results page or at its end) resumes with nothing lost and nothing read twice."""
+    with Sandbox(SandboxConfig(accounts=300)) as sb, client_for(sb) as client:
+        sb.ctx.emulators["salesforce"].bulk.page_bytes = 6_000  # several results pages
+        whole = pull(client, use_bulk=True, page_size=40)
+        all_ids = ids_of(whole)
+        assert len(all_ids) == len(set(all_ids)) == 300
+        locators = {p.resume.get("locator") for p in whole[:-1]}
+        assert len(locators) > 2  # the stream crossed several results pages
+        assert any(p.resume.get("skip") for p in whole[:-1])  # and stopped inside them
+        for stop in range(1, len(whole)):
+            committed = whole[:stop]
+            resumed = pull(client, after_page(client, committed[-1]), use_bulk=True, page_size=40)
+            again = ids_of(committed) + ids_of(resumed)
+            assert sorted(again) == sorted(all_ids), f"stopped after page {stop}"
+            assert resumed[-1].last == whole[-1].last is not None
+
+
+def test_auto_mode_counts_with_the_first_rest_page_and_switches_to_bulk_above_threshold(
+    sandbox: Sandbox,
+) -> None:
+    with client_for(sandbox, bulk_threshold=10_000) as client:
+        sandbox.control("POST", "/reset")
+        pages = list(client.iter_changes("Account", FIELDS, None, page_size=200))
+        assert pages[0].expected == 600
+        assert not any(p.bulk for p in pages)
+        assert route_calls(sandbox, "query") == len(pages)  # no COUNT() query
+    with client_for(sandbox, bulk_threshold=100) as client:
+        sandbox.control("POST", "/reset")
+        pages = list(client.iter_changes("Account", FIELDS, None, page_size=200))
+        assert all(p.bulk for p in pages)
+        assert pages[0].expected == 600
+        assert len(ids_of(pages)) == len(set(ids_of(pages))) == 600
+        # the first REST page (the count), then create, poll(s) and one results page
+        assert route_calls(sandbox, "/results") == 1
 
 
 def test_static_token_works_without_login(sandbox: Sandbox) -> None:

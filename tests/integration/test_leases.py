@@ -178,7 +178,7 @@ class SlowSalesforce(FakeSalesforce):
         start: ReadFrom | None,
         *,
         page_size: int,
-        use_bulk: bool = False,
+        use_bulk: bool | None = None,
     ) -> Iterator[RecordPage]:
         stalled_at = datetime.now(UTC)
         time.sleep(self.stall)  # a page, a Bulk job wait or retries longer than the TTL

@@ -95,7 +95,7 @@ def test_first_pass_creates_rows_links_parents_and_stores_the_cursor(
     result = engine.pull("Account")
     assert result.status is RunStatus.SUCCEEDED
     assert (result.counts.read, result.counts.created, result.counts.updated) == (450, 450, 0)
-    assert result.counts.api_calls == 1 + 3  # estimate + three pages of 200/200/50
+    assert result.counts.api_calls == 3  # three pages of 200/200/50; no count call
     engine.pull("Opportunity")
 
     with factory() as s:

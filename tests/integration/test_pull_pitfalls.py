@@ -269,7 +269,8 @@ def test_fault_storms_end_with_every_record(
     factory: sessionmaker[Session], crm: str, fault: dict[str, Any]
 ) -> None:
     with Sandbox(SandboxConfig(accounts=500, hs_rate_limits=False)) as sb:
-        sb.control("PUT", "/faults", json={"routes": [fault], "seed": 11})
+        # Seed 12: with no count call, seed 11 let the three Salesforce pages through unhurt.
+        sb.control("PUT", "/faults", json={"routes": [fault], "seed": 12})
         # Small pages, so the storm hits a stream of calls, not one lucky request.
         engine, _client = engine_for(
             sb, factory, crm, max_retries=15, page_size=200, hubspot_page_size=50
@@ -379,3 +380,23 @@ def test_a_field_failing_validation_is_kept_in_sync_errors_through_the_real_clie
     assert error.payload is not None
     assert error.payload["field"] == "Licensed_Seats__c"
     assert error.payload["value"] == "12.5"  # the wire's exact decimal, as text
+
+
+def test_incremental_pass_that_switches_to_bulk_reports_it(factory: sessionmaker[Session]) -> None:
+    """The adapter chooses Bulk from the first REST page (no count call); the run summary
+    said ``bulk: false`` when the choice was the adapter's, or when a Bulk job was resumed."""
+    with Sandbox(SandboxConfig(accounts=300)) as sb:
+        small, _ = engine_for(sb, factory, "salesforce", bulk_threshold=10_000)
+        first = small.pull("Account")
+        assert first.summary()["bulk"] is False
+        sb.control(
+            "POST",
+            "/salesforce/touch",
+            json={"object": "Account", "count": 250, "at": datetime.now(UTC).isoformat()},
+        )
+        engine, _ = engine_for(sb, factory, "salesforce", bulk_threshold=100)
+        result = engine.pull("Account")
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.summary()["bulk"] is True
+    assert result.counts.read >= 250
+    assert result.counts.updated + result.counts.unchanged == result.counts.read

@@ -52,7 +52,7 @@ class BrokenAccounts(FakeSalesforce):
         start: ReadFrom | None,
         *,
         page_size: int,
-        use_bulk: bool = False,
+        use_bulk: bool | None = None,
     ) -> Iterator[RecordPage]:
         if object_name == "Account":
             raise ValueError("a bug in the adapter")

@@ -65,16 +65,18 @@ class FakeSalesforce:
         start: ReadFrom | None,
         *,
         page_size: int,
-        use_bulk: bool = False,
+        use_bulk: bool | None = None,
     ) -> Iterator[RecordPage]:
         start = start or ReadFrom()
         resume: dict[str, Any] = dict(start.resume)
+        expected: int | None = None
         if "snapshot" in resume:
             ids = list(resume["snapshot"])
             offset = int(resume["offset"])
         else:
             ids = [r["Id"] for r in self._ordered(object_name, start)]
             offset = 0
+            expected = len(ids)  # the count comes with the first page, as Salesforce's does
         table = self.objects.get(object_name, {})
         while offset < len(ids):
             if self.fail_after_pages is not None and self.pages_served >= self.fail_after_pages:
@@ -92,7 +94,9 @@ class FakeSalesforce:
                 deleted_ids=[r["Id"] for r in records if r.get("IsDeleted")],
                 last=(parse_stamp(last["SystemModstamp"]), last["Id"]),
                 resume={"snapshot": ids, "offset": offset} if offset < len(ids) else {},
+                expected=expected,
             )
+            expected = None
 
     def iter_deleted(self, object_name: str, start: ReadFrom | None) -> Iterator[RecordPage]:
         start = start or ReadFrom()

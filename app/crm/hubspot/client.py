@@ -17,9 +17,10 @@ on every cached API object's configuration, which the library reads on each requ
   run start minus :data:`INDEX_LAG_MARGIN`: HubSpot's search index trails writes (10-60 s,
   B§5), and records written during the run are left to the next run, whose lower bound
   re-reads that overlap.
-* Associations (deal -> company, note -> company/deal) are read with ONE v4 batch read per page
-  and association type (``POST /crm/v4/associations/{from}/{to}/batch/read``) and merged into
-  the records as ``associations.<type>``: lists of ids.
+* Associations (deal -> company, note -> company/deal) are read with ONE v4 batch read per
+  1,000 records and association type (``POST /crm/v4/associations/{from}/{to}/batch/read``,
+  HubSpot's largest input since February 2025) and merged into the records as
+  ``associations.<type>``: lists of ids. Search pages wait for that read, then go out one by one.
 * Deletes: search never returns archived records, so :meth:`iter_deleted` lists
   ``archived=true`` (100 per page) and reports those with ``archivedAt`` at or after
   ``start.lower``.
@@ -61,6 +62,8 @@ log = get_logger(__name__)
 INDEX_LAG_MARGIN = timedelta(seconds=2)
 ARCHIVED_PAGE_SIZE = 100
 MAX_SEARCH_LIMIT = 200
+#: Inputs of one v4 association batch read: HubSpot's maximum since February 2025 (B§6).
+ASSOCIATION_BATCH = 1000
 
 # Object type -> association types merged into its records (B§6).
 ASSOCIATIONS: dict[str, tuple[str, ...]] = {
@@ -292,11 +295,32 @@ class HubSpotClient:
         start: ReadFrom | None,
         *,
         page_size: int,
-        use_bulk: bool = False,
+        use_bulk: bool | None = None,
     ) -> Iterator[RecordPage]:
-        """Search pages, oldest first; ``use_bulk`` is ignored (HubSpot has no bulk export)."""
+        """Search pages, oldest first; ``use_bulk`` is ignored (HubSpot has no bulk export).
+
+        Associations are read for :data:`ASSOCIATION_BATCH` records at once (one v4 batch read
+        per association type), so search pages are held back until that many records are
+        read or the stream ends, then yielded one by one, each with its own ``last`` and
+        ``resume``: a pass stopped between them resumes at the last one committed. The first
+        page reports the search's ``total`` as the expected row count (no count call).
+        """
+        for batch in self._search_pages(object_name, fields, start, page_size=page_size):
+            self._merge_associations(object_name, [r for page in batch for r in page.records])
+            yield from batch
+
+    def _search_pages(
+        self,
+        object_name: str,
+        fields: Sequence[str],
+        start: ReadFrom | None,
+        *,
+        page_size: int,
+    ) -> Iterator[list[RecordPage]]:
+        """Search pages without their associations, grouped up to ASSOCIATION_BATCH records."""
         start = start or ReadFrom()
         limit = max(1, min(MAX_SEARCH_LIMIT, page_size))
+        group = ASSOCIATION_BATCH if ASSOCIATIONS.get(object_name) else 1
         if start.resume.get("window"):
             window = windows.SearchWindow.from_json(start.resume["window"])
         else:
@@ -304,10 +328,12 @@ class HubSpotClient:
         properties = list(dict.fromkeys([*fields, windows.STAMP, windows.OBJECT_ID]))
         last: StreamKey | None = None
         previous: windows.SearchRequest | None = None
+        held: list[RecordPage] = []
+        first = True
         while True:
             request = windows.next_request(window, limit)
             if request is None:
-                return
+                break
             if request == previous:
                 raise windows.WindowLoopError(f"search request repeated: {request}")
             previous = request
@@ -315,18 +341,30 @@ class HubSpotClient:
             results = list(response.get("results") or [])
             keyed = [(parse_stamp(self._stamp_of(r)), str(r["id"])) for r in results]
             outcome = windows.advance(window, keyed, has_more=_next_after(response) is not None)
-            fresh = [results[i] for i in outcome.fresh]
-            records = [self._wire(r) for r in fresh]
-            self._merge_associations(object_name, records)
+            records = [self._wire(results[i]) for i in outcome.fresh]
             for i in outcome.fresh:
                 key = (from_ms(keyed[i][0]), keyed[i][1])
                 if last is None or key_order(key) > key_order(last):
                     last = key
             window = outcome.window
             resume_out = {} if window.mode == "done" else {"window": window.to_json()}
-            yield RecordPage(records=records, last=last, resume=resume_out)
+            total = response.get("total") if first else None
+            first = False
+            held.append(
+                RecordPage(
+                    records=records,
+                    last=last,
+                    resume=resume_out,
+                    expected=int(total) if total is not None else None,
+                )
+            )
             if window.mode == "done":
-                return
+                break
+            if sum(len(p.records) for p in held) + limit > group:
+                yield held
+                held = []
+        if held:
+            yield held
 
     @staticmethod
     def _stamp_of(obj: Mapping[str, Any]) -> Any:
@@ -358,8 +396,8 @@ class HubSpotClient:
         out: dict[str, list[str]] = {}
         unique = list(dict.fromkeys(ids))
         api = self._assoc_batch_api()
-        for start in range(0, len(unique), 1000):
-            chunk = unique[start : start + 1000]
+        for start in range(0, len(unique), ASSOCIATION_BATCH):
+            chunk = unique[start : start + ASSOCIATION_BATCH]
             body = {"inputs": [{"id": i} for i in chunk]}
             response = self._call(
                 "associations_batch_read",

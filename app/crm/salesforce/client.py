@@ -34,7 +34,8 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -279,12 +280,37 @@ class SalesforceClient:
         start: ReadFrom | None,
         *,
         page_size: int,
-        use_bulk: bool = False,
+        use_bulk: bool | None = None,
     ) -> Iterator[RecordPage]:
+        """REST pages or a Bulk job; ``use_bulk=None`` chooses from the first REST page.
+
+        A stream being resumed keeps its mode. Otherwise, with ``use_bulk=None``, the first
+        REST page's ``totalSize`` is the count: at or below ``bulk_threshold`` the pull goes on
+        with REST (no ``SELECT COUNT()`` call at all); above it the page is dropped and a Bulk
+        job reads everything (the page cost what the count did).
+        """
         start = start or ReadFrom()
         mode = start.resume.get("mode")
         if mode == "bulk" or (use_bulk and mode != "rest"):
             yield from self._iter_bulk(object_name, fields, start, page_size=page_size)
+        elif use_bulk is None and mode != "rest":
+            threshold = self.settings.sync.bulk_threshold
+            rest = self._iter_rest(object_name, fields, start, page_size=page_size)
+            first = next(rest, None)
+            if first is not None and first.expected is not None and first.expected > threshold:
+                rest.close()
+                log.info(
+                    "salesforce.bulk.switch",
+                    object=object_name,
+                    expected=first.expected,
+                    threshold=threshold,
+                )
+                for page in self._iter_bulk(object_name, fields, start, page_size=page_size):
+                    yield replace(page, expected=first.expected)
+                return
+            if first is not None:
+                yield first
+                yield from rest
         else:
             yield from self._iter_rest(object_name, fields, start, page_size=page_size)
 
@@ -306,12 +332,14 @@ class SalesforceClient:
             else:
                 records.append(record)
         next_url = None if result.get("done", True) else result.get("nextRecordsUrl")
+        total = result.get("totalSize")
         return RecordPage(
             records=records,
             # Rows come ordered by (SystemModstamp, Id): the last one is where the page ends.
             last=_key(raws[-1]) if raws else None,
             resume={"mode": "rest", "next_url": str(next_url)} if next_url else {},
             deleted_ids=deleted,
+            expected=int(total) if total is not None else None,
         )
 
     def _query_more(
@@ -333,7 +361,7 @@ class SalesforceClient:
         start: ReadFrom,
         *,
         page_size: int,
-    ) -> Iterator[RecordPage]:
+    ) -> Generator[RecordPage, None, None]:
         headers = self._query_headers(page_size)
         resume = start.resume
         next_url = resume.get("next_url") if resume.get("mode") == "rest" else None
@@ -435,26 +463,46 @@ class SalesforceClient:
             waited += delay
             delay = min(BULK_POLL_MAX_WAIT, delay * 2)
 
-    def _bulk_results(
-        self, object_name: str, job_id: str, locator: str, page_size: int
-    ) -> tuple[list[dict[str, str]], str]:
-        params: dict[str, Any] = {"maxRecords": page_size}
+    def _bulk_open(
+        self, object_name: str, job_id: str, locator: str
+    ) -> tuple[requests.Response, str]:
+        """Open one results page as a stream; returns it with the next page's locator.
+
+        No ``maxRecords``: Salesforce then serves as large a page as it chooses (the sandbox:
+        64 MB of CSV), so a large object costs a few calls instead of one per 2,000 rows. The
+        rows are read off the stream by :meth:`_bulk_rows`, never held as a whole page.
+        """
+        params: dict[str, Any] = {}
         if locator:
             params["locator"] = locator
 
-        def fetch(sf: Salesforce) -> tuple[list[dict[str, str]], str]:
+        def fetch(sf: Salesforce) -> tuple[requests.Response, str]:
             response = self._bulk_request(
                 sf,
                 "GET",
                 f"query/{job_id}/results",
                 params=params,
                 headers={"Accept": "text/csv"},
+                stream=True,
             )
-            rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8"))))
             next_locator = response.headers.get("Sforce-Locator") or ""
-            return rows, "" if next_locator == "null" else next_locator
+            return response, "" if next_locator == "null" else next_locator
 
         return self._call("bulk_results", fetch, object_name)
+
+    @staticmethod
+    def _bulk_rows(response: requests.Response) -> Iterator[WireRecord]:
+        """The rows of a streamed CSV page (quoted newlines included), empty values as None."""
+        raw: Any = response.raw
+        raw.decode_content = True
+        raw.auto_close = False  # urllib3 closes at EOF otherwise, before TextIOWrapper is done
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        reader = csv.reader(text)
+        header = next(reader, None)
+        if header is None:
+            return
+        for row in reader:
+            yield {k: (v if v != "" else None) for k, v in zip(header, row, strict=False)}
 
     def _iter_bulk(
         self,
@@ -464,51 +512,82 @@ class SalesforceClient:
         *,
         page_size: int,
     ) -> Iterator[RecordPage]:
+        """A Bulk 2.0 ``queryAll`` job, committed every ``page_size`` rows of its result pages.
+
+        ``resume`` names the job, the locator of the results page being read (``""``: the
+        first) and ``skip``, the rows of that page already committed: a pass killed in the
+        middle of a large results page reads that page again and skips them. Locators are
+        stable while the job exists (A§7); a purged job (404) starts a new one.
+        """
         resume = start.resume
         job_id = str(resume["job_id"]) if resume.get("mode") == "bulk" else ""
         locator = str(resume.get("locator") or "") if job_id else ""
+        skip = int(resume.get("skip") or 0) if job_id else 0
         best: StreamKey | None = None
         if resume.get("max_at") and resume.get("max_id"):
             best = (soql.parse_datetime(str(resume["max_at"])), str(resume["max_id"]))
-        rows: list[dict[str, str]] | None = None
+        opened: tuple[requests.Response, str] | None = None
         if job_id:
             try:
-                rows, locator = self._bulk_results(object_name, job_id, locator, page_size)
+                opened = self._bulk_open(object_name, job_id, locator)
             except UpstreamError as exc:
                 if exc.status not in (400, 404) and exc.code not in _LOCATOR_GONE:
                     raise
-                job_id, locator, rows = "", "", None  # job purged: start a new one
-        if rows is None:
+                job_id, locator, skip, opened = "", "", 0, None  # job purged: start a new one
+        if opened is None:
             query = soql.changes_query(object_name, fields, start.lower, order=False)
             job_id = self._bulk_create(object_name, query)
             self._bulk_wait(object_name, job_id)
-            rows, locator = self._bulk_results(object_name, job_id, "", page_size)
+            locator, skip = "", 0
+            opened = self._bulk_open(object_name, job_id, "")
         while True:
-            records: list[WireRecord] = []
-            deleted: list[str] = []
-            for row in rows:
-                record: WireRecord = {k: (v if v != "" else None) for k, v in row.items()}
-                key = _key(record)
-                if best is None or key_order(key) > key_order(best):
-                    best = key
-                if _is_deleted(record):
-                    deleted.append(str(record[soql.ID_FIELD]))
-                else:
-                    records.append(record)
-            if locator:
-                # Rows are unordered: no ``last`` until the job's last page.
-                resume_out: dict[str, Any] = {
-                    "mode": "bulk",
-                    "job_id": job_id,
-                    "locator": locator,
-                    "max_at": best[0].isoformat() if best else None,
-                    "max_id": best[1] if best else None,
-                }
-                yield RecordPage(records=records, resume=resume_out, deleted_ids=deleted)
-            else:
-                yield RecordPage(records=records, last=best, deleted_ids=deleted)
-                return
-            rows, locator = self._bulk_results(object_name, job_id, locator, page_size)
+            response, next_locator = opened
+            try:
+                rows = self._bulk_rows(response)
+                consumed = 0
+                for _ in range(skip):  # committed before an interruption
+                    if next(rows, None) is None:
+                        break
+                    consumed += 1
+                while True:
+                    records: list[WireRecord] = []
+                    deleted: list[str] = []
+                    taken = 0
+                    for record in rows:
+                        taken += 1
+                        key = _key(record)
+                        if best is None or key_order(key) > key_order(best):
+                            best = key
+                        if _is_deleted(record):
+                            deleted.append(str(record[soql.ID_FIELD]))
+                        else:
+                            records.append(record)
+                        if taken >= page_size:
+                            break
+                    consumed += taken
+                    page_done = taken < page_size
+                    if page_done and not next_locator:
+                        yield RecordPage(records=records, last=best, deleted_ids=deleted, bulk=True)
+                        return
+                    if taken or page_done:
+                        # Rows are unordered: no ``last`` until the job's last row.
+                        resume_out: dict[str, Any] = {
+                            "mode": "bulk",
+                            "job_id": job_id,
+                            "locator": next_locator if page_done else locator,
+                            "skip": 0 if page_done else consumed,
+                            "max_at": best[0].isoformat() if best else None,
+                            "max_id": best[1] if best else None,
+                        }
+                        yield RecordPage(
+                            records=records, resume=resume_out, deleted_ids=deleted, bulk=True
+                        )
+                    if page_done:
+                        break
+            finally:
+                response.close()
+            locator, skip = next_locator, 0
+            opened = self._bulk_open(object_name, job_id, locator)
 
 
 __all__ = ["SalesforceClient", "SalesforceError", "SalesforceOperationError"]
