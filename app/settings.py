@@ -32,8 +32,7 @@ from app.auth_modes import (
     salesforce_mode,
     salesforce_problems,
 )
-
-CrmName = Literal["salesforce", "hubspot"]
+from app.core.types import CrmName
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/crmsync.db"
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"

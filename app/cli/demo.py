@@ -29,8 +29,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.cli.common import ExitCode, console
 from app.cli.demo_db import DEMO_TRIGGER, why_not_a_demo_database
+from app.core.runs import SyncKind
 from app.db.engine import make_engine, make_session_factory
-from app.db.enums import SyncKind
 from app.db.models import Account, HandoverNote, Opportunity, SyncErrorRecord
 from app.settings import Settings
 from app.sync.pull import PullResult

@@ -27,9 +27,9 @@ from app.cli.common import ExitCode, console, load_settings, open_database, repo
 from app.cli.cursor import cursor_app
 from app.cli.dates import parse_past_instant
 from app.cli.signals import interrupts_raised
+from app.core.runs import RunStatus, SyncKind
 from app.crm.base import CrmName
 from app.db.engine import make_session_factory
-from app.db.enums import RunStatus, SyncKind
 from app.errors import ConfigError
 from app.settings import Settings
 from app.sync.pull import PageProgress, PullResult

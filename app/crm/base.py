@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
-CrmName = Literal["salesforce", "hubspot"]
+from app.core.types import CrmName, WireRecord
 
-WireRecord = dict[str, Any]
+__all__ = ["CrmClient", "CrmName", "ReadFrom", "RecordPage", "StreamKey", "WireRecord"]
 
 
 StreamKey = tuple[datetime, str]

@@ -1,4 +1,7 @@
-"""The enumerated values stored in plain string columns (see :mod:`app.db.models`)."""
+"""The enumerated values stored in plain string columns (see :mod:`app.db.models`).
+
+The run's kind and status are the engine's and live in :mod:`app.core.runs`.
+"""
 
 from __future__ import annotations
 
@@ -38,23 +41,6 @@ class OpportunityType(StrEnum):
 class RecordOrigin(StrEnum):
     CRM = "crm"
     CS = "cs"
-
-
-class SyncKind(StrEnum):
-    PULL = "pull"
-    BACKFILL = "backfill"
-    PUSH = "push"
-    RECONCILE = "reconcile"
-
-
-class RunStatus(StrEnum):
-    """Sync run states: running -> succeeded | partial (some records failed) | failed."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
 
 
 class InboxStatus(StrEnum):

@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.core.runs import RunStatus
 from app.db.base import utcnow
-from app.db.enums import RunStatus
 from app.db.models import SyncErrorRecord, SyncRun
 from app.sync.ports import Counts
 

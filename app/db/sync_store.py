@@ -33,9 +33,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
 
+from app.core.runs import RunStatus
 from app.db import bulk, cursors, leases, runs
 from app.db.base import Base, utcnow
-from app.db.enums import RunStatus
 from app.sync.cursor import CursorState
 from app.sync.holder import is_provably_dead
 from app.sync.ports import Counts, LeaseHeldError, PendingRow, RecordFailure, RejectedRow

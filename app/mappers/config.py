@@ -37,12 +37,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from app.core.types import CRM_NAMES, CrmName
 from app.mappers.defaults import default_mappings
 from app.mappers.errors import MappingConfigError
 from app.mappers.spec import (
-    CRM_NAMES,
     ConflictPolicy,
-    CrmName,
     Direction,
     FieldMapping,
     MappingSet,

@@ -59,13 +59,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
+from app.core.types import CrmName
 from app.mappers.errors import ConversionError
 from app.mappers.handover import parse_handover
-
-CrmName = Literal["salesforce", "hubspot"]
 
 ELLIPSIS = "\u2026"
 LONG_TEXT_LIMITS: Mapping[str, int] = MappingProxyType({"salesforce": 32_768, "hubspot": 65_536})

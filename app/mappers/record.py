@@ -1,6 +1,6 @@
 """Map one CRM wire record to CS column values, and CS values back to CRM fields.
 
-:func:`map_record` is the pull side: a flattened wire record (``app.crm.base.WireRecord``:
+:func:`map_record` is the pull side: a flattened wire record (``app.core.types.WireRecord``:
 Salesforce REST JSON or Bulk CSV strings; HubSpot string properties plus ``id``, ``archived`` and
 ``associations.<type>`` id lists) becomes a :class:`MappedRecord`. Rules:
 
@@ -30,6 +30,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from app.core.types import WireRecord
 from app.mappers.columns import (
     INTEGER_BITS,
     NOT_NULL_DEFAULTS,
@@ -51,10 +52,6 @@ from app.mappers.convert import (
 from app.mappers.errors import MISSING_FIELD, ConversionError, FieldIssue, MappingError
 from app.mappers.handover import parse_handover, render_handover
 from app.mappers.spec import ObjectMapping
-
-#: A flattened CRM record (same shape as ``app.crm.base.WireRecord``; the mappers may not
-#: import ``app.crm``, see the import-linter contract in pyproject.toml).
-WireRecord = Mapping[str, Any]
 
 
 @dataclass(frozen=True)

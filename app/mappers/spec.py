@@ -21,14 +21,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any
 
+from app.core.types import CrmName
 from app.mappers.columns import CS_COLUMNS, CS_TABLES, is_mappable
 from app.mappers.convert import get_converter
 from app.mappers.errors import MappingConfigError
-
-CrmName = Literal["salesforce", "hubspot"]
-CRM_NAMES: tuple[CrmName, ...] = ("salesforce", "hubspot")
 
 #: Prefix of HubSpot association keys in a wire record (``associations.companies``).
 ASSOCIATION_PREFIX = "associations."

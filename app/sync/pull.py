@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.crm.base import CrmClient, RecordPage
-from app.db.enums import RunStatus, SyncKind
+from app.core.runs import RunStatus, SyncKind
+from app.crm.base import CrmClient, RecordPage, WireRecord
 from app.errors import CrmsyncError
 from app.logging import get_logger
 from app.mappers.errors import FieldIssue, MappingError
@@ -384,7 +384,7 @@ class PullEngine:
         return progress
 
     def _map_page(
-        self, mapping: ObjectMapping, records: Sequence[Mapping[str, Any]]
+        self, mapping: ObjectMapping, records: Sequence[WireRecord]
     ) -> tuple[list[MappedRecord], list[RecordFailure], int]:
         """Map wire records; keep the newest version of a record seen twice in one page.
 

@@ -51,7 +51,7 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any
 
-from app.db.enums import RunStatus
+from app.core.runs import RunStatus
 from app.errors import CrmsyncError, ErrorCategory
 from app.logging import get_logger
 from app.sync.ports import Counts, LeaseHeldError, SyncStore

@@ -20,9 +20,9 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.runs import RunStatus, SyncKind
 from app.crm.base import CrmName
 from app.crm.factory import build_client
-from app.db.enums import RunStatus, SyncKind
 from app.db.sync_store import SqlSyncStore
 from app.errors import ConfigError
 from app.logging import get_logger

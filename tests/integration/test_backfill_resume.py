@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.runs import RunStatus, SyncKind
 from app.crm.base import ReadFrom, RecordPage
 from app.db.engine import make_session_factory
-from app.db.enums import RunStatus, SyncKind
 from app.db.models import Account, Opportunity, SyncCursor
 from app.db.sync_store import SqlSyncStore
 from app.mappers.defaults import salesforce_mappings

@@ -22,9 +22,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import ExitCode
 from app.cli.sync import exit_code
+from app.core.runs import RunStatus
 from app.crm.base import ReadFrom, RecordPage
 from app.db.engine import make_session_factory
-from app.db.enums import RunStatus
 from app.db.models import Account, JobLease, SyncRun
 from app.db.sync_store import SqlSyncStore
 from app.mappers.defaults import salesforce_mappings

@@ -21,9 +21,9 @@ import requests
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.runs import RunStatus
 from app.db import bulk
 from app.db.engine import make_session_factory
-from app.db.enums import RunStatus
 from app.db.models import Account, Opportunity, SyncCursor, SyncErrorRecord, SyncRun
 from app.sync.pull import PullEngine
 from crmsync_sandbox import Sandbox, SandboxConfig

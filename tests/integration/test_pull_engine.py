@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.runs import RunStatus, SyncKind
 from app.db.engine import make_session_factory
-from app.db.enums import RunStatus, SyncKind
 from app.db.models import Account, JobLease, Opportunity, SyncCursor, SyncErrorRecord, SyncRun
 from app.db.sync_store import SqlPageWriter, SqlSyncStore
 from app.mappers.defaults import salesforce_mappings

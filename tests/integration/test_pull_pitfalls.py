@@ -19,11 +19,11 @@ import requests
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.runs import RunStatus, SyncKind
 from app.crm.base import CrmClient
 from app.crm.hubspot.client import HubSpotClient
 from app.crm.salesforce.client import SalesforceClient
 from app.db.engine import make_session_factory
-from app.db.enums import RunStatus, SyncKind
 from app.db.models import Account, HandoverNote, Opportunity, SyncCursor, SyncErrorRecord
 from app.db.sync_store import SqlPageWriter, SqlSyncStore
 from app.mappers.defaults import hubspot_mappings, salesforce_mappings

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.cli.common import ExitCode
 from app.cli.signals import Terminated
 from app.cli.sync import exit_code
+from app.core.runs import RunStatus, SyncKind
 from app.crm.base import CrmName, ReadFrom, RecordPage
 from app.db.engine import make_session_factory
-from app.db.enums import RunStatus, SyncKind
 from app.db.models import Account, JobLease, SyncCursor, SyncRun
 from app.errors import ConfigError
 from app.settings import Settings, SyncSettings

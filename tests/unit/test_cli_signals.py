@@ -11,7 +11,7 @@ import pytest
 from app.cli.common import ExitCode
 from app.cli.signals import Terminated, interrupts_raised
 from app.cli.sync import exit_code
-from app.db.enums import RunStatus
+from app.core.runs import RunStatus
 from app.sync.ports import Counts
 from app.sync.pull import PullResult
 

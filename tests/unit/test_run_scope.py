@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.db.enums import RunStatus
+from app.core.runs import RunStatus
 from app.errors import ErrorCategory, UpstreamError
 from app.sync.ports import Counts, LeaseHeldError
 from app.sync.run_scope import RunRefused, RunScope, RunSpec
