@@ -70,7 +70,7 @@ def demo(
 ) -> None:
     """Sandbox -> migrate -> backfill both CRMs -> incremental pass -> summary, in its own db."""
     from app.db import migrate
-    from app.sync.service import run_sync
+    from app.wiring.sync import run_sync
     from crmsync_sandbox import Sandbox, SandboxConfig
 
     url = _prepare_database(database_url)

@@ -33,7 +33,7 @@ from app.db.engine import make_session_factory
 from app.errors import ConfigError
 from app.settings import Settings
 from app.sync.pull import PageProgress, PullResult
-from app.sync.service import SyncInterrupted, run_sync
+from app.wiring.sync import SyncInterrupted, run_sync
 
 sync_app = typer.Typer(help="Pull accounts, opportunities and handover notes from the CRM.")
 sync_app.add_typer(cursor_app, name="cursor")

@@ -1,7 +1,7 @@
 """A backfill command killed and run again, and cursors that must not move into the future.
 
 Through the engine on the test database (SQLite or PostgreSQL) with an in-memory CRM that can be
-"killed" mid-stream: the command is emulated as app/sync/service.py runs it (plan_backfill, then
+"killed" mid-stream: the command is emulated as app/wiring/sync.py runs it (plan_backfill, then
 backfill() per object, parents first), a kill stops the whole command like a dead process.
 """
 

@@ -322,7 +322,7 @@ def test_a_crashed_holders_lease_expires_and_is_taken_over(
 def test_pages_leave_no_reference_cycles_holding_their_records(
     factory: sessionmaker[Session], crm: FakeSalesforce, clock: list[datetime]
 ) -> None:
-    """Bounded memory under the pull's relaxed GC (app/sync/service.py): what a page allocates
+    """Bounded memory under the pull's relaxed GC (app/wiring/sync.py): what a page allocates
     must be freed by reference counting when the page ends, not wait in a cycle for a full
     collection. (Statements holding their bound id lists once did, and RSS grew per page.)"""
     for n in range(1, 401):

@@ -27,7 +27,7 @@ from app.errors import ConfigError
 from app.settings import Settings, SyncSettings
 from app.sync import service
 from app.sync.pull import PageProgress
-from app.sync.service import SyncInterrupted, run_sync
+from app.wiring.sync import SyncInterrupted, run_sync
 from tests.support.fake_crm import FakeSalesforce, sf_stamp
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
