@@ -16,6 +16,38 @@ from typing import Any, Protocol
 from app.sync.cursor import CursorState
 
 
+class PullTuning(Protocol):
+    """The knobs a pull reads (``CRMSYNC_SYNC__*``): :class:`app.settings.SyncSettings` is one,
+    a test passes its own. The engine takes this rather than the settings module, which also
+    carries secrets, URLs and every other layer's options."""
+
+    @property
+    def page_size(self) -> int:
+        """Salesforce REST batch size."""
+        ...
+
+    @property
+    def hubspot_page_size(self) -> int: ...
+
+    @property
+    def lookback_seconds(self) -> int:
+        """How far behind the stored stamp a pass starts reading (see app.sync.cursor)."""
+        ...
+
+    @property
+    def bulk_threshold(self) -> int:
+        """More rows expected than this: Salesforce Bulk API 2.0."""
+        ...
+
+    @property
+    def prefetch_pages(self) -> int: ...
+
+    @property
+    def lease_seconds(self) -> float:
+        """TTL of a pass's lease (renewed every third of it)."""
+        ...
+
+
 class LeaseHeldError(RuntimeError):
     """Another pass over the same CRM object is running (its lease has not expired)."""
 

@@ -18,10 +18,10 @@ Two kinds of pass share this code:
   a kill, it skips the objects it finished and resumes the one it was in.
 
 Salesforce streams switch to Bulk API 2.0 when the first page says more rows than
-``settings.sync.bulk_threshold`` (the adapter decides; the run reports ``bulk``).
-Records that fail mapping or validation become ``sync_errors``
-rows and never stop the pass; upstream errors that survive the adapter's retries fail the pass
-(status ``failed``) with the cursor at the last committed page.
+``bulk_threshold`` (:class:`~app.sync.ports.PullTuning`, ``CRMSYNC_SYNC__BULK_THRESHOLD``; the
+adapter decides, the run reports ``bulk``). Records that fail mapping or validation become
+``sync_errors`` rows and never stop the pass; upstream errors that survive the adapter's
+retries fail the pass (status ``failed``) with the cursor at the last committed page.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ from app.mappers.errors import FieldIssue, MappingError
 from app.mappers.ownership import MergeAction, merge_incoming
 from app.mappers.record import MappedRecord, accepts, map_record
 from app.mappers.spec import ObjectMapping
-from app.settings import SyncSettings
 from app.sync import backfill as backfills
 from app.sync import cursor as cursors
 from app.sync.cursor import CursorState, encode
@@ -48,6 +47,7 @@ from app.sync.ports import (
     Counts,
     PageWriter,
     PendingRow,
+    PullTuning,
     RecordFailure,
     SyncStore,
 )
@@ -115,7 +115,7 @@ class PullEngine:
         store: SyncStore,
         client: CrmClient,
         mappings: Mapping[str, ObjectMapping],
-        settings: SyncSettings,
+        settings: PullTuning,
         *,
         clock: Clock = _utcnow,
         on_page: Callable[[PageProgress], None] | None = None,
