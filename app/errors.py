@@ -4,6 +4,9 @@
 
     CrmsyncError                    root; structured attrs (crm, object, record id, run id)
      ├── SetupError                 crmsync cannot start: category config, CLI exit code 2
+     │    ├── ConfigError           a setting or the command is wrong (no CRM configured,
+     │    │    │                    unknown CRM or object); found locally, never by a CRM
+     │    │    └── BackfillConflictError (app.sync.backfill) another --since than the open one
      │    ├── DatabaseConfigError   CRMSYNC_DATABASE_URL invalid, unsupported or unreachable
      │    └── SchemaError           not migrated, behind the code, or at an unknown revision
      └── UpstreamError              a CRM call failed: category, retriable, status, code,
@@ -11,7 +14,8 @@
           ├── TransientError        timeouts, resets, 5xx, locks: retried with backoff
           ├── RateLimitedError      429 / REQUEST_LIMIT_EXCEEDED / HubSpot DAILY
           ├── AuthError             401/403, refresh failed, no credentials to refresh with
-          ├── ConfigError           a setting is wrong (URL, object, field, API version)
+          ├── CrmConfigError        the CRM refused crmsync's settings (object, field,
+          │                         API version): category config
           ├── ValidationError       the CRM rejected the data or the query (400)
           ├── ConflictError         409, 300 (several records match an external id)
           ├── NotFoundError         404 / NOT_FOUND (deleted record, unknown object)
@@ -141,6 +145,15 @@ class SchemaError(SetupError):
     """The database's schema does not match the code: not migrated, behind, or unknown."""
 
 
+class ConfigError(SetupError):
+    """crmsync's configuration or the command is wrong, found before the CRM was asked (no CRM
+    configured, an unknown CRM or object); the message names the setting or option to fix.
+
+    Not an :class:`UpstreamError`: nothing failed upstream, so nothing is retried, and it has
+    no status or code. When the CRM itself refuses a setting, that is a :class:`CrmConfigError`.
+    """
+
+
 class UpstreamError(CrmsyncError):
     """A call to a CRM failed, classified. Subclasses only fix the default category."""
 
@@ -207,8 +220,8 @@ class AuthError(UpstreamError):
     category = ErrorCategory.AUTH
 
 
-class ConfigError(UpstreamError):
-    """crmsync's settings do not match the CRM (URL, API version, object or field names)."""
+class CrmConfigError(UpstreamError):
+    """The CRM says crmsync's settings do not match it (API version, object or field names)."""
 
     category = ErrorCategory.CONFIG
 
@@ -241,7 +254,7 @@ ERROR_CLASSES: dict[ErrorCategory, type[UpstreamError]] = {
     ErrorCategory.TRANSIENT: TransientError,
     ErrorCategory.RATE_LIMITED: RateLimitedError,
     ErrorCategory.AUTH: AuthError,
-    ErrorCategory.CONFIG: ConfigError,
+    ErrorCategory.CONFIG: CrmConfigError,
     ErrorCategory.VALIDATION: ValidationError,
     ErrorCategory.CONFLICT: ConflictError,
     ErrorCategory.NOT_FOUND: NotFoundError,

@@ -8,9 +8,12 @@ from app.errors import (
     ERROR_CLASSES,
     AuthError,
     Classification,
+    ConfigError,
+    CrmConfigError,
     CrmsyncError,
     ErrorCategory,
     RateLimitedError,
+    SetupError,
     TransientError,
     UpstreamError,
     upstream_error,
@@ -23,6 +26,22 @@ def test_every_category_has_a_class_and_all_are_upstream_errors() -> None:
         assert issubclass(cls, UpstreamError)
         assert issubclass(cls, CrmsyncError)
         assert cls.category is category
+
+
+def test_a_local_configuration_error_is_a_setup_error_not_an_upstream_one() -> None:
+    """Found before any CRM call: not retried, no status, exit 2 like the other setup errors;
+    a CRM refusing a setting is a CrmConfigError (category config too)."""
+    from app.cli.common import ExitCode, exit_code_for
+    from app.sync.backfill import BackfillConflictError
+
+    err = ConfigError("no CRM configured: set CRMSYNC_HUBSPOT_ACCESS_TOKEN")
+    assert isinstance(err, SetupError)
+    assert not isinstance(err, UpstreamError)
+    assert issubclass(BackfillConflictError, SetupError)
+    assert (err.category, err.retriable) == (ErrorCategory.CONFIG, False)
+    assert exit_code_for(err.category) is ExitCode.USAGE
+    assert ERROR_CLASSES[ErrorCategory.CONFIG] is CrmConfigError
+    assert exit_code_for(CrmConfigError("x").category) is ExitCode.USAGE
 
 
 @pytest.mark.parametrize(
