@@ -31,7 +31,7 @@ from typing import TypeVar
 
 import tenacity
 
-from app.errors import Classification, Endpoint, UpstreamError, upstream_error
+from app.errors import Classification, CrmsyncError, Endpoint, UpstreamError, upstream_error
 from app.logging import get_logger
 from app.settings import SyncSettings
 
@@ -104,7 +104,9 @@ def call_with_retry(
     """Run ``fn`` under ``policy``; raise the classified :class:`UpstreamError` when giving up.
 
     ``fn`` must be idempotent (reads, upserts): it is simply called again.
-    Errors that already are :class:`UpstreamError` pass through unchanged (not re-classified).
+    Errors that already are :class:`UpstreamError` pass through unchanged (not re-classified),
+    and so does any other crmsync error raised on purpose inside ``fn`` (a local
+    :class:`~app.errors.ConfigError`, say: a key file that cannot sign), never retried.
     """
 
     def attempt() -> T:
@@ -112,7 +114,7 @@ def call_with_retry(
             on_attempt()
         try:
             return fn()
-        except UpstreamError:
+        except CrmsyncError:
             raise
         except Exception as exc:
             raise upstream_error(
