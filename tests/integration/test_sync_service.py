@@ -25,8 +25,8 @@ from app.db.engine import make_session_factory
 from app.db.models import Account, JobLease, SyncCursor, SyncRun
 from app.errors import ConfigError
 from app.settings import Settings, SyncSettings
-from app.sync import service
 from app.sync.pull import PageProgress
+from app.wiring import sync as service
 from app.wiring.sync import SyncInterrupted, run_sync
 from tests.support.fake_crm import FakeSalesforce, sf_stamp
 
