@@ -35,11 +35,6 @@ class PullTuning(Protocol):
         ...
 
     @property
-    def bulk_threshold(self) -> int:
-        """More rows expected than this: Salesforce Bulk API 2.0."""
-        ...
-
-    @property
     def prefetch_pages(self) -> int: ...
 
     @property

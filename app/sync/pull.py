@@ -18,10 +18,10 @@ Two kinds of pass share this code:
   a kill, it skips the objects it finished and resumes the one it was in.
 
 Salesforce streams switch to Bulk API 2.0 when the first page says more rows than
-``bulk_threshold`` (:class:`~app.sync.ports.PullTuning`, ``CRMSYNC_SYNC__BULK_THRESHOLD``; the
-adapter decides, the run reports ``bulk``). Records that fail mapping or validation become
-``sync_errors`` rows and never stop the pass; upstream errors that survive the adapter's
-retries fail the pass (status ``failed``) with the cursor at the last committed page.
+``CRMSYNC_SYNC__BULK_THRESHOLD`` (the adapter decides; the run reports ``bulk``). Records that
+fail mapping or validation become ``sync_errors`` rows and never stop the pass; upstream errors
+that survive the adapter's retries fail the pass (status ``failed``) with the cursor at the last
+committed page.
 """
 
 from __future__ import annotations
