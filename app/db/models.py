@@ -54,6 +54,12 @@ class CrmMirrorMixin:
     hs_modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     field_stamps: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict, nullable=False)
+    #: When a CS-side write last changed a mapped column (the newest of ``field_stamps``); the
+    #: push streams over it (ADR 0006). A pull never sets it.
+    cs_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    #: crmsync's own external id of the record (a UUID), set and committed before the record is
+    #: first created in a CRM, so a create whose answer was lost is matched again (ADR 0006).
+    crmsync_id: Mapped[str | None] = mapped_column(String(36), unique=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,7 +509,8 @@ class SyncErrorRecord(IdMixin, Base):
 
 
 class PushLedgerEntry(IdMixin, Base):
-    """What crmsync last wrote to a CRM field: the diff base and the echo suppressor."""
+    """Per CRM field of a record: the value both sides last agreed on (the three-way merge base
+    and the echo suppressor) and the CRM value as last pulled (ADR 0006)."""
 
     __tablename__ = "push_ledger"
     __table_args__ = (UniqueConstraint("crm", "object", "record_id", "field"),)
@@ -513,6 +520,10 @@ class PushLedgerEntry(IdMixin, Base):
     record_id: Mapped[str] = mapped_column(String(64), nullable=False)
     field: Mapped[str] = mapped_column(String(128), nullable=False)
     value_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    #: Hash of the CRM value as last pulled (None: not pulled since the entry was made).
+    crm_hash: Mapped[str | None] = mapped_column(String(64))
+    #: The agreed wire value itself, for previews (old -> new).
+    value: Mapped[Any | None] = mapped_column(JSONDoc)
     pushed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     run_id: Mapped[int | None] = mapped_column(ForeignKey("sync_runs.id", ondelete="SET NULL"))
 

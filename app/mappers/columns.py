@@ -29,7 +29,8 @@ CS_COLUMNS: Mapping[str, frozenset[str]] = MappingProxyType(
         "accounts": frozenset(
             {
                 "id", "created_at", "updated_at", "sf_id", "hs_id", "sf_modified_at",
-                "hs_modified_at", "deleted_at", "field_stamps", "name", "domain", "sales_owner",
+                "hs_modified_at", "deleted_at", "field_stamps", "cs_changed_at", "crmsync_id",
+                "name", "domain", "sales_owner",
                 "csm_id", "backup_csm_id", "industry", "currency", "arr", "mrr", "potential_arr",
                 "licensed_seats", "plan", "lifecycle_stage", "lifecycle_entered_at",
                 "customer_since_on", "contract_start_on", "contract_end_on", "auto_renew",
@@ -43,7 +44,8 @@ CS_COLUMNS: Mapping[str, frozenset[str]] = MappingProxyType(
         "opportunities": frozenset(
             {
                 "id", "created_at", "updated_at", "sf_id", "hs_id", "sf_modified_at",
-                "hs_modified_at", "deleted_at", "field_stamps", "account_id", "sf_account_id",
+                "hs_modified_at", "deleted_at", "field_stamps", "cs_changed_at", "crmsync_id",
+                "account_id", "sf_account_id",
                 "hs_company_id", "name", "stage", "amount", "currency", "close_on", "is_closed",
                 "is_won", "type", "contract_term_months", "term_start_on", "sales_owner",
                 "preassigned_csm_email",
@@ -52,7 +54,8 @@ CS_COLUMNS: Mapping[str, frozenset[str]] = MappingProxyType(
         "handover_notes": frozenset(
             {
                 "id", "created_at", "updated_at", "sf_id", "hs_id", "sf_modified_at",
-                "hs_modified_at", "deleted_at", "field_stamps", "account_id", "opportunity_id",
+                "hs_modified_at", "deleted_at", "field_stamps", "cs_changed_at", "crmsync_id",
+                "account_id", "opportunity_id",
                 "sf_parent_id", "hs_company_id", "hs_deal_id", "author", "title", "body", "sold",
                 "contacts", "goals", "success_criteria", "special_terms", "risks", "fit",
                 "timeline", "completeness", "status", "origin",
@@ -67,7 +70,8 @@ CS_COLUMNS: Mapping[str, frozenset[str]] = MappingProxyType(
 RESERVED_COLUMNS: frozenset[str] = frozenset(
     {
         "id", "created_at", "updated_at", "sf_id", "hs_id", "sf_modified_at", "hs_modified_at",
-        "deleted_at", "field_stamps", "account_id", "opportunity_id", "csm_id", "backup_csm_id",
+        "deleted_at", "field_stamps", "cs_changed_at", "crmsync_id", "account_id",
+        "opportunity_id", "csm_id", "backup_csm_id",
     }
 )
 
@@ -76,7 +80,8 @@ STRING_LENGTHS: Mapping[str, Mapping[str, int]] = MappingProxyType(
     {
         "accounts": MappingProxyType(
             {
-                "sf_id": 18, "hs_id": 32, "name": 255, "domain": 255, "sales_owner": 64,
+                "sf_id": 18, "hs_id": 32, "crmsync_id": 36, "name": 255, "domain": 255,
+                "sales_owner": 64,
                 "industry": 128, "currency": 3, "plan": 128, "lifecycle_stage": 32,
                 "churn_reason": 255, "tier": 16, "tier_override": 16,
                 "tier_override_reason": 255, "growth_focus": 16, "health_band": 16,
@@ -86,14 +91,15 @@ STRING_LENGTHS: Mapping[str, Mapping[str, int]] = MappingProxyType(
         ),
         "opportunities": MappingProxyType(
             {
-                "sf_id": 18, "hs_id": 32, "sf_account_id": 18, "hs_company_id": 32, "name": 255,
+                "sf_id": 18, "hs_id": 32, "crmsync_id": 36, "sf_account_id": 18,
+                "hs_company_id": 32, "name": 255,
                 "stage": 64, "currency": 3, "type": 32, "sales_owner": 64,
                 "preassigned_csm_email": 320,
             }
         ),
         "handover_notes": MappingProxyType(
             {
-                "sf_id": 18, "hs_id": 32, "sf_parent_id": 18, "hs_company_id": 32,
+                "sf_id": 18, "hs_id": 32, "crmsync_id": 36, "sf_parent_id": 18, "hs_company_id": 32,
                 "hs_deal_id": 32, "author": 255, "title": 255, "fit": 16, "status": 16,
                 "origin": 8,
             }
