@@ -1,0 +1,158 @@
+"""Push one CS-side note right after it is stored (``POST .../notes``, ``PATCH /notes/{id}``).
+
+The note is committed before this runs: whatever happens here, it is in the CS database, stamped,
+and the next ``crmsync push`` sends it. This only asks the push engine
+(``app.wiring.push.run_push``) to push that one row now, per CRM the note belongs to, and
+reports per CRM whether it reached the CRM (``pushed``, with its CRM id) or stays queued (with the
+reason: the CRM is not configured, the parent has no id in it yet, the push failed, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.types import CrmName
+from app.db.models import Account, HandoverNote, Opportunity
+from app.logging import get_logger
+from app.mappers.config import load_mapping_set
+from app.settings import Settings
+
+log = get_logger("crmsync.notes")
+
+PushState = Literal["pushed", "queued"]
+
+
+@dataclass(frozen=True)
+class NotePush:
+    """Where one note stands in one CRM."""
+
+    crm: CrmName
+    status: PushState
+    crm_id: str | None = None
+    message: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "crm": self.crm,
+            "status": self.status,
+            "crm_id": self.crm_id,
+            "message": self.message,
+        }
+
+
+def note_crms(note: HandoverNote) -> list[CrmName]:
+    """The CRMs a note belongs in: those where it, or its account or opportunity, has an id."""
+    crms: list[CrmName] = []
+    account, opportunity = _parents(note)
+    if note.sf_id or note.sf_parent_id or _has(account, "sf_id") or _has(opportunity, "sf_id"):
+        crms.append("salesforce")
+    if (
+        note.hs_id
+        or note.hs_company_id
+        or note.hs_deal_id
+        or _has(account, "hs_id")
+        or _has(opportunity, "hs_id")
+    ):
+        crms.append("hubspot")
+    return crms
+
+
+def _parents(note: HandoverNote) -> tuple[Account | None, Opportunity | None]:
+    session = Session.object_session(note)
+    if session is None:
+        return None, None
+    account = session.get(Account, note.account_id) if note.account_id else None
+    opportunity = session.get(Opportunity, note.opportunity_id) if note.opportunity_id else None
+    return account, opportunity
+
+
+def _has(row: Any, column: str) -> bool:
+    return row is not None and bool(getattr(row, column, None))
+
+
+def note_object(settings: Settings, crm: CrmName) -> str:
+    """The CRM object the notes table maps to (``Note`` / ``notes`` by default)."""
+    mappings = load_mapping_set(
+        crm, settings.mapping_file, default_currency=settings.default_currency
+    )
+    return mappings.for_table("handover_notes").crm_object
+
+
+def _push_entry() -> Callable[..., Any] | None:
+    """``app.wiring.push.run_push``, the push engine's entry point, when it is installed."""
+    try:
+        module = importlib.import_module("app.wiring.push")
+    except ImportError:
+        return None
+    entry = getattr(module, "run_push", None)
+    return entry if callable(entry) else None
+
+
+def push_note(settings: Settings, factory: sessionmaker[Session], note_id: int) -> list[NotePush]:
+    """Push the note ``note_id`` to each CRM it belongs in; never raises for a push failure."""
+    with factory() as session:
+        note = session.get(HandoverNote, note_id)
+        if note is None:
+            return []
+        crms = note_crms(note)
+    enabled = set(settings.enabled_crms)
+    outcomes: list[NotePush] = []
+    for crm in crms:
+        if crm not in enabled:
+            outcomes.append(NotePush(crm, "queued", message=f"{crm} is not configured"))
+            continue
+        outcomes.append(_push_one(settings, factory, crm, note_id))
+    return outcomes
+
+
+def _push_one(
+    settings: Settings, factory: sessionmaker[Session], crm: CrmName, note_id: int
+) -> NotePush:
+    run_push = _push_entry()
+    if run_push is None:
+        return NotePush(crm, "queued", message="the push engine is not available")
+    error: str | None = None
+    try:
+        object_name = note_object(settings, crm)
+        outcome = run_push(
+            settings,
+            crm,
+            [object_name],
+            only_row_ids={object_name: [note_id]},
+            triggered_by="api",
+        )
+        error = _first_error(outcome)
+    except Exception as exc:  # the note is stored: report, never fail the request
+        log.warning("note push failed", extra={"crm": crm, "note_id": note_id, "error": str(exc)})
+        error = str(exc) or type(exc).__name__
+    with factory() as session:
+        note = session.get(HandoverNote, note_id)
+        crm_id = None if note is None else (note.sf_id if crm == "salesforce" else note.hs_id)
+        pending = note is not None and note.cs_changed_at is not None and _unpushed(note, crm)
+    if crm_id is not None and not pending and error is None:
+        return NotePush(crm, "pushed", crm_id=crm_id)
+    message = error or "not written yet: the next push sends it"
+    return NotePush(crm, "queued", crm_id=crm_id, message=message)
+
+
+def _unpushed(note: HandoverNote, crm: CrmName) -> bool:
+    """Whether the note has no CRM id there yet (its create is still to be made)."""
+    return (note.sf_id if crm == "salesforce" else note.hs_id) is None
+
+
+def _first_error(outcome: Any) -> str | None:
+    """The first failed run's error of a ``PushOutcome`` (duck-typed: its ``results``)."""
+    results = getattr(outcome, "results", None) or []
+    for result in results:
+        status = str(getattr(result, "status", ""))
+        if status not in ("succeeded", "partial"):
+            return str(getattr(result, "error", None) or f"push {status}")
+        counts = getattr(result, "counts", None)
+        if counts is not None and int(getattr(counts, "failed", 0) or 0):
+            return "the CRM refused the note (see sync_errors)"
+    return None
