@@ -19,7 +19,9 @@ A table names ``<crm>.<object>.fields.<CRM field>``; its keys (all optional when
 the defaults) replace those of the default mapping. A new field needs ``column``; ``convert``
 defaults to ``string`` and ``direction`` to ``crm_to_cs``. Each key of a field table overrides
 *every* default mapping of that CRM field (``Body`` feeds several handover columns: only
-``direction`` may be overridden on such a field, for all of them at once). Errors raise
+``direction`` and ``conflict_policy`` may be overridden on such a field, for all of them at once;
+the inbound-only parses take the inbound part of the direction, so ``direction = "both"`` keeps
+them ``crm_to_cs``). Errors raise
 :class:`~app.mappers.errors.MappingConfigError` naming the TOML key path; read from a file, the
 error is a :class:`MappingFileError` that names the file too.
 
@@ -38,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from app.core.types import CRM_NAMES, CrmName
+from app.mappers.convert import get_converter
 from app.mappers.defaults import default_mappings
 from app.mappers.errors import MappingConfigError
 from app.mappers.spec import (
@@ -175,16 +178,40 @@ def _apply_object(mapping: ObjectMapping, fields: Mapping[str, Mapping[str, Any]
                 _override_field(FieldMapping(crm_field, spec["column"]), spec, field_key)
             )
             continue
-        if len(positions) > 1 and set(spec) - {"direction", "optional"}:
-            raise MappingConfigError(
-                field_key,
-                f"{crm_field} feeds {len(positions)} columns; only 'direction' may be overridden",
-            )
+        if len(positions) > 1:
+            if set(spec) - {"direction", "conflict_policy", "optional"}:
+                raise MappingConfigError(
+                    field_key,
+                    f"{crm_field} feeds {len(positions)} columns; only 'direction' and "
+                    "'conflict_policy' may be overridden",
+                )
+            for i in positions:
+                new_fields[i] = _override_field(
+                    new_fields[i], _carried(new_fields[i], spec, field_key), field_key
+                )
+            continue
         for i in positions:
             new_fields[i] = _override_field(new_fields[i], spec, field_key)
     result = replace(mapping, fields=tuple(new_fields))
     validate_object_mapping(result, key)
     return result
+
+
+def _carried(fm: FieldMapping, spec: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """A direction set on a CRM field feeding several columns (the handover ``Body``), as each
+    of its mappings can carry it: an inbound-only parse (``handover_fit``) gets the inbound part
+    of the direction (``both`` -> ``crm_to_cs``, ``cs_to_crm`` -> ``none``)."""
+    if "direction" not in spec:
+        return spec
+    direction = _enum(Direction, spec["direction"], f"{key}.direction")
+    converter = get_converter(fm.convert)
+    if direction.outbound and converter.to_crm is None:
+        direction = Direction.CRM_TO_CS if direction.inbound else Direction.NONE
+    elif direction.inbound and converter.to_cs is None:
+        direction = Direction.CS_TO_CRM if direction.outbound else Direction.NONE
+    carried = {k: v for k, v in spec.items() if k != "conflict_policy" or direction.outbound}
+    carried["direction"] = direction.value
+    return carried
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:

@@ -48,6 +48,11 @@ name                     rule
 ``handover_*``           inbound only: a field of the parsed handover body
                          (:mod:`app.mappers.handover`); ``handover_opportunity_id`` gives the
                          CRM id on the ``Opportunity:`` line.
+``handover_body``        the note body, both ways. Inbound as ``text``; outbound a composite:
+                         ``to_crm`` takes the whole ``handover_notes`` row and sends
+                         :func:`~app.mappers.handover.compose_body` (the stored body, or the
+                         structured columns rendered when they changed on the CS side; HTML
+                         for HubSpot), cut like ``text``.
 =======================  ==========================================================================
 """
 
@@ -64,7 +69,7 @@ from urllib.parse import urlsplit
 
 from app.core.types import CrmName
 from app.mappers.errors import ConversionError
-from app.mappers.handover import parse_handover
+from app.mappers.handover import compose_body, parse_handover
 
 ELLIPSIS = "\u2026"
 LONG_TEXT_LIMITS: Mapping[str, int] = MappingProxyType({"salesforce": 32_768, "hubspot": 65_536})
@@ -93,6 +98,9 @@ class Converter:
     to_cs: ToCs | None
     to_crm: ToCrm | None
     derived: bool = False
+    #: An outbound composite: ``to_crm`` takes the whole CS row (not one column's value) and
+    #: renders the field from several columns (``handover_body``).
+    composite: bool = False
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,7 +292,7 @@ def datetime_to_cs(value: Any) -> datetime | None:
         result = _from_epoch_ms(value)
     elif isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
+        if text.isdigit() or (text[:1] == "-" and text[1:].isdigit()):
             result = _from_epoch_ms(int(text))
         else:
             try:
@@ -333,7 +341,7 @@ def date_to_cs(value: Any) -> date | None:
         return value
     if isinstance(value, str):
         text = value.strip()
-        if len(text) == 10:
+        if len(text) == 10 and not text.isdigit():  # ten digits: epoch milliseconds in 1970
             try:
                 return date.fromisoformat(text)
             except ValueError:
@@ -502,6 +510,20 @@ def email_to_cs(value: Any) -> str | None:
     return text.lower()
 
 
+def handover_body_to_crm(row: Any, ctx: WriteContext) -> Any:
+    """The composite note body of a ``handover_notes`` row (see :func:`compose_body`)."""
+    if not isinstance(row, Mapping):
+        raise ConversionError("handover_body writes from a whole handover_notes row")
+    opportunity: str | None = None
+    if ctx.crm == "hubspot":
+        opportunity = row.get("hs_deal_id") or None
+    else:
+        parent = row.get("sf_parent_id")
+        opportunity = parent if isinstance(parent, str) and parent.startswith("006") else None
+    body = compose_body(row, html_output=ctx.crm == "hubspot", opportunity_crm_id=opportunity)
+    return _text_to_crm(None)(body, ctx)
+
+
 def _handover(column: str) -> ToCs:
     def to_cs(value: Any) -> Any:
         body = text_to_cs(value)
@@ -547,6 +569,7 @@ CONVERTERS: Mapping[str, Converter] = MappingProxyType(
             Converter("currency", currency_to_cs, string_to_crm),
             Converter("email", email_to_cs, string_to_crm),
             Converter("days_until", None, days_until_to_crm, derived=True),
+            Converter("handover_body", text_to_cs, handover_body_to_crm, composite=True),
             *(
                 Converter(f"handover_{column}", _handover(column), None)
                 for column in (

@@ -2,10 +2,11 @@
 
 Pulled fields are ``crm_to_cs``: the CRM owns the commercial facts. The computed fields of
 domain.md 4.9 and 5 are ``cs_to_crm`` write-backs (``Health_Score__c`` / ``crmsync_health_score``
-...). Handover notes are synced both ways (domain.md 6.3) with ``newest_wins``: the title, body
-and the structured fields parsed from the body; the structured fields reach the CRM through the
-body (re-render it with :func:`app.mappers.handover.render_handover` when they change on the CS
-side). docs/mapping.md has the same tables in prose.
+...). Handover notes are synced both ways (domain.md 6.3) with ``newest_wins``: the title and the
+body. The structured fields are parsed from the body (inbound only) and reach the CRM through it:
+the body's ``handover_body`` converter is an outbound composite that renders them when they
+changed on the CS side (:func:`app.mappers.handover.compose_body`). A pull takes them exactly
+when it takes the body. docs/mapping.md has the same tables in prose.
 
 ``default_currency`` fills ``currency`` when the CRM has none (Salesforce ``CurrencyIsoCode``
 exists only in multi-currency orgs and is therefore an ``optional`` field; HubSpot companies carry
@@ -45,9 +46,14 @@ HANDOVER_STRUCTURED = (
 
 
 def _handover_fields(body_field: str) -> tuple[FieldMapping, ...]:
-    return tuple(
-        FieldMapping(body_field, column, f"handover_{column}", BOTH, NEWEST)
-        for column in HANDOVER_STRUCTURED
+    """The note body both ways (an outbound composite of the structured columns), and the
+    structured columns parsed from it (inbound only: they reach the CRM through the body)."""
+    return (
+        FieldMapping(body_field, "body", "handover_body", BOTH, NEWEST),
+        *(
+            FieldMapping(body_field, column, f"handover_{column}", IN)
+            for column in HANDOVER_STRUCTURED
+        ),
     )
 
 
@@ -119,7 +125,6 @@ def salesforce_mappings(default_currency: str = DEFAULT_CURRENCY) -> MappingSet:
         fields=(
             FieldMapping("ParentId", "sf_parent_id", "string"),
             FieldMapping("Title", "title", "string", BOTH, NEWEST),
-            FieldMapping("Body", "body", "text", BOTH, NEWEST),
             FieldMapping("OwnerId", "author", "string"),
             *_handover_fields("Body"),
         ),
@@ -200,7 +205,6 @@ def hubspot_mappings(default_currency: str = DEFAULT_CURRENCY) -> MappingSet:
         fields=(
             FieldMapping("associations.companies", "hs_company_id", "first_id"),
             FieldMapping("associations.deals", "hs_deal_id", "first_id"),
-            FieldMapping("hs_note_body", "body", "text", BOTH, NEWEST),
             FieldMapping("hubspot_owner_id", "author", "string"),
             *_handover_fields("hs_note_body"),
         ),

@@ -25,7 +25,8 @@ The CRM holds a handover as a note whose body is one ``Label: value`` line per f
 
 :func:`render_handover` is the reverse (CS columns -> body text, or HTML for HubSpot), so a
 handover written on the CS side can be pushed; ``parse_handover(render_handover(x))`` gives the
-same columns back.
+same columns back. :func:`compose_body` is the outbound composite of the note body (the
+``handover_body`` converter): the body a push sends for a ``handover_notes`` row.
 
 Pure: no I/O, no clock.
 """
@@ -36,6 +37,7 @@ import html
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -414,3 +416,81 @@ def render_handover(
     if html_output:
         return "".join(f"<p>{html.escape(line, quote=False)}</p>" for line in rendered_lines)
     return "\n".join(rendered_lines)
+
+
+# --------------------------------------------------------------------------------------------
+# The outbound composite (CS row -> the note body a push sends)
+# --------------------------------------------------------------------------------------------
+
+#: The ``handover_notes`` columns parsed from the body (inbound) and rendered into it (outbound).
+STRUCTURED_COLUMNS = (
+    "sold",
+    "contacts",
+    "goals",
+    "success_criteria",
+    "special_terms",
+    "risks",
+    "fit",
+    "timeline",
+)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-like value with empties folded (None, "", [], {}) and tuples as lists."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, Mapping):
+        folded = {str(k): _plain(v) for k, v in value.items()}
+        return {k: v for k, v in folded.items() if v is not None} or None
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value] or None
+    return value
+
+
+def _stamp(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def body_matches_columns(body: str | None, row: Mapping[str, Any]) -> bool:
+    """Whether ``body`` parses to the structured columns of ``row`` (empties compare equal)."""
+    parsed = parse_handover(body).columns()
+    return all(_plain(parsed[c]) == _plain(row.get(c)) for c in STRUCTURED_COLUMNS)
+
+
+def compose_body(
+    row: Mapping[str, Any], *, html_output: bool = False, opportunity_crm_id: str | None = None
+) -> str | None:
+    """The note body a push sends for the ``handover_notes`` row ``row``.
+
+    * the stored ``body`` when its parse gives the row's structured columns (a pulled note, or
+      one whose columns were set from its body), or when the row has no structured values: the
+      text the CRM holds is sent back unchanged, never re-formatted;
+    * otherwise the structured columns changed on the CS side since the body was written: the
+      columns rendered with :func:`render_handover` (HTML for HubSpot) and the row's ``title``
+      as the ``Handover:`` line; except when ``field_stamps`` say the ``body`` itself changed
+      after every structured column (then the body is what the CS side wrote last);
+    * None when there is neither a body nor a structured value.
+    """
+    body = row.get("body")
+    has_body = isinstance(body, str) and bool(body.strip())
+    has_columns = any(_plain(row.get(c)) is not None for c in STRUCTURED_COLUMNS)
+    if has_body and (not has_columns or body_matches_columns(body, row)):
+        return str(body)
+    if has_body:
+        stamps = row.get("field_stamps") or {}
+        body_at = _stamp(stamps.get("body"))
+        column_stamps = [_stamp(stamps.get(c)) for c in STRUCTURED_COLUMNS]
+        newest_column = max((s for s in column_stamps if s is not None), default=None)
+        if body_at is not None and (newest_column is None or body_at >= newest_column):
+            return str(body)
+    if not has_columns:
+        return None
+    return render_handover(row, opportunity_crm_id=opportunity_crm_id, html_output=html_output)

@@ -50,7 +50,7 @@ from app.mappers.convert import (
     truncate,
 )
 from app.mappers.errors import MISSING_FIELD, ConversionError, FieldIssue, MappingError
-from app.mappers.handover import parse_handover, render_handover
+from app.mappers.handover import parse_handover
 from app.mappers.spec import ObjectMapping
 
 
@@ -359,8 +359,9 @@ def map_to_crm(
 
     Columns missing from ``row`` are skipped; a ``None`` value clears the CRM field (Salesforce
     ``null``, HubSpot ``""``). Derived fields (``days_until``) need ``today`` and are skipped
-    without it. ``only`` limits the result to those CRM fields. A handover row with an empty
-    ``body`` gets one rendered from its structured columns (HTML for HubSpot).
+    without it. ``only`` limits the result to those CRM fields. A composite field
+    (``handover_body``) is rendered from the whole row: the handover note body from its
+    structured columns when they changed on the CS side (HTML for HubSpot).
     """
     ctx = WriteContext(mapping.crm, today)
     out: dict[str, Any] = {}
@@ -373,11 +374,10 @@ def map_to_crm(
         assert converter.to_crm is not None  # outbound_fields keeps only writable converters
         if converter.derived and today is None:
             continue
-        value = row[fm.column]
-        if mapping.cs_table == "handover_notes" and fm.column == "body" and is_blank(value):
-            value = render_handover(row, html_output=mapping.crm == "hubspot") or None
+        value = row if converter.composite else row[fm.column]
         try:
             out[fm.crm_field] = converter.to_crm(value, ctx)
         except ConversionError as exc:
-            raise MappingError(fm.crm_field, value, exc.reason, column=fm.column) from exc
+            shown = row.get(fm.column) if converter.composite else value
+            raise MappingError(fm.crm_field, shown, exc.reason, column=fm.column) from exc
     return out

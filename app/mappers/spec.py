@@ -9,9 +9,16 @@ Directions (:class:`Direction`):
 
 * ``crm_to_cs``: pulled; the CRM always wins; never pushed.
 * ``cs_to_crm``: pushed (write-back); never pulled.
-* ``both``: pulled and pushed; a pull that finds a different CS value applies the field's
-  :class:`ConflictPolicy` (see :mod:`app.mappers.ownership`).
+* ``both``: pulled and pushed; each pass merges the field three ways against the push ledger
+  and, on a true conflict, applies the field's :class:`ConflictPolicy` (see
+  :mod:`app.mappers.ownership`).
 * ``none``: not synced (kept in the mapping so an override can switch a default off).
+
+A direction must be one the field's converter can carry: pulling needs ``to_cs``, pushing
+``to_crm`` (:func:`validate_field` refuses the mapping otherwise, naming the field). A CRM field
+is written from one column at most. Other inbound fields may read the same CRM field as a
+``both`` field (the handover ``Body`` feeds the structured columns): a pull takes them exactly
+when it takes the ``both`` field (:meth:`ObjectMapping.two_way_fields`).
 """
 
 from __future__ import annotations
@@ -143,6 +150,22 @@ class ObjectMapping:
         """
         return tuple(f for f in self.fields if f.direction.inbound)
 
+    @cached_property
+    def two_way_fields(self) -> tuple[tuple[FieldMapping, tuple[str, ...]], ...]:
+        """Each ``both`` field with the columns its CRM field fills (its own first, then those of
+        the other inbound fields reading the same CRM field): the unit of the three-way merge."""
+        result: list[tuple[FieldMapping, tuple[str, ...]]] = []
+        for fm in self.fields:
+            if fm.direction is not Direction.BOTH:
+                continue
+            columns = [fm.column] + [
+                f.column
+                for f in self.inbound_fields
+                if f.crm_field == fm.crm_field and f.column != fm.column
+            ]
+            result.append((fm, tuple(dict.fromkeys(columns))))
+        return tuple(result)
+
     @property
     def outbound_fields(self) -> tuple[FieldMapping, ...]:
         """Fields pushed to the CRM (``cs_to_crm`` and ``both``, with a writer)."""
@@ -264,12 +287,16 @@ def validate_field(table: str, fm: FieldMapping, key: str) -> None:
     if fm.direction.inbound and converter.to_cs is None:
         raise MappingConfigError(
             f"{key}.direction",
-            f"converter {fm.convert!r} only writes to the CRM; use direction 'cs_to_crm'",
+            f"column {fm.column!r}: converter {fm.convert!r} cannot read from the CRM (it only "
+            f"writes), but direction {fm.direction.value!r} pulls the field; "
+            "use 'cs_to_crm' or 'none'",
         )
-    if fm.direction is Direction.CS_TO_CRM and converter.to_crm is None:
+    if fm.direction.outbound and converter.to_crm is None:
         raise MappingConfigError(
             f"{key}.direction",
-            f"converter {fm.convert!r} only reads from the CRM; use direction 'crm_to_cs'",
+            f"column {fm.column!r}: converter {fm.convert!r} cannot write to the CRM (it only "
+            f"reads), but direction {fm.direction.value!r} pushes the field; "
+            "use 'crm_to_cs' or 'none'",
         )
 
 
@@ -279,9 +306,18 @@ def validate_object_mapping(mapping: ObjectMapping, key: str | None = None) -> N
     if mapping.cs_table not in CS_TABLES:
         raise MappingConfigError(key, f"unknown CS table {mapping.cs_table!r}")
     inbound: dict[str, str] = {}
+    outbound: dict[str, str] = {}
     for fm in mapping.fields:
         field_key = f"{key}.fields.{fm.crm_field}"
         validate_field(mapping.cs_table, fm, field_key)
+        if fm.direction.outbound:
+            if fm.crm_field in outbound:
+                raise MappingConfigError(
+                    f"{field_key}.direction",
+                    f"the CRM field is already written from column {outbound[fm.crm_field]!r}; "
+                    f"column {fm.column!r} cannot write it too (set one to 'crm_to_cs' or 'none')",
+                )
+            outbound[fm.crm_field] = fm.column
         if fm.direction.inbound:
             other = inbound.get(fm.column)
             if other is not None:

@@ -16,6 +16,7 @@ import pytest
 
 from app.mappers.defaults import default_mappings, hubspot_mappings, salesforce_mappings
 from app.mappers.errors import MappingError
+from app.mappers.handover import parse_handover
 from app.mappers.record import map_record, map_to_crm
 from app.mappers.spec import FieldMapping, validate_mapping_set
 
@@ -425,13 +426,28 @@ def test_map_to_crm_clears_and_limits() -> None:
 @pytest.mark.parametrize(
     ("crm", "obj", "field"), [("salesforce", "Note", "Body"), ("hubspot", "notes", "hs_note_body")]
 )
-def test_map_to_crm_renders_an_empty_handover_body(crm: str, obj: str, field: str) -> None:
-    row = {"title": "Acme", "body": None, "goals": ["a"], "fit": "good"}
-    out = map_to_crm(default_mappings(crm).object(obj), row)
+def test_map_to_crm_renders_the_handover_body_composite(crm: str, obj: str, field: str) -> None:
+    """The body pushed is an outbound composite of the structured columns (no special case)."""
+    mapping = default_mappings(crm).object(obj)
+    row: dict[str, Any] = {"title": "Acme", "body": None, "goals": ["a"], "fit": "good"}
+    out = map_to_crm(mapping, row)
     assert "Goals: a" in out[field]
     assert out[field].startswith("<p>") is (crm == "hubspot")
-    row["body"] = "kept as is"
-    assert map_to_crm(default_mappings(crm).object(obj), row)[field] == "kept as is"
+    assert parse_handover(out[field]).columns()["goals"] == ["a"]
+    # A body whose parse gives the columns (a pulled note) is sent back as the CRM holds it.
+    pulled = "Handover: Acme\nGoals: a\nFit: good\nNotes from the call: keep"
+    row["body"] = pulled
+    assert map_to_crm(mapping, row)[field] == pulled
+    # The columns changed on the CS side since: the columns are rendered.
+    row["fit"] = "bad"
+    rendered = map_to_crm(mapping, row)[field]
+    assert parse_handover(rendered).columns()["fit"] == "bad"
+    # ... unless the body itself was changed (stamped) after every column.
+    row["field_stamps"] = {"fit": "2026-01-01T00:00:00+00:00", "body": "2026-01-02T00:00:00+00:00"}
+    assert map_to_crm(mapping, row)[field] == pulled
+    # A body that is no handover at all, on a row without structured values: kept.
+    assert map_to_crm(mapping, {"body": "kept as is"})[field] == "kept as is"
+    assert map_to_crm(mapping, {"body": None})[field] == (None if crm == "salesforce" else "")
 
 
 @pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
