@@ -33,7 +33,7 @@ class NewSyncError:
 
 
 #: Categories of field-level rows: their ``payload["field"]`` is part of their key.
-FIELD_ERROR_CATEGORIES = frozenset({"invalid_field", "missing_field"})
+FIELD_ERROR_CATEGORIES = frozenset({"invalid_field", "missing_field", "conflict"})
 #: ``sync_errors.record_id`` is ``String(64)``: a longer (bad) id is cut, never the page failed.
 _RECORD_ID_LENGTH = 64
 

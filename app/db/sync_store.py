@@ -1,11 +1,12 @@
 """The SQL implementation of the engine's storage ports (:mod:`app.sync.ports`).
 
 Writes are set-based so a page costs a handful of statements whatever its size: one ``SELECT``
-for existing rows, one per parent table to resolve links, one upsert for the page
-(:mod:`app.db.bulk`: ``executemany`` on SQLite, ``COPY`` + ``INSERT ... SELECT`` on PostgreSQL),
-one ``UPDATE`` for deletes. Id lists go to PostgreSQL as one array parameter (``= ANY(...)``)
-and to SQLite as one JSON array (``IN (SELECT value FROM json_each(?))``), rather than thousands
-of ``IN`` parameters.
+for existing rows, one per parent table to resolve links, one for the ledger entries of the
+mapping's two-way fields (only when the mapping has some and the page updates rows), one upsert
+for the page (:mod:`app.db.bulk`: ``executemany`` on SQLite, ``COPY`` + ``INSERT ... SELECT`` on
+PostgreSQL), one ledger upsert when entries changed, one ``UPDATE`` for deletes. Id lists go to
+PostgreSQL as one array parameter (``= ANY(...)``) and to SQLite as one JSON array
+(``IN (SELECT value FROM json_each(?))``), rather than thousands of ``IN`` parameters.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     exists,
     func,
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
@@ -36,9 +39,17 @@ from sqlalchemy.sql import Executable
 from app.core.runs import RunStatus
 from app.db import bulk, cursors, leases, runs
 from app.db.base import Base, utcnow
+from app.mappers.ledger import LedgerEntry
 from app.sync.cursor import CursorState
 from app.sync.holder import is_provably_dead
-from app.sync.ports import Counts, LeaseHeldError, PendingRow, RecordFailure, RejectedRow
+from app.sync.ports import (
+    Counts,
+    LeaseHeldError,
+    LedgerKey,
+    PendingRow,
+    RecordFailure,
+    RejectedRow,
+)
 
 # Ids per lookup statement: keeps one statement's work bounded whatever the page size.
 IN_CHUNK = 5000
@@ -82,6 +93,46 @@ def _lookup(table: str, id_column: str, kind: str, postgres: bool) -> Executable
             )
         )
     raise ValueError(f"unknown lookup {kind!r}")
+
+
+@cache
+def _ledger_lookup(postgres: bool, fields: tuple[str, ...]) -> Executable:
+    """The ledger entries of a list of records (``ids``, bound as in :func:`_lookup`)."""
+    t = _table("push_ledger")
+    if postgres:
+        match: ColumnElement[bool] = t.c.record_id == any_(
+            bindparam("ids", type_=ARRAY(t.c.record_id.type))
+        )
+    else:
+        each = func.json_each(bindparam("ids", type_=String)).table_valued("value")
+        match = t.c.record_id.in_(select(each.c.value))
+    return select(t.c.record_id, t.c.field, t.c.value_hash, t.c.crm_hash, t.c.value).where(
+        t.c.crm == bindparam("crm"),
+        t.c.object == bindparam("object"),
+        t.c.field.in_(fields),
+        match,
+    )
+
+
+@cache
+def _ledger_upsert(postgres: bool) -> Executable:
+    """Insert a ledger entry, or update it on (crm, object, record_id, field)."""
+    t = _table("push_ledger")
+    insert = postgresql.insert(t) if postgres else sqlite.insert(t)
+    excluded = insert.excluded
+    return insert.on_conflict_do_update(
+        index_elements=[t.c.crm, t.c.object, t.c.record_id, t.c.field],
+        set_={
+            "value_hash": excluded.value_hash,
+            "crm_hash": excluded.crm_hash,
+            "value": excluded.value,
+            "run_id": excluded.run_id,
+            "pushed_at": case(
+                (t.c.value_hash == excluded.value_hash, t.c.pushed_at),
+                else_=excluded.pushed_at,
+            ),
+        },
+    )
 
 
 class SqlPageWriter:
@@ -146,6 +197,46 @@ class SqlPageWriter:
             result = self.session.execute(stmt, params)
             total += int(getattr(result, "rowcount", 0) or 0)
         return total
+
+    def ledger_entries(
+        self, crm: str, object_name: str, record_ids: Sequence[str], fields: Sequence[str]
+    ) -> dict[LedgerKey, LedgerEntry]:
+        found: dict[LedgerKey, LedgerEntry] = {}
+        if not record_ids or not fields:
+            return found
+        stmt = _ledger_lookup(self._postgres, tuple(sorted(set(fields))))
+        for start in range(0, len(record_ids), IN_CHUNK):
+            chunk = list(record_ids[start : start + IN_CHUNK])
+            params = {**self._ids_param(chunk), "crm": crm, "object": object_name}
+            for record_id, field, value_hash, crm_hash, value in self.session.execute(stmt, params):
+                found[(record_id, field)] = LedgerEntry(value_hash, crm_hash, value)
+        return found
+
+    def write_ledger(
+        self,
+        crm: str,
+        object_name: str,
+        entries: Mapping[LedgerKey, LedgerEntry],
+        run_id: int | None,
+    ) -> None:
+        now = utcnow()
+        rows = [
+            {
+                "crm": crm,
+                "object": object_name,
+                "record_id": record_id,
+                "field": field,
+                "value_hash": entry.value_hash,
+                "crm_hash": entry.crm_hash,
+                "value": runs.storable_payload(entry.value),
+                "run_id": run_id,
+                "pushed_at": now,
+            }
+            for (record_id, field), entry in entries.items()
+            if entry.value_hash is not None
+        ]
+        if rows:
+            self.session.execute(_ledger_upsert(self._postgres), rows)
 
     def record_failures(
         self, run_id: int, crm: str, object_name: str, failures: Sequence[RecordFailure]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from app.mappers.ledger import LedgerEntry
 from app.sync.cursor import CursorState
 
 
@@ -49,6 +50,9 @@ class LeaseHeldError(RuntimeError):
 
 PendingRow = tuple[Mapping[str, Any] | None, dict[str, Any]]
 """(the stored row or None, the row to write) for :meth:`PageWriter.upsert`."""
+
+LedgerKey = tuple[str, str]
+"""(CRM record id, CRM field): a ``push_ledger`` row of one (crm, object)."""
 
 
 @dataclass
@@ -131,6 +135,24 @@ class PageWriter(Protocol):
 
     def soft_delete(self, table: str, id_column: str, ids: Sequence[str], at: datetime) -> int:
         """Set ``deleted_at`` on live rows with these CRM ids; returns how many were live."""
+        ...
+
+    def ledger_entries(
+        self, crm: str, object_name: str, record_ids: Sequence[str], fields: Sequence[str]
+    ) -> dict[LedgerKey, LedgerEntry]:
+        """The ``push_ledger`` entries of these records' ``fields`` (one statement), keyed by
+        (record id, field); records or fields without an entry are absent."""
+        ...
+
+    def write_ledger(
+        self,
+        crm: str,
+        object_name: str,
+        entries: Mapping[LedgerKey, LedgerEntry],
+        run_id: int | None,
+    ) -> None:
+        """Insert or update these ledger entries (``value_hash``, ``crm_hash``, ``value``), in
+        the page's transaction. ``pushed_at`` moves only when ``value_hash`` changes."""
         ...
 
     def record_failures(

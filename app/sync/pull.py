@@ -36,7 +36,8 @@ from app.crm.base import CrmClient, RecordPage, WireRecord
 from app.errors import CrmsyncError
 from app.logging import get_logger
 from app.mappers.errors import FieldIssue, MappingError
-from app.mappers.ownership import MergeAction, merge_incoming
+from app.mappers.ledger import LedgerEntry
+from app.mappers.ownership import FieldConflict, MergeAction, merge_incoming
 from app.mappers.record import MappedRecord, accepts, map_record
 from app.mappers.spec import ObjectMapping
 from app.sync import backfill as backfills
@@ -45,6 +46,7 @@ from app.sync.cursor import CursorState, encode
 from app.sync.holder import new_holder
 from app.sync.ports import (
     Counts,
+    LedgerKey,
     PageWriter,
     PendingRow,
     PullTuning,
@@ -346,7 +348,7 @@ class PullEngine:
         live = [m for m in mapped if m.crm_id not in gone]
         now = self.clock()
         with self.store.page() as writer:
-            written_ids = self._write_records(writer, mapping, live, failures, counts, now)
+            written_ids = self._write_records(writer, mapping, live, failures, counts, now, run_id)
             if deleted_ids:
                 counts.deleted += writer.soft_delete(
                     mapping.cs_table, mapping.id_column, deleted_ids, now
@@ -425,6 +427,7 @@ class PullEngine:
         failures: list[RecordFailure],
         counts: Counts,
         now: datetime,
+        run_id: int | None = None,
     ) -> list[str]:
         """Merge with existing rows, resolve parents, upsert (one statement for the page's creates,
         one for its updates); returns the ids stored (or found unchanged).
@@ -434,21 +437,30 @@ class PullEngine:
         if not records:
             return []
         table, id_column = mapping.cs_table, mapping.id_column
+        crm = self.client.name
         existing = writer.existing(table, id_column, [r.crm_id for r in records])
+        ledger = self._ledger_of(writer, mapping, existing)
         parents = self._resolve_parents(writer, mapping, records)
         required = self.store.required_columns(table)
         pending: list[PendingRow] = []
         # What each pending row counts as once stored: "created", "updated" or "unchanged".
         outcome: dict[str, str] = {}
         written: list[str] = []
+        ledger_writes: dict[LedgerKey, LedgerEntry] = {}
         for record in records:
             current = existing.get(record.crm_id)
             if current is not None and self._is_stale(mapping, current, record):
                 counts.skipped += 1
                 continue
             result = merge_incoming(
-                mapping, current, record, (current or {}).get("field_stamps") or {}
+                mapping,
+                current,
+                record,
+                (current or {}).get("field_stamps") or {},
+                ledger.get(record.crm_id, {}),
             )
+            for conflict in result.conflicts:
+                failures.append(_conflict_failure(record, conflict))
             links = {
                 column: parents[column][crm_id]
                 for column, crm_id in record.parent_refs.items()
@@ -459,11 +471,16 @@ class PullEngine:
             }
             restored = current is not None and current.get("deleted_at") is not None
             if result.action is MergeAction.UNCHANGED and not changed_links and not restored:
+                # Nothing changed on the CS side's terms (an echo of a push lands here): no
+                # data column, no updated_at, and never field_stamps or cs_changed_at.
                 counts.unchanged += 1
                 written.append(record.crm_id)
+                ledger_writes.update(((record.crm_id, f), e) for f, e in result.ledger.items())
                 if mapping.modified_column in result.values:
-                    # Only the CRM's stamp moved (a system update): keep it current.
-                    pending.append((current, self._row(mapping, current, result.values, {}, now)))
+                    # Only the CRM's stamp moved (a system update, or our own push): keep it
+                    # current, as sync bookkeeping.
+                    row = self._row(mapping, current, result.values, {}, None)
+                    pending.append((current, row))
                     outcome[record.crm_id] = "unchanged"
                 continue
             if current is None:
@@ -489,6 +506,7 @@ class PullEngine:
                 row["deleted_at"] = None
             pending.append((current, row))
             written.append(record.crm_id)
+            ledger_writes.update(((record.crm_id, f), e) for f, e in result.ledger.items())
         # Creates and updates go separately: the writer can skip foreign-key work on the
         # update side of rows that did not exist (see PageWriter.upsert).
         refused: set[str] = set()
@@ -504,11 +522,32 @@ class PullEngine:
                     failures.append(_database_failure(crm_id, rejection.message, row))
         if refused:
             written = [crm_id for crm_id in written if crm_id not in refused]
+            ledger_writes = {k: v for k, v in ledger_writes.items() if k[0] not in refused}
+        if ledger_writes:
+            writer.write_ledger(crm, mapping.crm_object, ledger_writes, run_id)
         stored = set(written)
         for record in records:
             if record.issues and record.crm_id in stored:
                 failures.extend(_field_failure(record.crm_id, issue) for issue in record.issues)
         return written
+
+    @staticmethod
+    def _ledger_of(
+        writer: PageWriter, mapping: ObjectMapping, existing: Mapping[str, Mapping[str, Any]]
+    ) -> dict[str, dict[str, LedgerEntry]]:
+        """The ledger entries of the page's existing rows, for the mapping's ``both`` fields:
+        record id -> CRM field -> entry. One statement; none when the mapping has no ``both``
+        field or the page only creates rows."""
+        fields = [fm.crm_field for fm, _columns in mapping.two_way_fields]
+        if not fields or not existing:
+            return {}
+        found = writer.ledger_entries(
+            mapping.crm, mapping.crm_object, list(existing), list(dict.fromkeys(fields))
+        )
+        by_record: dict[str, dict[str, LedgerEntry]] = {}
+        for (record_id, field), entry in found.items():
+            by_record.setdefault(record_id, {})[field] = entry
+        return by_record
 
     @staticmethod
     def _is_stale(mapping: ObjectMapping, current: Mapping[str, Any], record: MappedRecord) -> bool:
@@ -524,14 +563,16 @@ class PullEngine:
         current: Mapping[str, Any] | None,
         values: Mapping[str, Any],
         links: Mapping[str, Any],
-        now: datetime,
+        now: datetime | None,
     ) -> dict[str, Any]:
+        """The row to upsert; ``now`` None: bookkeeping only, ``updated_at`` is left alone."""
         row: dict[str, Any] = {}
         if current is not None:
             row[mapping.id_column] = current[mapping.id_column]
         row.update(values)
         row.update(links)
-        row["updated_at"] = now
+        if now is not None:
+            row["updated_at"] = now
         return row
 
     # ----------------------------------------------------------------------------------------
@@ -627,6 +668,22 @@ def _uncount(counts: Counts, outcome: str) -> None:
         counts.updated -= 1
     else:
         counts.unchanged -= 1
+
+
+def _conflict_failure(record: MappedRecord, conflict: FieldConflict) -> RecordFailure:
+    """A ``both`` field whose conflict could not be decided: neither side was written."""
+    return RecordFailure(
+        record.crm_id,
+        "conflict",
+        conflict.message,
+        False,
+        {
+            "columns": list(conflict.columns),
+            "cs_stamp": str(conflict.stamp),
+            "crm_modified_at": record.modified_at.isoformat() if record.modified_at else None,
+        },
+        field=conflict.crm_field,
+    )
 
 
 def _database_failure(crm_id: str, message: str, row: Mapping[str, Any]) -> RecordFailure:
