@@ -121,10 +121,12 @@ def create_extras(
     Salesforce: ``ParentId`` = the opportunity when the note has one, else the account
     (``sf_parent_id``). HubSpot: ``hs_timestamp`` (required) = when the note was written
     (``created_at``), and ``(object, id, association type)`` for the company and the deal.
+    Without a parent id in that CRM (no ``ParentId``, no association) the note cannot be
+    created there yet: the push's create hook holds it back until the parent has one.
     """
     if crm == "salesforce":
         parent = row.get("sf_parent_id")
-        return ({"ParentId": parent} if parent else {}), []
+        return ({"ParentId": str(parent)} if parent else {}), []
     fields: dict[str, Any] = {}
     created = row.get("created_at")
     if isinstance(created, datetime):

@@ -10,17 +10,26 @@ reason: the CRM is not configured, the parent has no id in it yet, the push fail
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
+from simple_salesforce.api import Salesforce
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.types import CrmName
+from app.crm.salesforce.client import SalesforceClient
+from app.crm.writes import CrmWriter
 from app.db.models import Account, HandoverNote, Opportunity
+from app.db.note_store import SqlPendingNotes
 from app.logging import get_logger
 from app.mappers.config import load_mapping_set
+from app.mappers.convert import datetime_to_cs
+from app.mappers.notes import CrmNote
 from app.settings import Settings
+from app.sync.note_creates import NoteCreateGuard
 
 log = get_logger("crmsync.notes")
 
@@ -156,3 +165,67 @@ def _first_error(outcome: Any) -> str | None:
         if counts is not None and int(getattr(counts, "failed", 0) or 0):
             return "the CRM refused the note (see sync_errors)"
     return None
+
+
+# --------------------------------------------------------------------------------------------
+# Salesforce pending creates: the wiring of app.sync.note_creates
+# --------------------------------------------------------------------------------------------
+
+#: Parents per lookup query (18-character ids: the query stays far below the URI limit).
+LOOKUP_PARENTS_PER_QUERY = 200
+
+
+def _query_all(sf: Salesforce, *, soql: str) -> Mapping[str, Any]:
+    result: Mapping[str, Any] = sf.query_all(soql)
+    return result
+
+
+class SalesforceNoteLookup:
+    """:class:`app.sync.note_creates.NoteLookup` over a Salesforce client (the push's writer,
+    so the lookup's calls are counted with the push's)."""
+
+    def __init__(self, client: SalesforceClient) -> None:
+        self.client = client
+
+    def notes_since(self, parent_ids: Collection[str], since: datetime) -> list[CrmNote]:
+        parents = sorted(set(parent_ids))
+        found: list[CrmNote] = []
+        literal = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for start in range(0, len(parents), LOOKUP_PARENTS_PER_QUERY):
+            chunk = parents[start : start + LOOKUP_PARENTS_PER_QUERY]
+            ids = ", ".join("'" + p.replace("\\", "\\\\").replace("'", "\\'") + "'" for p in chunk)
+            soql = (
+                "SELECT Id, ParentId, Title, Body, CreatedDate FROM Note "
+                f"WHERE ParentId IN ({ids}) AND CreatedDate >= {literal} ORDER BY CreatedDate, Id"
+            )
+            result = self.client._call("query", partial(_query_all, soql=soql), "Note")
+            for record in result.get("records") or ():
+                created = datetime_to_cs(record.get("CreatedDate"))
+                if created is None:
+                    continue
+                found.append(
+                    CrmNote(
+                        str(record["Id"]),
+                        str(record.get("ParentId") or ""),
+                        record.get("Title"),
+                        record.get("Body"),
+                        created,
+                    )
+                )
+        return found
+
+
+def guard_note_creates(
+    writer: CrmWriter, settings: Settings, factory: sessionmaker[Session]
+) -> CrmWriter:
+    """``writer`` with recoverable Salesforce note creates (:class:`NoteCreateGuard`); a HubSpot
+    writer is returned as it is (its notes are upserted on ``crmsync_id``)."""
+    if writer.name != "salesforce":
+        return writer
+    client = writer if isinstance(writer, SalesforceClient) else SalesforceClient(settings)
+    return NoteCreateGuard(
+        writer,
+        SqlPendingNotes(factory),
+        SalesforceNoteLookup(client),
+        object_name=note_object(settings, "salesforce"),
+    )

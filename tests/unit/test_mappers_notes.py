@@ -23,6 +23,7 @@ from app.mappers.notes import (
 )
 
 T0 = datetime(2026, 12, 1, 10, 0, 0, 500_000, tzinfo=UTC)
+T0_MS = "2026-12-01T10:00:00.500Z"
 HANDOVER = "Handover: Acme renewal\nWhat was sold: Enterprise, 250 seats\nGoals: a; b"
 
 
@@ -88,6 +89,7 @@ def test_compose_note_keeps_structured_columns_round_trip() -> None:
     [
         ("salesforce", {"sf_parent_id": "001A"}, {"ParentId": "001A"}, []),
         ("salesforce", {"sf_parent_id": None}, {}, []),
+        ("hubspot", {"created_at": T0, "hs_company_id": None}, {"hs_timestamp": T0_MS}, []),
         (
             "hubspot",
             {"created_at": T0, "hs_company_id": "11", "hs_deal_id": None},
