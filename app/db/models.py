@@ -36,8 +36,9 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from app.db.base import Base, IdMixin, TimestampMixin, utcnow
 from app.db.types import JSONDoc, UTCDateTime
@@ -56,10 +57,35 @@ class CrmMirrorMixin:
     field_stamps: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict, nullable=False)
     #: When a CS-side write last changed a mapped column (the newest of ``field_stamps``); the
     #: push streams over it (ADR 0006). A pull never sets it.
-    cs_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    cs_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: crmsync's own external id of the record (a UUID), set and committed before the record is
     #: first created in a CRM, so a create whose answer was lost is matched again (ADR 0006).
-    crmsync_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    crmsync_id: Mapped[str | None] = mapped_column(String(36))
+
+    @declared_attr.directive
+    def __table_args__(cls) -> tuple[Any, ...]:
+        """Partial indexes: pulled rows (``cs_changed_at`` and ``crmsync_id`` null) add no index
+        entry, so the pull's inserts pay nothing for the push's indexes. ``x > :cursor`` implies
+        ``x IS NOT NULL``, so both databases use the index for the push stream."""
+        table = cls.__tablename__  # type: ignore[attr-defined]
+        changed = text("cs_changed_at IS NOT NULL")
+        with_id = text("crmsync_id IS NOT NULL")
+        return (
+            Index(
+                f"ix_{table}_cs_changed_at",
+                "cs_changed_at",
+                "id",
+                sqlite_where=changed,
+                postgresql_where=changed,
+            ),
+            Index(
+                f"uq_{table}_crmsync_id",
+                "crmsync_id",
+                unique=True,
+                sqlite_where=with_id,
+                postgresql_where=with_id,
+            ),
+        )
 
 
 # --------------------------------------------------------------------------------------------

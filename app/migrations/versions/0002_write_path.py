@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-12-06 02:38:14.732610
+Create Date: 2026-12-06 03:19:32.227392
 """
 
 from collections.abc import Sequence
@@ -27,9 +27,19 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("crmsync_id", sa.String(length=36), nullable=True))
         batch_op.create_index(
-            batch_op.f("ix_accounts_cs_changed_at"), ["cs_changed_at"], unique=False
+            "ix_accounts_cs_changed_at",
+            ["cs_changed_at", "id"],
+            unique=False,
+            sqlite_where=sa.text("cs_changed_at IS NOT NULL"),
+            postgresql_where=sa.text("cs_changed_at IS NOT NULL"),
         )
-        batch_op.create_unique_constraint(batch_op.f("uq_accounts_crmsync_id"), ["crmsync_id"])
+        batch_op.create_index(
+            "uq_accounts_crmsync_id",
+            ["crmsync_id"],
+            unique=True,
+            sqlite_where=sa.text("crmsync_id IS NOT NULL"),
+            postgresql_where=sa.text("crmsync_id IS NOT NULL"),
+        )
 
     with op.batch_alter_table("contacts", schema=None) as batch_op:
         batch_op.add_column(
@@ -37,9 +47,19 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("crmsync_id", sa.String(length=36), nullable=True))
         batch_op.create_index(
-            batch_op.f("ix_contacts_cs_changed_at"), ["cs_changed_at"], unique=False
+            "ix_contacts_cs_changed_at",
+            ["cs_changed_at", "id"],
+            unique=False,
+            sqlite_where=sa.text("cs_changed_at IS NOT NULL"),
+            postgresql_where=sa.text("cs_changed_at IS NOT NULL"),
         )
-        batch_op.create_unique_constraint(batch_op.f("uq_contacts_crmsync_id"), ["crmsync_id"])
+        batch_op.create_index(
+            "uq_contacts_crmsync_id",
+            ["crmsync_id"],
+            unique=True,
+            sqlite_where=sa.text("crmsync_id IS NOT NULL"),
+            postgresql_where=sa.text("crmsync_id IS NOT NULL"),
+        )
 
     with op.batch_alter_table("handover_notes", schema=None) as batch_op:
         batch_op.add_column(
@@ -47,10 +67,18 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("crmsync_id", sa.String(length=36), nullable=True))
         batch_op.create_index(
-            batch_op.f("ix_handover_notes_cs_changed_at"), ["cs_changed_at"], unique=False
+            "ix_handover_notes_cs_changed_at",
+            ["cs_changed_at", "id"],
+            unique=False,
+            sqlite_where=sa.text("cs_changed_at IS NOT NULL"),
+            postgresql_where=sa.text("cs_changed_at IS NOT NULL"),
         )
-        batch_op.create_unique_constraint(
-            batch_op.f("uq_handover_notes_crmsync_id"), ["crmsync_id"]
+        batch_op.create_index(
+            "uq_handover_notes_crmsync_id",
+            ["crmsync_id"],
+            unique=True,
+            sqlite_where=sa.text("crmsync_id IS NOT NULL"),
+            postgresql_where=sa.text("crmsync_id IS NOT NULL"),
         )
 
     with op.batch_alter_table("opportunities", schema=None) as batch_op:
@@ -59,9 +87,19 @@ def upgrade() -> None:
         )
         batch_op.add_column(sa.Column("crmsync_id", sa.String(length=36), nullable=True))
         batch_op.create_index(
-            batch_op.f("ix_opportunities_cs_changed_at"), ["cs_changed_at"], unique=False
+            "ix_opportunities_cs_changed_at",
+            ["cs_changed_at", "id"],
+            unique=False,
+            sqlite_where=sa.text("cs_changed_at IS NOT NULL"),
+            postgresql_where=sa.text("cs_changed_at IS NOT NULL"),
         )
-        batch_op.create_unique_constraint(batch_op.f("uq_opportunities_crmsync_id"), ["crmsync_id"])
+        batch_op.create_index(
+            "uq_opportunities_crmsync_id",
+            ["crmsync_id"],
+            unique=True,
+            sqlite_where=sa.text("crmsync_id IS NOT NULL"),
+            postgresql_where=sa.text("crmsync_id IS NOT NULL"),
+        )
 
     with op.batch_alter_table("push_ledger", schema=None) as batch_op:
         batch_op.add_column(sa.Column("crm_hash", sa.String(length=64), nullable=True))
@@ -83,26 +121,58 @@ def downgrade() -> None:
         batch_op.drop_column("crm_hash")
 
     with op.batch_alter_table("opportunities", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("uq_opportunities_crmsync_id"), type_="unique")
-        batch_op.drop_index(batch_op.f("ix_opportunities_cs_changed_at"))
+        batch_op.drop_index(
+            "uq_opportunities_crmsync_id",
+            sqlite_where=sa.text("crmsync_id IS NOT NULL"),
+            postgresql_where=sa.text("crmsync_id IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            "ix_opportunities_cs_changed_at",
+            sqlite_where=sa.text("cs_changed_at IS NOT NULL"),
+            postgresql_where=sa.text("cs_changed_at IS NOT NULL"),
+        )
         batch_op.drop_column("crmsync_id")
         batch_op.drop_column("cs_changed_at")
 
     with op.batch_alter_table("handover_notes", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("uq_handover_notes_crmsync_id"), type_="unique")
-        batch_op.drop_index(batch_op.f("ix_handover_notes_cs_changed_at"))
+        batch_op.drop_index(
+            "uq_handover_notes_crmsync_id",
+            sqlite_where=sa.text("crmsync_id IS NOT NULL"),
+            postgresql_where=sa.text("crmsync_id IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            "ix_handover_notes_cs_changed_at",
+            sqlite_where=sa.text("cs_changed_at IS NOT NULL"),
+            postgresql_where=sa.text("cs_changed_at IS NOT NULL"),
+        )
         batch_op.drop_column("crmsync_id")
         batch_op.drop_column("cs_changed_at")
 
     with op.batch_alter_table("contacts", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("uq_contacts_crmsync_id"), type_="unique")
-        batch_op.drop_index(batch_op.f("ix_contacts_cs_changed_at"))
+        batch_op.drop_index(
+            "uq_contacts_crmsync_id",
+            sqlite_where=sa.text("crmsync_id IS NOT NULL"),
+            postgresql_where=sa.text("crmsync_id IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            "ix_contacts_cs_changed_at",
+            sqlite_where=sa.text("cs_changed_at IS NOT NULL"),
+            postgresql_where=sa.text("cs_changed_at IS NOT NULL"),
+        )
         batch_op.drop_column("crmsync_id")
         batch_op.drop_column("cs_changed_at")
 
     with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.drop_constraint(batch_op.f("uq_accounts_crmsync_id"), type_="unique")
-        batch_op.drop_index(batch_op.f("ix_accounts_cs_changed_at"))
+        batch_op.drop_index(
+            "uq_accounts_crmsync_id",
+            sqlite_where=sa.text("crmsync_id IS NOT NULL"),
+            postgresql_where=sa.text("crmsync_id IS NOT NULL"),
+        )
+        batch_op.drop_index(
+            "ix_accounts_cs_changed_at",
+            sqlite_where=sa.text("cs_changed_at IS NOT NULL"),
+            postgresql_where=sa.text("cs_changed_at IS NOT NULL"),
+        )
         batch_op.drop_column("crmsync_id")
         batch_op.drop_column("cs_changed_at")
 
