@@ -239,3 +239,31 @@ def test_get_reads_the_note(client: TestClient, parents: dict[str, int], engine:
     assert response.json()["title"] == "T"
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(HandoverNote)) == 1
+
+
+def test_patch_of_a_pulled_note_without_title_keeps_it_a_handover(
+    client: TestClient, engine: Engine, parents: dict[str, int]
+) -> None:
+    """A HubSpot note has no title: its ``Handover:`` line names it, and a free-text edit keeps
+    that line (else the next pull would no longer see the note as a handover)."""
+    with Session(engine) as s:
+        pulled = HandoverNote(
+            hs_id="30000000001",
+            hs_company_id="1001",
+            account_id=parents["hs_account"],
+            body="Handover: Globex 2027\nGoals: a; b",
+            goals=["a", "b"],
+            origin="crm",
+        )
+        s.add(pulled)
+        s.commit()
+        note_id = pulled.id
+    response = client.patch(f"/api/v1/notes/{note_id}", json={"body": "Call on Monday."})
+    assert response.status_code == 202
+    out = response.json()
+    assert out["body"] == "Handover: Globex 2027\nGoals: a; b\n\nCall on Monday."
+    assert out["title"] is None, "no title is made up for it"
+    assert parse_handover(out["body"]).is_handover
+    [row] = notes(engine)
+    assert "title" not in row.field_stamps
+    assert set(row.field_stamps) == {"body"}

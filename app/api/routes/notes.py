@@ -327,15 +327,16 @@ def patch_note(
     if patch.title is None and patch.body is None:
         raise _field_error("body", "nothing to change: send title, body or both")
     note = _note(session, note_id)
-    title = patch.title if patch.title is not None else (note.title or "")
     old_body = note.body or ""
+    parsed = parse_handover(old_body)
+    # A HubSpot note has no title: its Handover: line names it.
+    title = patch.title or note.title or parsed.deal_name or ""
     if patch.body is not None:
-        parsed = parse_handover(old_body)
         kept = {c: getattr(note, c) for c in STRUCTURED}
         composed = compose_note(title, patch.body, kept, opportunity_crm_id=parsed.opportunity_id)
         body, columns = composed.body, dict(composed.columns)
     else:
-        body = _retitle(old_body, note.title, title)
+        body = _retitle(old_body, note.title or parsed.deal_name, title)
         columns = parse_handover(body).columns()
     if len(body) > BODY_MAX:
         raise _field_error(
@@ -343,7 +344,9 @@ def patch_note(
             f"the note body with its handover lines is {len(body)} characters; "
             f"a CRM note holds at most {BODY_MAX}",
         )
-    new_values: dict[str, Any] = {"title": title, "body": body, **columns}
+    new_values: dict[str, Any] = {"body": body, **columns}
+    if patch.title is not None:
+        new_values["title"] = patch.title
     changed = [c for c, v in new_values.items() if getattr(note, c) != v]
     if not changed:
         return JSONResponse(status_code=200, content=_out(note))
