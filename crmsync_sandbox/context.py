@@ -87,6 +87,11 @@ class SandboxConfig:
     webhook_backoff_base_s: float = 1.0  # first redelivery delay; doubles per attempt
     webhook_backoff_cap_s: float = 7200.0  # longest redelivery delay (Salesforce: 2 h)
     webhook_timeout_s: float = 5.0  # a slower receiver counts as failed (HubSpot: 5 s)
+    # Field provisioning (``crmsync crm setup``; crmsync_sandbox/salesforce/tooling.py): start the
+    # org / portal without crmsync's write-back fields and external ids, and whether the
+    # Salesforce integration user may create custom fields ("Customize Application").
+    without_writeback_fields: bool = False
+    sf_customize_application: bool = True
 
 
 class CrmEmulator(Protocol):

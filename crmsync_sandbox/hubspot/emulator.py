@@ -242,6 +242,12 @@ class HubSpotEmulator:
         with ctx.lock:
             ctx.db.create_function("hs_contains_token", 2, contains_token, deterministic=True)
             self.store = Store(ctx.db, ctx.lock, cfg.hs_custom_properties)
+            if cfg.without_writeback_fields:  # crmsync crm setup creates them (tooling.py)
+                for object_type in schema.OBJECT_TYPES:
+                    props = self.store.properties(object_type)
+                    for name in [n for n, p in props.items() if n.startswith("crmsync_")]:
+                        if not props[name].created_ms:  # built in, not created through the API
+                            del props[name]
         self.limiter = RateLimiter(
             enabled=cfg.hs_rate_limits,
             burst_max=cfg.hs_burst_max,

@@ -35,6 +35,7 @@ from crmsync_sandbox.salesforce.schema import (
     make_custom_field,
 )
 from crmsync_sandbox.salesforce.store import RecordError, Store
+from crmsync_sandbox.salesforce.tooling import Tooling
 
 VERSION = re.compile(r"^v(\d{1,3}\.\d)$")
 ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"]
@@ -50,6 +51,7 @@ class SalesforceEmulator:
         self.objects = build_objects(ctx.config.sf_custom_fields)
         self.store = Store(ctx, self.objects)
         self.store.create_tables()
+        self.tooling = Tooling(self)  # Tooling API CustomField; without_writeback_fields
         self.rest = Rest(self)
         self.bulk = Bulk(self)
         self._subrequest_routes: list[tuple[StarletteRoute, Handler]] = []
@@ -90,6 +92,8 @@ class SalesforceEmulator:
             ("jobs/ingest/{job}/{kind}", self.bulk.ingest_results),
             ("composite", self.composite.composite),
             ("composite/batch", self.composite.batch),
+            ("tooling/sobjects/CustomField", self.tooling.custom_field),
+            ("tooling/sobjects/CustomField/{id}", self.tooling.custom_field_by_id),
         ]
         self._subrequest_routes = [
             (StarletteRoute(f"/services/data/{{version}}/{t}", self._endpoint(h)), h)
