@@ -61,6 +61,9 @@ DAYS_PRECISION = 5
 
 #: A long text (a note body): Salesforce's Long Text Area maximum.
 LONG_TEXT_LENGTH = 131072
+#: Converters that write unbounded text (``handover_body``: a note body composed of the
+#: handover's structured columns).
+LONG_TEXT_CONVERTERS = frozenset({"text", "handover_body"})
 
 #: The external id crmsync creates records through (ADR 0006 section 3), per CRM.
 EXTERNAL_ID: Mapping[CrmName, str] = {"salesforce": "Crmsync_Id__c", "hubspot": "crmsync_id"}
@@ -353,7 +356,7 @@ def field_spec(crm: CrmName, mapping: ObjectMapping, fm: FieldMapping) -> FieldS
         return replace(plain, kind=Kind.NUMBER, precision=precision, scale=scale)
     if converter in SIMPLE_KINDS:
         return replace(plain, kind=SIMPLE_KINDS[converter])
-    if converter == "text" and not arg:
+    if converter in LONG_TEXT_CONVERTERS and not arg:
         return replace(plain, kind=Kind.LONG_TEXT, length=LONG_TEXT_LENGTH)
     if converter == "text":
         return replace(plain, length=int(arg))
