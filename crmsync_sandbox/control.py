@@ -6,7 +6,8 @@ Not part of the emulated surface: no auth, no faults, not counted in stats. Bad 
 - ``GET /stats``, ``POST /reset``: call accounting; reset clears stats and rate-limit windows
   (not data).
 - ``GET/PUT /faults``: route fault rules ``{"routes": [{"match", "rate_limit", ...}], "seed"}``.
-- ``POST/DELETE /faults/records``: ``{"crm", "object", "ids", "kind": lock|validation, "count"}``.
+- ``POST/DELETE /faults/records``: ``{"crm", "object", "ids", "kind": lock|validation, "count",
+  "field", "message"}`` (ids: record ids or external id values; field/message: validation only).
 - ``GET /tokens``, ``POST /tokens/expire {crm}``, ``POST /tokens/restore {crm}``.
 - ``GET /clock``, ``POST /clock/freeze {at}``, ``/clock/unfreeze``, ``/clock/advance {seconds}``.
 - ``POST /{crm}/touch {object, ids or count, at}``: give records one modification stamp.
@@ -173,7 +174,11 @@ def control_routes(ctx: SandboxContext, info: Callable[[], dict[str, Any]]) -> l
         count = _get(body, "count", int, required=False)
         if count is not None and count < 1:
             raise BadInput("count", "must be a positive integer or null (= until cleared)")
-        ctx.faults.set_record_fault(crm, object_name, [str(i) for i in ids], kind, count)
+        field = _get(body, "field", str, required=False)
+        message = _get(body, "message", str, required=False)
+        ctx.faults.set_record_fault(
+            crm, object_name, [str(i) for i in ids], kind, count, field=field, message=message
+        )
         return ctx.faults.snapshot()
 
     async def clear_record_faults(_: Request, body: dict[str, Any]) -> Any:

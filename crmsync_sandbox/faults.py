@@ -14,7 +14,11 @@ Two kinds of faults:
   Draws come from one seeded RNG, so a run is reproducible for a given request order.
 * **Record faults** (asked for by the emulators' write paths through :meth:`Faults.record_fault`):
   ``lock`` (Salesforce ``UNABLE_TO_LOCK_ROW``, HubSpot 423) or ``validation`` for chosen record ids,
-  a number of times (``count``) or until cleared (``count=None``).
+  a number of times (``count``) or until cleared (``count=None``). An id may also be an external
+  id value (Salesforce ``Crmsync_Id__c``, HubSpot ``crmsync_id``), so a record an upsert is
+  about to create can be made to fail. A ``validation`` fault is a validation rule: Salesforce
+  answers ``FIELD_CUSTOM_VALIDATION_EXCEPTION``, HubSpot ``VALIDATION_ERROR``; ``field`` names the
+  field the rule flags and ``message`` is its error message (both optional).
 """
 
 from __future__ import annotations
@@ -26,7 +30,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-__all__ = ["FaultDecision", "Faults", "RecordFaultKind", "RouteFault", "parse_fault_spec"]
+__all__ = [
+    "FaultDecision",
+    "Faults",
+    "RecordFault",
+    "RecordFaultKind",
+    "RouteFault",
+    "parse_fault_spec",
+]
 
 RecordFaultKind = Literal["lock", "validation"]
 _RATE_FIELDS = ("rate_limit", "unavailable", "reset", "slow")
@@ -96,9 +107,11 @@ def parse_fault_spec(spec: str) -> RouteFault:
 
 
 @dataclass
-class _RecordFault:
+class RecordFault:
     kind: RecordFaultKind
     remaining: int | None  # None = until cleared
+    field: str | None = None  # validation: the field the rule flags
+    message: str | None = None  # validation: the rule's error message
 
 
 class Faults:
@@ -109,7 +122,7 @@ class Faults:
         self._seed = seed
         self._rng = random.Random(seed)
         self._rules: list[RouteFault] = list(rules)
-        self._records: dict[tuple[str, str, str], _RecordFault] = {}
+        self._records: dict[tuple[str, str, str], RecordFault] = {}
 
     # -- route faults -------------------------------------------------------------------------
 
@@ -158,6 +171,9 @@ class Faults:
         record_ids: Iterable[str],
         kind: RecordFaultKind,
         count: int | None = None,
+        *,
+        field: str | None = None,
+        message: str | None = None,
     ) -> None:
         """Make writes to these records fail ``count`` times (``None``: until cleared).
 
@@ -168,7 +184,9 @@ class Faults:
             raise ValueError("count: must be a positive integer or null")
         with self._lock:
             for rid in record_ids:
-                self._records[(crm, object_name, str(rid))] = _RecordFault(kind, count)
+                self._records[(crm, object_name, str(rid))] = RecordFault(
+                    kind, count, field, message
+                )
 
     def clear_record_faults(self, crm: str | None = None) -> None:
         with self._lock:
@@ -182,6 +200,11 @@ class Faults:
         """Called by an emulator before writing a record: the fault to answer with, if any.
 
         Each call that returns a fault uses up one of its ``count``."""
+        fault = self.take_record_fault(crm, object_name, record_id)
+        return None if fault is None else fault.kind
+
+    def take_record_fault(self, crm: str, object_name: str, record_id: str) -> RecordFault | None:
+        """:meth:`record_fault` with the fault's details (the validation field and message)."""
         with self._lock:
             for key in ((crm, object_name, record_id), (crm, "*", record_id)):
                 fault = self._records.get(key)
@@ -191,7 +214,7 @@ class Faults:
                     fault.remaining -= 1
                     if fault.remaining <= 0:
                         del self._records[key]
-                return fault.kind
+                return RecordFault(fault.kind, fault.remaining, fault.field, fault.message)
             return None
 
     def snapshot(self) -> dict[str, Any]:
@@ -200,7 +223,15 @@ class Faults:
                 "seed": self._seed,
                 "routes": [asdict(r) for r in self._rules],
                 "records": [
-                    {"crm": c, "object": o, "id": i, "kind": f.kind, "remaining": f.remaining}
+                    {
+                        "crm": c,
+                        "object": o,
+                        "id": i,
+                        "kind": f.kind,
+                        "remaining": f.remaining,
+                        **({"field": f.field} if f.field else {}),
+                        **({"message": f.message} if f.message else {}),
+                    }
                     for (c, o, i), f in self._records.items()
                 ],
             }

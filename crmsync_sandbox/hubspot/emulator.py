@@ -210,7 +210,14 @@ def conflict_error(exc: UniqueConflict) -> ItemError:
     return ItemError(409, "CONFLICT", str(exc))
 
 
-def fault_error(kind: str, object_type: str, key: str) -> ItemError:
+def fault_error(
+    kind: str,
+    object_type: str,
+    key: str,
+    *,
+    field: str | None = None,
+    message: str | None = None,
+) -> ItemError:
     if kind == "lock":
         return ItemError(
             423,
@@ -218,14 +225,15 @@ def fault_error(kind: str, object_type: str, key: str) -> ItemError:
             f"The {schema.SINGULAR[object_type].lower()} {key} is locked by another operation. "
             "Retry after 2 seconds.",
         )
+    text = message or "Injected validation fault (sandbox)"
     return validation_error(
         [
             {
                 "isValid": False,
-                "message": "Injected validation fault (sandbox)",
+                "message": text,
                 "error": "INVALID_VALUE",
-                "name": "hs_object_id",
-                "localizedErrorMessage": "Injected validation fault (sandbox)",
+                "name": field or "hs_object_id",
+                "localizedErrorMessage": text,
             }
         ]
     )
@@ -479,9 +487,11 @@ class HubSpotEmulator:
         """
         stamp = self.now_ms() if now_ms is None else now_ms
         key = str(row.id) if row is not None else (fault_key or "")
-        fault = self.ctx.faults.record_fault("hubspot", object_type, key)
+        fault = self.ctx.faults.take_record_fault("hubspot", object_type, key)
         if fault is not None:
-            raise fault_error(fault, object_type, key)
+            raise fault_error(
+                fault.kind, object_type, key, field=fault.field, message=fault.message
+            )
         try:
             self.store.check_unique(object_type, values, None if row is None else row.id)
         except UniqueConflict as exc:

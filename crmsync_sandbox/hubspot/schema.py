@@ -311,6 +311,7 @@ BUILTIN_PROPERTIES: dict[str, tuple[PropertyDef, ...]] = {
         _p("hs_is_closed_won", "bool", "booleancheckbox", read_only=True),
         _p("contract_term_months", "number", "number", hubspot_defined=False),
         _p("preassigned_csm_email", hubspot_defined=False),
+        _p("crmsync_id", hubspot_defined=False, has_unique_value=True),
     ),
     "notes": (
         *_COMMON,
@@ -318,6 +319,7 @@ BUILTIN_PROPERTIES: dict[str, tuple[PropertyDef, ...]] = {
         _p("hs_note_body", "string", "html"),
         _p("hs_timestamp", "datetime", "date"),
         _p("hs_attachment_ids", "enumeration", "checkbox"),
+        _p("crmsync_id", hubspot_defined=False, has_unique_value=True),
     ),
     "contacts": (
         *_COMMON,

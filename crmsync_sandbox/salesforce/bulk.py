@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import random
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -408,6 +409,11 @@ class Bulk:
                         job.failures.append([given, exc.as_csv_error(), *cells])
                         continue
                     job.successes.append([record_id, "true" if created else "false", *cells])
+        # Salesforce does not keep the upload's row order in the result files (A.7): neither
+        # does the sandbox (a fixed shuffle per job), so clients must match rows by key.
+        order = random.Random(job.id)
+        order.shuffle(job.successes)
+        order.shuffle(job.failures)
         job.state = "JobComplete"
 
     def _apply(

@@ -282,7 +282,7 @@ class Rest:
             "calculated": False,
             "externalId": f.external_id,
             "idLookup": f.external_id or f.name == "Id",
-            "unique": False,
+            "unique": f.unique,
             "caseSensitive": False,
             "defaultedOnCreate": f.type == "boolean"
             or f.name in ("Id", "CreatedDate", "LastModifiedDate", "SystemModstamp", "OwnerId"),

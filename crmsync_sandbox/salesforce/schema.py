@@ -64,6 +64,7 @@ class FieldDef:
     updateable: bool = True
     nillable: bool = True
     external_id: bool = False
+    unique: bool = False  # no two live records may hold one value (case-insensitive)
     custom: bool = False
     reference_to: str | None = None
     relationship_name: str | None = None
@@ -127,7 +128,7 @@ def _std(name: str, type_: FieldType, **kw: Any) -> FieldDef:
 
 def _custom(name: str, type_: FieldType, **kw: Any) -> FieldDef:
     label = name.removesuffix("__c").replace("_", " ")
-    length = 255 if type_ in TEXT_TYPES else 0
+    length = kw.pop("length", 255 if type_ in TEXT_TYPES else 0)
     return FieldDef(name=name, type=type_, label=label, custom=True, length=length, **kw)
 
 
@@ -190,7 +191,7 @@ def build_objects(custom_fields: dict[str, dict[str, str]] | None = None) -> dic
         ("Days_To_Renewal__c", "double"),
     ):
         account.add(_custom(name, ftype))  # type: ignore[arg-type]
-    account.add(_custom("Crmsync_Id__c", "string", external_id=True))
+    account.add(crmsync_id_field())
 
     opp = ObjectDef(
         "Opportunity",
@@ -238,6 +239,7 @@ def build_objects(custom_fields: dict[str, dict[str, str]] | None = None) -> dic
     _system_fields(opp)
     opp.add(_custom("Term_Months__c", "double"))
     opp.add(_custom("Preassigned_CSM__c", "email"))
+    opp.add(crmsync_id_field())
 
     note = ObjectDef("Note", "Note", "Notes", "002", required=("ParentId", "Title"))
     note.add(_id_field())
@@ -265,6 +267,12 @@ def build_objects(custom_fields: dict[str, dict[str, str]] | None = None) -> dic
             if obj.get(fname) is None:
                 obj.add(make_custom_field(fname, ftype))
     return objects
+
+
+def crmsync_id_field() -> FieldDef:
+    """``Crmsync_Id__c``: Text(36), External ID, Unique: what crmsync's idempotent creates
+    upsert on (Account, Opportunity; Note cannot carry custom fields)."""
+    return _custom("Crmsync_Id__c", "string", external_id=True, unique=True, length=36)
 
 
 def make_custom_field(name: str, type_name: str) -> FieldDef:

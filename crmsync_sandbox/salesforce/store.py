@@ -368,17 +368,39 @@ class Store:
         return out
 
     def _fault(self, obj: ObjectDef, record_id: str) -> None:
-        kind = self.ctx.faults.record_fault("salesforce", obj.name, record_id)
-        if kind == "lock":
+        """An injected fault for this record id (or external id value), as Salesforce says it:
+        a lock held elsewhere, or a validation rule (optionally on one field)."""
+        fault = self.ctx.faults.take_record_fault("salesforce", obj.name, record_id)
+        if fault is None:
+            return
+        if fault.kind == "lock":
             raise RecordError(
                 "UNABLE_TO_LOCK_ROW",
                 f"unable to obtain exclusive access to this record or 1 records: {record_id}",
             )
-        if kind == "validation":
-            raise RecordError(
-                "FIELD_CUSTOM_VALIDATION_EXCEPTION",
-                "Record rejected by a validation rule (sandbox fault injection)",
-            )
+        raise RecordError(
+            "FIELD_CUSTOM_VALIDATION_EXCEPTION",
+            fault.message or "Record rejected by a validation rule (sandbox fault injection)",
+            [fault.field] if fault.field else [],
+        )
+
+    def _check_unique(self, obj: ObjectDef, values: Mapping[str, Any], record_id: str) -> None:
+        """``DUPLICATE_VALUE`` when a unique field's value is held by another live record."""
+        for name, value in values.items():
+            f = obj.get(name)
+            if f is None or not f.unique or value in (None, ""):
+                continue
+            row = self.db.execute(
+                f'SELECT "Id" FROM {obj.table} WHERE "{f.name}" = ? COLLATE NOCASE '
+                'AND "IsDeleted" = 0 AND "Id" != ? LIMIT 1',
+                (value, record_id),
+            ).fetchone()
+            if row is not None:
+                raise RecordError(
+                    "DUPLICATE_VALUE",
+                    f"duplicate value found: {f.name} duplicates value on record with id: {row[0]}",
+                    [f.name],
+                )
 
     def _derive(
         self, obj: ObjectDef, values: dict[str, Any], old: Mapping[str, Any] | None
@@ -411,6 +433,7 @@ class Store:
         prepared = self.prepare(obj, values, creating=True, csv=csv)
         record_id = self._new_id(obj)
         self._fault(obj, record_id)
+        self._check_unique(obj, prepared, record_id)
         self._derive(obj, prepared, None)
         now = self.now_text()
         prepared.update(
@@ -443,6 +466,7 @@ class Store:
             raise entity_deleted()
         prepared = self.prepare(obj, values, creating=False, csv=csv)
         self._fault(obj, record_id)
+        self._check_unique(obj, prepared, record_id)
         self._write(obj, record_id, prepared, old, effects)
         return record_id
 
@@ -525,6 +549,8 @@ class Store:
             stored_value = to_db(ext, ext_value)
         except ValueError_ as exc:
             raise RecordError("JSON_PARSER_ERROR", str(exc), [ext.name]) from exc
+        if ext.name != "Id":
+            self._fault(obj, str(ext_value))
         matches = self.match_external(obj, ext, stored_value)
         if len(matches) > 1:
             raise MultipleMatches(matches)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -245,15 +246,24 @@ def test_stage_derivation_and_closed_won_outbox(sf: Salesforce, srv: Server) -> 
     assert ("Opportunity", [other]) in srv.outbox.salesforce
 
 
-def test_upsert_by_external_id(sf: Salesforce) -> None:
+def test_upsert_by_external_id(sf: Salesforce, srv: Server) -> None:
     assert sf.Account.upsert("Crmsync_Id__c/cs-1", {"Name": "Upserted"}) == 201
     assert sf.Account.upsert("Crmsync_Id__c/cs-1", {"Name": "Upserted 2"}) == 200
     got = sf.Account.get_by_custom_id("Crmsync_Id__c", "cs-1")
     assert got["Name"] == "Upserted 2"
+    # Crmsync_Id__c is unique: a second record with the same value is refused.
     sf.Account.create({"Name": "Dup A", "Crmsync_Id__c": "dup"})
-    sf.Account.create({"Name": "Dup B", "Crmsync_Id__c": "dup"})
+    with pytest.raises(SalesforceMalformedRequest) as refused:
+        sf.Account.create({"Name": "Dup B", "Crmsync_Id__c": "DUP"})
+    assert refused.value.content[0]["errorCode"] == "DUPLICATE_VALUE"
+    # A non-unique External ID field can match several records: 300, nothing written.
+    account = srv.emulator.store.obj("Account")
+    srv.emulator.declare_field("Account", "Legacy_Key__c", "string")
+    account.add(replace(account.get("Legacy_Key__c"), external_id=True))
+    sf.Account.create({"Name": "Dup A", "Legacy_Key__c": "dup"})
+    sf.Account.create({"Name": "Dup B", "Legacy_Key__c": "dup"})
     with pytest.raises(SalesforceMoreThanOneRecord) as info:
-        sf.Account.upsert("Crmsync_Id__c/dup", {"Name": "which?"})
+        sf.Account.upsert("Legacy_Key__c/dup", {"Name": "which?"})
     assert len(info.value.content) == 2
     with pytest.raises(SalesforceResourceNotFound):
         sf.Account.upsert("Nope__c/x", {"Name": "x"})
