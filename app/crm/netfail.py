@@ -29,8 +29,18 @@ def causes(failure: BaseException) -> Iterator[BaseException]:
         pending.extend(item for item in linked if isinstance(item, BaseException))
 
 
+def is_connection_drop(failure: BaseException) -> bool:
+    """The peer closed a TLS connection without a goodbye (``SSLEOFError``): a reset in the
+    middle of a request, as a load balancer or a crashing server does it. Not a certificate or
+    handshake problem: the request may be repeated like any other reset."""
+    return any(isinstance(item, ssl.SSLEOFError) for item in causes(failure))
+
+
 def is_tls_failure(failure: BaseException) -> bool:
-    """A certificate that did not verify, or a TLS handshake that failed."""
+    """A certificate that did not verify, or a TLS handshake that failed (not a dropped
+    connection: :func:`is_connection_drop`)."""
+    if is_connection_drop(failure):
+        return False
     return any(
         isinstance(item, ssl.SSLError | urllib3.exceptions.SSLError) for item in causes(failure)
     )

@@ -20,7 +20,7 @@ from typing import Any
 import urllib3.exceptions
 
 from app.crm.budget import header_value
-from app.crm.netfail import is_connect_failure, is_tls_failure, tls_reason
+from app.crm.netfail import is_connect_failure, is_connection_drop, is_tls_failure, tls_reason
 from app.errors import TLS_FAILED, UNREACHABLE, Classification, ErrorCategory
 
 C = ErrorCategory
@@ -170,6 +170,9 @@ def classify_hubspot(failure: BaseException) -> Classification:
         reason = str(getattr(failure, "reason", ""))[:200]
         return Classification(DEFAULT_RULE.category, False, None, None, None, reason)
 
+    if is_connection_drop(failure):
+        # The connection was dropped mid-request (TLS EOF): a reset, retried like one.
+        return Classification(C.TRANSIENT, True, None, None, None, "connection dropped")
     if is_tls_failure(failure):
         # TLS: ssl_ca_cert (CRMSYNC_CA_BUNDLE) is wrong, not the CRM: say so, never retry.
         rule = TLS_RULE

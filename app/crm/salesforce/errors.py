@@ -27,7 +27,7 @@ from simple_salesforce.exceptions import (
     SalesforceOperationError,
 )
 
-from app.crm.netfail import is_connect_failure, is_tls_failure, tls_reason
+from app.crm.netfail import is_connect_failure, is_connection_drop, is_tls_failure, tls_reason
 from app.errors import TLS_FAILED, UNREACHABLE, Classification, ErrorCategory
 
 C = ErrorCategory
@@ -195,6 +195,9 @@ def classify_salesforce(failure: BaseException | requests.Response) -> Classific
         detail = _message(failure.content)
         return Classification(rule.category, rule.retriable, None, code, status, detail)
 
+    if is_connection_drop(failure):
+        # The connection was dropped mid-request (TLS EOF): a reset, retried like one.
+        return Classification(C.TRANSIENT, True, None, None, None, "connection dropped")
     if isinstance(failure, requests.exceptions.SSLError) or is_tls_failure(failure):
         # TLS: the CA bundle is wrong (crm-api.md §0), not the CRM: say so, never retry.
         rule = TLS_RULE
