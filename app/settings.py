@@ -33,6 +33,7 @@ from app.auth_modes import (
     salesforce_problems,
 )
 from app.core.types import CrmName
+from app.crm.writes import WriteTuning
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/crmsync.db"
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
@@ -90,6 +91,31 @@ class SyncSettings(BaseModel):
     retry_max_wait_seconds: float = Field(60.0, gt=0)
 
 
+class PushSettings(BaseModel):
+    """Knobs of the push (CS -> CRM writes, ``CRMSYNC_PUSH__<KEY>``); see ADR 0006."""
+
+    bulk_threshold: int = Field(
+        2_000,
+        ge=0,
+        description=(
+            "Records of one object above which a Salesforce push uses one Bulk API 2.0 ingest "
+            "job per kind (update / upsert) instead of sObject Collections."
+        ),
+    )
+    salesforce_chunk: int = Field(
+        200, ge=1, le=200, description="Records per Salesforce sObject Collections call."
+    )
+    hubspot_chunk: int = Field(100, ge=1, le=100, description="Inputs per HubSpot batch call.")
+
+    def tuning(self) -> WriteTuning:
+        """The adapters' and the preview's view of these settings."""
+        return WriteTuning(
+            salesforce_chunk=self.salesforce_chunk,
+            hubspot_chunk=self.hubspot_chunk,
+            bulk_threshold=self.bulk_threshold,
+        )
+
+
 class Settings(BaseSettings):
     """All of crmsync's configuration. Build with :func:`get_settings` in entry points."""
 
@@ -138,6 +164,7 @@ class Settings(BaseSettings):
     )
 
     sync: SyncSettings = SyncSettings()
+    push: PushSettings = PushSettings()
 
     @field_validator("salesforce_auth", "hubspot_auth", mode="before")
     @classmethod
