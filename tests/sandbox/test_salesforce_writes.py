@@ -148,7 +148,9 @@ def test_bulk_ingest_insert_and_upsert_with_failures(sf: Salesforce, srv: Server
     assert [r["sf__Created"] for r in ok] == ["true", "true"]
     unprocessed = sf.bulk2.Account.get_unprocessed_records(job_id)
     assert unprocessed.splitlines()[1:] == []
-    srv.ctx.faults.set_record_fault("salesforce", "Account", [ok[1]["sf__Id"]], "lock", count=1)  # type: ignore[attr-defined]
+    # Result rows come in no particular order (A.7): find b-3's row by its key.
+    b3 = next(r["sf__Id"] for r in ok if r["Crmsync_Id__c"] == "b-3")
+    srv.ctx.faults.set_record_fault("salesforce", "Account", [b3], "lock", count=1)  # type: ignore[attr-defined]
     upsert = sf.bulk2.Account.upsert(
         records=[
             {"Crmsync_Id__c": "b-1", "Name": "", "ARR__c": "#N/A"},
