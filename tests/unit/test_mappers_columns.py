@@ -90,6 +90,8 @@ PURE_FILES = [*sorted((ROOT / "app" / "mappers").glob("*.py")), ROOT / "app/sync
 @pytest.mark.parametrize("path", PURE_FILES, ids=lambda p: p.name)
 def test_pure_modules_import_no_io(path: Path) -> None:
     allowed = {"app.crm.base"} if path.name == "cursor.py" else set()
+    if path.name == "push_plan.py":
+        allowed = {"app.crm.writes"}  # pure types: the planner's output is WriteOps
     imported: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
