@@ -18,6 +18,7 @@ import typer
 from app.cli.common import debug_enabled, report_error
 from app.cli.crm import crm_app
 from app.cli.db import db_app
+from app.cli.push import push
 from app.cli.serve import serve
 from app.cli.sync import sync_app
 from app.errors import CrmsyncError
@@ -32,6 +33,7 @@ cli = typer.Typer(
 cli.add_typer(db_app, name="db")
 cli.add_typer(sync_app, name="sync")
 cli.add_typer(crm_app, name="crm")
+cli.command("push")(push)
 cli.command("serve")(serve)
 
 # What `crmsync sandbox` and `crmsync demo` import beyond the product's own dependencies: the

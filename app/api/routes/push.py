@@ -1,0 +1,62 @@
+"""``GET /api/v1/push/preview?crm=X[&object=O][&limit=N]``: what ``crmsync push`` would write.
+
+The same preview as ``crmsync push --crm X --dry-run`` (:func:`app.wiring.push.run_push` with
+``dry_run``): per object the records to write with each field's old -> new value and reason,
+the records counted (unchanged, agreed, skipped, errors), and ``planned_calls``, the exact number
+of API calls the push will make without faults. It reads the CS database only: no CRM call.
+
+A bad ``crm`` or ``object`` answers 422 in FastAPI's validation shape, naming the parameter
+(``{"detail": [{"loc": ["query", "crm"], "msg": ..., "type": ...}]}``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse
+
+from app.api.deps import SettingsDep
+from app.errors import ConfigError
+from app.wiring.push import push_objects, run_push
+
+router = APIRouter(prefix="/api/v1/push", tags=["push"])
+
+
+def _invalid(parameter: str, message: str, value: Any) -> JSONResponse:
+    return JSONResponse(
+        status_code=422,
+        content={
+            "detail": [
+                {"loc": ["query", parameter], "msg": message, "type": "value_error", "input": value}
+            ]
+        },
+    )
+
+
+@router.get("/preview")
+def preview(
+    request: Request,
+    settings: SettingsDep,
+    crm: Annotated[Literal["salesforce", "hubspot"], Query(description="The CRM to push to.")],
+    object_name: Annotated[
+        list[str] | None, Query(alias="object", description="Objects (default: all).")
+    ] = None,
+    limit: Annotated[int, Query(ge=0, le=10_000, description="Records listed per object.")] = 200,
+) -> Any:
+    """Per record old -> new and the exact API calls of the next push (no CRM call)."""
+    if crm not in settings.enabled_crms:
+        return _invalid("crm", f"{crm} is not configured: its URL or credentials are missing", crm)
+    try:
+        push_objects(settings, crm, object_name)
+    except ConfigError as exc:
+        return _invalid("object", str(exc), object_name)
+    outcome = run_push(
+        settings,
+        crm,
+        object_name,
+        dry_run=True,
+        session_factory=request.app.state.session_factory,
+        triggered_by="api",
+    )
+    return outcome.summary(limit)

@@ -1,0 +1,279 @@
+"""Run pushes from settings: the one function the CLI, the API preview and the notes call.
+
+:func:`run_push` builds the CRM's mapping set, a :class:`~app.sync.push.PushEngine` over the SQL
+store and (only when something is to be written) the CRM's writer
+(:func:`app.wiring.writers.build_writer`), then pushes the objects parents first.
+
+Before a real push writes anything it checks the CRM's target fields once
+(:class:`TargetCheck`, by default :func:`provision_check`: ``app.crm.provision``'s
+``missing_targets`` over one describe / properties read per object) and refuses with one message
+listing what is missing (:class:`MissingTargetsError`, exit 2), instead of failing record by
+record. The check runs only when the plan has records to write: a push with nothing to do makes
+no API call at all, not even a describe.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.types import CrmName
+from app.crm.writes import Association, CrmWriter, WriteTuning
+from app.db.engine import make_engine, make_session_factory
+from app.db.push_store import SqlPushStore
+from app.errors import ConfigError
+from app.logging import get_logger
+from app.mappers.config import load_mapping_set
+from app.mappers.notes import create_extras as note_extras
+from app.mappers.push_plan import CreateExtras
+from app.mappers.spec import MappingSet, ObjectMapping
+from app.settings import Settings
+from app.sync.pull import PassInterrupted
+from app.sync.push import ObjectPreview, PushEngine, PushProgress
+from app.sync.push_ports import DefaultPushTuning
+from app.sync.run_scope import RunResult
+from app.wiring.sync import fewer_gc_passes
+
+log = get_logger("crmsync.push")
+
+
+class MissingTargetsError(ConfigError):
+    """The CRM lacks fields the push writes (or the integration user cannot edit them)."""
+
+
+class TargetCheck(Protocol):
+    """Which target fields of ``mappings`` are missing in ``crm``: one refusal message listing
+    them, or None when the push may start."""
+
+    def __call__(self, settings: Settings, crm: CrmName, mappings: MappingSet) -> str | None: ...
+
+
+def provision_check(settings: Settings, crm: CrmName, mappings: MappingSet) -> str | None:
+    """:class:`TargetCheck` through ``app.crm.provision`` (h17-setup): one describe (Salesforce)
+    or properties read (HubSpot) per object with target fields, on a client of its own.
+
+    Until that module is installed the check cannot run: it logs so and lets the push start
+    (the writes then fail record by record with the CRM's own message).
+    """
+    try:
+        provision = importlib.import_module("app.crm.provision")
+        fields = importlib.import_module(f"app.crm.{crm}.fields")
+    except ImportError:
+        log.warning("push.targets.unchecked", crm=crm, reason="app.crm.provision is not installed")
+        return None
+    from app.crm.factory import build_client
+
+    client = build_client(crm, settings)
+    try:
+        reader = (
+            fields.SalesforceFields(client) if crm == "salesforce" else fields.HubSpotFields(client)
+        )
+        problems = provision.missing_targets(reader, mappings)
+        return str(provision.refusal(problems)) if problems else None
+    finally:
+        client.close()
+
+
+def build_writer(settings: Settings, crm: CrmName) -> CrmWriter:
+    """The CRM's writer (``app.wiring.writers.build_writer``, h17-writers)."""
+    try:
+        writers = importlib.import_module("app.wiring.writers")
+    except ImportError:
+        raise ConfigError(
+            f"no {crm} writer is installed (app.wiring.writers is missing): cannot push"
+        ) from None
+    writer: CrmWriter = writers.build_writer(settings, crm)
+    return writer
+
+
+def write_tuning(settings: Settings) -> WriteTuning:
+    """``CRMSYNC_PUSH__*`` as the writers and the preview use them (defaults until set)."""
+    push = getattr(settings, "push", None)
+    tuning = getattr(push, "tuning", None)
+    return tuning() if callable(tuning) else WriteTuning()
+
+
+# --------------------------------------------------------------------------------------------
+# what a create carries besides the mapped fields
+# --------------------------------------------------------------------------------------------
+
+
+def _account_create(crm: CrmName) -> CreateExtras:
+    """An account made on the CS side is created with its name (both CRMs require one)."""
+    name_field = "Name" if crm == "salesforce" else "name"
+
+    def extras(row: Mapping[str, Any]) -> tuple[dict[str, Any], list[Association]] | None:
+        if not row.get("name"):
+            return None
+        return {name_field: row["name"]}, []
+
+    return extras
+
+
+def _note_create(crm: CrmName) -> CreateExtras:
+    """A note is created on its parent (Salesforce ``ParentId``, HubSpot associations) and
+    waits while its parent has no id in this CRM."""
+
+    def extras(row: Mapping[str, Any]) -> tuple[dict[str, Any], list[Association]] | None:
+        fields, links = note_extras(crm, row)
+        if crm == "salesforce" and not fields.get("ParentId"):
+            return None
+        if crm == "hubspot" and not links:
+            return None
+        return dict(fields), [Association(o, i, t) for o, i, t in links]
+
+    return extras
+
+
+def create_rules(crm: CrmName, mappings: Mapping[str, ObjectMapping]) -> dict[str, CreateExtras]:
+    """Objects whose CS-side rows are created in the CRM: accounts and notes. Opportunities
+    are not (a deal needs its stage, amount and close date, which the CRM owns)."""
+    rules: dict[str, CreateExtras] = {}
+    for name, mapping in mappings.items():
+        if mapping.cs_table == "accounts":
+            rules[name] = _account_create(crm)
+        elif mapping.cs_table == "handover_notes":
+            rules[name] = _note_create(crm)
+    return rules
+
+
+# --------------------------------------------------------------------------------------------
+# the entry point
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PushOutcome:
+    """One push command: a run per object (none for a dry run) and, for a dry run, the preview
+    of each object (per record old -> new, and the calls the push will make)."""
+
+    crm: CrmName
+    dry_run: bool
+    results: list[RunResult] = field(default_factory=list)
+    previews: list[ObjectPreview] = field(default_factory=list)
+
+    @property
+    def planned_calls(self) -> int:
+        return sum(p.planned_calls for p in self.previews)
+
+    def summary(self, limit: int | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"crm": self.crm, "dry_run": self.dry_run}
+        if self.dry_run:
+            out["planned_calls"] = self.planned_calls
+            out["objects"] = [p.as_dict(limit) for p in self.previews]
+        else:
+            out["runs"] = [r.summary() for r in self.results]
+        return out
+
+
+class PushInterrupted(KeyboardInterrupt):
+    """SIGINT / SIGTERM stopped the push: ``outcome`` holds the runs so far."""
+
+    def __init__(self, outcome: PushOutcome) -> None:
+        super().__init__("interrupted")
+        self.outcome = outcome
+
+
+def push_objects(settings: Settings, crm: CrmName, objects: Sequence[str] | None) -> MappingSet:
+    """The mapping set of ``crm``, checked: configured, and the objects known and pushable."""
+    if crm not in settings.enabled_crms:
+        raise ConfigError(f"{crm} is not configured: its URL or credentials are missing")
+    mapping_set = load_mapping_set(
+        crm, settings.mapping_file, default_currency=settings.default_currency
+    )
+    known = {m.crm_object: m for m in mapping_set}
+    unknown = [o for o in objects or () if o not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown {crm} object(s) {', '.join(unknown)}; known: "
+            f"{', '.join(mapping_set.object_names)}"
+        )
+    return mapping_set
+
+
+def run_push(
+    settings: Settings,
+    crm: CrmName,
+    objects: Sequence[str] | None = None,
+    *,
+    dry_run: bool = False,
+    only_row_ids: Mapping[str, Sequence[int]] | None = None,
+    triggered_by: str = "cli",
+    session_factory: sessionmaker[Session] | None = None,
+    on_commit: Callable[[PushProgress], None] | None = None,
+    targets: TargetCheck = provision_check,
+    writer_factory: Callable[[Settings, CrmName], CrmWriter] = build_writer,
+) -> PushOutcome:
+    """Push (or with ``dry_run`` preview) ``objects`` (default: every object with outbound
+    fields) of ``crm``; ``only_row_ids`` pushes just those rows of an object.
+
+    Raises :class:`ConfigError` before any run for a CRM that is not configured or an unknown
+    object, and :class:`MissingTargetsError` when target fields are missing. After that one
+    object's failure does not skip the others; SIGINT/SIGTERM raises :class:`PushInterrupted`.
+    """
+    mapping_set = push_objects(settings, crm, objects)
+    mappings = {m.crm_object: m for m in mapping_set}
+    wanted = list(objects) if objects else list(only_row_ids or ()) or list(mappings)
+    ordered = [o for o in mapping_set.object_names if o in wanted and mappings[o].outbound_fields]
+    own_engine = None
+    if session_factory is None:
+        own_engine = make_engine(settings.database_url)
+        session_factory = make_session_factory(own_engine)
+    outcome = PushOutcome(crm, dry_run)
+    built: list[CrmWriter] = []
+
+    def writer() -> CrmWriter:
+        made = writer_factory(settings, crm)
+        built.append(made)
+        return made
+
+    engine = PushEngine(
+        SqlPushStore(session_factory),
+        crm,
+        writer,
+        mappings,
+        DefaultPushTuning(lease_seconds=settings.sync.lease_seconds),
+        write_tuning(settings),
+        creates=create_rules(crm, mappings),
+        on_commit=on_commit,
+    )
+    try:
+        with fewer_gc_passes():
+            previews = [engine.preview(o, only_row_ids=_chosen(only_row_ids, o)) for o in ordered]
+            if dry_run:
+                outcome.previews = previews
+                return outcome
+            if any(p.records for p in previews):
+                refusal = targets(settings, crm, mapping_set)
+                if refusal:
+                    raise MissingTargetsError(refusal)
+            for name in ordered:
+                try:
+                    outcome.results.append(
+                        engine.push(
+                            name,
+                            only_row_ids=_chosen(only_row_ids, name),
+                            triggered_by=triggered_by,
+                        )
+                    )
+                except PassInterrupted as exc:
+                    outcome.results.append(exc.result)
+                    raise PushInterrupted(outcome) from exc
+        return outcome
+    finally:
+        for made in built:
+            close = getattr(made, "close", None)
+            if callable(close):
+                close()
+        if own_engine is not None:
+            own_engine.dispose()
+
+
+def _chosen(only_row_ids: Mapping[str, Sequence[int]] | None, name: str) -> Sequence[int] | None:
+    if only_row_ids is None:
+        return None
+    return only_row_ids.get(name, ())

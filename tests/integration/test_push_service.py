@@ -1,0 +1,208 @@
+"""``run_push`` (the wiring), ``GET /api/v1/push/preview`` and ``crmsync push`` without a CRM:
+the writer is the in-memory one, the target check a stand-in; the engine and database are real."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.runs import RunStatus
+from app.core.types import CrmName
+from app.db.cs_writes import stamp_cs_change
+from app.db.engine import make_session_factory
+from app.db.models import Account, PushLedgerEntry, SyncRun
+from app.errors import ConfigError
+from app.main import create_app
+from app.mappers.spec import MappingSet
+from app.settings import Settings
+from app.wiring.push import MissingTargetsError, run_push
+from tests.support.cli import clean_env, run_crmsync
+from tests.support.fake_writer import FakeWriter
+
+
+def settings(database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        salesforce_instance_url="https://sf.invalid",
+        salesforce_access_token=SecretStr("token"),
+    )
+
+
+@pytest.fixture
+def factory(engine: Engine) -> sessionmaker[Session]:
+    return make_session_factory(engine)
+
+
+@pytest.fixture
+def changed(factory: sessionmaker[Session]) -> list[int]:
+    """250 pulled accounts whose health the CS side then computed."""
+    ids = []
+    with factory() as s, s.begin():
+        for i in range(1, 251):
+            account = Account(name=f"A{i}", sf_id=f"001{i:015d}", health_score=i % 100)
+            account.renewal_on = date(2027, 1, 1)
+            stamp_cs_change(
+                account,
+                ["health_score", "renewal_on"],
+                datetime.now(UTC) - timedelta(minutes=10),
+            )
+            s.add(account)
+            s.flush()
+            ids.append(account.id)
+    return ids
+
+
+def crm_with(n: int) -> FakeWriter:
+    writer = FakeWriter()
+    for i in range(1, n + 1):
+        writer.records[f"001{i:015d}"] = {}
+    return writer
+
+
+def no_missing(calls: list[str]) -> object:
+    def check(_settings: Settings, crm: CrmName, _mappings: MappingSet) -> str | None:
+        calls.append(crm)
+        return None
+
+    return check
+
+
+def test_dry_run_lists_changes_and_the_push_makes_exactly_its_calls(
+    database_url: str, factory: sessionmaker[Session], changed: list[int]
+) -> None:
+    built: list[int] = []
+    writer = crm_with(250)
+
+    def build(_s: Settings, _crm: CrmName) -> FakeWriter:
+        built.append(1)
+        return writer
+
+    checked: list[str] = []
+    config = settings(database_url)
+    preview = run_push(config, "salesforce", dry_run=True, writer_factory=build)
+    assert preview.results == []
+    assert built == []
+    (account, *_others) = preview.previews
+    assert account.object_name == "Account"
+    assert preview.planned_calls == 2  # 250 updates: ceil(250 / 200)
+    assert len(account.records) == 250
+    summary = preview.summary(limit=2)
+    assert summary["planned_calls"] == 2
+    first = summary["objects"][0]["records"][0]
+    assert {c["field"] for c in first["changes"]} >= {"Health_Score__c", "Days_To_Renewal__c"}
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(SyncRun)) == 0
+
+    outcome = run_push(
+        config,
+        "salesforce",
+        writer_factory=build,
+        targets=no_missing(checked),  # type: ignore[arg-type]
+    )
+    (result, *_rest) = outcome.results
+    assert result.status is RunStatus.SUCCEEDED
+    assert writer.calls == result.counts.api_calls == preview.planned_calls
+    assert checked == ["salesforce"]
+    again = run_push(
+        config,
+        "salesforce",
+        writer_factory=build,
+        targets=no_missing(checked),  # type: ignore[arg-type]
+    )
+    assert [r.counts.api_calls for r in again.results] == [0] * len(again.results)
+    assert checked == ["salesforce"]  # nothing to write: no field check, no call
+
+
+def test_missing_target_fields_refuse_the_push_with_one_message(
+    database_url: str, factory: sessionmaker[Session], changed: list[int]
+) -> None:
+    def missing(_s: Settings, _crm: CrmName, _m: MappingSet) -> str:
+        return "the push needs 1 target field(s): Account.Health_Score__c is missing"
+
+    writer = crm_with(250)
+    with pytest.raises(MissingTargetsError, match="Health_Score__c"):
+        run_push(
+            settings(database_url),
+            "salesforce",
+            writer_factory=lambda _s, _c: writer,
+            targets=missing,
+        )
+    assert writer.calls == 0
+    with factory() as s:
+        assert s.scalar(select(func.count()).select_from(SyncRun)) == 0
+        assert s.scalar(select(func.count()).select_from(PushLedgerEntry)) == 0
+
+
+def test_unknown_objects_and_unconfigured_crms_are_config_errors(database_url: str) -> None:
+    with pytest.raises(ConfigError, match="unknown salesforce object"):
+        run_push(settings(database_url), "salesforce", ["Nope"], dry_run=True)
+    with pytest.raises(ConfigError, match="hubspot is not configured"):
+        run_push(settings(database_url), "hubspot", dry_run=True)
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(settings(database_url))) as c:
+        yield c
+
+
+def test_preview_endpoint(api: TestClient, changed: list[int]) -> None:
+    answer = api.get("/api/v1/push/preview", params={"crm": "salesforce", "limit": 1})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["planned_calls"] == 2
+    account = next(o for o in body["objects"] if o["object"] == "Account")
+    assert account["planned_records"] == 250
+    assert len(account["records"]) == 1
+    change = next(c for c in account["records"][0]["changes"] if c["field"] == "Health_Score__c")
+    assert change["old"] is None
+    assert change["reason"] == "never_pushed"
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"crm": "pipedrive"}, "crm"),
+        ({}, "crm"),
+        ({"crm": "hubspot"}, "crm"),
+        ({"crm": "salesforce", "object": "Nope"}, "object"),
+    ],
+)
+def test_preview_endpoint_names_the_bad_parameter(
+    api: TestClient, params: dict[str, str], field: str
+) -> None:
+    answer = api.get("/api/v1/push/preview", params=params)
+    assert answer.status_code == 422
+    (detail,) = answer.json()["detail"]
+    assert detail["loc"] == ["query", field]
+
+
+def test_cli_dry_run_prints_json_and_bad_crm_exits_2(
+    database_url: str, changed: list[int], tmp_path: Path
+) -> None:
+    env = clean_env(
+        database_url=database_url,
+        salesforce_instance_url="https://sf.invalid",
+        salesforce_access_token="token",
+    )
+    done = run_crmsync("push", "--crm", "salesforce", "--dry-run", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    import json
+
+    summary = json.loads(done.stdout)
+    assert summary["dry_run"] is True
+    assert summary["planned_calls"] == 2
+    bad = run_crmsync("push", "--crm", "nope", env=env, cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "expected salesforce or hubspot" in bad.stderr
+    unknown = run_crmsync("push", "--crm", "salesforce", "--object", "Nope", env=env, cwd=tmp_path)
+    assert unknown.returncode == 2
+    assert "unknown salesforce object" in unknown.stderr
