@@ -43,7 +43,7 @@ from app.core.types import CrmName
 from app.crm.writes import Association, WriteKind, WriteOp, WriteTuning, planned_calls
 from app.mappers.convert import WriteContext, get_converter, is_blank
 from app.mappers.errors import ConversionError
-from app.mappers.ledger import LedgerEntry, value_hash
+from app.mappers.ledger import LedgerEntry, field_hash, outbound_value
 from app.mappers.spec import ConflictPolicy, FieldMapping, ObjectMapping
 
 __all__ = [
@@ -236,23 +236,21 @@ class _Field:
     __slots__ = (
         "column",
         "composite",
-        "crm",
         "crm_field",
         "derived",
+        "fm",
         "memo",
         "policy",
         "to_crm",
-        "to_cs",
     )
 
-    def __init__(self, fm: FieldMapping, crm: str) -> None:
+    def __init__(self, fm: FieldMapping) -> None:
         converter = get_converter(fm.convert)
         assert converter.to_crm is not None  # outbound_fields keeps writable converters only
-        self.crm = crm
+        self.fm = fm
         self.column = fm.column
         self.crm_field = fm.crm_field
         self.to_crm = converter.to_crm
-        self.to_cs = converter.to_cs
         self.derived = converter.derived
         self.composite = bool(getattr(converter, "composite", False))
         self.policy = fm.conflict_policy
@@ -261,10 +259,15 @@ class _Field:
         self.memo: dict[Any, tuple[str, Any]] = {}
 
     def evaluate(self, row: Mapping[str, Any], ctx: WriteContext) -> tuple[str, Any]:
-        """(ledger hash of the CS side's value, wire value to send). Raises ConversionError."""
+        """(ledger hash of the CS side's value, wire value to send). Raises ConversionError.
+
+        The hash is :func:`app.mappers.ledger.field_hash` of
+        :func:`~app.mappers.ledger.outbound_value`: exactly what the pull's merge hashes, so a
+        value pushed and read back is recognised (no echo)."""
         if self.composite:
             wire = self.to_crm(row, ctx)
-            return self._hash(wire, wire_basis=True), wire
+            cs_value = outbound_value(self.fm, row, ctx.crm, today=ctx.today)
+            return field_hash(self.fm, cs_value, ctx.crm), wire
         value = row.get(self.column)
         key: Any = (bool, value) if type(value) is bool else value
         try:
@@ -274,23 +277,11 @@ class _Field:
         if found is not None:
             return found
         wire = self.to_crm(value, ctx)
-        result = (self._hash(wire, wire_basis=True) if self.derived else self._hash(value), wire)
+        # A derived field's CS-side value is its wire value (outbound_value does the same).
+        result = (field_hash(self.fm, wire if self.derived else value, ctx.crm), wire)
         if key is not _ABSENT:
             self.memo[key] = result
         return result
-
-    def _hash(self, value: Any, *, wire_basis: bool = False) -> str:
-        """The ledger hash, of the value as the CRM will hold it in CS terms
-        (``to_cs(to_crm(v))``), so the push's hash and the next pull's agree (ADR 0006).
-        A derived field (no CS form) hashes its wire value."""
-        if self.derived or self.to_cs is None:
-            return value_hash(value)
-        try:
-            if wire_basis:
-                return value_hash(self.to_cs(value))
-            return value_hash(self.to_cs(self.to_crm(value, WriteContext(self.crm))))  # type: ignore[arg-type]
-        except ConversionError:
-            return value_hash(value)
 
 
 @dataclass
@@ -308,7 +299,7 @@ def _compiled(mapping: ObjectMapping, today: date) -> _Compiled:
     :mod:`app.mappers.record` does. Derived fields' memos hold for one ``today``."""
     cached: _Compiled | None = mapping.__dict__.get(_PLAN_ATTRIBUTE)
     if cached is None:
-        fields = tuple(_Field(fm, mapping.crm) for fm in mapping.outbound_fields)
+        fields = tuple(_Field(fm) for fm in mapping.outbound_fields)
         cached = _Compiled(fields, {f.crm_field: f.policy for f in fields})
         mapping.__dict__[_PLAN_ATTRIBUTE] = cached
     if cached.today != today:
