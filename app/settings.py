@@ -16,7 +16,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -34,6 +42,8 @@ from app.auth_modes import (
 )
 from app.core.types import CrmName
 from app.crm.writes import WriteTuning
+from app.domain.config import ScoringConfig
+from app.settings_scoring import build_scoring_config
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/crmsync.db"
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
@@ -116,6 +126,31 @@ class PushSettings(BaseModel):
         )
 
 
+class ScoringSettings(BaseModel):
+    """Domain thresholds (domain.md 10): ``CRMSYNC_SCORING__<GROUP>__<KEY>`` and an optional
+    TOML file ``CRMSYNC_SCORING__FILE`` of the same groups (``[weights]``, ``[usage]``, ...).
+
+    The environment wins over the file, the file over the defaults in
+    ``app/domain/config.py`` (docs/domain-rules.md lists each). An unknown key or a value that
+    breaks a rule (green below yellow) stops start-up, naming the setting.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    file: Path | None = None
+    _config: ScoringConfig = PrivateAttr(default_factory=ScoringConfig)
+
+    @model_validator(mode="after")
+    def _build_config(self) -> ScoringSettings:
+        self._config = build_scoring_config(self.file, self.model_extra or {})
+        return self
+
+    @property
+    def config(self) -> ScoringConfig:
+        """The :class:`ScoringConfig` the domain functions take."""
+        return self._config
+
+
 class Settings(BaseSettings):
     """All of crmsync's configuration. Build with :func:`get_settings` in entry points."""
 
@@ -165,6 +200,7 @@ class Settings(BaseSettings):
 
     sync: SyncSettings = SyncSettings()
     push: PushSettings = PushSettings()
+    scoring: ScoringSettings = ScoringSettings()
 
     @field_validator("salesforce_auth", "hubspot_auth", mode="before")
     @classmethod

@@ -1,0 +1,435 @@
+"""Every threshold of the domain rules, with domain.md's defaults (sections 2-5 and 10).
+
+Pure: frozen dataclasses and nothing else. ``app.settings.ScoringSettings`` builds a
+:class:`ScoringConfig` from ``CRMSYNC_SCORING__...`` variables and an optional TOML file; the
+domain functions take it as an argument and never read settings themselves. Field names follow
+domain.md 10's setting names, so ``scoring.usage.dormant_days`` is
+``CRMSYNC_SCORING__USAGE__DORMANT_DAYS``. A default marked "ours" in domain.md is ours here too;
+docs/domain-rules.md lists each rule with its section, setting and default.
+
+Each dataclass checks its own invariants in ``__post_init__`` (raising ``ValueError``), so a
+configuration that would make a rule meaningless (green below yellow, all weights 0) never loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from app.domain.values import RISK_LEVELS, RiskLevel, Tier
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class PerTier:
+    """One integer per tier (cadences, prep days, max onboarding days)."""
+
+    key: int
+    high: int
+    low: int
+    tech: int
+
+    def __post_init__(self) -> None:
+        _check(min(self.key, self.high, self.low, self.tech) >= 0, "per-tier values must be >= 0")
+
+    def of(self, tier: Tier) -> int:
+        return {"key": self.key, "high": self.high, "low": self.low, "tech": self.tech}[tier]
+
+
+# --- health (domain.md 4) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Weights:
+    """4.2; a weight of 0 disables a component (4.4: not missing, coverage unaffected)."""
+
+    usage: int = 30
+    engagement: int = 15
+    sentiment: int = 15
+    support: int = 10
+    relationship: int = 10
+    value: int = 10
+    payment: int = 10
+
+    def __post_init__(self) -> None:
+        values = self.as_dict().values()
+        _check(min(values) >= 0, "scoring weights must be >= 0")
+        _check(sum(values) > 0, "at least one scoring weight must be > 0")
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "usage": self.usage,
+            "engagement": self.engagement,
+            "sentiment": self.sentiment,
+            "support": self.support,
+            "relationship": self.relationship,
+            "value": self.value,
+            "payment": self.payment,
+        }
+
+
+@dataclass(frozen=True)
+class UsageConfig:
+    """4.3 usage; the login target and key features are product settings (004:426)."""
+
+    seat_lo: float = 0.20
+    seat_hi: float = 0.80
+    logins_per_user_week_lo: float = 0.25
+    logins_per_user_week_hi: float = 2.0
+    weeks_per_30d: float = 4.29
+    features_lo: float = 0.0
+    features_hi: float = 0.6
+    key_features_defined: int | None = None  # product default when a snapshot carries none
+    weight_seat: float = 0.40
+    weight_freq: float = 0.30
+    weight_breadth: float = 0.30
+    dormant_days: int = 14
+    drop_share: float = 0.30  # "active_users_30d <= 0.70 * prev": a fall of 30 % or more
+    drop_min_users: int = 5
+    drop_cap: float = 50.0
+    grace_days: int = 30
+
+    def __post_init__(self) -> None:
+        _check(self.seat_lo < self.seat_hi, "usage.seat_lo must be below usage.seat_hi")
+        _check(
+            self.logins_per_user_week_lo < self.logins_per_user_week_hi,
+            "usage.logins_per_user_week_lo must be below usage.logins_per_user_week_hi",
+        )
+        _check(self.features_lo < self.features_hi, "usage.features_lo must be below features_hi")
+        _check(0 < self.drop_share < 1, "usage.drop_share must be between 0 and 1")
+        _check(self.weeks_per_30d > 0, "usage.weeks_per_30d must be > 0")
+
+
+@dataclass(frozen=True)
+class EngagementConfig:
+    """4.3 engagement: recency steps in multiples of the tier's cadence (3.4)."""
+
+    recency_full: float = 1.0  # r <= 1: 100
+    recency_mid: float = 1.5  # r <= 1.5: 60
+    recency_low: float = 2.0  # r <= 2: 30, else 0
+    recency_mid_points: float = 60.0
+    recency_low_points: float = 30.0
+    attend_lo: float = 0.5
+    attend_hi: float = 0.9
+    attend_min_scheduled: int = 2
+    respond_lo: float = 0.2
+    respond_hi: float = 0.6
+    respond_min_sent: int = 3
+    weight_recency: float = 0.60
+    weight_attend: float = 0.20
+    weight_respond: float = 0.20
+
+    def __post_init__(self) -> None:
+        _check(
+            0 < self.recency_full <= self.recency_mid <= self.recency_low,
+            "engagement recency steps must rise: full <= mid <= low",
+        )
+        _check(self.attend_lo < self.attend_hi, "engagement.attend_lo must be below attend_hi")
+        _check(self.respond_lo < self.respond_hi, "engagement.respond_lo must be below respond_hi")
+
+
+@dataclass(frozen=True)
+class SentimentConfig:
+    """4.3 sentiment: NPS points, CSAT/CES scaling, who counts twice."""
+
+    weight_nps: float = 0.60
+    weight_csat: float = 0.25
+    weight_ces: float = 0.15
+    promoter_min: int = 9
+    passive_min: int = 7
+    passive_points: float = 60.0
+    detractor_points_per_point: float = 5.0  # detractor 0..6 -> 0..30
+    key_roles: tuple[str, ...] = ("decision_maker", "champion", "exec")
+    key_role_weight: float = 2.0
+    detractor_max: int = 6
+    detractor_days: int = 180
+    csat_scale_min: int = 1
+    csat_scale_max: int = 5
+    ces_scale_min: int = 1
+    ces_scale_max: int = 7
+    # Whether a high CES answer means low effort (the "how easy was it" wording). Ours: 4.3
+    # only says the score is oriented so that "very low effort" = 100.
+    ces_high_is_low_effort: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.passive_min <= self.promoter_min, "sentiment.passive_min above promoter_min")
+        _check(self.csat_scale_min < self.csat_scale_max, "sentiment CSAT scale is empty")
+        _check(self.ces_scale_min < self.ces_scale_max, "sentiment CES scale is empty")
+
+
+@dataclass(frozen=True)
+class SupportConfig:
+    """4.3 support penalties."""
+
+    p1_age_days: int = 7
+    p1_penalty: float = 40.0
+    escalation_days: int = 90
+    escalation_penalty: float = 20.0
+    escalation_penalty_max: float = 40.0
+    spike_min_tickets: int = 5
+    spike_factor: float = 2.0
+    spike_penalty: float = 30.0
+    fcr_min_tickets: int = 5
+    fcr_floor: float = 0.50
+    fcr_penalty: float = 10.0
+    silent_days: int = 180  # 4.8 `silent`: reported, never penalised
+
+
+@dataclass(frozen=True)
+class RelationshipConfig:
+    """4.3 relationship."""
+
+    champion_points: float = 40.0
+    champion_touch_days: int = 90
+    contacts_points: float = 30.0
+    contacts_min: int = 2
+    contacts_touch_days: int = 180
+    decision_points: float = 30.0
+    decision_touch_days: int = 180
+    decision_roles: tuple[str, ...] = ("decision_maker", "exec")
+    champion_left_days: int = 90
+    champion_left_cap: float = 20.0
+
+
+@dataclass(frozen=True)
+class ValueConfig:
+    """4.3 value: onboarding milestones, then success criteria."""
+
+    overdue_days: int = 14
+    late_credit: float = 0.5
+    partly_met_credit: float = 0.5
+
+
+@dataclass(frozen=True)
+class PaymentConfig:
+    """4.3 payment: points by the largest days overdue of an open invoice."""
+
+    mid_days: int = 30  # 1..30 days: 60
+    late_days: int = 60  # 31..60 days: 30; above: 0 and flag payment_overdue
+    mid_points: float = 60.0
+    late_points: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check(0 < self.mid_days < self.late_days, "payment.mid_days must be below late_days")
+
+
+@dataclass(frozen=True)
+class MaxAgeConfig:
+    """4.4: a signal older than this (days) is missing, with reason ``stale_<signal>``."""
+
+    usage: int = 7
+    nps: int = 365
+    csat: int = 180
+    ces: int = 180
+    billing: int = 30
+
+
+@dataclass(frozen=True)
+class BandsConfig:
+    """4.5: green >= 70, yellow >= 40, red below."""
+
+    green: int = 70
+    yellow: int = 40
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.yellow < self.green <= 100, "bands need 0 <= yellow < green <= 100")
+
+
+@dataclass(frozen=True)
+class CapsConfig:
+    """4.5: band caps, each switchable; a capped band is at most yellow."""
+
+    false_loyalty: bool = True
+    dormant: bool = True
+    champion_left: bool = True
+    champion_left_tiers: tuple[Tier, ...] = ("key", "high")
+
+
+@dataclass(frozen=True)
+class TrendConfig:
+    """4.6: compare with the snapshot closest to ``days`` ago, within +/- ``tolerance_days``."""
+
+    days: int = 30
+    tolerance_days: int = 7
+    delta: int = 5
+    keep_days: int = 400
+
+
+@dataclass(frozen=True)
+class LoyaltyConfig:
+    """4.7: behaviour high = usage >= 60, attitude high = sentiment >= 60 and no detractor."""
+
+    behaviour_high: float = 60.0
+    attitude_high: float = 60.0
+
+
+@dataclass(frozen=True)
+class ReasonsConfig:
+    """4.8."""
+
+    max_count: int = 3
+    min_lost_points: float = 5.0
+    max_chars: int = 255
+    strong_count: int = 2
+
+    def __post_init__(self) -> None:
+        _check(self.max_count >= 1, "reasons.max_count must be >= 1")
+        _check(self.max_chars >= 40, "reasons.max_chars must be >= 40")
+
+
+# --- tier, service, renewal, lifecycle, onboarding (domain.md 2, 3, 5, 7.4) ---------------
+
+
+@dataclass(frozen=True)
+class TieringConfig:
+    """3.2 / 3.3. The EUR 5,000 line is the seeds' (001:439); the others are ours."""
+
+    key_min: int = 100_000
+    high_min: int = 25_000
+    low_min: int = 5_000
+    currency: str = "EUR"
+    unknown_arr_tier: Tier = "low"
+    potential_weight: float = 0.5
+    potential_max_steps: int = 1
+    potential_can_make_key: bool = False
+    growth_sales_max: float = 0.2
+    growth_care_min: float = 0.9
+    demote_hysteresis: float = 0.10
+    override_days: int = 365
+    key_max: int = 20
+    key_review_days: int = 365
+    deal_term_months: int = 12  # a deal without a term is annual when annualising it
+
+    def __post_init__(self) -> None:
+        _check(0 < self.low_min < self.high_min < self.key_min, "tier bands must rise")
+        _check(0 <= self.demote_hysteresis < 1, "tiering.demote_hysteresis must be in [0, 1)")
+        _check(self.potential_max_steps >= 0, "tiering.potential_max_steps must be >= 0")
+        _check(
+            0 <= self.growth_sales_max < self.growth_care_min,
+            "tiering growth cut-offs: sales_max must be below care_min",
+        )
+
+    def lower_bound(self, tier: Tier) -> int:
+        return {"key": self.key_min, "high": self.high_min, "low": self.low_min, "tech": 0}[tier]
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """3.4: two-way touch cadence per tier (days)."""
+
+    cadence_days: PerTier = field(default_factory=lambda: PerTier(30, 90, 180, 365))
+
+
+@dataclass(frozen=True)
+class RiskMatrix:
+    """5.3: per band, the level for > 180, 91-180, 31-90, 0-30 days and overdue."""
+
+    green: tuple[RiskLevel, RiskLevel, RiskLevel, RiskLevel, RiskLevel] = (
+        "low",
+        "low",
+        "low",
+        "low",
+        "medium",
+    )
+    yellow: tuple[RiskLevel, RiskLevel, RiskLevel, RiskLevel, RiskLevel] = (
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+    )
+    red: tuple[RiskLevel, RiskLevel, RiskLevel, RiskLevel, RiskLevel] = (
+        "medium",
+        "high",
+        "high",
+        "critical",
+        "critical",
+    )
+    unknown: tuple[RiskLevel, RiskLevel, RiskLevel, RiskLevel, RiskLevel] = (
+        "low",
+        "medium",
+        "medium",
+        "high",
+        "high",
+    )
+
+    def __post_init__(self) -> None:
+        for row in (self.green, self.yellow, self.red, self.unknown):
+            _check(all(level in RISK_LEVELS for level in row), f"unknown risk level in {row}")
+
+
+@dataclass(frozen=True)
+class RenewalConfig:
+    """5.1-5.4."""
+
+    default_term_months: int = 12
+    upcoming_days: int = 180
+    in_window_days: int = 90
+    near_days: int = 30  # 5.3's "0-30" column
+    stale_after_days: int = 60
+    risk_matrix: RiskMatrix = field(default_factory=RiskMatrix)
+    bump_false_loyalty: bool = True
+    bump_champion_left: bool = True
+    bump_max_days: int = 180
+    prep_start_days: PerTier = field(default_factory=lambda: PerTier(270, 180, 120, 90))
+
+    def __post_init__(self) -> None:
+        _check(
+            0 <= self.near_days < self.in_window_days < self.upcoming_days,
+            "renewal windows must rise: near_days < in_window_days < upcoming_days",
+        )
+        _check(self.default_term_months >= 1, "renewal.default_term_months must be >= 1")
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    """2: adoption exit and which terms enter ``renewal``."""
+
+    adoption_confirm_usage: float = 60.0
+    adoption_confirm_snapshots: int = 2
+    adoption_max_days: int = 180
+    renewal_min_term_months: int = 12
+
+
+@dataclass(frozen=True)
+class OnboardingConfig:
+    """7.4: the exit criteria's seat share and the days after which onboarding is overdue."""
+
+    max_days: PerTier = field(default_factory=lambda: PerTier(120, 90, 60, 30))
+    exit_active_seat_share: float = 0.5
+    exit_tech_weekly_active_users: int = 1
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """All domain thresholds; ``ScoringConfig()`` is domain.md's defaults."""
+
+    weights: Weights = field(default_factory=Weights)
+    usage: UsageConfig = field(default_factory=UsageConfig)
+    engagement: EngagementConfig = field(default_factory=EngagementConfig)
+    sentiment: SentimentConfig = field(default_factory=SentimentConfig)
+    support: SupportConfig = field(default_factory=SupportConfig)
+    relationship: RelationshipConfig = field(default_factory=RelationshipConfig)
+    value: ValueConfig = field(default_factory=ValueConfig)
+    payment: PaymentConfig = field(default_factory=PaymentConfig)
+    max_age_days: MaxAgeConfig = field(default_factory=MaxAgeConfig)
+    min_coverage: int = 50
+    bands: BandsConfig = field(default_factory=BandsConfig)
+    caps: CapsConfig = field(default_factory=CapsConfig)
+    trend: TrendConfig = field(default_factory=TrendConfig)
+    loyalty: LoyaltyConfig = field(default_factory=LoyaltyConfig)
+    reasons: ReasonsConfig = field(default_factory=ReasonsConfig)
+    tiering: TieringConfig = field(default_factory=TieringConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    renewal: RenewalConfig = field(default_factory=RenewalConfig)
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    onboarding: OnboardingConfig = field(default_factory=OnboardingConfig)
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.min_coverage <= 100, "scoring.min_coverage must be in 0..100")
+
+
+DEFAULT_CONFIG = ScoringConfig()
