@@ -6,8 +6,10 @@ score uses (Python's ``round`` rounds 72.5 to 72, which would make a score depen
 
 from __future__ import annotations
 
+import calendar
 import math
 from collections.abc import Iterable
+from datetime import date
 from typing import Literal
 
 Tier = Literal["key", "high", "low", "tech"]
@@ -59,3 +61,11 @@ def round_half_up(x: float) -> int:
 
 def clamp(x: float, lo: float = 0.0, hi: float = 100.0) -> float:
     return max(lo, min(hi, x))
+
+
+def add_months(d: date, months: int) -> date:
+    """``d`` plus whole months, the day clamped to the month's end (Jan 31 + 1 = Feb 28/29)."""
+    index = d.year * 12 + d.month - 1 + months
+    year, month = divmod(index, 12)
+    day = min(d.day, calendar.monthrange(year, month + 1)[1])
+    return date(year, month + 1, day)
