@@ -278,6 +278,8 @@ def build_reasons(
         for points, _, c in lost:
             if points < rc.min_lost_points:
                 break
+            if any(f in flags for f in c.flags):
+                continue  # its own flag (dormant, payment_overdue, ...) already says why
             reason = _component_reason(c)
             if reason.code not in codes:
                 reasons.append(reason)

@@ -19,6 +19,11 @@ from app.domain.values import TIERS, Tier, tier_rank
 ArrSource = Literal["arr", "mrr", "deal"]
 GrowthFocus = Literal["sales", "balanced", "care"]
 TIER_CHANGED = "tier_changed"  # account_events.kind
+_SOURCE_TEXT: dict[str, str] = {
+    "arr": "subscriptions",
+    "mrr": "12 x MRR",
+    "deal": "the last closed-won deal",
+}
 
 
 @dataclass(frozen=True)
@@ -157,7 +162,7 @@ def compute_tier(inp: TierInput, as_of: date, cfg: ScoringConfig = DEFAULT_CONFI
                 flags.append("key_candidate")
             if candidate != base:
                 flags.append("potential_step_up")
-    reason = "arr_missing" if arr is None else f"arr {source}"
+    reason = "arr_missing" if arr is None else f"ARR {arr:.0f} from {_SOURCE_TEXT[source or 'arr']}"
 
     if inp.strategic_account:
         candidate = "key"

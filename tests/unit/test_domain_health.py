@@ -692,6 +692,12 @@ def test_reasons_flags_in_order_then_components_by_lost_points() -> None:
     assert r.reasons_text == "; ".join(x.text for x in r.reasons)
 
 
+def test_a_flagged_component_gives_no_second_reason() -> None:  # 4.8
+    inp = replace(healthy(), payment=PaymentSignals(TODAY, (ago(70),)))
+    r = compute_health(inp, TODAY)
+    assert [x.code for x in r.reasons] == ["payment_overdue"]
+
+
 def test_usage_drop_reason_text() -> None:  # 4.8 example
     inp = replace(
         healthy(), usage=usage(active_users_30d=31, logins_30d=310, prev_active_users_30d=50)

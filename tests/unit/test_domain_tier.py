@@ -202,7 +202,11 @@ def test_change_is_a_value_for_account_events() -> None:  # issue 18 item 3
     r = compute_tier(TierInput(arr=D(30000), current_tier="low"), TODAY)
     assert r.change is not None
     assert r.change.kind == "tier_changed"
-    assert r.change.payload() == {"old": "low", "new": "high", "reason": "arr arr"}
+    assert r.change.payload() == {
+        "old": "low",
+        "new": "high",
+        "reason": "ARR 30000 from subscriptions",
+    }
     assert compute_tier(TierInput(arr=D(30000), current_tier="high"), TODAY).change is None
 
 

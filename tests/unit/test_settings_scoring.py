@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,21 @@ def test_toml_file_under_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("CRMSYNC_SCORING__BANDS__GREEN", "80")
     cfg = Settings().scoring.config
     assert (cfg.min_coverage, cfg.bands.green, cfg.tiering.key_max) == (60, 80, 12)
+
+
+def test_the_documented_example_file_loads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """docs/domain-rules.md's TOML example (a ``text`` block there: the docs test reads every
+    ``toml`` block as a mapping file) goes through the real loader."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "domain-rules.md").read_text("utf-8")
+    match = re.search(r"^```text\n(.*?)^```", doc, re.MULTILINE | re.DOTALL)
+    assert match is not None
+    path = tmp_path / "scoring.toml"
+    path.write_text(match.group(1), encoding="utf-8")
+    monkeypatch.setenv("CRMSYNC_SCORING__FILE", str(path))
+    cfg = Settings().scoring.config
+    assert (cfg.min_coverage, cfg.weights.usage, cfg.weights.payment) == (60, 25, 15)
+    assert cfg.service.cadence_days == PerTier(14, 90, 180, 365)
+    assert cfg.caps.champion_left_tiers == ("key",)
 
 
 @pytest.mark.parametrize(
