@@ -5,8 +5,8 @@ store and (only when something is to be written) the CRM's writer
 (:func:`app.wiring.writers.build_writer`), then pushes the objects parents first.
 
 Before a real push writes anything it checks the CRM's target fields once
-(:class:`TargetCheck`, by default :func:`provision_check`: ``app.crm.provision``'s
-``missing_targets`` over one describe / properties read per object) and refuses with one message
+(:class:`TargetCheck`, by default :func:`provision_check`: :func:`app.crm.provision.missing_targets`
+over one describe / properties read per object) and refuses with one message
 listing what is missing (:class:`MissingTargetsError`, exit 2), instead of failing record by
 record. The check runs only when the plan has records to write: a push with nothing to do makes
 no API call at all, not even a describe.
@@ -14,7 +14,6 @@ no API call at all, not even a describe.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -22,7 +21,9 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.types import CrmName
-from app.crm.writes import Association, CrmWriter, WriteTuning
+from app.crm.factory import build_client
+from app.crm.provision import FieldReader, missing_targets, refusal
+from app.crm.writes import Association, CrmWriter
 from app.db.engine import make_engine, make_session_factory
 from app.db.push_store import SqlPushStore
 from app.errors import ConfigError
@@ -37,6 +38,7 @@ from app.sync.push import ObjectPreview, PushEngine, PushProgress
 from app.sync.push_ports import DefaultPushTuning
 from app.sync.run_scope import RunResult
 from app.wiring.sync import fewer_gc_passes
+from app.wiring.writers import build_writer, write_tuning
 
 log = get_logger("crmsync.push")
 
@@ -53,48 +55,28 @@ class TargetCheck(Protocol):
 
 
 def provision_check(settings: Settings, crm: CrmName, mappings: MappingSet) -> str | None:
-    """:class:`TargetCheck` through ``app.crm.provision`` (h17-setup): one describe (Salesforce)
-    or properties read (HubSpot) per object with target fields, on a client of its own.
-
-    Until that module is installed the check cannot run: it logs so and lets the push start
-    (the writes then fail record by record with the CRM's own message).
-    """
-    try:
-        provision = importlib.import_module("app.crm.provision")
-        fields = importlib.import_module(f"app.crm.{crm}.fields")
-    except ImportError:
-        log.warning("push.targets.unchecked", crm=crm, reason="app.crm.provision is not installed")
-        return None
-    from app.crm.factory import build_client
+    """:class:`TargetCheck` through :func:`app.crm.provision.missing_targets`: one describe
+    (Salesforce) or properties read (HubSpot) per object with target fields, on a client of its
+    own (closed after), and :func:`app.crm.provision.refusal` as the message."""
+    # Imported here, as app.crm.factory does: a command loads only the CRM library it uses.
+    from app.crm.hubspot.client import HubSpotClient
+    from app.crm.hubspot.fields import HubSpotFields
+    from app.crm.salesforce.client import SalesforceClient
+    from app.crm.salesforce.fields import SalesforceFields
 
     client = build_client(crm, settings)
     try:
-        reader = (
-            fields.SalesforceFields(client) if crm == "salesforce" else fields.HubSpotFields(client)
-        )
-        problems = provision.missing_targets(reader, mappings)
-        return str(provision.refusal(problems)) if problems else None
+        reader: FieldReader
+        if isinstance(client, SalesforceClient):
+            reader = SalesforceFields(client)
+        elif isinstance(client, HubSpotClient):
+            reader = HubSpotFields(client)
+        else:  # pragma: no cover - build_client makes one of the two
+            raise ConfigError(f"no field reader for {crm}")
+        problems = missing_targets(reader, mappings)
+        return refusal(problems) if problems else None
     finally:
         client.close()
-
-
-def build_writer(settings: Settings, crm: CrmName) -> CrmWriter:
-    """The CRM's writer (``app.wiring.writers.build_writer``, h17-writers)."""
-    try:
-        writers = importlib.import_module("app.wiring.writers")
-    except ImportError:
-        raise ConfigError(
-            f"no {crm} writer is installed (app.wiring.writers is missing): cannot push"
-        ) from None
-    writer: CrmWriter = writers.build_writer(settings, crm)
-    return writer
-
-
-def write_tuning(settings: Settings) -> WriteTuning:
-    """``CRMSYNC_PUSH__*`` as the writers and the preview use them (defaults until set)."""
-    push = getattr(settings, "push", None)
-    tuning = getattr(push, "tuning", None)
-    return tuning() if callable(tuning) else WriteTuning()
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,19 +137,36 @@ class PushOutcome:
     dry_run: bool
     results: list[RunResult] = field(default_factory=list)
     previews: list[ObjectPreview] = field(default_factory=list)
+    #: The token request the writer makes before its first write (see :func:`login_calls`).
+    login_calls: int = 0
 
     @property
     def planned_calls(self) -> int:
-        return sum(p.planned_calls for p in self.previews)
+        """Every call the push makes without faults: the writes, plus the login when it
+        writes anything."""
+        writes = sum(p.planned_calls for p in self.previews)
+        return writes + self.login_calls if writes else 0
 
     def summary(self, limit: int | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"crm": self.crm, "dry_run": self.dry_run}
         if self.dry_run:
             out["planned_calls"] = self.planned_calls
+            out["login_calls"] = self.login_calls if self.planned_calls else 0
             out["objects"] = [p.as_dict(limit) for p in self.previews]
         else:
             out["runs"] = [r.summary() for r in self.results]
         return out
+
+
+def login_calls(settings: Settings, crm: CrmName) -> int:
+    """Requests the writer makes for a token before it writes: none with a configured access
+    token (Salesforce: with its instance URL; a HubSpot private app), else one (a Salesforce
+    client-credentials, JWT or refresh-token login; a HubSpot OAuth refresh)."""
+    if crm == "salesforce":
+        configured = settings.salesforce_access_token and settings.salesforce_instance_url
+        return 0 if configured else 1
+    oauth = settings.hubspot_refresh_token is not None or settings.hubspot_client_id is not None
+    return 1 if oauth and settings.hubspot_access_token is None else 0
 
 
 class PushInterrupted(KeyboardInterrupt):
@@ -223,7 +222,7 @@ def run_push(
     if session_factory is None:
         own_engine = make_engine(settings.database_url)
         session_factory = make_session_factory(own_engine)
-    outcome = PushOutcome(crm, dry_run)
+    outcome = PushOutcome(crm, dry_run, login_calls=login_calls(settings, crm))
     built: list[CrmWriter] = []
 
     def writer() -> CrmWriter:
@@ -244,8 +243,8 @@ def run_push(
     try:
         with fewer_gc_passes():
             previews = [engine.preview(o, only_row_ids=_chosen(only_row_ids, o)) for o in ordered]
+            outcome.previews = previews
             if dry_run:
-                outcome.previews = previews
                 return outcome
             if any(p.records for p in previews):
                 refusal = targets(settings, crm, mapping_set)

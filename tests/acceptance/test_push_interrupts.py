@@ -1,0 +1,161 @@
+"""``crmsync push`` end to end through the sandbox, and killed with kill -9 mid-push (issue #17
+items 3, 6, 9, 10): the preview's call count is the push's, a second push makes no call, and a
+push killed while its creates are in flight, run again, loses nothing and creates nothing twice.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from app.core.types import CrmName
+from app.db.cs_writes import stamp_cs_change
+from app.db.engine import make_engine, make_session_factory
+from app.db.models import Account
+from crmsync_sandbox import Sandbox, SandboxConfig
+from tests.acceptance.test_cli import crmsync, sandbox_env
+
+TABLES = {"salesforce": "sf_account", "hubspot": "hs_companies"}
+ID_COLUMNS = {"salesforce": "sf_id", "hubspot": "hs_id"}
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(accounts=30, hs_rate_limits=False)) as sb:
+        yield sb
+
+
+def crm_accounts(sb: Sandbox, crm: CrmName) -> int:
+    with sb.ctx.lock:
+        return int(sb.ctx.db.execute(f"SELECT COUNT(*) FROM {TABLES[crm]}").fetchone()[0])
+
+
+def add_cs_accounts(database_url: str, n: int) -> None:
+    """Accounts made on the CS side (no CRM id yet), with their health computed."""
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as s, s.begin():
+            for i in range(n):
+                account = Account(name=f"CS-made {i}", health_score=i % 100, health_band="green")
+                stamp_cs_change(
+                    account,
+                    ["health_score", "health_band"],
+                    datetime.now(UTC) - timedelta(minutes=5),
+                )
+                s.add(account)
+    finally:
+        engine.dispose()
+
+
+def count_where(database_url: str, *conditions: object) -> int:
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            stmt = select(func.count()).select_from(Account).where(*conditions)  # type: ignore[arg-type]
+            return int(conn.scalar(stmt) or 0)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
+def test_preview_calls_are_the_push_calls_and_a_second_push_makes_none(
+    sandbox: Sandbox, database_url: str, tmp_path: Path, crm: CrmName
+) -> None:
+    env = sandbox_env(sandbox, database_url)
+    pulled = crmsync("sync", "backfill", "--crm", crm, env=env, cwd=tmp_path)
+    assert pulled.returncode == 0, pulled.stderr
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as s, s.begin():
+            for account in s.scalars(select(Account).where(Account.deleted_at.is_(None))):
+                account.health_score = 42
+                account.tier = "high"
+                stamp_cs_change(
+                    account, ["health_score", "tier"], datetime.now(UTC) - timedelta(minutes=5)
+                )
+    finally:
+        engine.dispose()
+    before = crm_accounts(sandbox, crm)
+
+    preview = crmsync("push", "--crm", crm, "--dry-run", env=env, cwd=tmp_path)
+    assert preview.returncode == 0, preview.stderr
+    planned = json.loads(preview.stdout)
+    (account_preview,) = [o for o in planned["objects"] if o["object"] in ("Account", "companies")]
+    assert account_preview["updates"] == 30
+    # 30 records: one Collections / batch call, plus the token request of a login flow
+    assert planned["planned_calls"] == 1 + planned["login_calls"]
+    assert planned["login_calls"] == (1 if crm == "salesforce" else 0)
+
+    pushed = crmsync("push", "--crm", crm, env=env, cwd=tmp_path)
+    assert pushed.returncode == 0, pushed.stderr
+    runs = json.loads(pushed.stdout)["runs"]
+    assert sum(r["api_calls"] for r in runs) == planned["planned_calls"]
+    assert sum(r["updated"] for r in runs) == 30
+    assert crm_accounts(sandbox, crm) == before
+
+    again = crmsync("push", "--crm", crm, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert [r["api_calls"] for r in json.loads(again.stdout)["runs"]] == [0] * len(runs)
+    # The values pushed come back on the next pull as echoes: nothing to update.
+    echo = crmsync("sync", "run", "--crm", crm, env=env, cwd=tmp_path)
+    assert echo.returncode == 0, echo.stderr
+    (account_run, *_rest) = json.loads(echo.stdout)["runs"]
+    assert account_run["updated"] == 0
+
+
+@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
+def test_kill_9_while_creating_then_rerun_creates_nothing_twice(
+    sandbox: Sandbox, database_url: str, tmp_path: Path, crm: CrmName
+) -> None:
+    created = 450  # several write calls (200 / 100 records each)
+    add_cs_accounts(database_url, created)
+    before = crm_accounts(sandbox, crm)
+    # Write calls take a second each: the push is mid-write when it is killed.
+    rule = {"match": "POST *" if crm == "hubspot" else "PATCH /services/*", "slow_ms": 1000}
+    if crm == "salesforce":
+        rule["match"] = "*composite/sobjects*"
+    sandbox.control("PUT", "/faults", json={"routes": [rule], "seed": 1})
+    env = sandbox_env(sandbox, database_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli.main", "push", "--crm", crm],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 90
+    # The crmsync ids are committed before the first create call...
+    while count_where(database_url, Account.crmsync_id.is_not(None)) < created:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no crmsync ids committed within 90 s"
+        time.sleep(0.05)
+    # ...then some records reach the CRM, and the push dies before it stores their ids.
+    while crm_accounts(sandbox, crm) == before:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no record created within 90 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    id_column = getattr(Account, ID_COLUMNS[crm])
+    assert count_where(database_url, id_column.is_not(None)) < created  # answers were lost
+
+    sandbox.control("PUT", "/faults", json={"routes": []})
+    again = crmsync("push", "--crm", crm, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert crm_accounts(sandbox, crm) == before + created  # each record exactly once
+    assert count_where(database_url, id_column.is_not(None)) == created
+    third = crmsync("push", "--crm", crm, env=env, cwd=tmp_path)
+    assert [r["api_calls"] for r in json.loads(third.stdout)["runs"]] == [0] * len(
+        json.loads(third.stdout)["runs"]
+    )
