@@ -182,6 +182,7 @@ def _setup_json(report: SetupReport) -> dict[str, Any]:
         "created": [s.full_name for s in report.created],
         "existed": [s.full_name for s in report.existed],
         "manual": [_field_json(m) for m in report.manual],
+        "refused": report.refused,
     }
 
 
@@ -232,6 +233,8 @@ def setup_command(
         report[name] = _setup_json(outcome)
         if sys.stdout.isatty():
             _render_setup(outcome)
+        if outcome.refused:
+            print(f"crmsync: {name} refused to create fields: {outcome.refused}", file=sys.stderr)
         for m in outcome.manual:
             print(f"crmsync: {name} {m.message()}", file=sys.stderr)
         if outcome.manual:

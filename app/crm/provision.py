@@ -588,6 +588,8 @@ class SetupReport:
     created: tuple[FieldSpec, ...] = ()
     existed: tuple[FieldSpec, ...] = ()
     manual: tuple[MissingField, ...] = ()
+    #: The CRM's words when it refused a create (``CODE: message``), once for all fields.
+    refused: str | None = None
 
     @property
     def status(self) -> str:
@@ -603,7 +605,8 @@ def _objects(specs: Sequence[FieldSpec]) -> tuple[str, ...]:
 
 
 def _refused(problem: MissingField, detail: str) -> MissingField:
-    return replace(problem, detail=f"missing; the CRM refused to create it ({detail})")
+    code = detail.partition(":")[0] or "refused"
+    return replace(problem, detail=f"missing; the CRM refused to create it ({code})")
 
 
 def _unsettled(problem: MissingField, outcome: Outcome) -> MissingField:
@@ -638,8 +641,10 @@ def setup(provisioner: Provisioner, mappings: MappingSet, *, dry_run: bool) -> S
         return SetupReport(mappings.crm, dry_run, planned, manual=tuple(manual))
     results = provisioner.create_fields([p.spec for p in planned])
     touched: dict[str, tuple[MissingField, Outcome]] = {}
+    refused: str | None = None
     for problem, result in zip(planned, results, strict=True):
         if result.outcome is Outcome.REFUSED:
+            refused = refused or result.detail
             manual.append(_refused(problem, result.detail))
         else:
             touched[problem.spec.full_name] = (problem, result.outcome)
@@ -649,4 +654,4 @@ def setup(provisioner: Provisioner, mappings: MappingSet, *, dry_run: bool) -> S
         again = provisioner.read_fields(_objects([p.spec for p, _ in touched.values()]))
         left = compare([p.spec for p, _ in touched.values()], again)
         manual.extend(_unsettled(p, touched[p.spec.full_name][1]) for p in left)
-    return SetupReport(mappings.crm, False, planned, created, existed, tuple(manual))
+    return SetupReport(mappings.crm, False, planned, created, existed, tuple(manual), refused)

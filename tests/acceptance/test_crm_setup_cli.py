@@ -72,12 +72,16 @@ def test_refused_tooling_prints_exactly_what_to_create_and_exits_2(tmp_path: Pat
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr
         lines = [line for line in done.stderr.splitlines() if line.startswith("crmsync: ")]
-        assert len(lines) == 10
+        assert len(lines) == 11
+        assert lines[0] == (
+            "crmsync: salesforce refused to create fields: INSUFFICIENT_ACCESS_OR_READONLY: "
+            "insufficient access rights on object id: the user needs the Customize Application "
+            "permission to create custom fields"
+        )
         assert (
             "crmsync: salesforce Account.Health_Score__c: missing; the CRM refused to create it "
-            "(INSUFFICIENT_ACCESS_OR_READONLY: insufficient access rights on object id: the user "
-            "needs the Customize Application permission to create custom fields); fix: create "
-            "custom field Account.Health_Score__c (Number, length 3, decimal places 0, label "
+            "(INSUFFICIENT_ACCESS_OR_READONLY); fix: create custom field "
+            "Account.Health_Score__c (Number, length 3, decimal places 0, label "
             '"Health Score") and give the integration user Edit access to it'
         ) in lines
         assert any("Account.Health_Reasons__c (Text, length 255," in line for line in lines)
@@ -86,6 +90,7 @@ def test_refused_tooling_prints_exactly_what_to_create_and_exits_2(tmp_path: Pat
             for line in lines
         )
         report = json.loads(done.stdout)["crms"]["salesforce"]
+        assert report["refused"].startswith("INSUFFICIENT_ACCESS_OR_READONLY: ")
         assert report["status"] == "action_needed"
         assert report["created"] == []
         assert {m["field"] for m in report["manual"]} >= {"Account.Renewal_Risk__c"}
@@ -118,3 +123,24 @@ def test_unknown_crm_exits_2(tmp_path: Path) -> None:
     done = run_crmsync("crm", "setup", "--crm", "pipedrive", env=env, cwd=tmp_path)
     assert done.returncode == 2
     assert "expected salesforce or hubspot" in done.stderr
+
+
+def test_sandbox_flags_start_an_org_to_set_up() -> None:
+    from app.cli.sandbox import build_config
+
+    common: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "seed": 1,
+        "accounts": 1,
+        "state_dir": None,
+        "hubspot_webhook_url": None,
+        "salesforce_webhook_url": None,
+        "no_rate_limits": False,
+        "faults": [],
+        "custom_fields": [],
+    }
+    plain = build_config(**common)
+    assert (plain.without_writeback_fields, plain.sf_customize_application) == (False, True)
+    bare = build_config(**common, without_writeback_fields=True, no_customize_application=True)
+    assert (bare.without_writeback_fields, bare.sf_customize_application) == (True, False)

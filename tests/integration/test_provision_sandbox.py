@@ -155,7 +155,9 @@ def test_salesforce_user_without_customize_application_gets_the_exact_list() -> 
         assert calls(sb, "salesforce", "tooling") == 1
         by_name = {m.spec.full_name: m for m in report.manual}
         score = by_name["Account.Health_Score__c"]
-        assert "INSUFFICIENT_ACCESS_OR_READONLY" in score.detail
+        assert "(INSUFFICIENT_ACCESS_OR_READONLY)" in score.detail
+        assert report.refused is not None
+        assert "Customize Application" in report.refused
         assert score.fix() == (
             "create custom field Account.Health_Score__c (Number, length 3, decimal places 0, "
             'label "Health Score") and give the integration user Edit access to it'

@@ -427,7 +427,11 @@ def test_refused_creates_become_manual_with_the_crms_words() -> None:
     report = setup(crm, salesforce_mappings(), dry_run=False)
     assert report.status == "action_needed"
     assert len(report.manual) == 10
-    assert all("refused to create it (INSUFFICIENT_ACCESS" in m.detail for m in report.manual)
+    assert all(
+        m.detail == "missing; the CRM refused to create it (INSUFFICIENT_ACCESS_OR_READONLY)"
+        for m in report.manual
+    )
+    assert report.refused == "INSUFFICIENT_ACCESS_OR_READONLY: no"
     assert report.manual[0].fix().startswith("create custom field Account.")
 
 
