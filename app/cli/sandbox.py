@@ -61,6 +61,8 @@ def build_config(
     custom_fields: list[str],
     emit_seed_webhooks: bool = False,
     jwt_certificate: Path | None = None,
+    without_writeback_fields: bool = False,
+    no_customize_application: bool = False,
 ) -> SandboxConfig:
     """The CLI flags as a :class:`SandboxConfig`; bad values raise ``typer.BadParameter``."""
     from crmsync_sandbox.context import SandboxConfig
@@ -92,6 +94,8 @@ def build_config(
         faults=list(faults),
         emit_seed_webhooks=emit_seed_webhooks,
         sf_jwt_certificate=jwt_certificate,
+        without_writeback_fields=without_writeback_fields,
+        sf_customize_application=not no_customize_application,
     )
 
 
@@ -157,6 +161,16 @@ def sandbox(
         help="Certificate (or public key) PEM that Salesforce JWTs must be signed for, as "
         "uploaded to a connected app; default: a pair generated in the sandbox's own dir.",
     ),
+    without_writeback_fields: bool = typer.Option(
+        False,
+        "--without-writeback-fields",
+        help="Start without crmsync's write-back fields and external ids (for crm setup).",
+    ),
+    no_customize_application: bool = typer.Option(
+        False,
+        "--no-customize-application",
+        help="The Salesforce integration user may not create custom fields.",
+    ),
 ) -> None:
     """Serve emulated Salesforce and HubSpot APIs over HTTPS on one port, until Ctrl-C."""
     from crmsync_sandbox.server import PortUnavailableError, Sandbox
@@ -176,6 +190,8 @@ def sandbox(
         custom_fields=custom_field,
         emit_seed_webhooks=emit_seed_webhooks,
         jwt_certificate=jwt_certificate,
+        without_writeback_fields=without_writeback_fields,
+        no_customize_application=no_customize_application,
     )
     box = Sandbox(config, info_file=info_file, env_file=env_file)
     stop = threading.Event()
