@@ -9,16 +9,16 @@ reason: the CRM is not configured, the parent has no id in it yet, the push fail
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from simple_salesforce.api import Salesforce
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.runs import RunStatus
 from app.core.types import CrmName
 from app.crm.salesforce.client import SalesforceClient
 from app.crm.writes import CrmWriter
@@ -30,6 +30,9 @@ from app.mappers.convert import datetime_to_cs
 from app.mappers.notes import CrmNote
 from app.settings import Settings
 from app.sync.note_creates import NoteCreateGuard
+
+if TYPE_CHECKING:
+    from app.wiring.push import PushOutcome
 
 log = get_logger("crmsync.notes")
 
@@ -92,16 +95,6 @@ def note_object(settings: Settings, crm: CrmName) -> str:
     return mappings.for_table("handover_notes").crm_object
 
 
-def _push_entry() -> Callable[..., Any] | None:
-    """``app.wiring.push.run_push``, the push engine's entry point, when it is installed."""
-    try:
-        module = importlib.import_module("app.wiring.push")
-    except ImportError:
-        return None
-    entry = getattr(module, "run_push", None)
-    return entry if callable(entry) else None
-
-
 def push_note(settings: Settings, factory: sessionmaker[Session], note_id: int) -> list[NotePush]:
     """Push the note ``note_id`` to each CRM it belongs in; never raises for a push failure."""
     with factory() as session:
@@ -122,9 +115,9 @@ def push_note(settings: Settings, factory: sessionmaker[Session], note_id: int) 
 def _push_one(
     settings: Settings, factory: sessionmaker[Session], crm: CrmName, note_id: int
 ) -> NotePush:
-    run_push = _push_entry()
-    if run_push is None:
-        return NotePush(crm, "queued", message="the push engine is not available")
+    # Imported here: the push's wiring imports this module (for the note create guard).
+    from app.wiring.push import run_push
+
     error: str | None = None
     try:
         object_name = note_object(settings, crm)
@@ -134,6 +127,7 @@ def _push_one(
             [object_name],
             only_row_ids={object_name: [note_id]},
             triggered_by="api",
+            session_factory=factory,
         )
         error = _first_error(outcome)
     except Exception as exc:  # the note is stored: report, never fail the request
@@ -142,27 +136,18 @@ def _push_one(
     with factory() as session:
         note = session.get(HandoverNote, note_id)
         crm_id = None if note is None else (note.sf_id if crm == "salesforce" else note.hs_id)
-        pending = note is not None and note.cs_changed_at is not None and _unpushed(note, crm)
-    if crm_id is not None and not pending and error is None:
+    if crm_id is not None and error is None:
         return NotePush(crm, "pushed", crm_id=crm_id)
     message = error or "not written yet: the next push sends it"
     return NotePush(crm, "queued", crm_id=crm_id, message=message)
 
 
-def _unpushed(note: HandoverNote, crm: CrmName) -> bool:
-    """Whether the note has no CRM id there yet (its create is still to be made)."""
-    return (note.sf_id if crm == "salesforce" else note.hs_id) is None
-
-
-def _first_error(outcome: Any) -> str | None:
-    """The first failed run's error of a ``PushOutcome`` (duck-typed: its ``results``)."""
-    results = getattr(outcome, "results", None) or []
-    for result in results:
-        status = str(getattr(result, "status", ""))
-        if status not in ("succeeded", "partial"):
-            return str(getattr(result, "error", None) or f"push {status}")
-        counts = getattr(result, "counts", None)
-        if counts is not None and int(getattr(counts, "failed", 0) or 0):
+def _first_error(outcome: PushOutcome) -> str | None:
+    """The first failed run's error of a push, or a note the CRM refused."""
+    for result in outcome.results:
+        if result.status not in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
+            return result.error or f"push {result.status}"
+        if result.counts.failed:
             return "the CRM refused the note (see sync_errors)"
     return None
 

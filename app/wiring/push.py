@@ -37,6 +37,7 @@ from app.sync.pull import PassInterrupted
 from app.sync.push import ObjectPreview, PushEngine, PushProgress
 from app.sync.push_ports import DefaultPushTuning
 from app.sync.run_scope import RunResult
+from app.wiring.notes import guard_note_creates
 from app.wiring.sync import fewer_gc_passes
 from app.wiring.writers import build_writer, write_tuning
 
@@ -228,7 +229,8 @@ def run_push(
     def writer() -> CrmWriter:
         made = writer_factory(settings, crm)
         built.append(made)
-        return made
+        # Salesforce notes have no external id: their creates are guarded (h17-notes).
+        return guard_note_creates(made, settings, session_factory)
 
     engine = PushEngine(
         SqlPushStore(session_factory),
