@@ -9,7 +9,7 @@ reason: the CRM is not configured, the parent has no id in it yet, the push fail
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -169,8 +169,17 @@ class SalesforceNoteLookup:
     """:class:`app.sync.note_creates.NoteLookup` over a Salesforce client (the push's writer,
     so the lookup's calls are counted with the push's)."""
 
-    def __init__(self, client: SalesforceClient) -> None:
-        self.client = client
+    def __init__(self, client: SalesforceClient | Callable[[], SalesforceClient]) -> None:
+        # A callable makes the client on the first lookup (most pushes never need one).
+        self._client = client if isinstance(client, SalesforceClient) else None
+        self._make = None if isinstance(client, SalesforceClient) else client
+
+    @property
+    def client(self) -> SalesforceClient:
+        if self._client is None:
+            assert self._make is not None
+            self._client = self._make()
+        return self._client
 
     def notes_since(self, parent_ids: Collection[str], since: datetime) -> list[CrmNote]:
         parents = sorted(set(parent_ids))
@@ -207,10 +216,12 @@ def guard_note_creates(
     writer is returned as it is (its notes are upserted on ``crmsync_id``)."""
     if writer.name != "salesforce":
         return writer
-    client = writer if isinstance(writer, SalesforceClient) else SalesforceClient(settings)
+    lookup = SalesforceNoteLookup(
+        writer if isinstance(writer, SalesforceClient) else partial(SalesforceClient, settings)
+    )
     return NoteCreateGuard(
         writer,
         SqlPendingNotes(factory),
-        SalesforceNoteLookup(client),
+        lookup,
         object_name=note_object(settings, "salesforce"),
     )
