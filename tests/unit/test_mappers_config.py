@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from app.mappers.config import (
 from app.mappers.defaults import hubspot_mappings, salesforce_mappings
 from app.mappers.errors import MappingConfigError
 from app.mappers.record import map_record
-from app.mappers.spec import ConflictPolicy, Direction
+from app.mappers.spec import ConflictPolicy, Direction, FieldMapping, validate_object_mapping
 
 EXAMPLE = """
 [salesforce.Account.fields.Health_Score__c]
@@ -85,6 +86,54 @@ def test_direction_override_of_a_multi_column_field() -> None:
     assert {f.direction for f in note.fields if f.crm_field == "Body"} == {Direction.CRM_TO_CS}
 
 
+def test_a_two_way_body_keeps_its_parses_inbound() -> None:
+    """``direction = "both"`` on Body (what the defaults say) keeps the handover parses
+    ``crm_to_cs``: they cannot write to the CRM, the body's composite does."""
+    toml = '[salesforce.Note.fields.Body]\ndirection = "both"\nconflict_policy = "prefer_cs"\n'
+    note = apply_overrides(salesforce_mappings(), parse_mapping_overrides(tomllib.loads(toml)))
+    fields = {f.column: f for f in note.object("Note").fields if f.crm_field == "Body"}
+    assert fields["body"].direction is Direction.BOTH
+    assert fields["body"].conflict_policy is ConflictPolicy.PREFER_CS
+    assert {f.direction for c, f in fields.items() if c != "body"} == {Direction.CRM_TO_CS}
+    off = '[salesforce.Note.fields.Body]\ndirection = "cs_to_crm"\n'
+    note = apply_overrides(salesforce_mappings(), parse_mapping_overrides(tomllib.loads(off)))
+    fields = {f.column: f for f in note.object("Note").fields if f.crm_field == "Body"}
+    assert fields["body"].direction is Direction.CS_TO_CRM
+    assert {f.direction for c, f in fields.items() if c != "body"} == {Direction.NONE}
+
+
+@pytest.mark.parametrize(
+    ("fm", "says"),
+    [
+        (FieldMapping("Body", "fit", "handover_fit", Direction.BOTH), "cannot write to the CRM"),
+        (FieldMapping("Body", "goals", "handover_goals", Direction.CS_TO_CRM), "cannot write"),
+        (FieldMapping("ParentId", "sf_parent_id", "first_id", Direction.BOTH), "cannot write"),
+        (FieldMapping("Days", "title", "days_until", Direction.BOTH), "cannot read from the CRM"),
+        (FieldMapping("Days", "title", "days_until", Direction.CRM_TO_CS), "cannot read"),
+    ],
+)
+def test_a_direction_the_converter_cannot_carry_is_refused(fm: FieldMapping, says: str) -> None:
+    """Defaults and files alike: validate_object_mapping runs on both (the defaults are checked
+    by test_defaults_are_valid)."""
+    note = salesforce_mappings().object("Note")
+    with pytest.raises(MappingConfigError) as caught:
+        validate_object_mapping(replace(note, fields=(*note.fields, fm)))
+    assert caught.value.key == f"salesforce.Note.fields.{fm.crm_field}.direction"
+    assert says in caught.value.reason
+    assert repr(fm.column) in caught.value.reason
+
+
+def test_one_crm_field_is_written_from_one_column() -> None:
+    toml = '[salesforce.Account.fields.Plan__c]\ndirection = "both"\n'
+    apply_overrides(salesforce_mappings(), parse_mapping_overrides(tomllib.loads(toml)))
+    account = salesforce_mappings().object("Account")
+    twice = FieldMapping("Tier__c", "plan", "string", Direction.CS_TO_CRM)
+    with pytest.raises(MappingConfigError) as caught:
+        validate_object_mapping(replace(account, fields=(*account.fields, twice)))
+    assert caught.value.key == "salesforce.Account.fields.Tier__c.direction"
+    assert "already written from column 'tier'" in caught.value.reason
+
+
 @pytest.mark.parametrize(
     ("toml", "key"),
     [
@@ -143,6 +192,11 @@ def test_direction_override_of_a_multi_column_field() -> None:
             '[salesforce.Note.fields.Body2]\ncolumn = "goals"\nconvert = "handover_goals"\n'
             'direction = "cs_to_crm"',
             "salesforce.Note.fields.Body2.direction",
+        ),
+        (
+            '[salesforce.Opportunity.fields.AccountRef]\ncolumn = "sf_account_id"\n'
+            'convert = "first_id"\ndirection = "both"',
+            "salesforce.Opportunity.fields.AccountRef.direction",
         ),
     ],
 )
