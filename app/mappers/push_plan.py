@@ -9,7 +9,7 @@ None when unknown: never pulled, or a ``cs_to_crm`` field the pull does not read
 |---|---|
 | S == L | unchanged: nothing to do |
 | S == C (C != L) | ``agreed``: the CRM holds it already; the ledger takes it, no call |
-| no ledger row | write, reason ``never_pushed`` |
+| no ledger row | write, reason ``never_pushed`` (an empty CS value is not written) |
 | S != L, C unknown or C == L | write, reason ``cs_changed`` |
 | S != L, C != L, S != C | a conflict the pull has not settled: the field's policy decides |
 
@@ -406,6 +406,10 @@ def plan_push(
             new_hash, wire = found
             entry = entries.get(crm_field)
             if entry is None:
+                if wire is None or wire == "":
+                    # Never agreed and empty on the CS side: nothing to tell the CRM, and a null
+                    # would clear a value someone else put there.
+                    continue
                 changes.append(FieldChange(column, crm_field, None, wire, new_hash, never))
                 continue
             agreed_hash = entry.value_hash

@@ -217,7 +217,9 @@ def test_equal_values_of_other_types_are_unchanged() -> None:
     # only the fields present in the ledger are settled; the rest were never pushed
     changed = {c.crm_field for rec in plan.records for c in rec.changes}
     assert "crmsync_health_score" not in changed
-    assert plan.records[0].to_op().fields["crmsync_health_band"] == ""  # HubSpot clears with ""
+    # the other write-backs are empty and were never agreed: nothing to write (no clearing "")
+    assert plan.records == []
+    assert plan.unchanged == 1
 
 
 def test_rows_without_a_crm_id_are_upserted_on_their_crmsync_id() -> None:
