@@ -20,7 +20,7 @@ No I/O here: :func:`missing_targets` takes the fields already read, or a :class:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -571,6 +571,24 @@ class Provisioner(FieldReader, Protocol):
     """
 
     def create_fields(self, specs: Sequence[FieldSpec]) -> list[Created]: ...
+
+
+def create_until_refused(
+    create: Callable[[FieldSpec], Created], specs: Sequence[FieldSpec]
+) -> list[Created]:
+    """``create`` each spec in order, as :meth:`Provisioner.create_fields` promises: after the
+    first refusal the rest are answered REFUSED with its words, without another call."""
+    out: list[Created] = []
+    refused: Created | None = None
+    for spec in specs:
+        if refused is not None:
+            out.append(Created(spec, Outcome.REFUSED, refused.detail))
+            continue
+        result = create(spec)
+        if result.outcome is Outcome.REFUSED:
+            refused = result
+        out.append(result)
+    return out
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from app.crm.provision import (
     FieldSpec,
     Kind,
     Outcome,
+    create_until_refused,
 )
 from app.errors import ErrorCategory, UpstreamError
 
@@ -187,14 +188,4 @@ class HubSpotFields:
         return Created(spec, Outcome.CREATED)
 
     def create_fields(self, specs: Sequence[FieldSpec]) -> list[Created]:
-        out: list[Created] = []
-        refused: Created | None = None
-        for spec in specs:
-            if refused is not None:
-                out.append(Created(spec, Outcome.REFUSED, refused.detail))
-                continue
-            result = self.create_field(spec)
-            if result.outcome is Outcome.REFUSED:
-                refused = result
-            out.append(result)
-        return out
+        return create_until_refused(self.create_field, specs)

@@ -36,6 +36,7 @@ from app.crm.provision import (
     FieldSpec,
     Kind,
     Outcome,
+    create_until_refused,
 )
 from app.crm.salesforce.client import SalesforceClient
 from app.errors import ErrorCategory, UpstreamError
@@ -157,14 +158,4 @@ class SalesforceFields:
         return Created(spec, Outcome.CREATED)
 
     def create_fields(self, specs: Sequence[FieldSpec]) -> list[Created]:
-        out: list[Created] = []
-        refused: Created | None = None
-        for spec in specs:
-            if refused is not None:
-                out.append(Created(spec, Outcome.REFUSED, refused.detail))
-                continue
-            result = self.create_field(spec)
-            if result.outcome is Outcome.REFUSED:
-                refused = result
-            out.append(result)
-        return out
+        return create_until_refused(self.create_field, specs)
