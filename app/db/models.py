@@ -167,6 +167,11 @@ class Account(IdMixin, CrmMirrorMixin, TimestampMixin, Base):
 
     flags: Mapped[list[str]] = mapped_column(JSONDoc, default=list, nullable=False)
 
+    #: When a signal (usage, ticket, NPS, survey, touchpoint, invoice, success criterion) about
+    #: this account was last stored or changed; every ingestion stamps it for the accounts it
+    #: touched, so the recompute finds the accounts whose inputs changed (docs/signals.md).
+    signals_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
     opportunities: Mapped[list[Opportunity]] = relationship(back_populates="account")
 
 
@@ -253,7 +258,8 @@ class Contact(IdMixin, CrmMirrorMixin, TimestampMixin, Base):
 
 
 class UsageSnapshot(IdMixin, Base):
-    """One day of product usage for an account (product usage feed)."""
+    """One day of product usage for an account (product usage feed); one row per
+    (account, day), so a snapshot sent again replaces the stored one."""
 
     __tablename__ = "usage_snapshots"
     __table_args__ = (UniqueConstraint("account_id", "observed_on"),)
@@ -271,7 +277,15 @@ class UsageSnapshot(IdMixin, Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
+# The event-like signals below are each keyed by (source, external_id): the sending system's
+# own id of the row, or, when it gives none, one crmsync derives from the row's natural key
+# (app.signals.keys). A row sent twice is then stored once; sent again with changed values it
+# updates the stored row. ``received_at`` is when crmsync last received the row.
+
+
 class SupportTicket(IdMixin, Base):
+    """A helpdesk ticket (support component): sent again when it changes (closed, escalated)."""
+
     __tablename__ = "support_tickets"
     __table_args__ = (UniqueConstraint("source", "external_id"),)
 
@@ -285,25 +299,35 @@ class SupportTicket(IdMixin, Base):
     priority: Mapped[str] = mapped_column(String(8), default="P3", nullable=False)
     escalated: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     first_contact_resolved: Mapped[bool | None] = mapped_column(Boolean)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class NpsResponse(IdMixin, Base):
+    """One NPS answer (0-10). ``contact_email`` is the respondent as the survey tool names
+    them; ``contact_id`` the synced contact it matched, if any."""
+
     __tablename__ = "nps_responses"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
 
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
     )
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
     respondent_role: Mapped[str | None] = mapped_column(String(32))
     score: Mapped[int] = mapped_column(Integer, nullable=False)
     responded_on: Mapped[date] = mapped_column(Date, nullable=False)
     comment: Mapped[str | None] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32), default="survey", nullable=False)
+    external_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class SurveyResponse(IdMixin, Base):
     """CSAT and CES answers, each with its own scale (domain.md 4.3 sentiment)."""
 
     __tablename__ = "survey_responses"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
 
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
@@ -314,21 +338,33 @@ class SurveyResponse(IdMixin, Base):
     scale_min: Mapped[int] = mapped_column(Integer, nullable=False)
     scale_max: Mapped[int] = mapped_column(Integer, nullable=False)
     responded_on: Mapped[date] = mapped_column(Date, nullable=False)
+    contact_email: Mapped[str | None] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(String(32), default="survey", nullable=False)
+    external_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class Touchpoint(IdMixin, Base):
+    """A contact with the customer (engagement, relationship). ``direction``: ``out`` from the
+    vendor, ``in`` from the customer; ``two_way``: the customer answered or attended;
+    ``scheduled``: a planned meeting (attended when ``two_way``)."""
+
     __tablename__ = "touchpoints"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
 
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
     )
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    contact_email: Mapped[str | None] = mapped_column(String(320))
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    direction: Mapped[str | None] = mapped_column(String(8))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     two_way: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
     scheduled: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
-    source: Mapped[str] = mapped_column(String(16), default="cs", nullable=False)
-    external_id: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(32), default="cs", nullable=False)
+    external_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class Invoice(IdMixin, Base):
@@ -346,10 +382,14 @@ class Invoice(IdMixin, Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     due_on: Mapped[date] = mapped_column(Date, nullable=False)
     paid_on: Mapped[date | None] = mapped_column(Date)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class SuccessCriterion(IdMixin, TimestampMixin, Base):
+    """A success criterion (value component): its status is sent again when assessed."""
+
     __tablename__ = "success_criteria"
+    __table_args__ = (UniqueConstraint("source", "external_id"),)
 
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
@@ -360,6 +400,9 @@ class SuccessCriterion(IdMixin, TimestampMixin, Base):
     text: Mapped[str] = mapped_column(Text, nullable=False)
     status: Mapped[str] = mapped_column(String(16), default="unassessed", nullable=False)
     assessed_on: Mapped[date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(32), default="cs", nullable=False)
+    external_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
 # --------------------------------------------------------------------------------------------

@@ -90,3 +90,40 @@ def test_alembic_ini_for_hand_runs_matches_the_config_built_in_code() -> None:
     assert Path(ScriptDirectory.from_config(in_code).dir) == MIGRATIONS_DIR
     for option in ("file_template", "path_separator"):
         assert by_hand.get_main_option(option) == in_code.get_main_option(option), option
+
+
+_ROWS_BEFORE_0003 = (
+    "INSERT INTO accounts (id, name, field_stamps, flags, strategic_account, created_at,"
+    " updated_at) VALUES (1, 'A', '{}', '[]', false, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+    "INSERT INTO nps_responses (id, account_id, score, responded_on)"
+    " VALUES (7, 1, 4, '2026-11-01')",
+    "INSERT INTO touchpoints (id, account_id, kind, occurred_at, two_way, scheduled, source)"
+    " VALUES (8, 1, 'call', CURRENT_TIMESTAMP, true, false, 'cs')",
+)
+
+
+def test_signal_rows_stored_before_0003_get_a_key_and_a_received_at(
+    empty_database_url: str,
+) -> None:
+    """0003 makes (source, external_id) unique and NOT NULL: rows already stored keep their
+    data and get ``row:<id>`` and a ``received_at``; downgrading drops the columns again."""
+    upgrade(empty_database_url, "0002")
+    engine = make_engine(empty_database_url)
+    try:
+        with engine.begin() as conn:
+            for statement in _ROWS_BEFORE_0003:
+                conn.execute(text(statement))
+        upgrade(empty_database_url, "0003")
+        with engine.connect() as conn:
+            nps = conn.execute(
+                text("SELECT source, external_id, score, received_at FROM nps_responses")
+            ).one()
+            touch = conn.execute(text("SELECT source, external_id FROM touchpoints")).one()
+        assert (nps.source, nps.external_id, nps.score) == ("survey", "row:7", 4)
+        assert nps.received_at is not None
+        assert tuple(touch) == ("cs", "row:8")
+        downgrade(empty_database_url, "0002")
+        columns = {c["name"] for c in inspect(engine).get_columns("nps_responses")}
+        assert not {"external_id", "received_at"} & columns
+    finally:
+        engine.dispose()
