@@ -14,6 +14,7 @@ class SyncKind(StrEnum):
     BACKFILL = "backfill"
     PUSH = "push"
     RECONCILE = "reconcile"
+    RECOMPUTE = "recompute"  # health, tier, renewal, lifecycle (crm "cs", object "accounts")
 
 
 class RunStatus(StrEnum):

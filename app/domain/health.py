@@ -10,7 +10,7 @@ read, so the API can show why. Must not import the database, the CRM adapters or
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date
 
 from app.domain.components import COMPONENTS, SCORERS, ComponentScore
@@ -138,7 +138,11 @@ def compute_health(
         if weight <= 0:  # 4.4: disabled is not missing
             components.append(ComponentScore(name, None, "disabled"))
             continue
-        components.append(replace(SCORERS[name](inp, as_of, cfg), weight=weight))
+        # Built directly, not with dataclasses.replace: a recompute scores every account.
+        c = SCORERS[name](inp, as_of, cfg)
+        components.append(
+            ComponentScore(c.name, c.value, c.status, c.subscores, c.inputs, c.flags, weight)
+        )
 
     enabled = sum(c.weight for c in components)
     available = [c for c in components if c.value is not None and c.weight > 0]
