@@ -18,6 +18,7 @@ import typer
 from app.cli.common import debug_enabled, report_error
 from app.cli.crm import crm_app
 from app.cli.db import db_app
+from app.cli.health import health_app
 from app.cli.push import push
 from app.cli.serve import serve
 from app.cli.sync import sync_app
@@ -33,6 +34,7 @@ cli = typer.Typer(
 cli.add_typer(db_app, name="db")
 cli.add_typer(sync_app, name="sync")
 cli.add_typer(crm_app, name="crm")
+cli.add_typer(health_app, name="health")
 cli.command("push")(push)
 cli.command("serve")(serve)
 

@@ -1,0 +1,673 @@
+"""The recompute's reads and writes, set-based (issue #18 item 6).
+
+* :func:`due_account_ids`: which accounts need a recompute (see docs/recompute.md).
+* :func:`load_chunk`: one ``SELECT`` per table for a chunk of accounts, aggregated per account by
+  the database where it can (ticket and touchpoint counts, open invoices, success criteria), into
+  :class:`~app.domain.recompute.AccountFacts`.
+* :func:`write_chunk`: the chunk's outcomes in bulk, in the caller's transaction: the
+  ``accounts`` columns (changed columns stamped as CS changes, for the push), the daily
+  ``health_snapshots`` rows (upserted on account and day) and the ``account_events`` rows.
+  SQLite: ``executemany``; PostgreSQL: ``COPY`` into a staging table, then one statement.
+
+Writes go through the driver with SQLAlchemy's own bind processors (as :mod:`app.db.bulk`
+does), so values are stored exactly as the ORM stores them, without its per-row cost. A
+recompute never moves ``updated_at``: that column tells the selection that an input changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
+from itertools import count
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.engine import Dialect
+
+from app.db.base import Base
+from app.db.models import (
+    Account,
+    AccountEvent,
+    Contact,
+    HealthSnapshot,
+    Invoice,
+    NpsResponse,
+    OnboardingPlan,
+    OnboardingTask,
+    Opportunity,
+    SuccessCriterion,
+    SupportTicket,
+    SurveyResponse,
+    Touchpoint,
+    UsageSnapshot,
+)
+from app.domain.config import ScoringConfig
+from app.domain.recompute import (
+    OUTPUT_COLUMNS,
+    AccountFacts,
+    AccountOutcome,
+    ContactRow,
+    Feeds,
+    Opp,
+    Task,
+    TicketAggregate,
+    TouchAggregate,
+    UsageRow,
+)
+from app.domain.signals import NpsAnswer, SnapshotPoint, SurveyAnswer
+
+Processor = Callable[[Any], Any]
+_stages = count(1)
+
+#: Columns of ``accounts`` the recompute reads besides its outputs.
+INPUT_COLUMNS: tuple[str, ...] = (
+    "id",
+    "tier_override",
+    "tier_override_reason",
+    "tier_override_until",
+    "arr",
+    "mrr",
+    "potential_arr",
+    "strategic_account",
+    "licensed_seats",
+    "customer_since_on",
+    "contract_start_on",
+    "contract_end_on",
+    "auto_renew",
+    "churned_at",
+    "churn_reason",
+    "field_stamps",
+    "cs_changed_at",
+    "health_computed_at",
+)
+
+
+def day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------------------------
+# selection
+# --------------------------------------------------------------------------------------------
+
+
+def due_condition(as_of: date) -> ColumnElement[bool]:
+    """An account is due when (docs/recompute.md): it was never computed; it was last computed
+    on an earlier day (trend, staleness and days to renewal move with the date); a signal for it
+    arrived since (``signals_changed_at``); or the account, one of its opportunities, contacts,
+    onboarding plans or success criteria changed since (``updated_at``)."""
+    a = Account.__table__.c
+    at = a.health_computed_at
+
+    def child_changed(table: Any) -> ColumnElement[bool]:
+        return exists().where(table.c.account_id == a.id, table.c.updated_at > at)
+
+    return or_(
+        at.is_(None),
+        at < day_start(as_of),
+        a.signals_changed_at > at,
+        a.updated_at > at,
+        child_changed(Opportunity.__table__),
+        child_changed(Contact.__table__),
+        child_changed(SuccessCriterion.__table__),
+        child_changed(OnboardingPlan.__table__),
+        exists().where(
+            OnboardingPlan.account_id == a.id,
+            OnboardingTask.plan_id == OnboardingPlan.id,
+            OnboardingTask.updated_at > at,
+        ),
+    )
+
+
+def due_account_ids(
+    conn: Connection,
+    as_of: date,
+    *,
+    only: Sequence[int] | None = None,
+    everything: bool = False,
+) -> list[int]:
+    """Live accounts to recompute, by id: all of them with ``everything``, else the due ones
+    (:func:`due_condition`); ``only`` narrows to those ids."""
+    a = Account.__table__.c
+    stmt = select(a.id).where(a.deleted_at.is_(None))
+    if only is not None:
+        stmt = stmt.where(a.id.in_(list(only)))
+    if not everything:
+        stmt = stmt.where(due_condition(as_of))
+    return list(conn.scalars(stmt.order_by(a.id)))
+
+
+def live_account_ids(conn: Connection, ids: Sequence[int]) -> list[int]:
+    """Which of ``ids`` are live accounts (for ``--account``: an unknown id is an input error)."""
+    a = Account.__table__.c
+    return list(conn.scalars(select(a.id).where(a.id.in_(list(ids)), a.deleted_at.is_(None))))
+
+
+def load_feeds(conn: Connection) -> Feeds:
+    """Whether the support and touchpoint feeds exist at all (one indexed probe each)."""
+    return Feeds(
+        support=conn.scalar(select(SupportTicket.id).limit(1)) is not None,
+        touchpoints=conn.scalar(select(Touchpoint.id).limit(1)) is not None,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# reads: one SELECT per table per chunk
+# --------------------------------------------------------------------------------------------
+
+
+def _of_chunk(column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """``column`` in the chunk: a range when the ids are consecutive (a full recompute), else a
+    list."""
+    if ids and ids[-1] - ids[0] + 1 == len(ids):
+        return and_(column >= ids[0], column <= ids[-1])
+    return column.in_(list(ids))  # type: ignore[no-any-return]
+
+
+def _rows(conn: Connection, stmt: Any) -> Iterator[Any]:
+    """The rows of ``stmt`` (typed loosely: each loop below reads its own columns)."""
+    return iter(conn.execute(stmt))
+
+
+def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return case((condition, 1), else_=0)
+
+
+def load_chunk(
+    conn: Connection, ids: Sequence[int], as_of: date, cfg: ScoringConfig
+) -> list[AccountFacts]:
+    """The facts of the accounts ``ids`` (sorted), as of the end of ``as_of``."""
+    a = Account.__table__.c
+    account_columns = [a[c] for c in dict.fromkeys((*INPUT_COLUMNS, *OUTPUT_COLUMNS))]
+    facts: dict[int, AccountFacts] = {}
+    for row in conn.execute(select(*account_columns).where(_of_chunk(a.id, ids))).mappings():
+        facts[row["id"]] = AccountFacts(id=row["id"], stored=dict(row))
+    if not facts:
+        return []
+    end = day_start(as_of + timedelta(days=1))  # what happened on as_of counts
+
+    def ago(days: int) -> datetime:
+        return day_start(as_of - timedelta(days=days - 1))  # "within N days" includes today
+
+    # opportunities
+    o = Opportunity.__table__.c
+    for r in _rows(
+        conn,
+        select(
+            o.account_id,
+            o.type,
+            o.is_closed,
+            o.is_won,
+            o.amount,
+            o.close_on,
+            o.term_start_on,
+            o.contract_term_months,
+        ).where(_of_chunk(o.account_id, ids), o.deleted_at.is_(None)),
+    ):
+        f = facts.get(r[0])
+        if f is not None:
+            f.opportunities.append(Opp(r[1], bool(r[2]), bool(r[3]), r[4], r[5], r[6], r[7]))
+
+    # usage: the latest snapshots, far enough back for the one ~30 days before the latest
+    u = UsageSnapshot.__table__.c
+    window = cfg.max_age_days.usage + cfg.trend.days + cfg.trend.tolerance_days
+    for r in _rows(
+        conn,
+        select(
+            u.account_id,
+            u.observed_on,
+            u.active_users_30d,
+            u.logins_30d,
+            u.licensed_seats,
+            u.key_features_used_30d,
+            u.key_features_defined,
+            u.last_login_at,
+        )
+        .where(
+            _of_chunk(u.account_id, ids),
+            u.observed_on >= as_of - timedelta(days=window),
+            u.observed_on <= as_of,
+        )
+        .order_by(u.account_id, u.observed_on),
+    ):
+        f = facts.get(r[0])
+        if f is not None:
+            f.usage.append(
+                UsageRow(r[1], r[2], r[3], r[4], r[5], r[6], r[7].date() if r[7] else None)
+            )
+
+    # contacts
+    k = Contact.__table__.c
+    roles_of: dict[int, tuple[str, ...]] = {}
+    for r in _rows(
+        conn,
+        select(k.account_id, k.id, k.roles, k.active, k.left_on).where(
+            _of_chunk(k.account_id, ids), k.deleted_at.is_(None)
+        ),
+    ):
+        f = facts.get(r[0])
+        if f is not None:
+            roles = tuple(r[2] or ())
+            roles_of[r[1]] = roles
+            f.contacts.append(ContactRow(r[1], roles, bool(r[3]), r[4]))
+
+    # touchpoints, per account and contact
+    t = Touchpoint.__table__.c
+    meeting, email, two_way = t.kind == "meeting", t.kind == "email", t.two_way.is_(True)
+    d180, d90 = ago(180), ago(90)
+    for r in _rows(
+        conn,
+        select(
+            t.account_id,
+            t.contact_id,
+            func.max(case((two_way, t.occurred_at))),
+            func.sum(_flag(and_(meeting, t.occurred_at >= d180))),
+            func.sum(_flag(and_(meeting, two_way, t.occurred_at >= d180))),
+            func.sum(_flag(and_(email, t.occurred_at >= d90))),
+            func.sum(_flag(and_(email, two_way, t.occurred_at >= d90))),
+        )
+        .where(_of_chunk(t.account_id, ids), t.occurred_at < end)
+        .group_by(t.account_id, t.contact_id),
+    ):
+        f = facts.get(r[0])
+        if f is not None:
+            last = r[2]
+            if isinstance(last, str):  # SQLite: max() over a CASE loses the column's type
+                last = datetime.fromisoformat(last)
+            f.touches.append(
+                TouchAggregate(
+                    r[1],
+                    last.date() if last else None,
+                    int(r[3] or 0),
+                    int(r[4] or 0),
+                    int(r[5] or 0),
+                    int(r[6] or 0),
+                )
+            )
+
+    # support tickets, aggregated
+    s = SupportTicket.__table__.c
+    d30, d120 = ago(30), ago(120)
+    escalated = s.escalated.is_(True)
+    urgent_open = and_(s.closed_at.is_(None), or_(s.priority == "P1", escalated))
+    closed_90 = and_(s.closed_at >= d90, s.first_contact_resolved.is_not(None))
+    for r in _rows(
+        conn,
+        select(
+            s.account_id,
+            func.sum(_flag(s.opened_at >= d30)),
+            func.sum(_flag(and_(s.opened_at >= d120, s.opened_at < d30))),
+            func.sum(_flag(s.opened_at >= d90)),
+            func.sum(_flag(closed_90)),
+            func.sum(_flag(and_(closed_90, s.first_contact_resolved.is_(True)))),
+            func.sum(_flag(and_(escalated, s.opened_at >= d90))),
+            func.min(case((urgent_open, s.opened_at))),
+            func.max(s.opened_at),
+        )
+        .where(_of_chunk(s.account_id, ids), s.opened_at < end)
+        .group_by(s.account_id),
+    ):
+        f = facts.get(r[0])
+        if f is not None:
+            oldest, last = (
+                datetime.fromisoformat(v) if isinstance(v, str) else v for v in (r[7], r[8])
+            )
+            n30, prior, n90, closed, fcr, escalations = (int(v or 0) for v in r[1:7])
+            f.tickets = TicketAggregate(
+                tickets_30d=n30,
+                tickets_prior_90d=prior,
+                tickets_90d=n90,
+                closed_90d_with_fcr=closed,
+                fcr_90d=fcr,
+                escalations_90d=escalations,
+                oldest_open_p1_on=oldest.date() if oldest else None,
+                last_ticket_on=last.date() if last else None,
+            )
+
+    # NPS answers (all of them up to as_of: the stale flag needs the old ones too)
+    n = NpsResponse.__table__.c
+    key_roles = set(cfg.sentiment.key_roles)
+    for r in _rows(
+        conn,
+        select(n.account_id, n.contact_id, n.respondent_role, n.score, n.responded_on).where(
+            _of_chunk(n.account_id, ids), n.responded_on <= as_of
+        ),
+    ):
+        f = facts.get(r[0])
+        if f is not None:
+            role = r[2]
+            if role is None and r[1] is not None:
+                role = next((x for x in roles_of.get(r[1], ()) if x in key_roles), None)
+            f.nps.append(NpsAnswer(r[3], r[4], str(r[1]) if r[1] is not None else None, role))
+
+    # CSAT / CES answers
+    v = SurveyResponse.__table__.c
+    for r in _rows(
+        conn,
+        select(v.account_id, v.kind, v.score, v.responded_on, v.scale_min, v.scale_max).where(
+            _of_chunk(v.account_id, ids), v.responded_on <= as_of
+        ),
+    ):
+        f = facts.get(r[0])
+        if f is not None:
+            f.surveys.append(SurveyAnswer(r[1], float(r[2]), r[3], r[4], r[5]))
+
+    # invoices: does the account have any, and its oldest open due date
+    i = Invoice.__table__.c
+    for r in _rows(
+        conn,
+        select(i.account_id, func.count(), func.min(case((i.paid_on.is_(None), i.due_on))))
+        .where(_of_chunk(i.account_id, ids))
+        .group_by(i.account_id),
+    ):
+        f = facts.get(r[0])
+        if f is not None:
+            f.invoices_total = int(r[1])
+            due = r[2]
+            f.oldest_open_invoice_due_on = date.fromisoformat(due) if isinstance(due, str) else due
+
+    # success criteria, counted per status
+    c = SuccessCriterion.__table__.c
+    for r in _rows(
+        conn,
+        select(c.account_id, c.status, func.count())
+        .where(_of_chunk(c.account_id, ids))
+        .group_by(c.account_id, c.status),
+    ):
+        f = facts.get(r[0])
+        if f is not None:
+            f.criteria[r[1]] = int(r[2])
+
+    # the active onboarding plan's tasks (the latest plan of the account)
+    p, pt = OnboardingPlan.__table__.c, OnboardingTask.__table__.c
+    plans: dict[int, tuple[date, int]] = {}
+    tasks: dict[int, list[Task]] = defaultdict(list)
+    for r in _rows(
+        conn,
+        select(p.account_id, p.id, p.started_on, pt.code, pt.due_on, pt.done_on)
+        .join_from(OnboardingPlan, OnboardingTask, pt.plan_id == p.id)
+        .where(_of_chunk(p.account_id, ids), p.status == "active"),
+    ):
+        if r[0] not in plans or (r[2], r[1]) > plans[r[0]]:
+            plans[r[0]] = (r[2], r[1])
+        tasks[r[1]].append(Task(r[3], r[4], r[5]))
+    for account_id, (_started, plan_id) in plans.items():
+        if account_id in facts:
+            facts[account_id].onboarding_tasks = tasks[plan_id]
+
+    # the snapshots the trend compares with (23-37 days ago)
+    h = HealthSnapshot.__table__.c
+    lo = as_of - timedelta(days=cfg.trend.days + cfg.trend.tolerance_days)
+    hi = as_of - timedelta(days=max(1, cfg.trend.days - cfg.trend.tolerance_days))
+    nearest: dict[int, tuple[int, date]] = {}  # the trend's snapshot: distance, older first
+    for r in _rows(
+        conn,
+        select(
+            h.account_id,
+            h.computed_on,
+            h.score,
+            case((a.lifecycle_stage == "adoption", h.components)),
+        )
+        .join_from(HealthSnapshot, Account, a.id == h.account_id)
+        .where(_of_chunk(h.account_id, ids), h.computed_on >= lo, h.computed_on <= hi),
+    ):
+        f = facts.get(r[0])
+        if f is None:
+            continue
+        f.history.append(SnapshotPoint(r[1], r[2]))
+        if r[3] is not None:
+            # The usage of the snapshot closest to a month ago: the earlier of the two monthly
+            # points the adoption exit compares (domain.md 2).
+            key = (abs((as_of - r[1]).days - cfg.trend.days), r[1])
+            if r[0] not in nearest or key < nearest[r[0]]:
+                nearest[r[0]] = key
+                f.previous_usage = _usage_value(r[3])
+    return [facts[i] for i in sorted(facts)]
+
+
+def _usage_value(doc: Any) -> float | None:
+    """The usage component's value in a snapshot's ``components`` document."""
+    if isinstance(doc, str):
+        doc = json.loads(doc)
+    try:
+        value = doc["components"]["usage"]["value"]
+    except (KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, int | float) else None
+
+
+# --------------------------------------------------------------------------------------------
+# writes: in bulk, in the caller's transaction
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    table: Table
+    columns: tuple[str, ...]
+    processors: tuple[Processor | None, ...]
+
+
+@cache
+def _plan(dialect_name: str, table_name: str, columns: tuple[str, ...], dialect: Dialect) -> _Plan:
+    table = Base.metadata.tables[table_name]
+    processors = tuple(
+        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+    )
+    return _Plan(table, columns, processors)
+
+
+def _records(plan: _Plan, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
+    out = []
+    pairs = list(zip(plan.columns, plan.processors, strict=True))
+    for row in rows:
+        out.append(
+            tuple((proc(row[name]) if proc is not None else row[name]) for name, proc in pairs)
+        )
+    return out
+
+
+def _driver(conn: Connection) -> Any:
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    return driver
+
+
+def _stage(cursor: Any, plan: _Plan, records: list[tuple[Any, ...]]) -> str:
+    """PostgreSQL: COPY the records into a temporary table shaped like the target's columns."""
+    stage = f"crmsync_recompute_{plan.table.name}_{next(_stages)}"
+    cols = ", ".join(plan.columns)
+    cursor.execute(
+        f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "
+        f"SELECT {cols} FROM {plan.table.name} WITH NO DATA"
+    )
+    with cursor.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
+        for record in records:
+            copy.write_row(record)
+    return stage
+
+
+def _update_by_id(
+    conn: Connection, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """``UPDATE accounts SET <columns> WHERE id = ...`` for every row (``id`` first)."""
+    if not rows:
+        return
+    plan = _plan(conn.dialect.name, "accounts", ("id", *columns), conn.dialect)
+    records = _records(plan, rows)
+    driver = _driver(conn)
+    if conn.dialect.name == "postgresql":
+        with driver.cursor() as cursor:
+            stage = _stage(cursor, plan, records)
+            sets = ", ".join(f"{c} = s.{c}" for c in columns)
+            cursor.execute(f"UPDATE accounts AS a SET {sets} FROM {stage} AS s WHERE a.id = s.id")
+            cursor.execute(f"DROP TABLE {stage}")
+        return
+    sets = ", ".join(f"{c} = ?" for c in columns)
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(
+            f"UPDATE accounts SET {sets} WHERE id = ?", [(*r[1:], r[0]) for r in records]
+        )
+    finally:
+        cursor.close()
+
+
+def _insert(
+    conn: Connection,
+    table: str,
+    columns: tuple[str, ...],
+    rows: Sequence[Mapping[str, Any]],
+    conflict: tuple[str, ...] = (),
+) -> None:
+    """Insert ``rows``; with ``conflict``, an upsert on those columns updating the others."""
+    if not rows:
+        return
+    plan = _plan(conn.dialect.name, table, columns, conn.dialect)
+    records = _records(plan, rows)
+    cols = ", ".join(columns)
+    on_conflict = ""
+    if conflict:
+        sets = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in conflict)
+        on_conflict = f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {sets}"
+    driver = _driver(conn)
+    if conn.dialect.name == "postgresql":
+        with driver.cursor() as cursor:
+            if not conflict:
+                with cursor.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+                    for record in records:
+                        copy.write_row(record)
+                return
+            stage = _stage(cursor, plan, records)
+            cursor.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage}{on_conflict}")
+            cursor.execute(f"DROP TABLE {stage}")
+        return
+    marks = ", ".join("?" for _ in columns)
+    cursor = driver.cursor()
+    try:
+        cursor.executemany(f"INSERT INTO {table} ({cols}) VALUES ({marks}){on_conflict}", records)
+    finally:
+        cursor.close()
+
+
+SNAPSHOT_COLUMNS: tuple[str, ...] = (
+    "account_id",
+    "computed_on",
+    "computed_at",
+    "score",
+    "band",
+    "coverage",
+    "components",
+    "flags",
+    "reasons",
+    "model_version",
+)
+CHANGED_COLUMNS: tuple[str, ...] = (
+    *OUTPUT_COLUMNS,
+    "field_stamps",
+    "cs_changed_at",
+    "health_computed_at",
+)
+
+
+@dataclass
+class ChunkWrite:
+    """What :func:`write_chunk` wrote."""
+
+    changed: int = 0
+    unchanged: int = 0
+    stamped_columns: int = 0
+    events: int = 0
+    snapshots: int = 0
+
+
+def write_chunk(
+    conn: Connection,
+    facts: Mapping[int, AccountFacts],
+    outcomes: Sequence[AccountOutcome],
+    *,
+    computed_at: datetime,
+    stamped_at: datetime,
+) -> ChunkWrite:
+    """Write the outcomes of one chunk (in the caller's transaction).
+
+    ``computed_at`` (when the chunk's inputs were read) becomes ``health_computed_at``: a
+    change committed after the read is newer and selects the account again. ``stamped_at``
+    (now, just before writing) stamps the changed columns, so a push that started before this
+    commit re-reads them in its lookback.
+    """
+    stamp = stamped_at.astimezone(UTC).isoformat(timespec="microseconds")
+    changed_rows: list[dict[str, Any]] = []
+    same_rows: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for out in outcomes:
+        if out.changed:
+            stored = facts[out.account_id].stored
+            stamps = dict(stored.get("field_stamps") or {})
+            stamps.update((c, stamp) for c in out.changed)
+            previous = stored.get("cs_changed_at")
+            changed_rows.append(
+                {
+                    "id": out.account_id,
+                    **out.values,
+                    "field_stamps": stamps,
+                    "cs_changed_at": stamped_at
+                    if previous is None or stamped_at > previous
+                    else previous,
+                    "health_computed_at": computed_at,
+                }
+            )
+        else:
+            same_rows.append({"id": out.account_id, "health_computed_at": computed_at})
+        events.extend(
+            {
+                "account_id": out.account_id,
+                "kind": kind,
+                "payload": payload,
+                "occurred_at": stamped_at,
+            }
+            for kind, payload in out.events
+        )
+    _update_by_id(conn, CHANGED_COLUMNS, changed_rows)
+    _update_by_id(conn, ("health_computed_at",), same_rows)
+    _insert(
+        conn,
+        "health_snapshots",
+        SNAPSHOT_COLUMNS,
+        [o.snapshot for o in outcomes],
+        conflict=("account_id", "computed_on"),
+    )
+    _insert(conn, "account_events", ("account_id", "kind", "payload", "occurred_at"), events)
+    return ChunkWrite(
+        changed=len(changed_rows),
+        unchanged=len(same_rows),
+        stamped_columns=sum(len(o.changed) for o in outcomes),
+        events=len(events),
+        snapshots=len(outcomes),
+    )
+
+
+__all__ = [
+    "AccountEvent",
+    "ChunkWrite",
+    "due_account_ids",
+    "due_condition",
+    "live_account_ids",
+    "load_chunk",
+    "load_feeds",
+    "write_chunk",
+]
