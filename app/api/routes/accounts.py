@@ -1,0 +1,286 @@
+"""Accounts with their health, tier, renewal and lifecycle (issue #18 item 7).
+
+* ``GET /api/v1/accounts``: filtered by ``band``, ``tier``, ``renewal_window``,
+  ``lifecycle_stage`` and ``csm_id`` (each repeatable: any of the values), ordered by id, keyset
+  paginated: ``next_cursor`` is opaque; pass it back as ``cursor`` with the same filters.
+* ``GET /api/v1/accounts/{id}``: one account: the health components with the numbers each read,
+  the reasons (code and text), trend, loyalty, tier, renewal and lifecycle (with its history).
+* ``GET /api/v1/accounts/{id}/health/history``: the daily snapshots, newest first.
+
+Values come from the last recompute (``accounts`` columns and the day's ``health_snapshots``
+row); nothing is computed on read except the days to renewal and the renewal prep date, which
+move with the date. Bad input answers 422 in FastAPI's validation shape naming the parameter
+(``{"detail": [{"loc": ["query", "cursor"], "msg": ..., "type": ...}]}``); an unknown account
+404 ``{"detail": "account 7 not found"}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi.responses import JSONResponse
+from pydantic import Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.api.deps import SessionDep
+from app.db.models import Account, AccountEvent, HealthSnapshot
+from app.domain.lifecycle import LIFECYCLE_STAGE_ENTERED
+from app.domain.renewal import prep_start_on
+from app.domain.values import TIERS, Tier
+
+router = APIRouter(prefix="/api/v1/accounts", tags=["accounts"])
+
+BandIn = Literal["green", "yellow", "red", "unknown"]
+TierIn = Literal["key", "high", "low", "tech"]
+WindowIn = Literal["none", "outside", "upcoming", "in_window", "overdue", "ended"]
+StageIn = Literal["trial", "onboarding", "adoption", "steady", "renewal", "expansion", "churned"]
+
+
+def _invalid(parameter: str, message: str, value: Any, where: str = "query") -> JSONResponse:
+    return JSONResponse(
+        status_code=422,
+        content={
+            "detail": [
+                {"loc": [where, parameter], "msg": message, "type": "value_error", "input": value}
+            ]
+        },
+    )
+
+
+def _fingerprint(filters: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def encode_cursor(after_id: int, filters: dict[str, Any]) -> str:
+    raw = json.dumps({"after": after_id, "f": _fingerprint(filters)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, filters: dict[str, Any]) -> int:
+    """The id to continue after; ValueError with the reason for a cursor not ours or made
+    with other filters."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        after = data["after"]
+        fingerprint = data["f"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise ValueError("not a cursor this API returned") from None
+    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        raise ValueError("not a cursor this API returned")
+    if fingerprint != _fingerprint(filters):
+        raise ValueError("the cursor was made with other filters: repeat the same filters")
+    return after
+
+
+def _days_to(renewal_on: date | None, today: date) -> int | None:
+    return None if renewal_on is None else (renewal_on - today).days
+
+
+def _summary(a: Account, today: date) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "name": a.name,
+        "domain": a.domain,
+        "sf_id": a.sf_id,
+        "hs_id": a.hs_id,
+        "csm_id": a.csm_id,
+        "tier": a.tier,
+        "health": {
+            "score": a.health_score,
+            "band": a.health_band,
+            "trend": a.health_trend,
+            "reasons": a.health_reasons,
+            "coverage": a.health_coverage,
+            "loyalty_type": a.loyalty_type,
+            "false_loyalty": a.false_loyalty,
+            "computed_at": a.health_computed_at,
+        },
+        "renewal": {
+            "renewal_on": a.renewal_on,
+            "days_to_renewal": _days_to(a.renewal_on, today),
+            "window": a.renewal_status,
+            "risk": a.renewal_risk,
+        },
+        "lifecycle": {"stage": a.lifecycle_stage, "entered_at": a.lifecycle_entered_at},
+    }
+
+
+def _json(data: Any) -> Any:
+    return json.loads(json.dumps(data, default=_encode))
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+@router.get("", summary="Accounts by band, tier, renewal window, lifecycle stage and CSM")
+def list_accounts(
+    session: SessionDep,
+    band: Annotated[list[BandIn] | None, Query(description="Health band(s).")] = None,
+    tier: Annotated[list[TierIn] | None, Query(description="Tier(s).")] = None,
+    renewal_window: Annotated[
+        list[WindowIn] | None, Query(description="Renewal window status(es), domain.md 5.2.")
+    ] = None,
+    lifecycle_stage: Annotated[
+        list[StageIn] | None, Query(description="Lifecycle stage(s), domain.md 2.")
+    ] = None,
+    csm_id: Annotated[
+        list[Annotated[int, Field(ge=1)]] | None, Query(description="CSM id(s).")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Accounts per page.")] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="next_cursor of the previous page.")
+    ] = None,
+) -> Any:
+    """One page of live accounts, by id; ``next_cursor`` is null on the last page."""
+    filters = {
+        "band": sorted(band or []),
+        "tier": sorted(tier or []),
+        "renewal_window": sorted(renewal_window or []),
+        "lifecycle_stage": sorted(lifecycle_stage or []),
+        "csm_id": sorted(csm_id or []),
+    }
+    after = 0
+    if cursor is not None:
+        try:
+            after = decode_cursor(cursor, filters)
+        except ValueError as exc:
+            return _invalid("cursor", str(exc), cursor)
+    stmt = select(Account).where(Account.deleted_at.is_(None), Account.id > after)
+    if band:
+        stmt = stmt.where(Account.health_band.in_(band))
+    if tier:
+        stmt = stmt.where(Account.tier.in_(tier))
+    if renewal_window:
+        stmt = stmt.where(Account.renewal_status.in_(renewal_window))
+    if lifecycle_stage:
+        stmt = stmt.where(Account.lifecycle_stage.in_(lifecycle_stage))
+    if csm_id:
+        stmt = stmt.where(Account.csm_id.in_(csm_id))
+    found = list(session.scalars(stmt.order_by(Account.id).limit(limit + 1)))
+    page = found[:limit]
+    today = datetime.now(UTC).date()
+    next_cursor = encode_cursor(page[-1].id, filters) if len(found) > limit else None
+    return _json({"items": [_summary(a, today) for a in page], "next_cursor": next_cursor})
+
+
+def _account(session: Session, account_id: int) -> Account:
+    account = session.get(Account, account_id)
+    if account is None or account.deleted_at is not None:
+        raise HTTPException(status_code=404, detail=f"account {account_id} not found")
+    return account
+
+
+@router.get("/{account_id}", summary="One account: health components, reasons, tier, renewal")
+def get_account(account_id: Annotated[int, Path(ge=1)], session: SessionDep) -> Any:
+    account = _account(session, account_id)
+    today = datetime.now(UTC).date()
+    snapshot = session.scalars(
+        select(HealthSnapshot)
+        .where(HealthSnapshot.account_id == account_id)
+        .order_by(HealthSnapshot.computed_on.desc())
+        .limit(1)
+    ).first()
+    doc: dict[str, Any] = dict(snapshot.components) if snapshot is not None else {}
+    history = session.scalars(
+        select(AccountEvent)
+        .where(AccountEvent.account_id == account_id, AccountEvent.kind == LIFECYCLE_STAGE_ENTERED)
+        .order_by(AccountEvent.occurred_at, AccountEvent.id)
+    )
+    out = _summary(account, today)
+    out["flags"] = list(account.flags or [])
+    out["health"].update(
+        {
+            "computed_on": snapshot.computed_on if snapshot is not None else None,
+            "model_version": snapshot.model_version if snapshot is not None else None,
+            "uncapped_band": doc.get("uncapped_band"),
+            "caps": doc.get("caps", []),
+            "trend_delta": doc.get("trend_delta"),
+            "reasons_detail": doc.get("reasons", []),
+            "components": doc.get("components", {}),
+        }
+    )
+    tier: Tier = "low"  # the prep date of an account never tiered: tiering.unknown_arr_tier
+    for known in TIERS:
+        if account.tier == known:
+            tier = known
+    out["tier_detail"] = {
+        "tier": account.tier,
+        "arr": account.arr,
+        "mrr": account.mrr,
+        "potential_arr": account.potential_arr,
+        "growth_focus": account.growth_focus,
+        "strategic_account": account.strategic_account,
+        "override": (
+            {
+                "tier": account.tier_override,
+                "reason": account.tier_override_reason,
+                "until": account.tier_override_until,
+            }
+            if account.tier_override
+            else None
+        ),
+    }
+    out["renewal"]["prep_on"] = (
+        prep_start_on(account.renewal_on, tier)
+        if account.renewal_on is not None and account.renewal_status != "ended"
+        else None
+    )
+    out["lifecycle"]["history"] = [
+        {
+            "stage": e.payload.get("stage"),
+            "entered_at": e.occurred_at,
+            "reason": e.payload.get("reason"),
+        }
+        for e in history
+    ]
+    return _json(out)
+
+
+@router.get("/{account_id}/health/history", summary="The account's daily health snapshots")
+def health_history(
+    account_id: Annotated[int, Path(ge=1)],
+    session: SessionDep,
+    since: Annotated[date | None, Query(description="First day (inclusive).")] = None,
+    until: Annotated[date | None, Query(description="Last day (inclusive).")] = None,
+    limit: Annotated[int, Query(ge=1, le=400, description="Snapshots, newest first.")] = 90,
+) -> Any:
+    """Snapshots newest first: day, score, band, coverage, flags, reasons, model version."""
+    if since is not None and until is not None and since > until:
+        return _invalid("since", "since is after until", since.isoformat())
+    _account(session, account_id)
+    stmt = select(HealthSnapshot).where(HealthSnapshot.account_id == account_id)
+    if since is not None:
+        stmt = stmt.where(HealthSnapshot.computed_on >= since)
+    if until is not None:
+        stmt = stmt.where(HealthSnapshot.computed_on <= until)
+    snapshots = session.scalars(stmt.order_by(HealthSnapshot.computed_on.desc()).limit(limit))
+    return _json(
+        {
+            "account_id": account_id,
+            "items": [
+                {
+                    "computed_on": s.computed_on,
+                    "computed_at": s.computed_at,
+                    "score": s.score,
+                    "band": s.band,
+                    "coverage": s.coverage,
+                    "trend_delta": (s.components or {}).get("trend_delta"),
+                    "flags": list(s.flags or []),
+                    "reasons": s.reasons,
+                    "model_version": s.model_version,
+                }
+                for s in snapshots
+            ],
+        }
+    )
