@@ -228,9 +228,21 @@ def floor(url: str, events_per_account: int) -> dict[str, Any]:
         stamp = now.isoformat() if engine.dialect.name == "sqlite" else now
         cursor = driver.cursor()
         cursor.executemany(
-            "UPDATE accounts SET health_score = {m}, health_band = {m}, health_trend = {m}, "
-            "health_reasons = {m}, health_coverage = {m}, tier = {m}, renewal_risk = {m}, "
-            "health_computed_at = {m} WHERE id = {m}".format(m=mark),
+            "UPDATE accounts SET "
+            + ", ".join(
+                f"{c} = {mark}"
+                for c in (
+                    "health_score",
+                    "health_band",
+                    "health_trend",
+                    "health_reasons",
+                    "health_coverage",
+                    "tier",
+                    "renewal_risk",
+                    "health_computed_at",
+                )
+            )
+            + f" WHERE id = {mark}",
             [(50, "yellow", "new", "floor", 80, "low", "low", stamp, i) for i in ids],
         )
         doc = json.dumps({"components": {}})

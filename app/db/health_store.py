@@ -304,7 +304,11 @@ def load_chunk(
 
     # touchpoints, per account and contact
     t = Touchpoint.__table__.c
-    meeting, email, two_way = t.kind == "meeting", t.kind == "email", t.two_way.is_(True)
+    # A planned meeting is ``scheduled`` (attended: ``two_way``); a CSM e-mail is an e-mail not
+    # from the customer (``direction`` ``out`` or not given), answered when ``two_way``.
+    meeting = t.scheduled.is_(True)
+    email = and_(t.kind == "email", or_(t.direction.is_(None), t.direction != "in"))
+    two_way = t.two_way.is_(True)
     d180, d90 = ago(180), ago(90)
     for r in _rows(
         conn,
@@ -403,7 +407,12 @@ def load_chunk(
     i = Invoice.__table__.c
     for r in _rows(
         conn,
-        select(i.account_id, func.count(), func.min(case((i.paid_on.is_(None), i.due_on))))
+        select(
+            i.account_id,
+            func.count(),
+            func.min(case((i.paid_on.is_(None), i.due_on))),
+            func.max(i.received_at),
+        )
         .where(_of_chunk(i.account_id, ids))
         .group_by(i.account_id),
     ):
@@ -411,6 +420,7 @@ def load_chunk(
         if f is not None:
             f.invoices_total = int(r[1])
             f.oldest_open_invoice_due_on = _day(r[2])
+            f.billing_received_on = _day(r[3])
 
     # success criteria, counted per status
     c = SuccessCriterion.__table__.c

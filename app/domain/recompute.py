@@ -169,6 +169,7 @@ class AccountFacts:
     surveys: list[SurveyAnswer] = field(default_factory=list)
     invoices_total: int = 0
     oldest_open_invoice_due_on: date | None = None
+    billing_received_on: date | None = None  # the billing feed's last delivery for the account
     criteria: dict[str, int] = field(default_factory=dict)  # status -> count
     onboarding_tasks: list[Task] | None = None  # None: no active onboarding plan
     history: list[SnapshotPoint] = field(default_factory=list)
@@ -336,8 +337,10 @@ def _payment(facts: AccountFacts, as_of: date) -> PaymentSignals | None:
     if not facts.invoices_total:
         return None
     due = facts.oldest_open_invoice_due_on
-    # Invoices carry no delivery stamp: the feed counts as delivered today (docs/recompute.md).
-    return PaymentSignals(observed_on=as_of, open_invoice_due_on=(due,) if due else ())
+    # Staleness (4.4: billing 30 days) counts from the last invoice the feed delivered.
+    return PaymentSignals(
+        observed_on=facts.billing_received_on or as_of, open_invoice_due_on=(due,) if due else ()
+    )
 
 
 def health_input(

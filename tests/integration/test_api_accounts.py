@@ -96,7 +96,8 @@ def test_pages_cover_every_account_once_in_id_order(
     items = all_pages(client, {"limit": 5})
     assert [i["id"] for i in items] == ids["accounts"]
     first = client.get("/api/v1/accounts", params={"limit": 5}).json()
-    assert len(first["items"]) == 5 and first["next_cursor"]
+    assert len(first["items"]) == 5
+    assert first["next_cursor"]
 
 
 @pytest.mark.parametrize(
@@ -138,9 +139,11 @@ def test_bad_input_names_the_parameter(client: TestClient, ids: dict[str, Any]) 
         assert r.json()["detail"][0]["loc"][:2] == ["query", name]  # (a list: then its index)
     cursor = client.get("/api/v1/accounts", params={"limit": 2}).json()["next_cursor"]
     r = client.get("/api/v1/accounts", params={"limit": 2, "cursor": cursor, "tier": "key"})
-    assert r.status_code == 422 and "other filters" in r.json()["detail"][0]["msg"]
+    assert r.status_code == 422
+    assert "other filters" in r.json()["detail"][0]["msg"]
     r = client.get(f"/api/v1/accounts/{ids['accounts'][0]}/health/history?since=2026-02-30")
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "since"]
+    assert r.status_code == 422
+    assert r.json()["detail"][0]["loc"] == ["query", "since"]
     assert client.get("/api/v1/accounts/999999").json() == {"detail": "account 999999 not found"}
     assert client.get("/api/v1/accounts/999999/health/history").status_code == 404
 
@@ -153,12 +156,16 @@ def test_detail_has_components_with_inputs_reasons_tier_renewal_lifecycle(
     assert r.status_code == 200, r.text
     body = r.json()
     usage = body["health"]["components"]["usage"]
-    assert usage["value"] == 0 and usage["inputs"]["active_users_30d"] == 0
-    assert "dormant" in usage["flags"] and "dormant" in body["flags"]
-    assert [x["code"] for x in body["health"]["reasons_detail"]][0] == "dormant"
+    assert usage["value"] == 0
+    assert usage["inputs"]["active_users_30d"] == 0
+    assert "dormant" in usage["flags"]
+    assert "dormant" in body["flags"]
+    assert next(x["code"] for x in body["health"]["reasons_detail"]) == "dormant"
     assert body["health"]["computed_on"] == TODAY.isoformat()
-    assert body["tier_detail"]["arr"] == "2000.00" and body["tier"] == "tech"
-    assert body["renewal"]["days_to_renewal"] == 40 and body["renewal"]["window"] == "in_window"
+    assert body["tier_detail"]["arr"] == "2000.00"
+    assert body["tier"] == "tech"
+    assert body["renewal"]["days_to_renewal"] == 40
+    assert body["renewal"]["window"] == "in_window"
     assert body["renewal"]["prep_on"] == (TODAY + timedelta(days=40 - 90)).isoformat()
     assert body["lifecycle"]["stage"] == "renewal"
     assert [h["stage"] for h in body["lifecycle"]["history"]] == ["renewal"]

@@ -63,7 +63,9 @@ def add_account(s: Session, name: str, **kw: Any) -> Account:
     return account
 
 
-def add_usage(s: Session, account: Account, weeks: int, users: int, drop_to: int | None = None) -> None:
+def add_usage(
+    s: Session, account: Account, weeks: int, users: int, drop_to: int | None = None
+) -> None:
     for w in range(weeks):
         active = drop_to if drop_to is not None and w == 0 else users
         s.add(
@@ -98,11 +100,21 @@ def accounts(factory: sessionmaker[Session]) -> dict[str, int]:
                     kind="meeting",
                     occurred_at=at(10),
                     two_way=True,
+                    scheduled=True,
+                    external_id=f"meet-{c.id}",
                 )
                 for c in (champion, boss)
             ]
         )
-        s.add(NpsResponse(account_id=healthy.id, contact_id=boss.id, score=10, responded_on=TODAY))
+        s.add(
+            NpsResponse(
+                account_id=healthy.id,
+                contact_id=boss.id,
+                score=10,
+                responded_on=TODAY,
+                external_id="nps-1",
+            )
+        )
         s.add(
             Invoice(
                 account_id=healthy.id,
@@ -122,6 +134,7 @@ def accounts(factory: sessionmaker[Session]) -> dict[str, int]:
                 respondent_role="decision_maker",
                 score=3,
                 responded_on=TODAY - timedelta(days=5),
+                external_id="nps-2",
             )
         )
         s.add(
@@ -156,23 +169,31 @@ def test_recompute_writes_fields_snapshots_events_and_stamps(
 ) -> None:
     outcome = run_recompute(settings(database_url), session_factory=factory)
 
-    assert outcome.result is not None and outcome.result.status is RunStatus.SUCCEEDED
-    assert outcome.selected == 3 and outcome.changed == 3
+    assert outcome.result is not None
+    assert outcome.result.status is RunStatus.SUCCEEDED
+    assert outcome.selected == 3
+    assert outcome.changed == 3
     with factory() as s:
         healthy = s.get(Account, accounts["healthy"])
         risky = s.get(Account, accounts["risky"])
         empty = s.get(Account, accounts["empty"])
-        assert healthy is not None and risky is not None and empty is not None
-        assert healthy.health_band == "green" and healthy.tier == "high"
+        assert healthy is not None
+        assert risky is not None
+        assert empty is not None
+        assert healthy.health_band == "green"
+        assert healthy.tier == "high"
         assert risky.tier == "key"
         assert risky.health_band in ("yellow", "red")
-        assert risky.health_reasons is not None and "Active users down 50 %" in risky.health_reasons
-        assert "payment_overdue" in risky.flags and "usage_drop" in risky.flags
+        assert risky.health_reasons is not None
+        assert "Active users down 50 %" in risky.health_reasons
+        assert "payment_overdue" in risky.flags
+        assert "usage_drop" in risky.flags
         assert risky.renewal_on == TODAY + timedelta(days=150)
         assert risky.renewal_status == "upcoming"
         assert risky.renewal_risk in ("high", "critical")
         assert risky.lifecycle_stage == "renewal"
-        assert empty.health_band == "unknown" and empty.tier == "low"
+        assert empty.health_band == "unknown"
+        assert empty.tier == "low"
         for account in (healthy, risky, empty):
             assert account.health_computed_at is not None
             assert account.cs_changed_at is not None
@@ -182,9 +203,11 @@ def test_recompute_writes_fields_snapshots_events_and_stamps(
         snapshots = list(s.scalars(select(HealthSnapshot)))
         assert {x.account_id for x in snapshots} == set(accounts.values())
         snap = next(x for x in snapshots if x.account_id == accounts["risky"])
-        assert snap.computed_on == TODAY and snap.model_version == MODEL_VERSION
+        assert snap.computed_on == TODAY
+        assert snap.model_version == MODEL_VERSION
         usage = snap.components["components"]["usage"]
-        assert usage["inputs"]["prev_active_users_30d"] == 40 and usage["value"] <= 50
+        assert usage["inputs"]["prev_active_users_30d"] == 40
+        assert usage["value"] <= 50
         kinds = sorted(e.kind for e in s.scalars(select(AccountEvent)))
         # a tier and a stage for each account; no band change on a first computation
         assert kinds.count("tier_changed") == 3
@@ -202,9 +225,12 @@ def test_second_run_selects_nothing_and_changes_nothing(
     events = len(rows(factory, AccountEvent))
 
     again = run_recompute(settings(database_url), session_factory=factory)
-    assert again.selected == 0 and again.changed == 0
+    assert again.selected == 0
+    assert again.changed == 0
     forced = run_recompute(settings(database_url), session_factory=factory, everything=True)
-    assert forced.selected == 3 and forced.changed == 0 and forced.unchanged == 3
+    assert forced.selected == 3
+    assert forced.changed == 0
+    assert forced.unchanged == 3
 
     after = {a.id: (a.cs_changed_at, dict(a.field_stamps)) for a in rows(factory, Account)}
     assert after == before  # no stamp: the push has nothing to write
@@ -221,7 +247,9 @@ def test_only_changed_inputs_are_selected(
     with factory() as s, s.begin():
         # a signal arrived for "healthy" (the ingestion stamps signals_changed_at) ...
         s.add(
-            NpsResponse(account_id=accounts["healthy"], score=2, responded_on=TODAY)
+            NpsResponse(
+                account_id=accounts["healthy"], score=2, responded_on=TODAY, external_id="nps-3"
+            )
         )
         s.execute(
             update(Account)
@@ -245,13 +273,17 @@ def test_only_changed_inputs_are_selected(
     assert outcome.selected == 2
     with factory() as s:
         empty = s.get(Account, accounts["empty"])
-        assert empty is not None and empty.tier == "tech"  # ARR from the deal: 4,000
+        assert empty is not None
+        assert empty.tier == "tech"
         change = s.scalars(
-            select(AccountEvent).where(
+            select(AccountEvent)
+            .where(
                 AccountEvent.account_id == accounts["empty"], AccountEvent.kind == "tier_changed"
-            ).order_by(AccountEvent.id.desc())
+            )
+            .order_by(AccountEvent.id.desc())
         ).first()
-        assert change is not None and (change.payload["old"], change.payload["new"]) == (
+        assert change is not None
+        assert (change.payload["old"], change.payload["new"]) == (
             "low",
             "tech",
         )
@@ -292,14 +324,13 @@ def test_snapshot_per_day_is_upserted(
             .where(UsageSnapshot.account_id == accounts["healthy"])
             .values(active_users_30d=0, logins_30d=0, last_login_at=at(40))  # dormant
         )
-    run_recompute(
-        settings(database_url), session_factory=factory, everything=True, chunk_size=1
-    )
+    run_recompute(settings(database_url), session_factory=factory, everything=True, chunk_size=1)
     snaps = rows(factory, HealthSnapshot, HealthSnapshot.account_id == accounts["healthy"])
     assert len(snaps) == 1
     with factory() as s:
         healthy = s.get(Account, accounts["healthy"])
-        assert healthy is not None and healthy.health_score == snaps[0].score
+        assert healthy is not None
+        assert healthy.health_score == snaps[0].score
         band_events = list(
             s.scalars(select(AccountEvent).where(AccountEvent.kind == "health_band_changed"))
         )
@@ -328,8 +359,7 @@ def test_open_renewal_date_used_when_no_contract(
     with factory() as s:
         a2 = s.get(Account, account_id)
         assert a2 is not None
-        expected = date(
-            *(TODAY - timedelta(days=300)).timetuple()[:3]
-        )
-        assert a2.renewal_on is not None and a2.renewal_on > expected
+        expected = date(*(TODAY - timedelta(days=300)).timetuple()[:3])
+        assert a2.renewal_on is not None
+        assert a2.renewal_on > expected
         assert a2.renewal_status == "in_window"
