@@ -209,7 +209,9 @@ def _json(value: Any) -> Any:
 
 
 def _decimal(value: Any) -> Decimal | None:
-    return None if value is None or isinstance(value, Decimal) else Decimal(str(value))
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(str(value))  # SQLite gives NUMERIC as float
 
 
 def _flag(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -254,7 +256,7 @@ def load_chunk(
                     r[1],
                     bool(r[2]),
                     bool(r[3]),
-                    _decimal(r[4]) if r[4] is not None else None,
+                    _decimal(r[4]),
                     _day(r[5]),
                     _day(r[6]),
                     r[7],

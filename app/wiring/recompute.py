@@ -133,7 +133,7 @@ def run_recompute(
     on_progress: Callable[[RecomputeProgress], None] | None = None,
     as_of: date | None = None,
     triggered_by: str = "cli",
-    chunk_size: int = CHUNK_SIZE,
+    chunk_size: int | None = None,
     push_runner: Callable[..., PushOutcome] = run_push,
 ) -> RecomputeOutcome:
     """Recompute the due accounts (all with ``everything``; only ``account_ids`` when given) as
@@ -161,7 +161,7 @@ def run_recompute(
                 everything=everything,
                 on_progress=on_progress,
                 triggered_by=triggered_by,
-                chunk_size=chunk_size,
+                chunk_size=chunk_size or CHUNK_SIZE,
             )
         if push and outcome.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
             _push_all(settings, session_factory, outcome, triggered_by, push_runner)
