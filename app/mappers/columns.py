@@ -38,7 +38,7 @@ CS_COLUMNS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "tier_override_reason", "tier_override_until", "growth_focus", "health_score",
                 "health_band", "health_trend", "health_reasons", "health_coverage",
                 "loyalty_type", "false_loyalty", "health_computed_at", "renewal_on",
-                "renewal_status", "renewal_risk", "flags",
+                "renewal_status", "renewal_risk", "flags", "signals_changed_at",
             }
         ),
         "opportunities": frozenset(
