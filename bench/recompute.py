@@ -309,6 +309,14 @@ def measure(kind: str, n: int, workdir: Path) -> list[dict[str, Any]]:
     ]
 
 
+def _inside(detail: dict[str, Any]) -> str:
+    """The recompute's own time (select, read, compute, write), without the process start."""
+    parts = detail.get("seconds")
+    if not isinstance(parts, dict):
+        return "-"
+    return f"{sum(parts.values()):.2f} ({' / '.join(f'{v:.1f}' for v in parts.values())})"
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "floor":
         print(json.dumps(floor(sys.argv[2], int(sys.argv[3]))))
@@ -324,8 +332,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.db or ["sqlite", "postgresql"]:
             rows.extend(measure(kind, args.accounts, Path(tmp)))
+    console.print("in-process s: select / read / compute / write")
     table = Table(title=f"health recompute, {args.accounts:,} accounts")
-    for column in ("db", "path", "signal rows", "seconds", "x floor", "peak RSS MB", "changed"):
+    columns = ("db", "path", "signal rows", "seconds", "x floor", "in-process s", "peak RSS MB")
+    for column in (*columns, "changed"):
         table.add_column(column)
     for row in rows:
         floor_s = next(r["s"] for r in rows if r["db"] == row["db"] and r["path"] == "floor")
@@ -335,6 +345,7 @@ def main() -> None:
             f"{row['signal_rows']:,}",
             f"{row['s']:.2f}",
             f"{row['s'] / floor_s:.2f}" if row["path"] != "recompute, no new input" else "-",
+            _inside(row["detail"]),
             f"{row['rss']:.0f}",
             str(row["detail"].get("changed", "-")),
         )

@@ -19,10 +19,11 @@ What is selected, and how the result reaches the CRM: docs/recompute.md.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -46,8 +47,10 @@ from app.logging import get_logger
 from app.settings import Settings
 from app.sync.holder import new_holder
 from app.sync.run_scope import RunRefused, RunResult, RunScope, RunSpec
-from app.wiring.push import PushInterrupted, PushOutcome, run_push
 from app.wiring.sync import fewer_gc_passes
+
+if TYPE_CHECKING:  # the push wiring (and the CRM clients) load only for --push
+    from app.wiring.push import PushOutcome
 
 log = get_logger("crmsync.recompute")
 
@@ -85,6 +88,10 @@ class RecomputeOutcome:
     stamped_columns: int = 0
     pushes: list[PushOutcome] = field(default_factory=list)
     push_errors: dict[str, str] = field(default_factory=dict)
+    #: Seconds spent selecting, reading, computing and writing (the push not included).
+    timings: dict[str, float] = field(
+        default_factory=lambda: {"select": 0.0, "read": 0.0, "compute": 0.0, "write": 0.0}
+    )
 
     @property
     def status(self) -> RunStatus | None:
@@ -103,6 +110,7 @@ class RecomputeOutcome:
             "events": self.events,
             "stamped_columns": self.stamped_columns,
             "error": None if self.result is None else self.result.error,
+            "seconds": {k: round(v, 3) for k, v in self.timings.items()},
         }
         if self.pushes or self.push_errors:
             out["push"] = [p.summary() for p in self.pushes]
@@ -134,7 +142,7 @@ def run_recompute(
     as_of: date | None = None,
     triggered_by: str = "cli",
     chunk_size: int | None = None,
-    push_runner: Callable[..., PushOutcome] = run_push,
+    push_runner: Callable[..., PushOutcome] | None = None,
 ) -> RecomputeOutcome:
     """Recompute the due accounts (all with ``everything``; only ``account_ids`` when given) as
     of ``as_of`` (default: today, UTC), then with ``push`` push every configured CRM.
@@ -198,10 +206,12 @@ def _recompute(
     day = outcome.as_of
     try:
         with scope:
+            began = time.perf_counter()
             with factory() as session:
                 conn = session.connection()
                 ids = due_account_ids(conn, day, only=account_ids, everything=everything)
                 feeds = load_feeds(conn)
+            outcome.timings["select"] += time.perf_counter() - began
             outcome.selected = len(ids)
             run_id = scope.start(
                 params={
@@ -251,7 +261,9 @@ def _one_chunk(
     with factory() as session:
         conn = session.connection()
         computed_at = datetime.now(UTC)
+        began = time.perf_counter()
         facts = load_chunk(conn, chunk, day, cfg)
+        read = time.perf_counter()
         outcomes: list[AccountOutcome] = []
         failures: list[NewSyncError] = []
         for f in facts:
@@ -269,6 +281,7 @@ def _one_chunk(
                         direction="recompute",
                     )
                 )
+        computed = time.perf_counter()
         now = datetime.now(UTC)
         if not leases.renew(session, scope.name, scope.holder, now, scope.ttl):
             session.rollback()
@@ -287,6 +300,9 @@ def _one_chunk(
         counts.failed += len(failures)
         runs.update_run_progress(session, run_id, counts)
         session.commit()
+    outcome.timings["read"] += read - began
+    outcome.timings["compute"] += computed - read
+    outcome.timings["write"] += time.perf_counter() - computed
     outcome.changed += wrote.changed
     outcome.unchanged += wrote.unchanged
     outcome.failed += len(failures)
@@ -299,14 +315,17 @@ def _push_all(
     factory: sessionmaker[Session],
     outcome: RecomputeOutcome,
     triggered_by: str,
-    push_runner: Callable[..., PushOutcome],
+    push_runner: Callable[..., PushOutcome] | None,
 ) -> None:
     """Push every configured CRM's accounts (only the changed fields of changed rows)."""
+    from app.wiring.push import PushInterrupted, run_push
+
+    runner = push_runner or run_push
     crms: list[CrmName] = list(settings.enabled_crms)
     for crm in crms:
         try:
             outcome.pushes.append(
-                push_runner(settings, crm, session_factory=factory, triggered_by=triggered_by)
+                runner(settings, crm, session_factory=factory, triggered_by=triggered_by)
             )
         except PushInterrupted as exc:
             outcome.pushes.append(exc.outcome)
