@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
-from app.api.routes import accounts, health, notes, push
+from app.api.routes import accounts, health, notes, push, signals
 from app.db.engine import make_engine, make_session_factory
 from app.logging import configure_logging
 from app.settings import Settings, get_settings
@@ -46,4 +46,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(accounts.router)
     app.include_router(notes.router)
     app.include_router(push.router)
+    app.include_router(signals.router)
     return app

@@ -21,6 +21,7 @@ from app.cli.db import db_app
 from app.cli.health import health_app
 from app.cli.push import push
 from app.cli.serve import serve
+from app.cli.signals_import import signals_app
 from app.cli.sync import sync_app
 from app.errors import CrmsyncError
 from app.logging import configure_logging
@@ -35,6 +36,7 @@ cli.add_typer(db_app, name="db")
 cli.add_typer(sync_app, name="sync")
 cli.add_typer(crm_app, name="crm")
 cli.add_typer(health_app, name="health")
+cli.add_typer(signals_app, name="signals")
 cli.command("push")(push)
 cli.command("serve")(serve)
 

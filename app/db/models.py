@@ -279,8 +279,9 @@ class UsageSnapshot(IdMixin, Base):
 
 # The event-like signals below are each keyed by (source, external_id): the sending system's
 # own id of the row, or, when it gives none, one crmsync derives from the row's natural key
-# (app.signals.keys). A row sent twice is then stored once; sent again with changed values it
-# updates the stored row. ``received_at`` is when crmsync last received the row.
+# (app.domain.signal_rows, docs/signals.md). A row sent twice is then stored once; sent again
+# with changed values it updates the stored row. ``received_at`` is when crmsync last
+# received the row.
 
 
 class SupportTicket(IdMixin, Base):
