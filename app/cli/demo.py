@@ -2,8 +2,9 @@
 
 Starts the sandbox (both CRMs, seeded with the same companies) in this process, points crmsync
 at it, migrates the demo's database, backfills every object from Salesforce and from HubSpot,
-runs one incremental pass (which finds nothing new), and prints what landed where. Nothing to
-install and no network beyond 127.0.0.1.
+runs one incremental pass (which finds nothing new), then plays the signal feeds, recomputes
+health with ``--push`` and reads it back from both CRMs (:mod:`app.cli.demo_health`), and
+prints what landed where. Nothing to install and no network beyond 127.0.0.1.
 
 The demo never touches the user's data: it reads neither ``.env`` nor ``CRMSYNC_*`` variables
 (:class:`DemoSettings`), writes into ``./var/demo.db`` (recreated on each run, once checked to be
@@ -29,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.cli.common import ExitCode, console
 from app.cli.demo_db import DEMO_TRIGGER, why_not_a_demo_database
+from app.cli.demo_health import CrmAccess, run_health_demo
 from app.core.runs import SyncKind
 from app.db.engine import make_engine, make_session_factory
 from app.db.models import Account, HandoverNote, Opportunity, SyncErrorRecord
@@ -37,6 +39,8 @@ from app.sync.pull import PullResult
 
 DEMO_DATABASE = Path("var/demo.db")
 DEMO_DATABASE_URL = f"sqlite:///./{DEMO_DATABASE}"
+#: The usage feed's file, loaded with the CSV import (the other signals go through the API).
+DEMO_SIGNALS_CSV = Path("var/demo-usage.csv")
 
 
 class DemoSettings(Settings):
@@ -68,7 +72,8 @@ def demo(
         "(anything else is refused). .env and CRMSYNC_DATABASE_URL are never used.",
     ),
 ) -> None:
-    """Sandbox -> migrate -> backfill both CRMs -> incremental pass -> summary, in its own db."""
+    """Sandbox -> migrate -> backfill both CRMs -> incremental pass -> signals (API and CSV)
+    -> health recompute --push -> health read back from both CRMs, in its own db."""
     from app.db import migrate
     from app.wiring.sync import run_sync
     from crmsync_sandbox import Sandbox, SandboxConfig
@@ -101,9 +106,28 @@ def demo(
             )
             console.print("[bold]4.[/bold] one incremental pass (nothing changed in the CRMs)")
             incremental = run_sync(settings, factory, kind=SyncKind.PULL, triggered_by=DEMO_TRIGGER)
-            calls = sb.control("GET", "/stats")["calls_total"]
             _print_runs("backfill", backfill)
             _print_runs("incremental pass", incremental)
+            console.print(
+                "[bold]5.[/bold] signals from the usage feed, helpdesk, survey tool and billing "
+                f"(generated, seed {seed})"
+            )
+            run_health_demo(
+                settings,
+                factory,
+                CrmAccess(
+                    sf_instance_url=sf.instance_url,
+                    sf_api_version=sf.api_version,
+                    sf_access_token=sf.access_token,
+                    hs_base_url=hs.base_url,
+                    hs_access_token=hs.access_token,
+                    ca_file=sb.info.ca_file,
+                ),
+                seed=seed,
+                csv_path=DEMO_SIGNALS_CSV,
+                triggered_by=DEMO_TRIGGER,
+            )
+            calls = sb.control("GET", "/stats")["calls_total"]
             with factory() as s:
                 totals = {
                     "accounts": s.scalar(select(func.count()).select_from(Account)),

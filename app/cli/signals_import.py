@@ -20,11 +20,13 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import typer
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import ExitCode, load_settings, open_database
 from app.cli.signals import interrupts_raised
@@ -95,6 +97,60 @@ def _line(error: RowError) -> str:
     return f"{where}: {field}{error.message}{shown}"
 
 
+@dataclass
+class ImportOutcome:
+    """A whole file: the totals over its batches and every refused row (with its line)."""
+
+    kind: str
+    rows: int = 0
+    stored: int = 0
+    created: int = 0
+    updated: int = 0
+    accounts: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    def add(self, done: IngestResult) -> None:
+        self.rows += done.received
+        self.stored += len(done.stored)
+        self.created += done.created
+        self.updated += done.updated
+        self.accounts += done.accounts
+        self.errors.extend(done.errors)
+
+    def summary(self, file: Path) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "file": str(file),
+            "rows": self.rows,
+            "stored": self.stored,
+            "created": self.created,
+            "updated": self.updated,
+            "rejected": len({e.line for e in self.errors}),
+            "accounts": self.accounts,
+        }
+
+
+def import_csv(
+    factory: sessionmaker[Session],
+    handle: TextIO,
+    kind: str,
+    outcome: ImportOutcome,
+    on_error: Callable[[RowError], None] | None = None,
+) -> ImportOutcome:
+    """Store the rows of an open CSV file of ``kind`` into ``outcome`` (batch by batch, each
+    committed); :class:`HeaderError` before anything is stored when the header cannot work.
+    Also what ``crmsync demo`` calls (with its own database, never the settings')."""
+    reader = csv.reader(handle)
+    names = check_header(kind, next(reader, None))
+    for rows, lines in read_batches(reader, names):
+        done = ingest(factory, kind, rows, lines=lines)
+        if on_error is not None:
+            for error in done.errors:
+                on_error(error)
+        outcome.add(done)
+    return outcome
+
+
 @signals_app.command("import")
 def import_file(
     file: Path = typer.Argument(
@@ -119,52 +175,33 @@ def import_file(
     settings = load_settings()
     engine = open_database(settings, migrated=True)
     factory = make_session_factory(engine)
-    total = IngestResult(kind_name, 0)
+    outcome = ImportOutcome(kind_name)
     shown = 0
+
+    def show(error: RowError) -> None:
+        nonlocal shown
+        if shown < MAX_SHOWN:
+            print(_line(error), file=sys.stderr)
+        shown += 1
+
     interrupted = False
     try:
         with handle, interrupts_raised():
-            reader = csv.reader(handle)
-            try:
-                names = check_header(kind_name, next(reader, None))
-            except (HeaderError, UnicodeDecodeError, csv.Error) as exc:
-                print(f"crmsync signals import: {file}: {exc}", file=sys.stderr)
-                print("crmsync signals import: nothing was stored", file=sys.stderr)
-                raise typer.Exit(code=ExitCode.USAGE) from None
-            try:
-                for rows, lines in read_batches(reader, names):
-                    done = ingest(factory, kind_name, rows, lines=lines)
-                    for error in done.errors:
-                        if shown < MAX_SHOWN:
-                            print(_line(error), file=sys.stderr)
-                        shown += 1
-                    offset = total.received
-                    total.received += done.received
-                    total.stored.extend(offset + i for i in done.stored)
-                    total.errors.extend(done.errors)
-                    total.created += done.created
-                    total.updated += done.updated
-                    total.accounts += done.accounts
-            except (UnicodeDecodeError, csv.Error) as exc:
-                print(f"crmsync signals import: {file}: {exc}", file=sys.stderr)
-                raise typer.Exit(code=ExitCode.USAGE) from None
+            import_csv(factory, handle, kind_name, outcome, show)
+    except HeaderError as exc:
+        print(f"crmsync signals import: {file}: {exc}", file=sys.stderr)
+        print("crmsync signals import: nothing was stored", file=sys.stderr)
+        raise typer.Exit(code=ExitCode.USAGE) from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        print(f"crmsync signals import: {file}: {exc}", file=sys.stderr)
+        raise typer.Exit(code=ExitCode.USAGE) from None
     except KeyboardInterrupt:
         interrupted = True
     finally:
         engine.dispose()
     if shown > MAX_SHOWN:
         print(f"... and {shown - MAX_SHOWN} more refused row error(s)", file=sys.stderr)
-    summary = {
-        "kind": kind_name,
-        "file": str(file),
-        "rows": total.received,
-        "stored": len(total.stored),
-        "created": total.created,
-        "updated": total.updated,
-        "rejected": len({e.line for e in total.errors}),
-        "accounts": total.accounts,
-    }
-    typer.echo(json.dumps(summary, indent=2))
+    typer.echo(json.dumps(outcome.summary(file), indent=2))
     if interrupted:
         print(
             "interrupted: the batches committed are stored; run the same command again "
@@ -172,4 +209,4 @@ def import_file(
             file=sys.stderr,
         )
         raise typer.Exit(code=ExitCode.FAILED)
-    raise typer.Exit(code=ExitCode.PARTIAL if total.errors else ExitCode.OK)
+    raise typer.Exit(code=ExitCode.PARTIAL if outcome.errors else ExitCode.OK)

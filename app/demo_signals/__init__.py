@@ -1,0 +1,1 @@
+"""The demo's signal feeds: a deterministic generator (:mod:`app.demo_signals.generator`)."""
