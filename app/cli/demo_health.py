@@ -37,16 +37,17 @@ from typing import Any
 
 import requests
 from rich.table import Table
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import console
 from app.cli.signals_import import ImportOutcome, import_csv
-from app.db.models import Account
+from app.db.models import Account, PushLedgerEntry, SyncCursor
 from app.demo_signals.generator import DemoAccount, assign_profiles, generate
 from app.domain.signal_rows import MAX_BATCH
 from app.errors import CrmsyncError
 from app.settings import Settings
+from app.sync.push_ports import PUSH_STREAM
 from app.wiring.recompute import RecomputeOutcome, run_recompute
 
 BANDS = ("green", "yellow", "red", "unknown")
@@ -188,6 +189,7 @@ def run_health_demo(
     done.signals["usage"] = done.csv.stored
     console.print("   stored: " + ", ".join(f"{n} {k}" for k, n in done.signals.items()) + " rows")
     console.print("[bold]6.[/bold] crmsync health recompute --push (every account, both CRMs)")
+    forget_pushes(factory)
     done.recompute = run_recompute(
         settings, push=True, session_factory=factory, triggered_by=triggered_by
     )
@@ -214,6 +216,15 @@ def run_health_demo(
             console.print(f"[red]{line}[/red]")
         raise DemoHealthError(f"{len(done.mismatches)} CRM value(s) differ from the CS database")
     return done
+
+
+def forget_pushes(factory: sessionmaker[Session]) -> None:
+    """Forget what earlier demo runs pushed (a database reused with ``--database-url``): each
+    demo starts a new sandbox, whose CRMs hold none of it, so the push must not skip values
+    as already there. Only ever the demo's own database (checked before anything is written)."""
+    with factory() as s, s.begin():
+        s.execute(delete(PushLedgerEntry))
+        s.execute(delete(SyncCursor).where(SyncCursor.stream == PUSH_STREAM))
 
 
 def _salesforce(crm: CrmAccess) -> Any:
