@@ -395,12 +395,239 @@ class LifecycleConfig:
 
 
 @dataclass(frozen=True)
+class PerTierText:
+    """One optional text per tier (the pool and fallback owners' e-mails, 8.3)."""
+
+    key: str | None = None
+    high: str | None = None
+    low: str | None = None
+    tech: str | None = None
+
+    def of(self, tier: Tier) -> str | None:
+        value = {"key": self.key, "high": self.high, "low": self.low, "tech": self.tech}[tier]
+        return value.strip() if value and value.strip() else None
+
+
+# --- handover (domain.md 6) ------------------------------------------------------------------
+
+_ALL: tuple[Tier, ...] = ("key", "high", "low", "tech")
+_KHL: tuple[Tier, ...] = ("key", "high", "low")
+_KH: tuple[Tier, ...] = ("key", "high")
+_K: tuple[Tier, ...] = ("key",)
+
+#: 6.2's table: field code -> tiers where it is required (R) and where it is optional (O).
+HANDOVER_REQUIRED: dict[str, tuple[Tier, ...]] = {
+    "sold": _ALL,
+    "term": _ALL,
+    "services": _KH,
+    "primary_contact": _ALL,
+    "secondary_contacts": _KH,
+    "champion": _KH,
+    "decision_maker": _KH,
+    "technical_contact": _KHL,
+    "executive_sponsor": _K,
+    "why_they_bought": _KHL,
+    "goals": _KH,
+    "success_criteria": _KH,
+    "value_expected": (),
+    "special_terms": _ALL,
+    "fit": _KH,
+    "risks": _KH,
+    "timeline": _KH,
+    "preassigned_csm": (),
+}
+HANDOVER_OPTIONAL: dict[str, tuple[Tier, ...]] = {
+    "sold": (),
+    "term": (),
+    "services": ("low",),
+    "primary_contact": (),
+    "secondary_contacts": ("low",),
+    "champion": ("low",),
+    "decision_maker": ("low",),
+    "technical_contact": ("tech",),
+    "executive_sponsor": ("high",),
+    "why_they_bought": ("tech",),
+    "goals": ("low",),
+    "success_criteria": ("low",),
+    "value_expected": _KH,
+    "special_terms": (),
+    "fit": ("low",),
+    "risks": ("low",),
+    "timeline": ("low",),
+    "preassigned_csm": _KH,
+}
+
+
+@dataclass(frozen=True)
+class HandoverConfig:
+    """6.2 / 6.3: required fields per tier, the fix task's due day, the early stage."""
+
+    required: dict[str, tuple[Tier, ...]] = field(default_factory=lambda: dict(HANDOVER_REQUIRED))
+    optional: dict[str, tuple[Tier, ...]] = field(default_factory=lambda: dict(HANDOVER_OPTIONAL))
+    fix_due_days: int = 2
+    # None: the stage just before closed-won in the CRM's pipeline (ours, 6.3).
+    early_stage: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(self.fix_due_days >= 0, "handover.fix_due_days must be >= 0")
+        _check(
+            set(self.required) == set(HANDOVER_REQUIRED),
+            "handover.required must name each field of domain.md 6.2",
+        )
+
+
+# --- onboarding (domain.md 7) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskTemplate:
+    """One row of 7.2: in which tiers' plans it is, its offset from D0 per tier, who owns it.
+
+    ``days`` holds an offset for every tier; only the tiers in ``tiers`` use theirs.
+    ``automated`` names the tiers where the task is an automated message or check (7.2 "(auto)").
+    ``when`` makes the task conditional: ``handover_incomplete`` (task 1), ``integrations`` and
+    ``data_migration`` (tasks 9-10: only when that service was sold).
+    """
+
+    number: int
+    phase: str
+    title: str
+    owner: str
+    tiers: tuple[Tier, ...]
+    days: PerTier
+    automated: tuple[Tier, ...] = ()
+    when: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(
+            self.when in (None, "handover_incomplete", "integrations", "data_migration"),
+            f"onboarding task {self.title!r}: unknown condition {self.when!r}",
+        )
+
+
+def _t(
+    number: int,
+    phase: str,
+    title: str,
+    owner: str,
+    days: tuple[int | None, int | None, int | None, int | None],
+    automated: tuple[Tier, ...] = (),
+    when: str | None = None,
+) -> TaskTemplate:
+    tiers = tuple(t for t, d in zip(_ALL, days, strict=True) if d is not None)
+    per = PerTier(*(d if d is not None else 0 for d in days))
+    return TaskTemplate(number, phase, title, owner, tiers, per, automated, when)
+
+
+#: 7.2's table (all offsets ours): task code -> template. Order is the table's.
+ONBOARDING_PLAN: dict[str, TaskTemplate] = {
+    "handover_complete": _t(
+        1, "handover", "Complete the handover", "ae", (2, 2, 2, 2), when="handover_incomplete"
+    ),
+    "internal_handover": _t(
+        2, "handover", "Internal handover call (AE + CSM)", "ae_csm", (2, 3, None, None)
+    ),
+    "welcome": _t(3, "handover", "Welcome the customer", "csm", (1, 1, 1, 0), ("low", "tech")),
+    "kickoff_meeting": _t(4, "kickoff", "Kickoff meeting", "csm", (7, 7, None, None)),
+    "intro_call": _t(5, "kickoff", "Intro call or e-mail", "csm", (None, None, 5, None)),
+    "success_plan": _t(
+        6,
+        "kickoff",
+        "Success plan: goals and success criteria",
+        "csm_customer",
+        (14, 14, 21, None),
+    ),
+    "provision_accounts": _t(
+        7,
+        "setup",
+        "Provision users and the organisation environment",
+        "cs_ops",
+        (3, 3, 2, 0),
+        ("tech",),
+    ),
+    "first_admin_login": _t(8, "setup", "First admin login", "customer", (7, 7, 7, 7)),
+    "integrations": _t(
+        9, "setup", "Integrations", "csm_tech", (30, 30, None, None), when="integrations"
+    ),
+    "data_migration": _t(
+        10, "setup", "Data migration", "tech", (30, 30, 30, None), when="data_migration"
+    ),
+    "admin_training": _t(11, "training", "Admin training", "trainer", (14, 14, 14, 7), ("tech",)),
+    "user_training": _t(12, "training", "User training", "trainer", (30, 21, None, None)),
+    "go_live": _t(13, "go_live", "Go-live", "csm", (45, 30, 21, 14), ("tech",)),
+    "first_value": _t(
+        14, "value", "First value: a success criterion met", "csm", (60, 45, 30, 21), ("tech",)
+    ),
+    "check_in_week_1": _t(15, "check_in", "Check-in, week 1", "csm", (7, 7, 7, 7), ("tech",)),
+    "check_in_day_30": _t(16, "check_in", "Check-in, day 30", "csm", (30, 30, 30, 30), ("tech",)),
+    "goal_review_day_60": _t(17, "check_in", "Goal review, day 60", "csm", (60, 60, 60, None)),
+    "onboarding_csat": _t(
+        18, "close", "Onboarding CSAT survey", "cs_ops", (90, 75, 60, 30), ("tech",)
+    ),
+    "onboarding_close": _t(
+        19, "close", "Onboarding exit review", "csm", (120, 90, 60, 30), ("tech",)
+    ),
+    "exec_sponsor_intro": _t(20, "key", "Executive sponsor intro", "csm", (14, None, None, None)),
+    "backup_csm_intro": _t(21, "key", "Backup CSM intro", "backup_csm", (30, None, None, None)),
+    "account_plan": _t(22, "key", "Account plan draft", "csm", (90, None, None, None)),
+}
+
+#: 7.3: an expansion's tasks (ours): kickoff call D+7, training for new users D+14.
+EXPANSION_PLAN: dict[str, TaskTemplate] = {
+    "handover_complete": ONBOARDING_PLAN["handover_complete"],
+    "expansion_kickoff": _t(2, "kickoff", "Expansion kickoff call", "csm", (7, 7, 7, None)),
+    "new_user_training": _t(
+        3, "training", "Training for the new users", "trainer", (14, 14, 14, 14), ("tech",)
+    ),
+}
+
+
+@dataclass(frozen=True)
 class OnboardingConfig:
-    """7.4: the exit criteria's seat share and the days after which onboarding is overdue."""
+    """7.2-7.4: the plans, weekends, the exit criteria's seat share and the overdue days."""
 
     max_days: PerTier = field(default_factory=lambda: PerTier(120, 90, 60, 30))
     exit_active_seat_share: float = 0.5
     exit_tech_weekly_active_users: int = 1
+    plans: dict[str, TaskTemplate] = field(default_factory=lambda: dict(ONBOARDING_PLAN))
+    expansion_plans: dict[str, TaskTemplate] = field(default_factory=lambda: dict(EXPANSION_PLAN))
+    skip_weekends: bool = True
+    replan_on_tier_change: bool = False
+    # Off: the CRM's deal type decides new business vs expansion. On: a new-business deal on an
+    # account already a customer is an expansion (7.3 "existing customer"). Off by default
+    # because a pull can make the account a customer before the webhook of its first close is
+    # handled. A won deal on a churned account is a winback either way (ours).
+    new_business_on_customer_is_expansion: bool = False
+    # Words in the handover's "Services sold" that mean task 9 / task 10 applies (ours).
+    integration_words: tuple[str, ...] = ("integration", "api", "sso", "connector")
+    migration_words: tuple[str, ...] = ("migration", "import")
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.exit_active_seat_share <= 1, "onboarding.exit_active_seat_share in 0..1")
+
+
+# --- CSM assignment (domain.md 8) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AssignmentConfig:
+    """8.2 / 8.3: load units, the onboarding factor, capacity, owners of last resort."""
+
+    units: PerTier = field(default_factory=lambda: PerTier(10, 3, 1, 0))
+    onboarding_factor: float = 1.5
+    capacity_units: int = 100
+    max_arr_per_csm: int | None = None  # off
+    backup_units: int = 2
+    recent_onboarding_days: int = 30
+    match_region: bool = False
+    match_language: bool = False
+    pool_owner: PerTierText = field(default_factory=PerTierText)
+    fallback_owner: PerTierText = field(default_factory=PerTierText)
+
+    def __post_init__(self) -> None:
+        _check(self.onboarding_factor >= 1, "assignment.onboarding_factor must be >= 1")
+        _check(self.capacity_units > 0, "assignment.capacity_units must be > 0")
+        _check(self.backup_units >= 0, "assignment.backup_units must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -427,6 +654,8 @@ class ScoringConfig:
     renewal: RenewalConfig = field(default_factory=RenewalConfig)
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     onboarding: OnboardingConfig = field(default_factory=OnboardingConfig)
+    handover: HandoverConfig = field(default_factory=HandoverConfig)
+    assignment: AssignmentConfig = field(default_factory=AssignmentConfig)
 
     def __post_init__(self) -> None:
         _check(0 <= self.min_coverage <= 100, "scoring.min_coverage must be in 0..100")

@@ -225,6 +225,9 @@ def _build(raw: Mapping[str, list[str]], unknown: tuple[str, ...]) -> ParsedHand
     sold = _parse_sold(_text(raw.get("sold")))
     sold.update(_parse_term(_text(raw.get("term"))))
     services = _items(raw.get("services"))
+    if not services and _text(raw.get("services"), keep_none=True) is not None:
+        # "Services sold: none" is an answer (nothing was sold, domain.md 6.2), not a gap.
+        services = ["none"]
     if services:
         sold["services"] = services
     why = _text(raw.get("why_they_bought"))
