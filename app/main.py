@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
-from app.api.routes import accounts, health, notes, push, signals
+from app.api.routes import accounts, health, notes, push, signals, webhooks
 from app.db.engine import make_engine, make_session_factory
 from app.logging import configure_logging
 from app.settings import Settings, get_settings
@@ -27,9 +27,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        engine.dispose()
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if settings.webhooks.embedded_worker:
+            # Until the job engine runs it: webhook events are processed in this process.
+            from app.wiring.webhook_processing import start_embedded_worker
+
+            worker = start_embedded_worker(settings, app.state.session_factory)
+            app.state.webhook_runner = worker
+        try:
+            yield
+        finally:
+            if worker is not None:
+                app.state.webhook_runner = None
+                worker.stop()
+            engine.dispose()
 
     app = FastAPIOffline(
         title="crmsync",
@@ -47,4 +59,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(notes.router)
     app.include_router(push.router)
     app.include_router(signals.router)
+    app.include_router(webhooks.router)
     return app

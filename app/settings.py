@@ -126,6 +126,51 @@ class PushSettings(BaseModel):
         )
 
 
+class WebhookSettings(BaseModel):
+    """Webhook processing and the new-onboarding notice (``CRMSYNC_WEBHOOKS__<KEY>``);
+    docs/webhooks.md."""
+
+    embedded_worker: bool = Field(
+        True,
+        description=(
+            "Process inbox events inside `crmsync serve` (threads); false when a separate "
+            "worker processes them."
+        ),
+    )
+    worker_threads: int = Field(2, ge=1, le=32, description="Embedded worker threads.")
+    sweep_seconds: float = Field(
+        2.0, gt=0, description="How often the sweeper looks for due events (after a restart)."
+    )
+    lease_seconds: int = Field(
+        300, ge=5, description="An attempt not finished by then is due again (a dead worker)."
+    )
+    max_attempts: int = Field(8, ge=1, le=50, description="Attempts before an event is dead.")
+    backoff_seconds: float = Field(5.0, gt=0, description="First retry delay; doubles.")
+    backoff_cap_seconds: float = Field(3600.0, gt=0, description="Longest retry delay.")
+    push_writebacks: bool = Field(
+        True,
+        description=(
+            "Push the handover note, CSM and onboarding status to the CRM right after "
+            "processing (otherwise the next `crmsync push` sends them)."
+        ),
+    )
+    notice_url: str | None = Field(
+        None, description="POST a JSON message here on every new onboarding (chat/ticketing)."
+    )
+    notice_attempts: int = Field(4, ge=1, le=20, description="Tries per notice.")
+    notice_timeout_seconds: float = Field(5.0, gt=0)
+    notice_backoff_seconds: float = Field(0.5, ge=0)
+
+    @field_validator("notice_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not value.strip().startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with https:// (or http://)")
+        return value.strip()
+
+
 class ScoringSettings(BaseModel):
     """Domain thresholds (domain.md 10): ``CRMSYNC_SCORING__<GROUP>__<KEY>`` and an optional
     TOML file ``CRMSYNC_SCORING__FILE`` of the same groups (``[weights]``, ``[usage]``, ...).
@@ -187,6 +232,13 @@ class Settings(BaseSettings):
     hubspot_refresh_token: SecretStr | None = None
     hubspot_app_secret: SecretStr | None = None
 
+    # Webhooks (docs/webhooks.md): the public URL the CRMs call (behind a proxy the signed URL is
+    # this + the path), the secret path segment of the Salesforce route, and the HMAC key of
+    # Flow / Apex JSON calls.
+    public_base_url: str | None = None
+    salesforce_webhook_secret: SecretStr | None = None
+    salesforce_webhook_signing_secret: SecretStr | None = None
+
     ca_bundle: Path | None = None
     admin_bootstrap_key: SecretStr | None = None
     redis_url: str | None = None
@@ -201,6 +253,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     push: PushSettings = PushSettings()
     scoring: ScoringSettings = ScoringSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @field_validator("salesforce_auth", "hubspot_auth", mode="before")
     @classmethod
@@ -217,7 +270,9 @@ class Settings(BaseSettings):
             return None
         return Path(str(value).strip()).expanduser()
 
-    @field_validator("salesforce_instance_url", "salesforce_login_url", "hubspot_base_url")
+    @field_validator(
+        "salesforce_instance_url", "salesforce_login_url", "hubspot_base_url", "public_base_url"
+    )
     @classmethod
     def _normalise_url(cls, value: str | None) -> str | None:
         """Strip a trailing slash: Salesforce answers 404 to ``//services/...``."""

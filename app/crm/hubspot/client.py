@@ -417,6 +417,35 @@ class HubSpotClient:
                 out.setdefault(from_id, []).extend(to_ids)
         return out
 
+    def read_records(
+        self, object_name: str, fields: Sequence[str], ids: Sequence[str]
+    ) -> RecordPage:
+        """The current state of ``ids`` (batch read, 100 per call) with their associations; an
+        id HubSpot does not return (archived, merged away, never there) is in
+        ``deleted_ids``. The webhook handler reads the record an event names this way."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        api = self._api(object_name, "batch_api")
+        properties = [f for f in fields if not f.startswith("associations.")]
+        records: list[WireRecord] = []
+        for start in range(0, len(wanted), 100):
+            chunk = wanted[start : start + 100]
+            body = {"properties": properties, "inputs": [{"id": i} for i in chunk]}
+            response = self._call(
+                "batch_read",
+                functools.partial(
+                    api.read,
+                    batch_read_input_simple_public_object_id=body,
+                    archived=False,
+                    _request_timeout=self._timeout,
+                    _preload_content=False,
+                ),
+                object_name,
+            )
+            records.extend(self._wire(obj) for obj in response.get("results") or [])
+        self._merge_associations(object_name, records)
+        found = {str(r["id"]) for r in records}
+        return RecordPage(records=records, deleted_ids=[i for i in wanted if i not in found])
+
     # -- deletes -----------------------------------------------------------------------------
 
     def iter_deleted(self, object_name: str, start: ReadFrom | None) -> Iterator[RecordPage]:

@@ -32,6 +32,7 @@ Every HTTP request (retries and token refreshes included) counts in :attr:`api_c
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -96,6 +97,12 @@ def _flatten(record: Mapping[str, Any], prefix: str = "") -> WireRecord:
         else:
             out[prefix + key if prefix else key] = value
     return out
+
+
+def _query_all(soql_text: str, timeout: Any, sf: Salesforce) -> Mapping[str, Any]:
+    """Every page of ``soql_text`` through ``queryAll`` (soft-deleted rows included)."""
+    result: Mapping[str, Any] = sf.query_all(soql_text, include_deleted=True, timeout=timeout)
+    return result
 
 
 def _is_deleted(record: Mapping[str, Any]) -> bool:
@@ -317,6 +324,33 @@ class SalesforceClient:
     def iter_deleted(self, object_name: str, start: ReadFrom | None) -> Iterator[RecordPage]:
         """Nothing extra: ``queryAll`` already reports soft deletes in :meth:`iter_changes`."""
         return iter(())
+
+    def read_records(
+        self, object_name: str, fields: Sequence[str], ids: Sequence[str], *, by: str = "Id"
+    ) -> RecordPage:
+        """The current state of the records whose ``by`` field (``Id``, or ``ParentId`` for
+        notes) is one of ``ids``, through ``queryAll``: a soft-deleted one is in
+        ``deleted_ids``; a hard-deleted one is simply absent. One call per 200 ids (the webhook
+        handler reads the one record an event names, never trusting the event's copy)."""
+        wanted = list(dict.fromkeys(str(i) for i in ids))
+        records: list[WireRecord] = []
+        deleted: list[str] = []
+        names = ", ".join(soql.select_fields(fields))
+        for start in range(0, len(wanted), 200):
+            chunk = wanted[start : start + 200]
+            literal = ", ".join(
+                "'" + i.replace("\\", "\\\\").replace("'", "\\'") + "'" for i in chunk
+            )
+            if not by.replace("_", "").isalnum():
+                raise ValueError(f"{by!r} is not a Salesforce field name")
+            query = f"SELECT {names} FROM {object_name} WHERE {by} IN ({literal})"
+            result: Mapping[str, Any] = self._call(
+                "read", functools.partial(_query_all, query, self._timeout), object_name
+            )
+            page = self._page(result)
+            records.extend(page.records)
+            deleted.extend(page.deleted_ids)
+        return RecordPage(records=records, deleted_ids=deleted)
 
     # -- REST --------------------------------------------------------------------------------
 

@@ -1,0 +1,218 @@
+"""Closed-won handling: what one inbox event about a deal / opportunity does.
+
+The event is only a hint: the handler reads the record's **current** state from the CRM (never
+the event's copy; deliveries come late, twice and out of order) and stores it through the pull's
+own mapping and upsert (so the CS rows are exactly what the next pull would make):
+
+1. not a deal / opportunity event (companies, contacts, other properties): ``ignored``;
+2. the record is gone from the CRM (deleted before processing): its row is soft-deleted,
+   ``ignored``;
+3. the record is not won (any more: won -> lost): its row is updated, ``ignored``; a later
+   won event (lost -> won again) is handled then;
+4. won: the account and the handover notes are read too and stored, then the onboarding is
+   started exactly once per opportunity (:mod:`app.wiring.onboarding_start`): the plan's unique
+   ``opportunity_id`` and the event's ``done`` commit in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.types import CrmName
+from app.crm.base import CrmClient, RecordPage, WireRecord
+from app.crm.factory import build_client
+from app.db.enums import InboxStatus
+from app.db.inbox_store import finish
+from app.db.models import Opportunity, WebhookEvent
+from app.db.sync_store import SqlSyncStore
+from app.errors import ConfigError
+from app.logging import get_logger
+from app.mappers.config import load_mapping_set
+from app.mappers.spec import MappingSet, ObjectMapping
+from app.sync.ports import Counts
+from app.sync.pull import PullEngine
+from app.wiring.webhook_processing import EventView, HandlerResult, ProcessingContext
+
+__all__ = ["ClosedWonHandler", "deal_event"]
+
+log = get_logger("crmsync.webhooks")
+
+#: HubSpot subscription types that can mean "this deal's stage changed".
+_HUBSPOT_DEAL_EVENTS = frozenset({"deal.propertyChange", "deal.creation", "deal.restore"})
+_HUBSPOT_STAGE_PROPERTIES = frozenset({"dealstage", "hs_is_closed_won", "hs_is_closed"})
+
+
+def deal_event(event: EventView, opportunity_object: str) -> bool:
+    """Whether ``event`` may announce a deal / opportunity stage change (pure)."""
+    if event.source == "salesforce":
+        return (event.event_type or "").lower() == opportunity_object.lower()
+    kind = event.event_type or ""
+    payload: dict[str, Any] = json.loads(event.raw_body) if event.raw_body else {}
+    if kind.startswith("object.") and str(payload.get("objectTypeId")) == "0-3":
+        kind = "deal." + kind.partition(".")[2]
+    if kind not in _HUBSPOT_DEAL_EVENTS:
+        return False
+    if kind == "deal.propertyChange":
+        return payload.get("propertyName") in _HUBSPOT_STAGE_PROPERTIES
+    return True
+
+
+def finish_event(
+    context: ProcessingContext, event_id: int, status: InboxStatus, note: str | None
+) -> HandlerResult:
+    """Close an event that did no other database work."""
+    with context.session_factory() as session:
+        row = session.get(WebhookEvent, event_id)
+        if row is not None:
+            finish(session, row, status, context.clock(), note)
+            session.commit()
+    return HandlerResult(status, note)
+
+
+class CrmState:
+    """What the CRM says now about one deal / opportunity and, when won, its account and
+    handover notes (wire records)."""
+
+    def __init__(self, crm: CrmName, mappings: MappingSet) -> None:
+        self.crm = crm
+        self.mappings = mappings
+        self.pages: list[tuple[ObjectMapping, RecordPage]] = []
+
+
+class ClosedWonHandler:
+    """The :class:`~app.wiring.webhook_processing.EventHandler` for deal / opportunity events."""
+
+    def __call__(self, event: EventView, context: ProcessingContext) -> HandlerResult:
+        crm: CrmName = "salesforce" if event.source == "salesforce" else "hubspot"
+        settings = context.settings
+        mappings = load_mapping_set(
+            crm, settings.mapping_file, default_currency=settings.default_currency
+        )
+        opp_mapping = mappings.for_table("opportunities")
+        if not deal_event(event, opp_mapping.crm_object) or not event.object_id:
+            return finish_event(context, event.id, InboxStatus.IGNORED, "not a deal stage event")
+        if crm not in settings.enabled_crms:
+            raise ConfigError(f"{crm} is not configured: cannot read the record the event names")
+        client = self._client(context, crm)
+        record_id = event.object_id
+        page = _read(client, opp_mapping, [record_id])
+        store = _Store(context, client, mappings)
+        store.write(opp_mapping, page)
+        id_field = opp_mapping.id_field
+        wire = next((r for r in page.records if str(r.get(id_field)) == record_id), None)
+        if wire is None or record_id in page.deleted_ids:
+            return finish_event(
+                context, event.id, InboxStatus.IGNORED, "deleted in the CRM before processing"
+            )
+        with context.session_factory() as session:
+            opportunity = _opportunity(session, opp_mapping, record_id)
+            won = opportunity is not None and opportunity.is_won
+            stage = opportunity.stage if opportunity is not None else None
+        if not won:
+            return finish_event(
+                context, event.id, InboxStatus.IGNORED, f"not won in the CRM now (stage {stage})"
+            )
+        self._read_related(client, store, mappings, opp_mapping, wire)
+        from app.wiring.onboarding_start import start_onboarding
+
+        return start_onboarding(context, event, crm, mappings, record_id)
+
+    def _client(self, context: ProcessingContext, crm: CrmName) -> CrmClient:
+        clients: dict[str, CrmClient] | None = getattr(context.local, "clients", None)
+        if clients is None:
+            clients = {}
+            context.local.clients = clients
+        if crm not in clients:
+            client = build_client(crm, context.settings)
+            clients[crm] = client
+            context.on_close(client.close)
+        return clients[crm]
+
+    def _read_related(
+        self,
+        client: CrmClient,
+        store: _Store,
+        mappings: MappingSet,
+        opp_mapping: ObjectMapping,
+        wire: WireRecord,
+    ) -> None:
+        """The account and the handover notes of a won deal, read and stored (parents first)."""
+        account_mapping = mappings.for_table("accounts")
+        note_mapping = mappings.for_table("handover_notes")
+        ref = opp_mapping.parents[0].crm_field if opp_mapping.parents else None
+        account_id = _first(wire.get(ref)) if ref else None
+        if account_id:
+            store.write(account_mapping, _read(client, account_mapping, [account_id]))
+        deal_id = str(wire[opp_mapping.id_field])
+        notes: RecordPage | None = None
+        read = getattr(client, "read_records", None)
+        if client.name == "salesforce" and read is not None:
+            parents = [deal_id] + ([account_id] if account_id else [])
+            fields = note_mapping.read_fields()
+            notes = read(note_mapping.crm_object, fields, parents, by="ParentId")
+        elif client.name == "hubspot":
+            associations = getattr(client, "read_associations", None)
+            if associations is not None and read is not None:
+                found = associations(opp_mapping.crm_object, note_mapping.crm_object, [deal_id])
+                ids = found.get(deal_id, [])
+                if ids:
+                    notes = read(note_mapping.crm_object, note_mapping.read_fields(), ids)
+        if notes is not None:
+            # Notes not returned are not "deleted" here: only live ones were asked for.
+            store.write(note_mapping, RecordPage(records=notes.records))
+
+
+def _first(value: Any) -> str | None:
+    if isinstance(value, list | tuple):
+        return str(value[0]) if value else None
+    return str(value) if value not in (None, "") else None
+
+
+def _read(client: CrmClient, mapping: ObjectMapping, ids: Sequence[str]) -> RecordPage:
+    read = getattr(client, "read_records", None)
+    if read is None:  # pragma: no cover - both adapters have it
+        raise ConfigError(f"the {client.name} client cannot read single records")
+    page: RecordPage = read(mapping.crm_object, mapping.read_fields(), list(ids))
+    return page
+
+
+def _opportunity(session: Session, mapping: ObjectMapping, crm_id: str) -> Opportunity | None:
+    column = getattr(Opportunity, mapping.id_column)
+    found: Opportunity | None = session.scalars(select(Opportunity).where(column == crm_id)).first()
+    return found
+
+
+class _Store:
+    """Stores wire records the way a pull does (mapping, merge, upsert, parents, deletes)."""
+
+    def __init__(self, context: ProcessingContext, client: CrmClient, mappings: MappingSet) -> None:
+        self.context = context
+        by_object: Mapping[str, ObjectMapping] = {m.crm_object: m for m in mappings}
+        self.engine = PullEngine(
+            SqlSyncStore(context.session_factory), client, by_object, context.settings.sync
+        )
+
+    def write(self, mapping: ObjectMapping, page: RecordPage) -> None:
+        engine = self.engine
+        mapped, failures, _skipped = engine._map_page(mapping, page.records)
+        gone = set(page.deleted_ids) | {m.crm_id for m in mapped if m.deleted}
+        live = [m for m in mapped if m.crm_id not in gone]
+        now = self.context.clock()
+        with engine.store.page() as writer:
+            engine._write_records(writer, mapping, live, failures, Counts(), now)
+            if gone:
+                writer.soft_delete(mapping.cs_table, mapping.id_column, sorted(gone), now)
+        engine._link_orphans(mapping)
+        for failure in failures:
+            log.warning(
+                "webhooks.record.invalid",
+                crm=mapping.crm,
+                object=mapping.crm_object,
+                record_id=failure.record_id,
+                error=failure.message,
+            )

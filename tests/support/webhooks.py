@@ -1,0 +1,131 @@
+"""Webhook test helpers: the API served by a real uvicorn on 127.0.0.1 (in a thread), and
+signed deliveries the way HubSpot and Salesforce send them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import FastAPI
+
+from app.main import create_app
+from app.settings import Settings
+from app.webhooks.signatures import hubspot_v3_signature, salesforce_json_signature
+
+SF_ORG = "00D000000000001AAA"
+SF_PATH_SECRET = "path-secret-1"
+SF_SIGNING = "signing-secret-1"
+HS_SECRET = "sandbox-app-secret"
+
+
+class LiveApp:
+    """``create_app(settings)`` served on a free port until :meth:`stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app: FastAPI = create_app(settings)
+        self.server = uvicorn.Server(
+            uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    @property
+    def worker(self) -> Any:
+        return getattr(self.app.state, "webhook_runner", None)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+
+
+@contextmanager
+def live_app(settings: Settings) -> Iterator[LiveApp]:
+    app = LiveApp(settings)
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+def hubspot_event(
+    event_id: int, deal_id: int | str, *, stage: str = "closedwon", portal: int = 62515
+) -> dict[str, Any]:
+    return {
+        "eventId": event_id,
+        "subscriptionId": 2001,
+        "portalId": portal,
+        "appId": 3001,
+        "occurredAt": int(time.time() * 1000),
+        "subscriptionType": "deal.propertyChange",
+        "attemptNumber": 0,
+        "objectId": int(deal_id),
+        "propertyName": "dealstage",
+        "propertyValue": stage,
+        "changeSource": "CRM_UI",
+    }
+
+
+def hubspot_request(
+    url: str,
+    events: Sequence[dict[str, Any]],
+    *,
+    secret: str = HS_SECRET,
+    signed_url: str | None = None,
+    timestamp_ms: int | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Body and headers of a HubSpot delivery to ``url`` (signed over ``signed_url``)."""
+    body = json.dumps(list(events), separators=(",", ":")).encode()
+    ts = str(timestamp_ms if timestamp_ms is not None else int(time.time() * 1000))
+    headers = {
+        "Content-Type": "application/json",
+        "X-HubSpot-Request-Timestamp": ts,
+        "X-HubSpot-Signature-v3": hubspot_v3_signature(secret, "POST", signed_url or url, body, ts),
+    }
+    return body, headers
+
+
+def soap_message(
+    notifications: Sequence[tuple[str, str]], *, org: str = SF_ORG, obj: str = "Opportunity"
+) -> bytes:
+    items = "".join(
+        f"<Notification><Id>{nid}</Id>"
+        f'<sObject xsi:type="sf:{obj}" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
+        f"<sf:Id>{rid}</sf:Id><sf:StageName>Closed Won</sf:StageName></sObject></Notification>"
+        for nid, rid in notifications
+    )
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>'
+        '<notifications xmlns="http://soap.sforce.com/2005/09/outbound">'
+        f"<OrganizationId>{org}</OrganizationId><ActionId>04k000000000001AAA</ActionId>"
+        f"{items}</notifications></soapenv:Body></soapenv:Envelope>"
+    ).encode()
+
+
+def salesforce_json_request(
+    events: Sequence[dict[str, Any]], *, secret: str = SF_SIGNING, org: str = SF_ORG
+) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps({"organizationId": org, "events": list(events)}).encode()
+    ts = str(int(time.time() * 1000))
+    return body, {
+        "Content-Type": "application/json",
+        "X-Crmsync-Timestamp": ts,
+        "X-Crmsync-Signature": salesforce_json_signature(secret, body, ts),
+    }
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    return httpx.post(url, content=body, headers=headers, timeout=30)
