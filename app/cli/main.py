@@ -43,7 +43,7 @@ cli.command("serve")(serve)
 # What `crmsync sandbox` and `crmsync demo` import beyond the product's own dependencies: the
 # crmsync-sandbox distribution (the `sandbox` extra) and the modules only it depends on
 # (crmsync_sandbox/pyproject.toml; tests/unit/test_sandbox_package.py keeps the two in step).
-SANDBOX_MODULES = ("crmsync_sandbox", "httpx", "lark", "trustme")
+SANDBOX_MODULES = ("crmsync_sandbox", "lark", "trustme")
 SANDBOX_COMMANDS = ("sandbox", "demo")
 
 

@@ -126,6 +126,10 @@ class Account(IdMixin, CrmMirrorMixin, TimestampMixin, Base):
     sales_owner: Mapped[str | None] = mapped_column(String(64))
     csm_id: Mapped[int | None] = mapped_column(ForeignKey("csms.id", ondelete="SET NULL"))
     backup_csm_id: Mapped[int | None] = mapped_column(ForeignKey("csms.id", ondelete="SET NULL"))
+    #: The assigned CSM's e-mail, written back onto the CRM account (#20).
+    csm_email: Mapped[str | None] = mapped_column(String(255))
+    #: The onboarding's state for the CRM account (``active``, ``complete``, ...; #20).
+    onboarding_status: Mapped[str | None] = mapped_column(String(16))
     industry: Mapped[str | None] = mapped_column(String(128))
     currency: Mapped[str | None] = mapped_column(String(3))
     arr: Mapped[Decimal | None] = mapped_column(Money)

@@ -39,6 +39,7 @@ CS_COLUMNS: Mapping[str, frozenset[str]] = MappingProxyType(
                 "health_band", "health_trend", "health_reasons", "health_coverage",
                 "loyalty_type", "false_loyalty", "health_computed_at", "renewal_on",
                 "renewal_status", "renewal_risk", "flags", "signals_changed_at",
+                "csm_email", "onboarding_status",
             }
         ),
         "opportunities": frozenset(
@@ -86,7 +87,8 @@ STRING_LENGTHS: Mapping[str, Mapping[str, int]] = MappingProxyType(
                 "churn_reason": 255, "tier": 16, "tier_override": 16,
                 "tier_override_reason": 255, "growth_focus": 16, "health_band": 16,
                 "health_trend": 8, "health_reasons": 255, "loyalty_type": 16,
-                "renewal_status": 16, "renewal_risk": 16,
+                "renewal_status": 16, "renewal_risk": 16, "csm_email": 255,
+                "onboarding_status": 16,
             }
         ),
         "opportunities": MappingProxyType(

@@ -88,6 +88,9 @@ def salesforce_mappings(default_currency: str = DEFAULT_CURRENCY) -> MappingSet:
             FieldMapping("Renewal_Date__c", "renewal_on", "date", OUT),
             FieldMapping("Days_To_Renewal__c", "renewal_on", "days_until", OUT),
             FieldMapping("Renewal_Risk__c", "renewal_risk", "string", OUT),
+            # closed-won write-backs (#20)
+            FieldMapping("CSM_Email__c", "csm_email", "string", OUT),
+            FieldMapping("Onboarding_Status__c", "onboarding_status", "string", OUT),
         ),
         defaults=currency,
     )
@@ -168,6 +171,9 @@ def hubspot_mappings(default_currency: str = DEFAULT_CURRENCY) -> MappingSet:
             FieldMapping("crmsync_renewal_date", "renewal_on", "date", OUT),
             FieldMapping("crmsync_days_to_renewal", "renewal_on", "days_until", OUT),
             FieldMapping("crmsync_renewal_risk", "renewal_risk", "string", OUT),
+            # closed-won write-backs (#20)
+            FieldMapping("crmsync_csm_email", "csm_email", "string", OUT),
+            FieldMapping("crmsync_onboarding_status", "onboarding_status", "string", OUT),
         ),
         defaults=currency,
     )

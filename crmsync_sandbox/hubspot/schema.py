@@ -291,6 +291,8 @@ BUILTIN_PROPERTIES: dict[str, tuple[PropertyDef, ...]] = {
         _p("crmsync_renewal_date", "date", "date", hubspot_defined=False),
         _p("crmsync_days_to_renewal", "number", "number", hubspot_defined=False),
         _p("crmsync_renewal_risk", hubspot_defined=False),
+        _p("crmsync_csm_email", hubspot_defined=False),
+        _p("crmsync_onboarding_status", hubspot_defined=False),
         _p("crmsync_id", hubspot_defined=False, has_unique_value=True),
     ),
     "deals": (

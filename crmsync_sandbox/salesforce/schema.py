@@ -189,6 +189,8 @@ def build_objects(custom_fields: dict[str, dict[str, str]] | None = None) -> dic
         ("Renewal_Risk__c", "string"),
         ("Renewal_Date__c", "date"),
         ("Days_To_Renewal__c", "double"),
+        ("CSM_Email__c", "string"),
+        ("Onboarding_Status__c", "string"),
     ):
         account.add(_custom(name, ftype))  # type: ignore[arg-type]
     account.add(crmsync_id_field())

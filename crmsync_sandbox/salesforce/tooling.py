@@ -50,6 +50,8 @@ WRITEBACK_FIELDS: dict[str, tuple[str, ...]] = {
         "Renewal_Risk__c",
         "Renewal_Date__c",
         "Days_To_Renewal__c",
+        "CSM_Email__c",
+        "Onboarding_Status__c",
         "Crmsync_Id__c",
     ),
     "opportunity": ("Crmsync_Id__c",),

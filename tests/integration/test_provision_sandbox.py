@@ -36,6 +36,8 @@ SF_WRITEBACKS = {
     "Renewal_Date__c",
     "Days_To_Renewal__c",
     "Renewal_Risk__c",
+    "CSM_Email__c",
+    "Onboarding_Status__c",
 }
 
 
@@ -137,11 +139,11 @@ def test_salesforce_dry_run_plans_and_creates_nothing(sandbox: Sandbox) -> None:
         fields = SalesforceFields(client)
         report = setup(fields, mappings, dry_run=True)
         assert report.status == "planned"
-        assert len(report.planned) == 10
+        assert len(report.planned) == 12
         assert not report.created
         assert not report.manual
         assert calls(sandbox, "salesforce", "tooling") == 0
-        assert len(missing_targets(fields, mappings)) == 10
+        assert len(missing_targets(fields, mappings)) == 12
 
 
 def test_salesforce_user_without_customize_application_gets_the_exact_list() -> None:
@@ -150,7 +152,7 @@ def test_salesforce_user_without_customize_application_gets_the_exact_list() -> 
         report = setup(SalesforceFields(client), mappings, dry_run=False)
         assert report.status == "action_needed"
         assert not report.created
-        assert len(report.manual) == 10
+        assert len(report.manual) == 12
         # the first refusal stops the creates: the others would be refused the same way
         assert calls(sb, "salesforce", "tooling") == 1
         by_name = {m.spec.full_name: m for m in report.manual}
@@ -164,7 +166,7 @@ def test_salesforce_user_without_customize_application_gets_the_exact_list() -> 
         )
         assert "Text, length 36, External ID, Unique" in by_name["Account.Crmsync_Id__c"].fix()
         assert "Picklist, values key, high, low, tech" in by_name["Account.Tier__c"].fix()
-        assert len(missing_targets(SalesforceFields(client), mappings)) == 10
+        assert len(missing_targets(SalesforceFields(client), mappings)) == 12
 
 
 def test_salesforce_tooling_answers_like_salesforce(sandbox: Sandbox) -> None:
@@ -220,7 +222,7 @@ def test_hubspot_missing_properties_are_created_in_the_crmsync_group(sandbox: Sa
         report = setup(fields, mappings, dry_run=False)
         assert report.status == "done"
         assert not report.manual
-        assert len(report.created) == len(missing) == 11
+        assert len(report.created) == len(missing) == 13
         assert missing_targets(fields, mappings) == []
         after = read_hubspot(client, mappings.object_names)
         assert worst(findings(after, needs_from(mappings))) is Status.OK

@@ -65,7 +65,8 @@ def test_hubspot_batch_is_stored_then_acknowledged(server: LiveApp, engine: Engi
     assert response.json() == {"received": 100, "new": 100, "duplicates": 0}
     rows = inbox(engine)
     assert len(rows) == 100
-    assert rows[0].status == "received" and rows[0].next_attempt_at is not None
+    assert rows[0].status == "received"
+    assert rows[0].next_attempt_at is not None
     assert rows[0].external_id == "62515:2001:100"
     assert json.loads(rows[0].raw_body)["objectId"] == 5000
     # the same delivery again (a retry): acknowledged, nothing new
@@ -81,7 +82,8 @@ def test_hubspot_refusals_store_nothing(server: LiveApp, engine: Engine) -> None
     assert stale.status_code == 401
     assert "more than 5 minutes old" in stale.json()["reason"]
     wrong = post(url, *hubspot_request(url, events, secret="not-the-secret"))
-    assert wrong.status_code == 401 and "does not match" in wrong.json()["reason"]
+    assert wrong.status_code == 401
+    assert "does not match" in wrong.json()["reason"]
     other_url = post(url, *hubspot_request(url, events, signed_url="https://evil.example/x"))
     assert other_url.status_code == 401
     body, headers = hubspot_request(url, events)
@@ -95,9 +97,11 @@ def test_hubspot_refusals_store_nothing(server: LiveApp, engine: Engine) -> None
         HS_SECRET, "POST", url, bad_body, headers["X-HubSpot-Request-Timestamp"]
     )
     malformed = post(url, bad_body, headers)
-    assert malformed.status_code == 400 and "not valid JSON" in malformed.json()["reason"]
+    assert malformed.status_code == 400
+    assert "not valid JSON" in malformed.json()["reason"]
     too_many = post(url, *hubspot_request(url, [hubspot_event(n, n) for n in range(101)]))
-    assert too_many.status_code == 400 and "at most 100" in too_many.json()["reason"]
+    assert too_many.status_code == 400
+    assert "at most 100" in too_many.json()["reason"]
     assert inbox(engine) == []
 
 
@@ -138,7 +142,8 @@ def test_salesforce_outbound_message_is_acked_as_soap(server: LiveApp, engine: E
     assert response.headers["content-type"].startswith("text/xml")
     assert b"<Ack>true</Ack>" in response.content
     again = post(url, body, {"Content-Type": "text/xml"})
-    assert again.status_code == 200 and b"<Ack>true</Ack>" in again.content
+    assert again.status_code == 200
+    assert b"<Ack>true</Ack>" in again.content
     (row,) = inbox(engine)
     assert (row.source, row.external_id, row.object_id) == (
         "salesforce",
@@ -155,15 +160,18 @@ def test_salesforce_refusals_store_nothing(server: LiveApp, engine: Engine) -> N
     other_org = post(
         base + SF_PATH_SECRET, soap_message([("a", "b")], org="00DXXXXXXXXXXXXXXX"), xml
     )
-    assert other_org.status_code == 401 and "OrganizationId" in other_org.json()["reason"]
+    assert other_org.status_code == 401
+    assert "OrganizationId" in other_org.json()["reason"]
     malformed = post(base + SF_PATH_SECRET, b"<soapenv:Envelope", xml)
-    assert malformed.status_code == 400 and "XML" in malformed.json()["reason"]
+    assert malformed.status_code == 400
+    assert "XML" in malformed.json()["reason"]
     xxe = (
         b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
         + body[body.index(b"<soapenv:Envelope") :]
     )
     refused = post(base + SF_PATH_SECRET, xxe, xml)
-    assert refused.status_code == 400 and "DOCTYPE" in refused.json()["reason"]
+    assert refused.status_code == 400
+    assert "DOCTYPE" in refused.json()["reason"]
     events = [{"id": "flow-1", "object": "Opportunity", "recordId": "006000000000002AAA"}]
     json_body, headers = salesforce_json_request(events, secret="wrong")
     assert post(base + SF_PATH_SECRET, json_body, headers).status_code == 401

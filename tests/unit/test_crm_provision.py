@@ -66,6 +66,8 @@ def test_salesforce_targets_of_the_default_mapping() -> None:
             None,
             ("low", "medium", "high", "critical"),
         ),
+        "Account.CSM_Email__c": (Kind.TEXT, 255, None, None, ()),
+        "Account.Onboarding_Status__c": (Kind.TEXT, 16, None, None, ()),
         "Account.Crmsync_Id__c": (Kind.EXTERNAL_ID, 36, None, None, ()),
         "Opportunity.Crmsync_Id__c": (Kind.EXTERNAL_ID, 36, None, None, ()),
         # a Note's title and body are written back (both ways) but are standard fields
@@ -402,14 +404,14 @@ def test_setup_creates_what_is_missing_and_a_second_run_does_nothing() -> None:
     report = setup(crm, mappings, dry_run=False)
     assert report.status == "done"
     assert not report.manual
-    assert len(crm.creates) == len(report.created) == 10
+    assert len(crm.creates) == len(report.created) == 12
     assert crm.reads == [("Account", "Opportunity", "Note"), ("Account", "Opportunity")]
     crm.reads.clear()
     again = setup(crm, mappings, dry_run=False)
     assert again.status == "ready"
     assert not again.planned
     assert crm.reads == [("Account", "Opportunity", "Note")]
-    assert len(crm.creates) == 10
+    assert len(crm.creates) == 12
     assert missing_targets(crm, mappings) == []
 
 
@@ -417,7 +419,7 @@ def test_dry_run_creates_nothing() -> None:
     crm = FakeCrm(_org())
     report = setup(crm, salesforce_mappings(), dry_run=True)
     assert report.status == "planned"
-    assert len(report.planned) == 10
+    assert len(report.planned) == 12
     assert not crm.creates
     assert len(crm.reads) == 1
 
@@ -426,7 +428,7 @@ def test_refused_creates_become_manual_with_the_crms_words() -> None:
     crm = FakeCrm(_org(), refuse=True)
     report = setup(crm, salesforce_mappings(), dry_run=False)
     assert report.status == "action_needed"
-    assert len(report.manual) == 10
+    assert len(report.manual) == 12
     assert all(
         m.detail == "missing; the CRM refused to create it (INSUFFICIENT_ACCESS_OR_READONLY)"
         for m in report.manual
@@ -457,7 +459,7 @@ def test_wrong_types_and_read_only_fields_are_manual_and_not_created() -> None:
         ("Tier__c", Problem.NOT_UPDATEABLE),
     }
     assert "Account.Health_Score__c" not in crm.creates
-    assert len(crm.creates) == 8
+    assert len(crm.creates) == 10
     assert report.status == "action_needed"
 
 

@@ -55,7 +55,8 @@ def test_hubspot_events() -> None:
     first, second = parse_hubspot(body)
     assert first.external_id == "62515:2001:1001"
     assert (first.event_type, first.object_id) == ("deal.propertyChange", "512")
-    assert first.occurred_at is not None and first.occurred_at.year == 2024
+    assert first.occurred_at is not None
+    assert first.occurred_at.year == 2024
     assert second.event_type == "company.creation"  # the older field name
 
 
