@@ -129,3 +129,54 @@ def salesforce_json_request(
 
 def post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
     return httpx.post(url, content=body, headers=headers, timeout=30)
+
+
+def sandbox_settings(sb: Any, database_url: str, **webhooks: Any) -> Settings:
+    """Settings for both CRMs of a running sandbox, its webhook secrets, and the worker."""
+    from pydantic import SecretStr
+
+    from app.settings import SyncSettings, WebhookSettings
+
+    sf, hs = sb.info.salesforce, sb.info.hubspot
+    options: dict[str, Any] = {"sweep_seconds": 0.5, "backoff_seconds": 0.2, **webhooks}
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        salesforce_instance_url=sf.instance_url,
+        salesforce_api_version=sf.api_version,
+        salesforce_client_id=sf.client_id,
+        salesforce_client_secret=SecretStr(sf.client_secret),
+        salesforce_organization_id=sf.organization_id,
+        salesforce_webhook_secret=SecretStr(SF_PATH_SECRET),
+        hubspot_base_url=hs.base_url,
+        hubspot_access_token=SecretStr(hs.access_token),
+        hubspot_app_secret=SecretStr(hs.app_secret),
+        ca_bundle=sb.info.ca_file,
+        sync=SyncSettings(lookback_seconds=0),
+        webhooks=WebhookSettings(**options),
+    )
+
+
+def point_sandbox_at(sb: Any, app: LiveApp, **options: Any) -> None:
+    """Have the sandbox deliver its webhooks to ``app``."""
+    sb.control(
+        "PUT",
+        "/webhooks",
+        {
+            "hubspot_url": app.url + "/webhooks/hubspot",
+            "salesforce_url": f"{app.url}/webhooks/salesforce/{SF_PATH_SECRET}",
+            "backoff_base_s": 0.2,
+            **options,
+        },
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 60.0, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout} s")
+        time.sleep(every)
