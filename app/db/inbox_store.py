@@ -100,13 +100,14 @@ def insert_events(
     ]
     postgres = session.get_bind().dialect.name == "postgresql"
     maker = pg_insert if postgres else sqlite_insert
+    # One cached statement run as an executemany: SQLAlchemy batches it into multi-row
+    # INSERTs ("insertmanyvalues") with RETURNING, so only the rows actually inserted come back.
     stmt = (
         maker(WebhookEvent)
-        .values(values)
         .on_conflict_do_nothing(index_elements=["source", "external_id"])
         .returning(WebhookEvent.id)
     )
-    new_ids = [int(i) for i in session.execute(stmt).scalars()]
+    new_ids = [int(i) for i in session.scalars(stmt, values)]
     return StoredDelivery(sorted(new_ids), len(rows) - len(new_ids))
 
 

@@ -51,8 +51,8 @@ def test_dry_run_then_setup_then_check_then_nothing_to_do(tmp_path: Path) -> Non
         assert done.returncode == 0, done.stderr
         report = json.loads(done.stdout)["crms"]
         assert report["salesforce"]["status"] == report["hubspot"]["status"] == "done"
-        assert len(report["salesforce"]["created"]) == 10
-        assert len(report["hubspot"]["created"]) == 11
+        assert len(report["salesforce"]["created"]) == 12
+        assert len(report["hubspot"]["created"]) == 13
         assert "Traceback" not in done.stderr
 
         check = run_crmsync("crm", "check", env=env, cwd=tmp_path)
@@ -72,7 +72,7 @@ def test_refused_tooling_prints_exactly_what_to_create_and_exits_2(tmp_path: Pat
         assert done.returncode == 2, done.stderr
         assert "Traceback" not in done.stderr
         lines = [line for line in done.stderr.splitlines() if line.startswith("crmsync: ")]
-        assert len(lines) == 11
+        assert len(lines) == 13
         assert lines[0] == (
             "crmsync: salesforce refused to create fields: INSUFFICIENT_ACCESS_OR_READONLY: "
             "insufficient access rights on object id: the user needs the Customize Application "
