@@ -171,6 +171,43 @@ class WebhookSettings(BaseModel):
         return value.strip()
 
 
+class JobSettings(BaseModel):
+    """Background jobs on huey and their schedule (``CRMSYNC_JOBS__<KEY>``; docs/jobs.md).
+
+    Without ``CRMSYNC_REDIS_URL`` the queue is a SQLite file (``sqlite_file``, by default
+    ``jobs.db`` in ``CRMSYNC_DATA_DIR``): nothing to install, one machine. With it, Redis: any
+    number of workers on any number of machines.
+    """
+
+    name: str = Field(
+        "crmsync",
+        min_length=1,
+        max_length=64,
+        description="Queue name: the Redis key prefix (two deployments on one Redis differ).",
+    )
+    sqlite_file: Path | None = Field(
+        None, description="The embedded queue's SQLite file (default: CRMSYNC_DATA_DIR/jobs.db)."
+    )
+    incremental_minutes: int = Field(
+        5, ge=0, le=60, description="Incremental sync of every CRM every N minutes (0: off)."
+    )
+    nightly_hour: int = Field(
+        2, ge=-1, le=23, description="UTC hour of the nightly recompute + push (-1: off)."
+    )
+    nightly_minute: int = Field(30, ge=0, le=59)
+    sweep_seconds: int = Field(
+        60,
+        ge=1,
+        description=(
+            "How often the sweeper runs (whole minutes; below 60 means every minute) and how "
+            "long a queued run or inbox event may wait before it is enqueued again."
+        ),
+    )
+    retry_errors: bool = Field(
+        True, description="Whether the sweeper retries retriable sync_errors whose time has come."
+    )
+
+
 class ScoringSettings(BaseModel):
     """Domain thresholds (domain.md 10): ``CRMSYNC_SCORING__<GROUP>__<KEY>`` and an optional
     TOML file ``CRMSYNC_SCORING__FILE`` of the same groups (``[weights]``, ``[usage]``, ...).
@@ -242,6 +279,10 @@ class Settings(BaseSettings):
     ca_bundle: Path | None = None
     admin_bootstrap_key: SecretStr | None = None
     redis_url: str | None = None
+    data_dir: Path = Field(
+        Path("var"),
+        description="Where crmsync keeps its local files (the embedded job queue); created.",
+    )
     mapping_file: Path | None = None
     default_currency: str = Field(
         "EUR",
@@ -254,6 +295,7 @@ class Settings(BaseSettings):
     push: PushSettings = PushSettings()
     scoring: ScoringSettings = ScoringSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    jobs: JobSettings = JobSettings()
 
     @field_validator("salesforce_auth", "hubspot_auth", mode="before")
     @classmethod
@@ -305,6 +347,17 @@ class Settings(BaseSettings):
             )
         if url.drivername.startswith("postgresql") and not url.database:
             raise ValueError(f"no database name in the URL; expected {DATABASE_URL_EXAMPLES}")
+        return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        """Empty means unset (the embedded queue); otherwise a redis:// or rediss:// URL."""
+        if value is None or not str(value).strip():
+            return None
+        value = str(value).strip()
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{value!r} is not a Redis URL; expected redis://host:6379/0")
         return value
 
     @field_validator("log_level")
@@ -382,6 +435,11 @@ class Settings(BaseSettings):
         if self.hubspot_enabled:
             crms.append("hubspot")
         return crms
+
+    @property
+    def jobs_sqlite_file(self) -> Path:
+        """The embedded queue's file: ``CRMSYNC_JOBS__SQLITE_FILE`` or ``<data dir>/jobs.db``."""
+        return self.jobs.sqlite_file or self.data_dir / "jobs.db"
 
     @property
     def is_sqlite(self) -> bool:

@@ -23,6 +23,7 @@ from app.cli.push import push
 from app.cli.serve import serve
 from app.cli.signals_import import signals_app
 from app.cli.sync import sync_app
+from app.cli.worker import worker
 from app.errors import CrmsyncError
 from app.logging import configure_logging
 
@@ -39,6 +40,7 @@ cli.add_typer(health_app, name="health")
 cli.add_typer(signals_app, name="signals")
 cli.command("push")(push)
 cli.command("serve")(serve)
+cli.command("worker")(worker)
 
 # What `crmsync sandbox` and `crmsync demo` import beyond the product's own dependencies: the
 # crmsync-sandbox distribution (the `sandbox` extra) and the modules only it depends on

@@ -1,4 +1,5 @@
-"""``crmsync serve``: the HTTP API (admin operations, webhooks, probes)."""
+"""``crmsync serve``: the HTTP API (admin operations, webhooks, probes); with ``--with-worker``
+also a job worker and the schedule in the same process (the embedded, one-machine setup)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,12 @@ from app.cli.common import load_settings, open_database
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind."),
     port: int = typer.Option(8000, help="Port to bind."),
+    with_worker: bool = typer.Option(
+        False, "--with-worker", help="Also run jobs and the schedule in this process."
+    ),
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="Worker threads with --with-worker."
+    ),
 ) -> None:
     """Serve the crmsync API (OpenAPI at /docs)."""
     import uvicorn
@@ -20,4 +27,17 @@ def serve(
     # Fail at startup, as one line, if the database URL is wrong; an unmigrated schema is not
     # fatal here (/readyz reports it) so the API can start before `crmsync db upgrade`.
     open_database(settings).dispose()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    app = create_app(settings)
+    if not with_worker:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+        return
+    from app.api.deps import app_jobs
+    from app.jobs.worker import Worker
+
+    # uvicorn owns SIGINT/SIGTERM; once it returns, the worker stops its runs after their page.
+    worker = Worker(app_jobs(app), workers)
+    worker.start()
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        worker.stop()

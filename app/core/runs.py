@@ -18,10 +18,14 @@ class SyncKind(StrEnum):
 
 
 class RunStatus(StrEnum):
-    """Sync run states: running -> succeeded | partial (some records failed) | failed |
-    cancelled (interrupted, or refused because another pass holds the lease)."""
+    """Sync run states: [queued ->] running [-> cancelling] -> succeeded | partial (some
+    records failed) | failed | cancelled (interrupted, asked to stop, or refused because
+    another pass holds the lease). ``queued``: created by the API or the schedule, its job not
+    yet picked up; ``cancelling``: asked to stop, it will at its next committed page."""
 
+    QUEUED = "queued"
     RUNNING = "running"
+    CANCELLING = "cancelling"
     SUCCEEDED = "succeeded"
     PARTIAL = "partial"
     FAILED = "failed"

@@ -80,6 +80,106 @@ def start_run(
     return run
 
 
+#: A run a worker is on (or was on, if it died): the heartbeat beats it, the next holder of its
+#: lease closes it as abandoned.
+ACTIVE_STATUSES = (RunStatus.RUNNING, RunStatus.CANCELLING)
+
+
+def create_queued_run(
+    session: Session,
+    *,
+    kind: str,
+    crm: str,
+    object_name: str,
+    triggered_by: str,
+    params: dict[str, Any],
+) -> SyncRun:
+    """Insert and commit a ``queued`` row: the work a job will pick up by this id.
+
+    ``started_at`` is when it was queued until a worker claims it (:func:`claim_queued_run`).
+    """
+    run = SyncRun(
+        kind=kind,
+        crm=crm,
+        object=object_name,
+        status=RunStatus.QUEUED,
+        triggered_by=triggered_by,
+        params=params,
+    )
+    session.add(run)
+    session.commit()
+    return run
+
+
+def claim_queued_run(
+    session: Session,
+    run_id: int,
+    *,
+    params: dict[str, Any],
+    cursor_from: dict[str, Any] | None,
+) -> bool:
+    """``queued`` -> ``running`` in one conditional UPDATE: of two deliveries of the same job
+    message exactly one claims the row. Keeps the row's own params (the request), adding the
+    pass's. Commits; False when the row is not queued."""
+    row = session.get(SyncRun, run_id)
+    if row is None or row.status != RunStatus.QUEUED:
+        session.rollback()
+        return False
+    merged = {**dict(row.params or {}), **params}
+    now = utcnow()
+    result = session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
+        .values(
+            status=RunStatus.RUNNING,
+            params=merged,
+            cursor_from=cursor_from,
+            started_at=now,
+            heartbeat_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0) == 1
+
+
+def request_cancel(session: Session, run_id: int) -> str | None:
+    """Ask a run to stop. A queued run is cancelled at once; a running one becomes
+    ``cancelling`` and stops after its current page. Returns the status the row now has (None:
+    no such run); a finished run is left as it is. Commits."""
+    row = session.get(SyncRun, run_id)
+    if row is None:
+        return None
+    if row.status == RunStatus.QUEUED:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
+            .values(
+                status=RunStatus.CANCELLED,
+                error="cancelled on request before it started",
+                finished_at=utcnow(),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    elif row.status == RunStatus.RUNNING:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING)
+            .values(status=RunStatus.CANCELLING)
+            .execution_options(synchronize_session=False)
+        )
+    session.commit()
+    status = session.scalar(
+        select(SyncRun.status).where(SyncRun.id == run_id).execution_options(populate_existing=True)
+    )
+    return None if status is None else str(status)
+
+
+def cancel_requested(session: Session, run_id: int) -> bool:
+    status = session.scalar(select(SyncRun.status).where(SyncRun.id == run_id))
+    return status == RunStatus.CANCELLING
+
+
 def update_run_progress(session: Session, run_id: int, counts: Counts) -> None:
     """Write the counters (inside the caller's page transaction) and beat the heartbeat."""
     session.execute(
@@ -93,7 +193,7 @@ def beat_run(session: Session, run_id: int) -> None:
     """Show the run is alive (``heartbeat_at``), from the heartbeat thread between pages too."""
     session.execute(
         update(SyncRun)
-        .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING)
+        .where(SyncRun.id == run_id, SyncRun.status.in_(ACTIVE_STATUSES))
         .values(heartbeat_at=utcnow())
     )
 
@@ -136,7 +236,7 @@ def close_abandoned_runs(
             SyncRun.crm == crm,
             SyncRun.object == object_name,
             SyncRun.kind.in_(kinds),
-            SyncRun.status == RunStatus.RUNNING,
+            SyncRun.status.in_(ACTIVE_STATUSES),
         )
         .values(
             status=RunStatus.FAILED,

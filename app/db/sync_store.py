@@ -336,6 +336,21 @@ class SqlSyncStore:
                 error=error,
             )
 
+    def claim_run(
+        self, run_id: int, *, params: Mapping[str, Any], cursor_from: Mapping[str, Any] | None
+    ) -> bool:
+        with self.session_factory() as session:
+            return runs.claim_queued_run(
+                session,
+                run_id,
+                params=dict(params),
+                cursor_from=dict(cursor_from) if cursor_from is not None else None,
+            )
+
+    def cancel_requested(self, run_id: int) -> bool:
+        with self.session_factory() as session:
+            return runs.cancel_requested(session, run_id)
+
     def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> str | None:
         with self.session_factory() as session:
             try:

@@ -206,6 +206,17 @@ class SyncStore(Protocol):
         error: str | None,
     ) -> None: ...
 
+    def claim_run(
+        self, run_id: int, *, params: Mapping[str, Any], cursor_from: Mapping[str, Any] | None
+    ) -> bool:
+        """Turn a ``queued`` run into the ``running`` one of this pass; False (nothing changed)
+        when it is no longer queued (cancelled, or claimed by an earlier delivery)."""
+        ...
+
+    def cancel_requested(self, run_id: int) -> bool:
+        """Whether an operator asked this run to stop (status ``cancelling``)."""
+        ...
+
     def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> str | None:
         """Take the lease or raise :class:`LeaseHeldError` naming the holder and its expiry.
 

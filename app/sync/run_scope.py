@@ -13,6 +13,23 @@ A pass (a pull today; push, recompute, webhook processing and retries next) must
    exception, with the cursor reached and the API calls made; then stop the heartbeat and
    release the lease.
 
+Two more ways in, for jobs (:mod:`app.jobs`):
+
+* **Adopting a queued run.** The API and the schedule create a ``queued`` ``sync_runs`` row first
+  and enqueue only its id. The job runs the ordinary entry point (``run_sync``, ``run_push``,
+  ``run_recompute``) inside :func:`adopting`; the scope whose (kind, CRM, object) matches then
+  claims that row (``queued`` -> ``running``, once) instead of inserting one. A row no longer
+  ``queued`` (cancelled, or already claimed by an earlier delivery of the same message) stops the
+  pass before any work: a message delivered twice does the work once. A pass refused because a
+  live pass holds the lease leaves its row ``queued`` (no ``cancelled`` row): the sweeper
+  enqueues it again.
+* **Cancelling.** A run asked to stop (``POST /api/v1/sync/runs/{id}/cancel`` sets its status to
+  ``cancelling``), or every run of a worker that is shutting down (:func:`request_stop`), stops
+  at its next commit point: the work sets ``scope.cursor_to`` right after each committed page
+  or chunk, and that assignment checks. It raises :class:`RunCancelled`, a
+  ``KeyboardInterrupt`` like SIGINT's, so every engine closes the run ``cancelled`` at the last
+  committed page, with the cursor there, exactly as on Ctrl-C.
+
 A process killed outright (kill -9) runs none of step 4: its row stays ``running`` and its lease
 stays behind. The next pass takes the lease over at once when the dead holder ran on this host
 (:mod:`app.sync.holder`), else once the TTL has passed, and step 2 closes the row. Nothing is lost
@@ -45,7 +62,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
@@ -137,6 +156,57 @@ def build_result(
     )
 
 
+@dataclass
+class QueuedRun:
+    """A ``queued`` run row a job is to carry out (see :func:`adopting`)."""
+
+    run_id: int
+    kind: str
+    crm: str
+    object_name: str
+    claimed: bool = False
+
+    def matches(self, spec: RunSpec) -> bool:
+        return (self.kind, self.crm, self.object_name) == (spec.kind, spec.crm, spec.object_name)
+
+
+_QUEUED: ContextVar[QueuedRun | None] = ContextVar("crmsync_queued_run", default=None)
+_STOPPING = threading.Event()
+
+
+@contextmanager
+def adopting(queued: QueuedRun) -> Iterator[QueuedRun]:
+    """Inside this block the scope of ``queued``'s (kind, CRM, object) claims its row.
+
+    A context variable rather than a parameter: the pull, push and recompute engines build
+    their scopes deep inside; a job adopts its row without each entry point growing an argument.
+    """
+    token = _QUEUED.set(queued)
+    try:
+        yield queued
+    finally:
+        _QUEUED.reset(token)
+
+
+def request_stop() -> None:
+    """Stop every run of this process at its next commit point (a worker shutting down)."""
+    _STOPPING.set()
+
+
+def clear_stop() -> None:
+    """Undo :func:`request_stop` (a worker started again in the same process, tests)."""
+    _STOPPING.clear()
+
+
+def stop_requested() -> bool:
+    return _STOPPING.is_set()
+
+
+class RunCancelled(KeyboardInterrupt):
+    """The run was asked to stop (by an operator, or its worker shutting down); raised at a
+    commit point, so it ends ``cancelled`` at its last committed page, like SIGINT."""
+
+
 class RunRefused(Exception):
     """A live pass holds the lease; the refused run was recorded as ``cancelled``."""
 
@@ -203,12 +273,35 @@ class RunScope:
         self.heartbeat = Heartbeat(store, self.name, holder, ttl, ttl.total_seconds() / 3)
         self.run_id: int | None = None
         self.counts = Counts()
-        self.cursor_to: dict[str, Any] | None = None  # where the pass stands (after each commit)
+        self._cursor_to: dict[str, Any] | None = None
         self.used_bulk = False
+        self.queued = _QUEUED.get()
+        if self.queued is not None and (self.queued.claimed or not self.queued.matches(spec)):
+            self.queued = None  # another pass of the same command, not the one to adopt
         self.result: RunResult | None = None  # set once the run is finished
         self._api_calls: Callable[[], int] | None = None
         self._calls_before = 0
         self._began = 0.0
+
+    @property
+    def cursor_to(self) -> dict[str, Any] | None:
+        """Where the pass stands; the work sets it right after each commit."""
+        return self._cursor_to
+
+    @cursor_to.setter
+    def cursor_to(self, value: dict[str, Any] | None) -> None:
+        # Setting it marks a commit point: a run asked to stop stops here, with this cursor.
+        self._cursor_to = value
+        if self.run_id is not None and self.result is None:
+            self.check_cancelled()
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`RunCancelled` if this run was asked to stop (or its worker stops)."""
+        if _STOPPING.is_set():
+            raise RunCancelled("worker stopping")
+        assert self.run_id is not None
+        if self.store.cancel_requested(self.run_id):
+            raise RunCancelled("cancel requested")
 
     # -- the lease ---------------------------------------------------------------------------
 
@@ -216,6 +309,10 @@ class RunScope:
         try:
             self.previous = self.store.acquire_lease(self.name, self.holder, self.ttl)
         except LeaseHeldError as exc:
+            if self.queued is not None:
+                # A job's queued run waits for its turn: the row stays queued, the sweeper
+                # enqueues it again; no "could not start" row.
+                raise RunRefused(self._waiting(str(exc))) from None
             raise RunRefused(self._refuse(str(exc))) from None
         if self.previous is not None:
             log.info(
@@ -283,6 +380,19 @@ class RunScope:
         )
         return build_result(spec, RunStatus.CANCELLED, run_id=run_id, counts=counts, error=message)
 
+    def _waiting(self, reason: str) -> RunResult:
+        assert self.queued is not None
+        message = f"waiting: {reason}; it stays queued"
+        run_log.info(
+            "sync.run.waiting",
+            crm=self.spec.crm,
+            object=self.spec.object_name,
+            kind=self.spec.kind,
+            run_id=self.queued.run_id,
+            error=message,
+        )
+        return build_result(self.spec, RunStatus.QUEUED, run_id=self.queued.run_id, error=message)
+
     # -- the run row -------------------------------------------------------------------------
 
     def start(
@@ -298,15 +408,33 @@ class RunScope:
         spec = self.spec
         self._api_calls = api_calls
         self._calls_before = api_calls() if api_calls is not None else 0
-        self.cursor_to = cursor_from
-        self.run_id = self.store.start_run(
-            kind=spec.kind,
-            crm=spec.crm,
-            object_name=spec.object_name,
-            triggered_by=spec.triggered_by,
-            params=dict(params),
-            cursor_from=cursor_from,
-        )
+        self._cursor_to = cursor_from
+        if self.queued is not None:
+            queued = self.queued
+            queued.claimed = True
+            if not self.store.claim_run(
+                queued.run_id, params=dict(params), cursor_from=cursor_from
+            ):
+                # Cancelled while queued, or an earlier delivery of the same message ran it.
+                raise RunRefused(
+                    build_result(
+                        spec,
+                        RunStatus.CANCELLED,
+                        run_id=queued.run_id,
+                        error="not started: the run is no longer queued (cancelled, or "
+                        "already run by an earlier delivery of its job)",
+                    )
+                )
+            self.run_id = queued.run_id
+        else:
+            self.run_id = self.store.start_run(
+                kind=spec.kind,
+                crm=spec.crm,
+                object_name=spec.object_name,
+                triggered_by=spec.triggered_by,
+                params=dict(params),
+                cursor_from=cursor_from,
+            )
         self.heartbeat.run_id = self.run_id
         self._began = time.monotonic()
         run_log.info(
@@ -357,6 +485,16 @@ class RunScope:
     def _close_on_exit(self, exc: BaseException | None) -> None:
         if exc is None:
             self.finish(RunStatus.PARTIAL if self.counts.failed else RunStatus.SUCCEEDED)
+        elif isinstance(exc, RunCancelled):
+            why = (
+                "its worker stopped; the schedule or the sweeper runs it again"
+                if str(exc) == "worker stopping"
+                else "cancelled on request"
+            )
+            self.finish(
+                RunStatus.CANCELLED,
+                error=f"{why}: stopped after its last committed page (the cursor is there)",
+            )
         elif isinstance(exc, KeyboardInterrupt):
             # SIGINT, or SIGTERM raised as one by the CLI (app.cli.signals). The work being
             # written was rolled back with its cursor: the same command resumes there.

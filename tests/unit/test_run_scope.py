@@ -15,6 +15,7 @@ import pytest
 
 from app.core.runs import RunStatus
 from app.errors import ErrorCategory, UpstreamError
+from app.sync import run_scope
 from app.sync.ports import Counts, LeaseHeldError
 from app.sync.run_scope import RunRefused, RunScope, RunSpec
 
@@ -67,6 +68,17 @@ class MemoryStore:
         self.runs[run_id] = {"kind": kind, "status": "running", "cursor_from": cursor_from}
         return run_id
 
+    def cancel_requested(self, run_id: int) -> bool:
+        return self.runs[run_id]["status"] == "cancelling"
+
+    def claim_run(
+        self, run_id: int, *, params: Mapping[str, Any], cursor_from: Mapping[str, Any] | None
+    ) -> bool:
+        if self.runs.get(run_id, {}).get("status") != "queued":
+            return False
+        self.runs[run_id].update(status="running", cursor_from=cursor_from)
+        return True
+
     def finish_run(
         self,
         run_id: int,
@@ -76,7 +88,7 @@ class MemoryStore:
         cursor_to: Mapping[str, Any] | None,
         error: str | None,
     ) -> None:
-        assert self.runs[run_id]["status"] == "running", "a run is finished once"
+        assert self.runs[run_id]["status"] in ("running", "cancelling"), "a run is finished once"
         self.runs[run_id].update(
             status=str(status), cursor_to=cursor_to, error=error, api_calls=counts.api_calls
         )
@@ -221,3 +233,73 @@ def test_a_run_is_finished_once() -> None:
         first = scope.finish(RunStatus.FAILED, error="stopped early")
     assert scope.result is first  # the exit did not finish it again
     assert store.runs[1]["status"] == "failed"
+
+
+def test_a_cancel_request_stops_the_run_at_its_next_commit_point() -> None:
+    store = MemoryStore()
+    scope = scope_for(store)
+    committed: list[int] = []
+
+    def work() -> None:
+        with scope:
+            run_id = scope.start(params={}, cursor_from=None)
+            for page in range(1, 5):
+                committed.append(page)
+                if page == 2:
+                    store.runs[run_id]["status"] = "cancelling"  # POST .../cancel
+                scope.cursor_to = {"page": page}  # after the page's commit
+
+    with pytest.raises(run_scope.RunCancelled):
+        work()
+    assert committed == [1, 2]
+    run = store.runs[1]
+    assert run["status"] == "cancelled"
+    assert run["cursor_to"] == {"page": 2}
+    assert run["error"].startswith("cancelled on request")
+    assert store.held_by is None
+
+
+def test_a_job_adopts_its_queued_row_and_waits_while_the_lease_is_held() -> None:
+    store = MemoryStore()
+    store.runs[7] = {"kind": "pull", "status": "queued", "cursor_from": None}
+    with run_scope.adopting(run_scope.QueuedRun(7, "pull", "salesforce", "Account")):
+        with scope_for(store) as scope:
+            assert scope.start(params={}, cursor_from={"at": "x"}) == 7
+        assert store.runs[7]["status"] == "succeeded"
+        assert len(store.runs) == 1
+        # the row is claimed: a second pass of the same command does not adopt it again
+        with scope_for(store) as again:
+            assert again.start(params={}, cursor_from=None) != 7
+
+    store.runs[9] = {"kind": "pull", "status": "queued", "cursor_from": None}
+    store.held_by = "other:2:beef"
+
+    def waiting() -> None:
+        with run_scope.adopting(run_scope.QueuedRun(9, "pull", "salesforce", "Account")):
+            scope_for(store).__enter__()
+
+    with pytest.raises(RunRefused) as refused:
+        waiting()
+    assert refused.value.result.status is RunStatus.QUEUED
+    assert store.runs[9]["status"] == "queued"  # no "could not start" row: it waits
+
+
+def test_a_row_no_longer_queued_is_not_run() -> None:
+    store = MemoryStore()
+    store.runs[3] = {"kind": "pull", "status": "succeeded", "cursor_from": None}
+    ran = False
+
+    def work() -> None:
+        nonlocal ran
+        with (
+            run_scope.adopting(run_scope.QueuedRun(3, "pull", "salesforce", "Account")),
+            scope_for(store) as scope,
+        ):
+            scope.start(params={}, cursor_from=None)
+            ran = True
+
+    with pytest.raises(RunRefused) as refused:
+        work()
+    assert not ran
+    assert refused.value.result.status is RunStatus.CANCELLED
+    assert store.runs[3]["status"] == "succeeded"

@@ -1,0 +1,27 @@
+"""``crmsync worker``: run background jobs (sync, recompute, push, webhooks, notices) and the
+schedule. Embedded (SQLite under the data dir) by default; Redis with ``CRMSYNC_REDIS_URL``, then
+start as many workers, on as many machines, as needed (docs/jobs.md)."""
+
+from __future__ import annotations
+
+import typer
+
+from app.cli.common import load_settings, open_database
+
+
+def worker(
+    workers: int = typer.Option(
+        1, "--workers", min=1, max=64, help="Worker threads in this process."
+    ),
+) -> None:
+    """Run jobs and the schedule until SIGINT/SIGTERM (runs stop after their current page)."""
+    from app.jobs.tasks import JobQueue
+    from app.jobs.worker import Worker
+
+    settings = load_settings()
+    open_database(settings, migrated=True).dispose()
+    queue = JobQueue(settings)
+    try:
+        Worker(queue, workers).run_forever()
+    finally:
+        queue.close()

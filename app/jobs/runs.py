@@ -1,0 +1,193 @@
+"""Carry out one queued ``sync_runs`` row: the body of the ``crmsync.run`` job.
+
+The API (``POST /api/v1/sync/runs``) and the schedule create the row as ``queued`` and enqueue
+its id. A worker then:
+
+1. reads the row; anything but ``queued`` means the work is done or being done (a message
+   delivered twice, a run cancelled while it waited): nothing to do;
+2. runs the ordinary entry point (``run_sync`` for ``pull``/``backfill``, ``run_push``,
+   ``run_recompute``) inside :func:`app.sync.run_scope.adopting`, so the pass's scope claims this
+   row (``queued`` -> ``running`` once) under the (CRM, object) lease;
+3. a pass refused because another pass holds the lease leaves the row ``queued``: the sweeper
+   enqueues it again later; nothing is lost and nothing runs twice at once.
+
+When the entry point ends without claiming the row (a backfill already complete, a
+configuration error found before any pass), the row is closed here with that outcome, so no
+queued row is left behind forever.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.runs import RunStatus, SyncKind
+from app.core.types import CRM_NAMES, CrmName
+from app.db.base import utcnow
+from app.db.models import SyncRun
+from app.errors import CrmsyncError
+from app.logging import get_logger
+from app.settings import Settings
+from app.sync.run_scope import QueuedRun, RunResult, adopting
+
+log = get_logger("crmsync.jobs")
+
+#: Kinds a queued run may have, and the API's names for them.
+API_KINDS: dict[str, str] = {
+    "backfill": str(SyncKind.BACKFILL),
+    "incremental": str(SyncKind.PULL),
+    "push": str(SyncKind.PUSH),
+    "recompute": str(SyncKind.RECOMPUTE),
+}
+
+
+@dataclass
+class JobOutcome:
+    """What one delivery of a run job did."""
+
+    run_id: int
+    action: str  # "ran", "skipped" (not queued), "waiting" (lease held), "closed" (no pass)
+    status: str | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+
+def execute_run(settings: Settings, factory: sessionmaker[Session], run_id: int) -> JobOutcome:
+    """Carry out queued run ``run_id`` (see the module docstring)."""
+    began = time.monotonic()
+    with factory() as session:
+        row = session.get(SyncRun, run_id)
+        if row is None or row.status != RunStatus.QUEUED:
+            status = None if row is None else row.status
+            log.info("job.run.skipped", run_id=run_id, status=status)
+            return JobOutcome(run_id, "skipped", status)
+        kind, crm, object_name = row.kind, row.crm, row.object
+        params = dict(row.params or {})
+        triggered_by = row.triggered_by or "job"
+    queued = QueuedRun(run_id, kind, crm, object_name)
+    log.info("job.run.start", run_id=run_id, kind=kind, crm=crm, object=object_name)
+    results: list[RunResult] = []
+    error: str | None = None
+    try:
+        with adopting(queued):
+            results = _dispatch(settings, factory, queued, params, triggered_by)
+    except CrmsyncError as exc:  # configuration found wrong before the pass: close the row
+        error = str(exc)
+    mine = [r for r in results if r.run_id == run_id]
+    outcome = JobOutcome(run_id, "ran", seconds=time.monotonic() - began)
+    if mine:
+        outcome.status = str(mine[0].status)
+        outcome.error = mine[0].error
+        if mine[0].status is RunStatus.QUEUED:
+            outcome.action = "waiting"
+    if not queued.claimed and outcome.action != "waiting":
+        # No pass claimed the row: close it with what happened instead.
+        first = results[0] if results else None
+        status = RunStatus.FAILED if error is not None else RunStatus.SUCCEEDED
+        message = error
+        if first is not None and error is None:
+            status = first.status if first.status is not RunStatus.QUEUED else status
+            message = first.error or _described(first)
+        _close_unclaimed(factory, run_id, status, message)
+        outcome.action, outcome.status, outcome.error = "closed", str(status), message
+    log.info(
+        "job.run.end",
+        run_id=run_id,
+        kind=kind,
+        crm=crm,
+        object=object_name,
+        action=outcome.action,
+        status=outcome.status,
+        duration_s=round(outcome.seconds, 3),
+    )
+    return outcome
+
+
+def _described(result: RunResult) -> str | None:
+    step = result.extra.get("backfill")
+    return f"backfill: {step}" if step else None
+
+
+def _close_unclaimed(
+    factory: sessionmaker[Session], run_id: int, status: RunStatus, error: str | None
+) -> None:
+    with factory() as session:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
+            .values(status=status, error=error, finished_at=utcnow())
+        )
+        session.commit()
+
+
+def _since(params: dict[str, Any]) -> datetime | None:
+    value = params.get("since")
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _crm(name: str) -> CrmName:
+    if name not in CRM_NAMES:
+        raise ValueError(f"unknown CRM {name!r}")
+    return name
+
+
+def _dispatch(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    queued: QueuedRun,
+    params: dict[str, Any],
+    triggered_by: str,
+) -> list[RunResult]:
+    """Run the entry point of the row's kind; an interrupt (cancel, worker stopping) returns
+    the runs so far, the interrupted one ``cancelled``."""
+    kind = queued.kind
+    if kind in (str(SyncKind.PULL), str(SyncKind.BACKFILL)):
+        from app.wiring.sync import SyncInterrupted, run_sync
+
+        try:
+            return run_sync(
+                settings,
+                factory,
+                kind=SyncKind(kind),
+                crms=[_crm(queued.crm)],
+                objects=[queued.object_name],
+                since=_since(params),
+                triggered_by=triggered_by,
+                restart=bool(params.get("restart", False)),
+            )
+        except SyncInterrupted as exc:
+            return exc.results
+    if kind == str(SyncKind.PUSH):
+        from app.wiring.push import PushInterrupted, run_push
+
+        try:
+            pushed = run_push(
+                settings,
+                _crm(queued.crm),
+                [queued.object_name],
+                triggered_by=triggered_by,
+                session_factory=factory,
+            )
+        except PushInterrupted as exc:
+            pushed = exc.outcome
+        return list(pushed.results)
+    if kind == str(SyncKind.RECOMPUTE):
+        from app.wiring.recompute import RecomputeInterrupted, run_recompute
+
+        try:
+            outcome = run_recompute(
+                settings,
+                everything=bool(params.get("all", False)),
+                push=bool(params.get("push", False)),
+                session_factory=factory,
+                triggered_by=triggered_by,
+            )
+        except RecomputeInterrupted as exc:
+            outcome = exc.outcome
+        return [outcome.result] if outcome.result is not None else []
+    raise ValueError(f"run {queued.run_id} has kind {kind!r}, which no job runs")

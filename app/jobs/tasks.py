@@ -1,0 +1,228 @@
+"""The job kinds on huey, their schedule, and the functions other code enqueues with.
+
+:class:`JobQueue` registers every task on one huey instance (:func:`app.jobs.queue.build_huey`);
+the API process and each worker build their own from the same settings, and huey finds a task by
+its name (``crmsync.run``, ...). Payloads are ids only: the data stays in the database.
+
+========================  =================================================================
+task                      does
+========================  =================================================================
+``crmsync.run``           carry out one queued ``sync_runs`` row: backfill / incremental per
+                          CRM and object, push, recompute (:mod:`app.jobs.runs`)
+``crmsync.webhook``       process one webhook inbox event (``process_inbox_event(event_id)``
+                          in ``app.wiring.webhook_processing``)
+``crmsync.notice``        deliver one outbound notice (``deliver_notice(notice_id)`` in
+                          ``app.wiring.notices``)
+``crmsync.retry_error``   re-sync the record of one retriable ``sync_errors`` row
+                          (``retry_sync_error(error_id)`` in ``app.wiring.error_retry``)
+``crmsync.incremental``   periodic, every ``CRMSYNC_JOBS__INCREMENTAL_MINUTES``
+``crmsync.nightly``       periodic, recompute + push at ``NIGHTLY_HOUR:NIGHTLY_MINUTE`` UTC
+``crmsync.sweep``         periodic, every minute (:mod:`app.jobs.sweep`)
+========================  =================================================================
+
+The three handlers in other modules are looked up when a job runs (:func:`handler`): a module
+that is not installed yet means the sweeper leaves those rows alone and a stray message is
+logged and dropped (the row, the truth, stays pending).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from huey import crontab
+from huey.api import Huey
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.runs import RunStatus
+from app.db.engine import make_engine, make_session_factory
+from app.jobs import runs as run_jobs
+from app.jobs import sweep as sweeps
+from app.jobs.queue import build_huey
+from app.logging import get_logger
+from app.settings import Settings
+
+log = get_logger("crmsync.jobs")
+
+#: (module, function) of the handlers other issues provide; see :func:`handler`.
+HANDLERS: dict[str, tuple[str, str]] = {
+    "webhook": ("app.wiring.webhook_processing", "process_inbox_event"),
+    "notice": ("app.wiring.notices", "deliver_notice"),
+    "retry_error": ("app.wiring.error_retry", "retry_sync_error"),
+}
+
+
+def handler(kind: str) -> Callable[[int], Any] | None:
+    """The function that processes one id of ``kind``, or None while it is not installed."""
+    module_name, function = HANDLERS[kind]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+    found = getattr(module, function, None)
+    return found if callable(found) else None
+
+
+class JobQueue:
+    """One huey instance with crmsync's tasks registered, over one database."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session_factory: sessionmaker[Session] | None = None,
+        huey: Huey | None = None,
+        periodic: bool = True,
+    ) -> None:
+        self.settings = settings
+        self._engine: Engine | None = None
+        if session_factory is None:
+            self._engine = make_engine(settings.database_url)
+            session_factory = make_session_factory(self._engine)
+        self.factory = session_factory
+        self.huey = huey if huey is not None else build_huey(settings)
+        self.on_job_done: list[Callable[[str, float, str], None]] = []
+        self._register(periodic)
+
+    # -- registration --------------------------------------------------------------------------
+
+    def _register(self, periodic: bool) -> None:
+        huey = self.huey
+        self.run_task = huey.task(name="crmsync.run")(self._run)
+        self.webhook_task = huey.task(name="crmsync.webhook")(self._webhook)
+        self.notice_task = huey.task(name="crmsync.notice")(self._notice)
+        self.retry_error_task = huey.task(name="crmsync.retry_error")(self._retry_error)
+        if not periodic:
+            return
+        jobs = self.settings.jobs
+        if jobs.incremental_minutes > 0:
+            every = jobs.incremental_minutes
+            huey.periodic_task(crontab(minute=f"*/{every}"), name="crmsync.incremental")(
+                self.incremental
+            )
+        if jobs.nightly_hour >= 0:
+            huey.periodic_task(
+                crontab(minute=str(jobs.nightly_minute), hour=str(jobs.nightly_hour)),
+                name="crmsync.nightly",
+            )(self.nightly)
+        huey.periodic_task(crontab(), name="crmsync.sweep")(self.scheduled_sweep)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    # -- enqueueing (what the API and other code call) -----------------------------------------
+
+    def enqueue_run(self, run_id: int) -> None:
+        self.run_task(int(run_id))
+
+    def enqueue_webhook(self, event_id: int) -> None:
+        self.webhook_task(int(event_id))
+
+    def enqueue_notice(self, notice_id: int) -> None:
+        self.notice_task(int(notice_id))
+
+    def enqueue_error_retry(self, error_id: int) -> None:
+        self.retry_error_task(int(error_id))
+
+    def depth(self) -> int:
+        """Messages waiting in the broker (not counting scheduled retries)."""
+        return int(self.huey.pending_count())
+
+    # -- the tasks -----------------------------------------------------------------------------
+
+    def _timed(self, kind: str, began: datetime, outcome: str) -> None:
+        seconds = (datetime.now().astimezone() - began).total_seconds()
+        for hook in self.on_job_done:
+            hook(kind, seconds, outcome)
+
+    def _run(self, run_id: int) -> str:
+        began = datetime.now().astimezone()
+        outcome = run_jobs.execute_run(self.settings, self.factory, run_id)
+        if outcome.status == str(RunStatus.CANCELLED) and _stopped_by_worker(outcome.error):
+            self._requeue(run_id)
+        self._timed("run", began, outcome.action)
+        return outcome.action
+
+    def _requeue(self, run_id: int) -> None:
+        """A run its worker stopped (shutdown) is queued again, to go on from its cursor."""
+        from app.db import job_store
+        from app.db.models import SyncRun
+
+        with self.factory() as session:
+            row = session.get(SyncRun, run_id)
+            if row is None:
+                return
+            params = {k: v for k, v in dict(row.params or {}).items() if k in sweeps._CARRIED}
+            params["resumes"] = run_id
+            new_id, _ = job_store.queue_run(
+                session,
+                kind=row.kind,
+                crm=row.crm,
+                object_name=row.object,
+                triggered_by=row.triggered_by or "job",
+                params=params,
+                dedupe=True,
+            )
+        self.enqueue_run(new_id)
+        log.info("job.run.requeued", run_id=run_id, resumption=new_id)
+
+    def _by_handler(self, kind: str, item_id: int) -> str:
+        began = datetime.now().astimezone()
+        found = handler(kind)
+        if found is None:
+            log.warning("job.not_wired", kind=kind, id=item_id, handler=HANDLERS[kind])
+            self._timed(kind, began, "not_wired")
+            return "not_wired"
+        found(item_id)
+        self._timed(kind, began, "ran")
+        return "ran"
+
+    def _webhook(self, event_id: int) -> str:
+        return self._by_handler("webhook", event_id)
+
+    def _notice(self, notice_id: int) -> str:
+        return self._by_handler("notice", notice_id)
+
+    def _retry_error(self, error_id: int) -> str:
+        return self._by_handler("retry_error", error_id)
+
+    # -- the schedule --------------------------------------------------------------------------
+
+    def _slot(self, name: str, every: timedelta) -> bool:
+        # Expire a little before the next slot, so that slot's first scheduler takes it again.
+        return sweeps.take_slot(self.factory, name, max(every - timedelta(seconds=15), every / 2))
+
+    def incremental(self) -> list[int]:
+        every = timedelta(minutes=self.settings.jobs.incremental_minutes)
+        if not self._slot("incremental", every):
+            return []
+        return sweeps.tick_incremental(self.settings, self.factory, self.enqueue_run)
+
+    def nightly(self) -> int | None:
+        if not self._slot("nightly", timedelta(hours=23)):
+            return None
+        return sweeps.tick_nightly(self.factory, self.enqueue_run)
+
+    def scheduled_sweep(self) -> sweeps.SweepReport | None:
+        if not self._slot("sweep", timedelta(seconds=60)):
+            return None
+        return self.sweep()
+
+    def sweep(self) -> sweeps.SweepReport:
+        return sweeps.sweep(
+            self.settings,
+            self.factory,
+            enqueue_run=self.enqueue_run,
+            enqueue_inbox=self.enqueue_webhook if handler("webhook") else None,
+            enqueue_error=self.enqueue_error_retry if handler("retry_error") else None,
+        )
+
+
+def _stopped_by_worker(error: str | None) -> bool:
+    return bool(error) and str(error).startswith("its worker stopped")

@@ -1,0 +1,221 @@
+"""Jobs as they run in production: separate processes started from the command line.
+
+* ``crmsync serve`` (the API) and two ``crmsync worker`` processes on Redis, on the suite's
+  database (PostgreSQL in the PostgreSQL run): a backfill triggered through the API runs on the
+  workers, every record once (#19 item 7's process test).
+* ``crmsync serve --with-worker`` on the embedded SQLite queue: the one-process setup.
+* A worker killed with ``kill -9`` during a backfill: the run is closed as abandoned and
+  resumed by the other worker from its cursor; nothing lost, nothing twice (#19 item 8).
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from app.db.engine import make_engine, make_session_factory
+from app.db.models import Account, SyncRun
+from crmsync_sandbox import Sandbox, SandboxConfig
+from tests.acceptance.test_cli import sandbox_env
+from tests.support.jobs import REDIS_URL, redis_available
+
+ACCOUNTS = 3000
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(accounts=ACCOUNTS, hs_rate_limits=False)) as sb:
+        yield sb
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Stack:
+    """Processes of one test, stopped (SIGTERM, then kill) at its end."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env = env
+        self.cwd = cwd
+        self.procs: list[subprocess.Popen[str]] = []
+        self.logs: list[Path] = []
+        self.handles: list[Any] = []
+
+    def start(self, *args: str, name: str) -> subprocess.Popen[str]:
+        log = self.cwd / f"{name}.log"
+        handle = log.open("w")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli.main", *args],
+            env=self.env,
+            cwd=self.cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.procs.append(proc)
+        self.logs.append(log)
+        self.handles.append(handle)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for handle in self.handles:
+            handle.close()
+
+    def output(self) -> str:
+        codes = [p.returncode for p in self.procs]
+        logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in self.logs)
+        return f"exit codes {codes}\n{logs}"
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, stack: Stack) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}\n{stack.output()}")
+
+
+def wait_ready(base: str, stack: Stack) -> None:
+    def ready() -> bool:
+        try:
+            return requests.get(f"{base}/readyz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    wait_until(ready, 60, "the API", stack)
+
+
+def run_rows(database_url: str) -> list[SyncRun]:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as s:
+            return list(s.scalars(select(SyncRun).order_by(SyncRun.id)))
+    finally:
+        engine.dispose()
+
+
+def account_count(database_url: str) -> tuple[int, int]:
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as s:
+            total = int(s.scalar(select(func.count()).select_from(Account)) or 0)
+            distinct = int(s.scalar(select(func.count(func.distinct(Account.sf_id)))) or 0)
+            return total, distinct
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def redis_env(sandbox: Sandbox, database_url: str) -> Iterator[dict[str, str]]:
+    if not redis_available():
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    import redis
+
+    name = f"crmsync-test-{uuid.uuid4().hex[:10]}"
+    env = sandbox_env(sandbox, database_url)
+    env.update(
+        {
+            "CRMSYNC_REDIS_URL": REDIS_URL,
+            "CRMSYNC_JOBS__NAME": name,
+            "CRMSYNC_LOG_LEVEL": "INFO",
+            # HubSpot left out: these tests drive Salesforce only.
+            "CRMSYNC_HUBSPOT_ACCESS_TOKEN": "",
+        }
+    )
+    env.pop("CRMSYNC_HUBSPOT_ACCESS_TOKEN")
+    yield env
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(f"*{name}*"):
+        client.delete(key)
+
+
+def test_api_and_two_workers_on_redis_run_a_backfill(
+    redis_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    stack = Stack(redis_env, tmp_path)
+    try:
+        stack.start("serve", "--port", str(port), name="api")
+        stack.start("worker", "--workers", "2", name="worker1")
+        stack.start("worker", "--workers", "2", name="worker2")
+        wait_ready(base, stack)
+        answer = requests.post(
+            f"{base}/api/v1/sync/runs", json={"crm": "salesforce", "kind": "backfill"}, timeout=10
+        )
+        assert answer.status_code == 202, answer.text
+        ids = set(answer.json()["run_ids"])
+
+        def finished() -> list[SyncRun] | None:
+            rows = [r for r in run_rows(database_url) if r.id in ids]
+            ended = ("succeeded", "partial", "failed", "cancelled")
+            done = len(rows) == len(ids) and all(r.status in ended for r in rows)
+            return rows if done else None
+
+        rows = wait_until(finished, 120, "the backfill", stack)
+    finally:
+        stack.stop()
+    assert {r.status for r in rows} == {"succeeded"}, stack.output()
+    assert account_count(database_url) == (ACCOUNTS, ACCOUNTS)
+    assert len(run_rows(database_url)) == 3  # one row per object, none refused or repeated
+    # uvicorn re-raises the SIGTERM it handled once it has shut down; the workers exit 0.
+    assert stack.procs[0].returncode in (0, -signal.SIGTERM), stack.output()
+    assert [p.returncode for p in stack.procs[1:]] == [0, 0], stack.output()
+
+
+def test_serve_with_worker_on_the_embedded_queue(
+    sandbox: Sandbox, database_url: str, tmp_path: Path
+) -> None:
+    env = sandbox_env(sandbox, database_url)
+    env.pop("CRMSYNC_HUBSPOT_ACCESS_TOKEN")
+    env["CRMSYNC_DATA_DIR"] = str(tmp_path / "data")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    stack = Stack(env, tmp_path)
+    try:
+        stack.start("serve", "--with-worker", "--port", str(port), name="serve")
+        wait_ready(base, stack)
+        answer = requests.post(
+            f"{base}/api/v1/sync/runs",
+            json={"crm": "salesforce", "object": "Account", "kind": "backfill"},
+            timeout=10,
+        )
+        assert answer.status_code == 202, answer.text
+        run_id = answer.json()["run_id"]
+
+        def finished() -> SyncRun | None:
+            row = next(r for r in run_rows(database_url) if r.id == run_id)
+            return row if row.status not in ("queued", "running") else None
+
+        row = wait_until(finished, 120, "the backfill", stack)
+    finally:
+        stack.stop()
+    assert row.status == "succeeded", stack.output()
+    assert (tmp_path / "data" / "jobs.db").is_file()
+    assert account_count(database_url) == (ACCOUNTS, ACCOUNTS)
+    assert stack.procs[0].returncode in (0, -signal.SIGTERM), stack.output()
