@@ -171,6 +171,30 @@ class WebhookSettings(BaseModel):
         return value.strip()
 
 
+class BudgetSettings(BaseModel):
+    """crmsync's share of one CRM's daily API budget (``CRMSYNC_SALESFORCE__BUDGET_SHARE``,
+    ``CRMSYNC_HUBSPOT__DAILY_LIMIT``, ...; docs/budget.md).
+
+    The daily limit is the CRM's own (Salesforce ``/limits`` and ``Sforce-Limit-Info``, HubSpot's
+    ``X-HubSpot-RateLimit-Daily`` headers) unless ``daily_limit`` is set, which wins (HubSpot
+    OAuth apps report none).
+    """
+
+    budget_share: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "Fraction of the daily API limit crmsync may use; the rest is left to the org's "
+            "other integrations. 1 (the default): all of it, so only the org running out stops "
+            "crmsync's scheduled work, and backfills are not estimated first."
+        ),
+    )
+    daily_limit: int | None = Field(
+        None, ge=1, description="The daily API limit to assume instead of the CRM's report."
+    )
+
+
 class JobSettings(BaseModel):
     """Background jobs on huey and their schedule (``CRMSYNC_JOBS__<KEY>``; docs/jobs.md).
 
@@ -296,6 +320,9 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = ScoringSettings()
     webhooks: WebhookSettings = WebhookSettings()
     jobs: JobSettings = JobSettings()
+    # Nested as CRMSYNC_SALESFORCE__BUDGET_SHARE; the connection settings stay flat.
+    salesforce: BudgetSettings = BudgetSettings()
+    hubspot: BudgetSettings = BudgetSettings()
 
     @field_validator("salesforce_auth", "hubspot_auth", mode="before")
     @classmethod
@@ -435,6 +462,15 @@ class Settings(BaseSettings):
         if self.hubspot_enabled:
             crms.append("hubspot")
         return crms
+
+    def budget(self, crm: CrmName) -> BudgetSettings:
+        return self.salesforce if crm == "salesforce" else self.hubspot
+
+    def budget_guarded(self, crm: CrmName) -> bool:
+        """Whether backfills of ``crm`` are estimated against a share first (a share below 1
+        or a configured daily limit)."""
+        config = self.budget(crm)
+        return config.budget_share < 1 or config.daily_limit is not None
 
     @property
     def jobs_sqlite_file(self) -> Path:

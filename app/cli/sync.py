@@ -59,12 +59,18 @@ def _run(
     objects: list[str] | None,
     since: datetime | None,
     restart: bool = False,
+    *,
+    budget_check: bool = False,
 ) -> None:
     settings = load_settings()
     engine = open_database(settings, migrated=True)
     interactive = sys.stdout.isatty()
     interrupted = False
     try:
+        if budget_check:  # the API budget guard (docs/budget.md): OverBudgetError is exit 2
+            from app.wiring.budget import check_backfill
+
+            check_backfill(settings, make_session_factory(engine), crms, objects, since)
         with interrupts_raised():
             if interactive:
                 results = _with_progress(settings, engine, kind, crms, objects, since, restart)
@@ -194,13 +200,28 @@ def backfill(
     restart: bool = typer.Option(
         False, "--restart", help="Begin a new backfill even if one is unfinished."
     ),
+    allow_over_budget: bool = typer.Option(
+        False,
+        "--allow-over-budget",
+        help="Start even if the estimate exceeds crmsync's share of the API budget.",
+    ),
 ) -> None:
     """Pull everything (or everything since --since).
 
     An interrupted backfill is resumed: objects it finished are skipped, the one it was in goes
-    on from its last committed page. Once complete, running it again begins a new one.
+    on from its last committed page. Once complete, running it again begins a new one. With a
+    budget share set (docs/budget.md) it first estimates its API calls and refuses (exit 2)
+    when they exceed the share left, unless --allow-over-budget.
     """
-    _run(SyncKind.BACKFILL, _crms([crm]), object_name or None, _parse_since(since), restart)
+    crms, since_at = _crms([crm]), _parse_since(since)
+    _run(
+        SyncKind.BACKFILL,
+        crms,
+        object_name or None,
+        since_at,
+        restart,
+        budget_check=not allow_over_budget,
+    )
 
 
 def _crms(values: list[str] | None) -> list[CrmName] | None:

@@ -85,3 +85,30 @@ class ApiBudget:
         interval = _int(header_value(headers, "X-HubSpot-RateLimit-Interval-Milliseconds"))
         if interval is not None:
             self.burst_interval_ms = interval
+
+
+def read_daily_budget(client: object) -> ApiBudget:
+    """Ask the CRM for its daily API budget (one call).
+
+    Salesforce: ``GET .../limits/`` ``DailyApiRequests`` (Max, Remaining). HubSpot: the daily
+    headers of one properties read (private apps get them; OAuth apps have no daily cap and
+    none, so the budget stays unknown).
+    """
+    from app.crm.hubspot.client import HubSpotClient
+    from app.crm.salesforce.client import SalesforceClient
+
+    budget = ApiBudget()
+    if isinstance(client, SalesforceClient):
+        body = client._call("limits", lambda sf: sf.restful("limits/"), None)
+        entry = body.get("DailyApiRequests") if isinstance(body, Mapping) else None
+        if isinstance(entry, Mapping):
+            maximum, remaining = _int(str(entry.get("Max"))), _int(str(entry.get("Remaining")))
+            if maximum is not None and remaining is not None:
+                budget.max, budget.used = maximum, maximum - remaining
+        return budget
+    if isinstance(client, HubSpotClient):
+        from app.crm.hubspot.org import read_org
+
+        read_org(client, ["companies"])
+        return client.budget
+    return budget

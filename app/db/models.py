@@ -12,7 +12,7 @@ Four groups of tables:
 * **Computed and workflow state** (``health_snapshots``, ``account_events``, ``onboarding_plans``,
   ``onboarding_tasks``, ``csms``).
 * **Sync bookkeeping** (``sync_cursors``, ``sync_runs``, ``sync_errors``, ``push_ledger``,
-  ``webhook_inbox``, ``job_leases``, ``admin_api_keys``).
+  ``webhook_inbox``, ``job_leases``, ``api_limits``, ``admin_api_keys``).
 
 Enumerated values are plain strings validated in code (listed in :mod:`app.db.enums`), so a new
 value never needs a table rebuild on SQLite. Datetimes are aware UTC and end in ``_at``; dates end
@@ -636,6 +636,22 @@ class JobLease(Base):
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     fencing_token: Mapped[int] = mapped_column(BigInteger, default=1, nullable=False)
+
+
+class ApiLimit(Base):
+    """A CRM's daily API limit as last reported (or configured), for the budget guard.
+
+    crmsync's own calls are counted from ``sync_runs.api_calls``; this row only says how many
+    the org may make in 24 h, and how many the whole org had used when the CRM last said so.
+    """
+
+    __tablename__ = "api_limits"
+
+    crm: Mapped[str] = mapped_column(String(16), primary_key=True)
+    daily_limit: Mapped[int | None] = mapped_column(Integer)
+    org_used: Mapped[int | None] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    observed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
 class AdminApiKey(IdMixin, Base):

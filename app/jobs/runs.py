@@ -70,6 +70,9 @@ def execute_run(settings: Settings, factory: sessionmaker[Session], run_id: int)
         params = dict(row.params or {})
         triggered_by = row.triggered_by or "job"
     queued = QueuedRun(run_id, kind, crm, object_name)
+    held = _budget_hold(settings, factory, queued, params)
+    if held is not None:
+        return held
     log.info("job.run.start", run_id=run_id, kind=kind, crm=crm, object=object_name)
     results: list[RunResult] = []
     error: str | None = None
@@ -106,6 +109,38 @@ def execute_run(settings: Settings, factory: sessionmaker[Session], run_id: int)
         duration_s=round(outcome.seconds, 3),
     )
     return outcome
+
+
+def _budget_hold(
+    settings: Settings, factory: sessionmaker[Session], queued: QueuedRun, params: dict[str, Any]
+) -> JobOutcome | None:
+    """The budget guard before a run starts (docs/budget.md): a backfill over crmsync's share is
+    refused (closed ``cancelled``) unless ``allow_over_budget``; any run waits, queued, while a
+    CRM it calls has no budget left. None: go ahead."""
+    from app.wiring.budget import OverBudgetError, check_backfill, scheduled_wait
+
+    if params.get("allow_over_budget"):
+        return None
+    crms: list[CrmName] = []
+    if queued.crm in CRM_NAMES:
+        crms = [_crm(queued.crm)]
+    elif queued.kind == str(SyncKind.RECOMPUTE) and params.get("push"):
+        crms = list(settings.enabled_crms)
+    if not crms:
+        return None
+    until = scheduled_wait(settings, factory, crms)
+    if until is not None:
+        message = f"waiting for API budget until about {until.isoformat(timespec='minutes')}"
+        log.info("job.run.budget_wait", run_id=queued.run_id, crms=crms, until=until.isoformat())
+        return JobOutcome(queued.run_id, "waiting", str(RunStatus.QUEUED), message)
+    if queued.kind == str(SyncKind.BACKFILL):
+        try:
+            check_backfill(settings, factory, crms, [queued.object_name], _since(params))
+        except OverBudgetError as exc:
+            _close_unclaimed(factory, queued.run_id, RunStatus.CANCELLED, f"refused: {exc}")
+            log.warning("job.run.over_budget", run_id=queued.run_id, error=str(exc))
+            return JobOutcome(queued.run_id, "closed", str(RunStatus.CANCELLED), str(exc))
+    return None
 
 
 def _described(result: RunResult) -> str | None:

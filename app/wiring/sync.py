@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.runs import RunStatus, SyncKind
 from app.crm.base import CrmName
+from app.crm.budget import ApiBudget
 from app.crm.factory import build_client
 from app.db.sync_store import SqlSyncStore
 from app.errors import ConfigError
@@ -31,6 +32,7 @@ from app.mappers.spec import ObjectMapping
 from app.settings import Settings
 from app.sync.pull import PageProgress, PassInterrupted, PullEngine, PullResult
 from app.sync.run_scope import RunSpec, build_result
+from app.wiring.budget import record_observed
 
 log = get_logger("crmsync.sync")
 
@@ -198,7 +200,19 @@ def _run_crm(
                 log.exception("sync.run.crashed", crm=plan.crm, object=object_name)
                 results.append(_failed(plan.crm, object_name, kind, f"{type(exc).__name__}: {exc}"))
     finally:
+        _keep_budget(store, plan.crm, client)
         client.close()
+
+
+def _keep_budget(store: SqlSyncStore, crm: CrmName, client: object) -> None:
+    """Keep the daily API limit the client read from its responses (the budget guard's)."""
+    budget = getattr(client, "budget", None)
+    if not isinstance(budget, ApiBudget):
+        return
+    try:
+        record_observed(store.session_factory, crm, budget)
+    except Exception as exc:  # bookkeeping only: never fail the pass for it
+        log.warning("budget.record_failed", crm=crm, error=f"{type(exc).__name__}: {exc}")
 
 
 def _failed(crm: str, object_name: str, kind: SyncKind, message: str) -> PullResult:

@@ -48,6 +48,11 @@ class RunRequest(BaseModel):
     )
     restart: bool = Field(False, description="backfill: begin a new one, even if one is open.")
     push: bool = Field(False, description="recompute: push the changed fields to every CRM.")
+    allow_over_budget: bool = Field(
+        False,
+        description="Start even when the run would exceed crmsync's share of the daily API "
+        "budget (docs/budget.md).",
+    )
 
 
 class RunsQueued(BaseModel):
@@ -100,6 +105,8 @@ def trigger_run(
         if body.kind != "backfill":
             return _invalid("restart", "restart applies to backfill only", True)
         params["restart"] = True
+    if body.allow_over_budget:
+        params["allow_over_budget"] = True
     if body.kind == "recompute":
         if body.object not in (None, "accounts"):
             return _invalid("object", "recompute covers accounts; leave object out", body.object)
