@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
-from app.api.routes import accounts, health, notes, push, runs_control, signals, webhooks
+from app.api.routes import accounts, health, metrics, notes, push, runs_control, signals, webhooks
 from app.db.engine import make_engine, make_session_factory
 from app.logging import configure_logging
 from app.settings import Settings, get_settings
@@ -64,4 +64,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(signals.router)
     app.include_router(webhooks.router)
     app.include_router(runs_control.router)
+    app.include_router(metrics.router)
     return app

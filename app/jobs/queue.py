@@ -41,3 +41,36 @@ def broker_status(huey: Huey, settings: Settings) -> dict[str, Any]:
     except Exception as exc:  # Redis down, SQLite file unreadable
         return {"kind": broker_kind(settings), "ok": False, "error": f"{type(exc).__name__}"}
     return {"kind": broker_kind(settings), "ok": True, "queued_messages": depth}
+
+
+def broker_probe(settings: Settings) -> dict[str, Any]:
+    """For ``/readyz``, without building a queue: Redis answers a PING (1 s timeout); the
+    embedded queue's folder exists or can be created (huey creates its file on first use)."""
+    if settings.redis_url:
+        import redis
+
+        try:
+            client = redis.Redis.from_url(
+                settings.redis_url, socket_timeout=1, socket_connect_timeout=1
+            )
+            try:
+                client.ping()
+            finally:
+                client.close()
+        except redis.RedisError as exc:
+            return {"kind": "redis", "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        return {"kind": "redis", "ok": True}
+    path = settings.jobs_sqlite_file
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    import os
+
+    if not os.access(folder, os.W_OK):
+        return {
+            "kind": "sqlite",
+            "ok": False,
+            "error": f"{folder} is not writable",
+            "file": str(path),
+        }
+    return {"kind": "sqlite", "ok": True, "file": str(path)}

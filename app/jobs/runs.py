@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
+from structlog.contextvars import bound_contextvars
 
 from app.core.runs import RunStatus, SyncKind
 from app.core.types import CRM_NAMES, CrmName
@@ -70,6 +71,19 @@ def execute_run(settings: Settings, factory: sessionmaker[Session], run_id: int)
         params = dict(row.params or {})
         triggered_by = row.triggered_by or "job"
     queued = QueuedRun(run_id, kind, crm, object_name)
+    with bound_contextvars(run_id=run_id, crm=crm, object=object_name, kind=kind):
+        return _execute(settings, factory, queued, params, triggered_by, began)
+
+
+def _execute(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    queued: QueuedRun,
+    params: dict[str, Any],
+    triggered_by: str,
+    began: float,
+) -> JobOutcome:
+    run_id, kind, crm, object_name = queued.run_id, queued.kind, queued.crm, queued.object_name
     held = _budget_hold(settings, factory, queued, params)
     if held is not None:
         return held

@@ -43,6 +43,7 @@ from app.jobs import runs as run_jobs
 from app.jobs import sweep as sweeps
 from app.jobs.queue import build_huey
 from app.logging import get_logger
+from app.metrics import observe_job
 from app.settings import Settings
 
 log = get_logger("crmsync.jobs")
@@ -86,7 +87,7 @@ class JobQueue:
             session_factory = make_session_factory(self._engine)
         self.factory = session_factory
         self.huey = huey if huey is not None else build_huey(settings)
-        self.on_job_done: list[Callable[[str, float, str], None]] = []
+        self.on_job_done: list[Callable[[str, float, str], None]] = [observe_job]
         self._register(periodic)
 
     # -- registration --------------------------------------------------------------------------

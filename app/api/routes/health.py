@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import EngineDep, SettingsDep
 from app.db import migrate
+from app.jobs.queue import broker_probe
 
 router = APIRouter(tags=["health"])
 
@@ -31,7 +32,9 @@ def _unavailable(reason: str) -> JSONResponse:
     return JSONResponse(status_code=503, content={"status": "unavailable", "reason": reason})
 
 
-@router.get("/readyz", summary="Database reachable and migrated", response_model=None)
+@router.get(
+    "/readyz", summary="Database reachable and migrated, job broker reachable", response_model=None
+)
 def readyz(engine: EngineDep, settings: SettingsDep) -> dict[str, Any] | JSONResponse:
     scripts = migrate.MIGRATIONS_DIR
     try:
@@ -58,4 +61,14 @@ def readyz(engine: EngineDep, settings: SettingsDep) -> dict[str, Any] | JSONRes
             f"database schema at revision {current}, this crmsync expects {head}: "
             "run `crmsync db upgrade` (or upgrade crmsync if the database is newer)"
         )
-    return {"status": "ready", "revision": current}
+    broker = broker_probe(settings)
+    if not broker["ok"]:
+        return JSONResponse(
+            status_code=503,
+            content={
+                "status": "unavailable",
+                "reason": f"job broker unreachable ({broker['kind']}): {broker.get('error')}",
+                "broker": broker,
+            },
+        )
+    return {"status": "ready", "revision": current, "broker": broker}
