@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -219,3 +220,111 @@ def test_serve_with_worker_on_the_embedded_queue(
     assert (tmp_path / "data" / "jobs.db").is_file()
     assert account_count(database_url) == (ACCOUNTS, ACCOUNTS)
     assert stack.procs[0].returncode in (0, -signal.SIGTERM), stack.output()
+
+
+def _start_backfill(base: str, stack: Stack) -> int:
+    answer = requests.post(
+        f"{base}/api/v1/sync/runs",
+        json={"crm": "salesforce", "object": "Account", "kind": "backfill"},
+        timeout=10,
+    )
+    assert answer.status_code == 202, answer.text
+    return int(answer.json()["run_id"])
+
+
+def _sweep(env: dict[str, str]) -> dict[str, Any]:
+    """One pass of the sweeper, as the periodic task runs it (same queue, same database)."""
+    from app.jobs.tasks import JobQueue
+    from app.settings import Settings
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=env["CRMSYNC_DATABASE_URL"],
+        redis_url=env["CRMSYNC_REDIS_URL"],
+        jobs={"name": env["CRMSYNC_JOBS__NAME"], "sweep_seconds": 1},  # type: ignore[arg-type]
+        sync={"lease_seconds": float(env["CRMSYNC_SYNC__LEASE_SECONDS"])},  # type: ignore[arg-type]
+    )
+    queue = JobQueue(settings, periodic=False)
+    try:
+        return queue.sweep().as_dict()
+    finally:
+        queue.close()
+
+
+def test_a_worker_killed_during_a_backfill_is_resumed_by_the_other(
+    redis_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    env = {**redis_env, "CRMSYNC_SYNC__PAGE_SIZE": "200", "CRMSYNC_SYNC__LEASE_SECONDS": "2"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    stack = Stack(env, tmp_path)
+    try:
+        stack.start("serve", "--port", str(port), name="api")
+        doomed = stack.start("worker", name="worker1")
+        wait_ready(base, stack)
+        run_id = _start_backfill(base, stack)
+
+        def midway() -> bool:
+            row = next(r for r in run_rows(database_url) if r.id == run_id)
+            return row.status == "running" and 400 <= row.read_count < ACCOUNTS - 400
+
+        wait_until(midway, 60, "the backfill to be midway", stack)
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+        killed = next(r for r in run_rows(database_url) if r.id == run_id)
+        assert killed.status == "running"  # nobody closed it: the process is gone
+        stack.start("worker", name="worker2")
+        time.sleep(4.5)  # two lease TTLs without a heartbeat: the sweeper calls it stalled
+        swept = _sweep(env)
+        resumption = swept["resumed_runs"][str(run_id)]
+
+        def resumed() -> SyncRun | None:
+            row = next(r for r in run_rows(database_url) if r.id == resumption)
+            return row if row.status not in ("queued", "running") else None
+
+        row = wait_until(resumed, 120, "the resumption", stack)
+    finally:
+        stack.stop()
+    dead = next(r for r in run_rows(database_url) if r.id == run_id)
+    assert dead.status == "failed", stack.output()
+    assert dead.error is not None
+    assert dead.error.startswith("abandoned")
+    assert row.status == "succeeded", stack.output()
+    assert row.params["resumes"] == run_id
+    # It went on from the dead run's cursor: it read the rest, not everything again.
+    assert row.read_count <= ACCOUNTS - dead.read_count + 200
+    assert account_count(database_url) == (ACCOUNTS, ACCOUNTS)
+
+
+def test_two_workers_never_run_the_same_sync_at_once(
+    redis_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    env = {**redis_env, "CRMSYNC_SYNC__PAGE_SIZE": "200", "CRMSYNC_SYNC__LEASE_SECONDS": "10"}
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    stack = Stack(env, tmp_path)
+    try:
+        stack.start("serve", "--port", str(port), name="api")
+        stack.start("worker", name="worker1")
+        stack.start("worker", name="worker2")
+        wait_ready(base, stack)
+        first, second = _start_backfill(base, stack), _start_backfill(base, stack)
+
+        def both_done() -> list[SyncRun] | None:
+            rows = [r for r in run_rows(database_url) if r.id in (first, second)]
+            if all(r.status not in ("queued", "running") for r in rows):
+                return rows
+            if any(r.status == "queued" for r in rows):
+                _sweep({**env, "CRMSYNC_SYNC__LEASE_SECONDS": "10"})  # the waiting one again
+            return None
+
+        rows = wait_until(both_done, 180, "both backfills", stack)
+    finally:
+        stack.stop()
+    assert [r.status for r in rows] == ["succeeded", "succeeded"], stack.output()
+    every = [r for r in run_rows(database_url) if r.kind == "backfill"]
+    assert len(every) == 2  # the one that waited stayed queued: no refused row
+    a, b = sorted(every, key=lambda r: r.started_at)
+    assert a.finished_at is not None
+    assert a.finished_at <= b.started_at  # one after the other, never at once
+    assert account_count(database_url) == (ACCOUNTS, ACCOUNTS)
