@@ -9,7 +9,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import job_store
 from app.db.models import SyncErrorRecord, WebhookEvent
 from app.main import create_app
 from app.settings import Settings
