@@ -3,9 +3,16 @@ also a job worker and the schedule in the same process (the embedded, one-machin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
 import typer
 
 from app.cli.common import load_settings, open_database
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def serve(
@@ -34,10 +41,31 @@ def serve(
     from app.api.deps import app_jobs
     from app.jobs.worker import Worker
 
-    # uvicorn owns SIGINT/SIGTERM; once it returns, the worker stops its runs after their page.
+    # uvicorn owns SIGINT/SIGTERM; once it has shut down, the worker stops its runs after their
+    # page (closed cancelled, queued again), then the process exits 0.
     worker = Worker(app_jobs(app), workers)
     worker.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        server = _keep_signals_server()(uvicorn.Config(app, host=host, port=port, log_level="info"))
+        server.run()
     finally:
         worker.stop()
+
+
+def _keep_signals_server() -> type[uvicorn.Server]:
+    import uvicorn
+
+    class KeepSignals(uvicorn.Server):
+        """uvicorn re-raises the SIGINT/SIGTERM it handled once it has shut down, which would
+        kill the process before the worker beside it stops its runs; this one does not (it
+        forgets the signals it captured, a private list of uvicorn.Server)."""
+
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
+    return KeepSignals

@@ -219,7 +219,8 @@ def test_serve_with_worker_on_the_embedded_queue(
     assert row.status == "succeeded", stack.output()
     assert (tmp_path / "data" / "jobs.db").is_file()
     assert account_count(database_url) == (ACCOUNTS, ACCOUNTS)
-    assert stack.procs[0].returncode in (0, -signal.SIGTERM), stack.output()
+    # SIGTERM: the API shuts down, then the worker stops its runs; the process exits 0.
+    assert stack.procs[0].returncode == 0, stack.output()
 
 
 def _start_backfill(base: str, stack: Stack) -> int:
