@@ -231,7 +231,8 @@ def test_wheel_installed_outside_the_checkout_migrates_and_is_ready(
 
     response = get_readyz(installed, empty_database_url)
     assert response.status_code == 200, response.text
-    assert response.json() == {"status": "ready", "revision": head}
+    broker = {"kind": "sqlite", "ok": True, "file": "var/jobs.db"}  # the embedded job queue
+    assert response.json() == {"status": "ready", "revision": head, "broker": broker}
 
 
 def test_dockerignore_keeps_local_state_and_secrets_out_of_the_build_context() -> None:
