@@ -4,8 +4,8 @@ crmsync's own calls per rolling 24 h are counted from ``sync_runs.api_calls``; t
 the other half of the budget: the org's daily limit (``/limits``, ``Sforce-Limit-Info``,
 HubSpot's daily headers, or ``CRMSYNC_<CRM>__DAILY_LIMIT``) and the org's usage when it was read.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-06 20:10:00
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import app.db.types
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
