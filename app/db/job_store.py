@@ -19,10 +19,6 @@ from app.core.runs import RunStatus
 from app.db.models import SyncErrorRecord, SyncRun, WebhookEvent
 from app.db.runs import ACTIVE_STATUSES, create_queued_run
 
-#: Inbox states the sweeper hands to webhook processing again once ``next_attempt_at`` passed
-#: (``received`` / ``pending``: never processed; ``failed``: a retry is due).
-INBOX_RETRY_STATUSES = ("received", "pending", "failed")
-
 
 def queue_run(
     session: Session,
@@ -107,18 +103,22 @@ def has_pending_run(session: Session, kind: str, crm: str, object_name: str) -> 
 
 
 def due_inbox_events(session: Session, now: datetime, received_before: datetime) -> list[int]:
-    """Inbox events to process: not done, dead or ignored, and whose next attempt is due."""
-    return list(
+    """Inbox events to process: the inbox's own rule (:func:`app.db.inbox_store.due_ids`:
+    received, failed, or abandoned while processing, whose next attempt is due), received
+    before ``received_before`` so an event just stored is left to its first attempt."""
+    from app.db.inbox_store import due_ids
+
+    due = due_ids(session, now, limit=1000)
+    if not due:
+        return []
+    fresh = set(
         session.scalars(
-            select(WebhookEvent.id)
-            .where(
-                WebhookEvent.status.in_(INBOX_RETRY_STATUSES),
-                or_(WebhookEvent.next_attempt_at.is_(None), WebhookEvent.next_attempt_at <= now),
-                WebhookEvent.received_at <= received_before,
+            select(WebhookEvent.id).where(
+                WebhookEvent.id.in_(due), WebhookEvent.received_at > received_before
             )
-            .order_by(WebhookEvent.id)
         )
     )
+    return [i for i in due if i not in fresh]
 
 
 def due_sync_errors(session: Session, now: datetime) -> list[SyncErrorRecord]:

@@ -272,3 +272,48 @@ def test_the_schedule_queues_one_incremental_per_object_once_per_slot(
     assert jobs.nightly() is not None
     assert other.nightly() is None
     assert RunStatus.QUEUED == "queued"
+
+
+def test_the_sweeper_hands_due_inbox_events_to_webhook_processing(
+    database_url: str,
+    factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.db.models import WebhookEvent
+
+    jobs = JobQueue(job_settings(database_url, tmp_path), session_factory=factory)
+    handed: list[int] = []
+    monkeypatch.setattr(jobs, "enqueue_webhook", handed.append)
+    long_ago = utcnow() - timedelta(minutes=10)
+    with factory() as s:
+        due = WebhookEvent(
+            source="hubspot",
+            external_id="a",
+            raw_body="[]",
+            status="failed",
+            received_at=long_ago,
+            next_attempt_at=long_ago,
+        )
+        later = WebhookEvent(
+            source="hubspot",
+            external_id="b",
+            raw_body="[]",
+            status="failed",
+            received_at=long_ago,
+            next_attempt_at=utcnow() + timedelta(hours=1),
+        )
+        done = WebhookEvent(
+            source="hubspot",
+            external_id="c",
+            raw_body="[]",
+            status="done",
+            received_at=long_ago,
+            next_attempt_at=long_ago,
+        )
+        s.add_all([due, later, done])
+        s.commit()
+        due_id = due.id
+
+    assert jobs.sweep().inbox_events == [due_id]
+    assert handed == [due_id]
