@@ -116,6 +116,14 @@ class PushSettings(BaseModel):
         200, ge=1, le=200, description="Records per Salesforce sObject Collections call."
     )
     hubspot_chunk: int = Field(100, ge=1, le=100, description="Inputs per HubSpot batch call.")
+    target_check_ttl_seconds: float = Field(
+        86_400,
+        ge=0,
+        description=(
+            "How long a passed check of the CRM's target fields (describe / properties) is "
+            "trusted before a push reads them again; a changed mapping is checked at once."
+        ),
+    )
 
     def tuning(self) -> WriteTuning:
         """The adapters' and the preview's view of these settings."""

@@ -26,7 +26,7 @@ from app.mappers.ledger import LedgerEntry
 from app.mappers.push_plan import LedgerIndex
 from app.sync.cursor import CursorState
 from app.sync.ports import Counts, RecordFailure
-from app.sync.push_ports import LedgerWrite
+from app.sync.push_ports import TARGETS_STREAM, LedgerWrite
 
 #: Ids per ``IN`` list: bounded statements whatever the page size.
 IN_CHUNK = 2_000
@@ -250,6 +250,22 @@ class SqlPushStore(SqlSyncStore):
                 for record_id, field_name, value_hash, crm_hash, value in session.execute(stmt):
                     index.add(record_id, field_name, LedgerEntry(value_hash, crm_hash, value))
         return index
+
+    def target_checks(
+        self, crm: str, object_names: Sequence[str]
+    ) -> dict[str, tuple[str, datetime]]:
+        found: dict[str, tuple[str, datetime]] = {}
+        with self.session_factory() as session:
+            for name in object_names:
+                state = cursors.load_cursor(session, crm, name, TARGETS_STREAM)
+                if state.at is not None and state.id is not None:
+                    found[name] = (state.id, state.at)
+        return found
+
+    def save_target_checks(self, crm: str, keys: Mapping[str, str], at: datetime) -> None:
+        with self.session_factory() as session, session.begin():
+            for name, key in keys.items():
+                cursors.save_cursor(session, crm, name, TARGETS_STREAM, CursorState(at, key))
 
     def assign_crmsync_ids(self, table: str, row_ids: Sequence[int]) -> dict[int, str]:
         t = _table(table)

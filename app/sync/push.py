@@ -53,7 +53,14 @@ from app.sync.cursor import CursorState, encode
 from app.sync.holder import new_holder
 from app.sync.ports import Counts, RecordFailure
 from app.sync.pull import LeaseLostError, PassInterrupted
-from app.sync.push_ports import PUSH_STREAM, LedgerWrite, PushStore, PushTuning
+from app.sync.push_ports import (
+    PUSH_STREAM,
+    LedgerWrite,
+    MissingTargetsError,
+    PushStore,
+    PushTuning,
+    TargetGuard,
+)
 from app.sync.run_scope import RunRefused, RunResult, RunScope, RunSpec
 
 log = get_logger("crmsync.push")
@@ -197,8 +204,10 @@ class PushEngine:
         creates: Mapping[str, CreateExtras] | None = None,
         clock: Clock = _utcnow,
         on_commit: Callable[[PushProgress], None] | None = None,
+        targets: TargetGuard | None = None,
     ) -> None:
         self.store = store
+        self.targets = targets
         self.crm: CrmName = crm
         self._writer_factory = writer
         self._writer: CrmWriter | None = None
@@ -257,6 +266,8 @@ class PushEngine:
                 self._push(scope, object_name, only_row_ids)
         except RunRefused as refused:
             return refused.result
+        except MissingTargetsError:
+            raise  # the run is closed as failed with the message; the command exits 2
         except KeyboardInterrupt as exc:
             if scope.result is None:
                 raise
@@ -432,8 +443,13 @@ class PushEngine:
         scope.counts.read += len(records)  # a push's "read": the records it planned to write
         results: list[WriteResult] = []
         if records:
-            records = self._with_crmsync_ids(mapping, records)
             writer = self.writer()
+            if self.targets is not None:
+                # Before the first write of the command (later: a no-op, 0 calls), on the
+                # writer's client, so its calls are the run's and the preview's.
+                planned["calls"] += self.targets.planned_calls()
+                self.targets.check()
+            records = self._with_crmsync_ids(mapping, records)
             results = writer.write(mapping.crm_object, [r.to_op() for r in records])
             if len(results) != len(records):
                 raise RuntimeError(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from app.errors import ConfigError
 from app.mappers.push_plan import LedgerIndex
 from app.sync.cursor import CursorState
 from app.sync.ports import Counts, RecordFailure, SyncStore
@@ -20,6 +21,30 @@ from app.sync.ports import Counts, RecordFailure, SyncStore
 PUSH_STREAM = "push"
 """The push's stream in ``sync_cursors`` (per CRM and object): the (cs_changed_at, row id) of
 the last CS change it committed."""
+
+TARGETS_STREAM = "targets"
+"""The target-field check's cache in ``sync_cursors`` (per CRM and object): when the object's
+target fields were last found present and editable (``watermark_at``), and the key of the field
+set checked (``watermark_id``: a hash of the object's target field specs)."""
+
+
+class MissingTargetsError(ConfigError):
+    """The CRM lacks fields the push writes (or the integration user cannot edit them)."""
+
+
+class TargetGuard(Protocol):
+    """The check, before a push's first write, that the CRM has every target field (issue #17
+    item 8). It runs on the push's own (counted) client, at most once per push command, and only
+    when something is to be written; a check that passed is cached, so most pushes make none."""
+
+    def planned_calls(self) -> int:
+        """Calls :meth:`check` will make now: 0 once checked or while the cache is fresh."""
+        ...
+
+    def check(self) -> None:
+        """Read the target fields when needed; raise :class:`MissingTargetsError` listing what
+        is missing."""
+        ...
 
 
 class PushTuning(Protocol):
@@ -127,6 +152,16 @@ class PushStore(SyncStore, Protocol):
 
     def load_ledger(self, crm: str, object_name: str, record_ids: Sequence[str]) -> LedgerIndex:
         """The ledger entries of these CRM records, in one query per few thousand ids."""
+        ...
+
+    def target_checks(
+        self, crm: str, object_names: Sequence[str]
+    ) -> dict[str, tuple[str, datetime]]:
+        """The cached target checks of these objects: object -> (field set key, checked at)."""
+        ...
+
+    def save_target_checks(self, crm: str, keys: Mapping[str, str], at: datetime) -> None:
+        """Cache a passed target check: object -> key of the field set found complete."""
         ...
 
     def assign_crmsync_ids(self, table: str, row_ids: Sequence[int]) -> dict[int, str]:

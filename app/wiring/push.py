@@ -4,25 +4,29 @@
 store and (only when something is to be written) the CRM's writer
 (:func:`app.wiring.writers.build_writer`), then pushes the objects parents first.
 
-Before a real push writes anything it checks the CRM's target fields once
-(:class:`TargetCheck`, by default :func:`provision_check`: :func:`app.crm.provision.missing_targets`
-over one describe / properties read per object) and refuses with one message
-listing what is missing (:class:`MissingTargetsError`, exit 2), instead of failing record by
-record. The check runs only when the plan has records to write: a push with nothing to do makes
-no API call at all, not even a describe.
+A real push plans once, inside its runs (the preview pass is the dry run's alone). Just before
+its first write it checks the CRM's target fields (:class:`CachedTargets` over
+:func:`provision_check`: one describe / properties read per object pushed, made by the push's
+own writer, so counted in the run's ``api_calls`` and in ``planned_calls``) and refuses with one
+message listing what is missing (:class:`MissingTargetsError`, exit 2; the run row is closed
+``failed`` with it), instead of failing record by record. A passed check is cached per object in
+``sync_cursors`` (stream ``targets``), keyed by a hash of the object's target fields, for
+``CRMSYNC_PUSH__TARGET_CHECK_TTL_SECONDS``. A push with nothing to do makes no API call at all,
+not even a describe.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.types import CrmName
-from app.crm.factory import build_client
-from app.crm.provision import FieldReader, missing_targets, refusal
+from app.crm.provision import FieldReader, FieldSpec, compare, refusal, target_specs
 from app.crm.writes import Association, CrmWriter
 from app.db.engine import make_engine, make_session_factory
 from app.db.push_store import SqlPushStore
@@ -35,7 +39,7 @@ from app.mappers.spec import MappingSet, ObjectMapping
 from app.settings import Settings
 from app.sync.pull import PassInterrupted
 from app.sync.push import ObjectPreview, PushEngine, PushProgress
-from app.sync.push_ports import DefaultPushTuning
+from app.sync.push_ports import DefaultPushTuning, MissingTargetsError
 from app.sync.run_scope import RunResult
 from app.wiring.notes import guard_note_creates
 from app.wiring.sync import fewer_gc_passes
@@ -44,40 +48,100 @@ from app.wiring.writers import build_writer, write_tuning
 log = get_logger("crmsync.push")
 
 
-class MissingTargetsError(ConfigError):
-    """The CRM lacks fields the push writes (or the integration user cannot edit them)."""
-
-
 class TargetCheck(Protocol):
-    """Which target fields of ``mappings`` are missing in ``crm``: one refusal message listing
-    them, or None when the push may start."""
+    """Which of ``specs`` the CRM lacks, read through ``writer`` (the push's own counted client):
+    one refusal message listing them, or None when the push may write."""
 
-    def __call__(self, settings: Settings, crm: CrmName, mappings: MappingSet) -> str | None: ...
+    def __call__(self, writer: CrmWriter, specs: Sequence[FieldSpec]) -> str | None: ...
 
 
-def provision_check(settings: Settings, crm: CrmName, mappings: MappingSet) -> str | None:
-    """:class:`TargetCheck` through :func:`app.crm.provision.missing_targets`: one describe
-    (Salesforce) or properties read (HubSpot) per object with target fields, on a client of its
-    own (closed after), and :func:`app.crm.provision.refusal` as the message."""
+def provision_check(writer: CrmWriter, specs: Sequence[FieldSpec]) -> str | None:
+    """:class:`TargetCheck` through :func:`app.crm.provision.compare`: one describe (Salesforce)
+    or properties read (HubSpot) per object of ``specs``, made by the writer's client (so counted
+    in the run's ``api_calls``), and :func:`app.crm.provision.refusal` as the message."""
     # Imported here, as app.crm.factory does: a command loads only the CRM library it uses.
     from app.crm.hubspot.client import HubSpotClient
     from app.crm.hubspot.fields import HubSpotFields
     from app.crm.salesforce.client import SalesforceClient
     from app.crm.salesforce.fields import SalesforceFields
 
-    client = build_client(crm, settings)
-    try:
-        reader: FieldReader
-        if isinstance(client, SalesforceClient):
-            reader = SalesforceFields(client)
-        elif isinstance(client, HubSpotClient):
-            reader = HubSpotFields(client)
-        else:  # pragma: no cover - build_client makes one of the two
-            raise ConfigError(f"no field reader for {crm}")
-        problems = missing_targets(reader, mappings)
-        return refusal(problems) if problems else None
-    finally:
-        client.close()
+    reader: FieldReader
+    if isinstance(writer, SalesforceClient):
+        reader = SalesforceFields(writer)
+    elif isinstance(writer, HubSpotClient):
+        reader = HubSpotFields(writer)
+    else:
+        raise ConfigError(f"no field reader for the {writer.name} writer {type(writer).__name__}")
+    objects = tuple(dict.fromkeys(s.object_name for s in specs))
+    problems = compare(specs, reader.read_fields(objects)) if objects else []
+    return refusal(problems) if problems else None
+
+
+def specs_key(specs: Sequence[FieldSpec]) -> str:
+    """The cache key of one object's target fields: a hash of their specs, so a mapping that
+    adds or changes a target field is checked again at once."""
+    text = "\n".join(sorted(repr(s) for s in specs))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class CachedTargets:
+    """:class:`~app.sync.push_ports.TargetGuard` of one push command: checks the target fields of
+    the objects it pushes at most once, and only those whose last passed check (cached in
+    ``sync_cursors``, stream ``targets``) is older than ``ttl`` or was of another field set.
+
+    ``client`` gives the push's writer (built just before the first write): the check's reads
+    are the push's calls, in its run row and its preview."""
+
+    def __init__(
+        self,
+        store: SqlPushStore,
+        crm: CrmName,
+        specs: Sequence[FieldSpec],
+        *,
+        ttl: timedelta,
+        check: TargetCheck,
+        client: Callable[[], CrmWriter],
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store, self.crm, self.ttl = store, crm, ttl
+        self._check, self._client, self._clock = check, client, clock
+        by_object: dict[str, list[FieldSpec]] = {}
+        for spec in specs:
+            by_object.setdefault(spec.object_name, []).append(spec)
+        self.specs = {name: tuple(group) for name, group in by_object.items()}
+        self.keys = {name: specs_key(group) for name, group in self.specs.items()}
+        self._done = False
+        self._stale: list[str] | None = None
+
+    def stale(self) -> list[str]:
+        """Objects whose fields need reading now (no database write)."""
+        if self._done:
+            return []
+        if self._stale is None:
+            cached = self.store.target_checks(self.crm, list(self.keys))
+            now = self._clock()
+            self._stale = [
+                name
+                for name, key in self.keys.items()
+                if name not in cached or cached[name][0] != key or now - cached[name][1] > self.ttl
+            ]
+        return self._stale
+
+    def planned_calls(self) -> int:
+        return len(self.stale())
+
+    def check(self) -> None:
+        stale = self.stale()
+        if stale:
+            specs = [s for name in stale for s in self.specs[name]]
+            message = self._check(self._client(), specs)
+            if message:
+                raise MissingTargetsError(message)
+            self.store.save_target_checks(
+                self.crm, {name: self.keys[name] for name in stale}, self._clock()
+            )
+            log.info("push.targets_checked", crm=self.crm, objects=stale)
+        self._done, self._stale = True, []
 
 
 # --------------------------------------------------------------------------------------------
@@ -140,19 +204,24 @@ class PushOutcome:
     previews: list[ObjectPreview] = field(default_factory=list)
     #: The token request the writer makes before its first write (see :func:`login_calls`).
     login_calls: int = 0
+    #: The target-field check's reads before the first write (0 while its cache is fresh).
+    check_calls: int = 0
 
     @property
     def planned_calls(self) -> int:
-        """Every call the push makes without faults: the writes, plus the login when it
-        writes anything."""
+        """Every call the push makes without faults: the writes, plus the login and the
+        target-field check when it writes anything. For a real push: what its runs planned."""
+        if not self.dry_run:
+            return sum(int(r.extra.get("planned_calls", 0)) for r in self.results)
         writes = sum(p.planned_calls for p in self.previews)
-        return writes + self.login_calls if writes else 0
+        return writes + self.login_calls + self.check_calls if writes else 0
 
     def summary(self, limit: int | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"crm": self.crm, "dry_run": self.dry_run}
         if self.dry_run:
             out["planned_calls"] = self.planned_calls
             out["login_calls"] = self.login_calls if self.planned_calls else 0
+            out["check_calls"] = self.check_calls if self.planned_calls else 0
             out["objects"] = [p.as_dict(limit) for p in self.previews]
         else:
             out["runs"] = [r.summary() for r in self.results]
@@ -232,8 +301,18 @@ def run_push(
         # Salesforce notes have no external id: their creates are guarded (h17-notes).
         return guard_note_creates(made, settings, session_factory)
 
+    store = SqlPushStore(session_factory)
+    pushed = {mappings[o].crm_object for o in ordered}
+    guard = CachedTargets(
+        store,
+        crm,
+        [s for s in target_specs(mapping_set) if s.object_name in pushed],
+        ttl=timedelta(seconds=settings.push.target_check_ttl_seconds),
+        check=targets,
+        client=lambda: built[-1],
+    )
     engine = PushEngine(
-        SqlPushStore(session_factory),
+        store,
         crm,
         writer,
         mappings,
@@ -241,17 +320,18 @@ def run_push(
         write_tuning(settings),
         creates=create_rules(crm, mappings),
         on_commit=on_commit,
+        targets=guard,
     )
     try:
         with fewer_gc_passes():
-            previews = [engine.preview(o, only_row_ids=_chosen(only_row_ids, o)) for o in ordered]
-            outcome.previews = previews
             if dry_run:
+                # The preview plans; a real push plans once, inside its runs (no preview pass).
+                outcome.previews = [
+                    engine.preview(o, only_row_ids=_chosen(only_row_ids, o)) for o in ordered
+                ]
+                if any(p.records for p in outcome.previews):
+                    outcome.check_calls = guard.planned_calls()
                 return outcome
-            if any(p.records for p in previews):
-                refusal = targets(settings, crm, mapping_set)
-                if refusal:
-                    raise MissingTargetsError(refusal)
             for name in ordered:
                 try:
                     outcome.results.append(

@@ -91,9 +91,11 @@ def test_preview_calls_are_the_push_calls_and_a_second_push_makes_none(
     planned = json.loads(preview.stdout)
     (account_preview,) = [o for o in planned["objects"] if o["object"] in ("Account", "companies")]
     assert account_preview["updates"] == 30
-    # 30 records: one Collections / batch call, plus the token request of a login flow
-    assert planned["planned_calls"] == 1 + planned["login_calls"]
+    # 30 records: one Collections / batch call, the token request of a login flow, and the
+    # target-field check (one describe / properties read per object pushed: accounts, notes)
+    assert planned["planned_calls"] == 1 + planned["login_calls"] + planned["check_calls"]
     assert planned["login_calls"] == (1 if crm == "salesforce" else 0)
+    assert planned["check_calls"] == 2
 
     pushed = crmsync("push", "--crm", crm, env=env, cwd=tmp_path)
     assert pushed.returncode == 0, pushed.stderr
@@ -105,6 +107,21 @@ def test_preview_calls_are_the_push_calls_and_a_second_push_makes_none(
     again = crmsync("push", "--crm", crm, env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert [r["api_calls"] for r in json.loads(again.stdout)["runs"]] == [0] * len(runs)
+    # A push with changes again: the target check passed and is cached, so only the write.
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as s, s.begin():
+            account = s.scalars(select(Account).where(Account.deleted_at.is_(None))).first()
+            assert account is not None
+            account.health_score = 43
+            stamp_cs_change(account, ["health_score"], datetime.now(UTC) - timedelta(minutes=1))
+    finally:
+        engine.dispose()
+    third = crmsync("push", "--crm", crm, env=env, cwd=tmp_path)
+    assert third.returncode == 0, third.stderr
+    third_runs = json.loads(third.stdout)["runs"]
+    assert sum(r["api_calls"] for r in third_runs) == 1 + planned["login_calls"]
+    assert sum(r["planned_calls"] for r in third_runs) == 1
     # The values pushed come back on the next pull as echoes: nothing to update.
     echo = crmsync("sync", "run", "--crm", crm, env=env, cwd=tmp_path)
     assert echo.returncode == 0, echo.stderr

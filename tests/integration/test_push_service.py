@@ -3,7 +3,7 @@ the writer is the in-memory one, the target check a stand-in; the engine and dat
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.runs import RunStatus
 from app.core.types import CrmName
+from app.crm.provision import FieldSpec
 from app.db.cs_writes import stamp_cs_change
 from app.db.engine import make_session_factory
-from app.db.models import Account, PushLedgerEntry, SyncRun
+from app.db.models import Account, PushLedgerEntry, SyncCursor, SyncRun
 from app.errors import ConfigError
 from app.main import create_app
-from app.mappers.spec import MappingSet
 from app.settings import Settings
 from app.wiring.push import MissingTargetsError, run_push
 from tests.support.cli import clean_env, run_crmsync
@@ -68,8 +68,13 @@ def crm_with(n: int) -> FakeWriter:
 
 
 def no_missing(calls: list[str]) -> object:
-    def check(_settings: Settings, crm: CrmName, _mappings: MappingSet) -> str | None:
-        calls.append(crm)
+    """A target check that finds everything, reading one "describe" per object through the
+    push's writer (so its calls are the writer's, as the real check's are)."""
+
+    def check(writer: FakeWriter, specs: Sequence[FieldSpec]) -> str | None:
+        objects = sorted({s.object_name for s in specs})
+        calls.extend(objects)
+        writer.calls += len(objects)
         return None
 
     return check
@@ -92,14 +97,20 @@ def test_dry_run_lists_changes_and_the_push_makes_exactly_its_calls(
     assert built == []
     (account, *_others) = preview.previews
     assert account.object_name == "Account"
-    assert preview.planned_calls == 2  # 250 updates: ceil(250 / 200)
+    assert sum(p.planned_calls for p in preview.previews) == 2  # 250 updates: ceil(250 / 200)
     assert len(account.records) == 250
     summary = preview.summary(limit=2)
-    assert summary["planned_calls"] == 2
+    assert summary["planned_calls"] == 4
+    assert summary["check_calls"] == 2
     first = summary["objects"][0]["records"][0]
     assert {c["field"] for c in first["changes"]} >= {"Health_Score__c", "Days_To_Renewal__c"}
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(SyncRun)) == 0
+
+    # One describe per object pushed (Account, Note; opportunities have no write-backs), never
+    # checked yet.
+    assert preview.check_calls == 2
+    assert preview.planned_calls == 2 + 2
 
     outcome = run_push(
         config,
@@ -109,8 +120,14 @@ def test_dry_run_lists_changes_and_the_push_makes_exactly_its_calls(
     )
     (result, *_rest) = outcome.results
     assert result.status is RunStatus.SUCCEEDED
-    assert writer.calls == result.counts.api_calls == preview.planned_calls
-    assert checked == ["salesforce"]
+    # The check's reads are the push's own calls: in the run row and in the preview.
+    assert writer.calls == result.counts.api_calls == preview.planned_calls == 4
+    assert result.extra["planned_calls"] == 4
+    assert outcome.planned_calls == 4
+    assert checked == ["Account", "Note"]
+    with factory() as s:
+        run = s.scalars(select(SyncRun).where(SyncRun.object == "Account")).one()
+        assert run.api_calls == 4
     again = run_push(
         config,
         "salesforce",
@@ -118,13 +135,67 @@ def test_dry_run_lists_changes_and_the_push_makes_exactly_its_calls(
         targets=no_missing(checked),  # type: ignore[arg-type]
     )
     assert [r.counts.api_calls for r in again.results] == [0] * len(again.results)
-    assert checked == ["salesforce"]  # nothing to write: no field check, no call
+    assert len(checked) == 2  # nothing to write: no field check, no call
+
+
+def _touch(factory: sessionmaker[Session], ids: list[int], score: int) -> None:
+    with factory() as s, s.begin():
+        for row_id in ids:
+            account = s.get(Account, row_id)
+            assert account is not None
+            account.health_score = score
+            stamp_cs_change(account, ["health_score"], datetime.now(UTC) - timedelta(minutes=5))
+
+
+def test_a_passed_target_check_is_cached_until_its_ttl_or_a_new_field_set(
+    database_url: str, factory: sessionmaker[Session], changed: list[int]
+) -> None:
+    writer = crm_with(250)
+    checked: list[str] = []
+    config = settings(database_url)
+
+    def push(config: Settings) -> int:
+        outcome = run_push(
+            config,
+            "salesforce",
+            ["Account"],
+            writer_factory=lambda _s, _c: writer,
+            targets=no_missing(checked),  # type: ignore[arg-type]
+        )
+        (result,) = outcome.results
+        assert result.status is RunStatus.SUCCEEDED
+        assert result.counts.api_calls == result.extra["planned_calls"]
+        return result.counts.api_calls
+
+    assert push(config) == 2 + 1  # the updates, and one describe (only Account is pushed)
+    assert checked == ["Account"]
+    _touch(factory, changed[:10], 77)
+    preview = run_push(config, "salesforce", ["Account"], dry_run=True)
+    assert preview.check_calls == 0
+    assert preview.planned_calls == 1
+    assert push(config) == 1  # changes: written, the fields not read again
+    assert checked == ["Account"]
+    # A TTL of 0: every push that writes reads the fields again.
+    expired = config.model_copy(
+        update={"push": config.push.model_copy(update={"target_check_ttl_seconds": 0})}
+    )
+    _touch(factory, changed[:10], 78)
+    assert push(expired) == 1 + 1
+    assert checked == ["Account", "Account"]
+    # Another field set (the cache key is a hash of the object's target fields): read again.
+    with factory() as s, s.begin():
+        cached = s.scalars(select(SyncCursor).where(SyncCursor.stream == "targets")).one()
+        assert cached.object == "Account"
+        cached.watermark_id = "0" * 64
+    _touch(factory, changed[:10], 79)
+    assert push(config) == 1 + 1
+    assert checked == ["Account"] * 3
 
 
 def test_missing_target_fields_refuse_the_push_with_one_message(
     database_url: str, factory: sessionmaker[Session], changed: list[int]
 ) -> None:
-    def missing(_s: Settings, _crm: CrmName, _m: MappingSet) -> str:
+    def missing(_w: FakeWriter, _specs: Sequence[FieldSpec]) -> str:
         return "the push needs 1 target field(s): Account.Health_Score__c is missing"
 
     writer = crm_with(250)
@@ -133,12 +204,17 @@ def test_missing_target_fields_refuse_the_push_with_one_message(
             settings(database_url),
             "salesforce",
             writer_factory=lambda _s, _c: writer,
-            targets=missing,
+            targets=missing,  # type: ignore[arg-type]
         )
     assert writer.calls == 0
+    assert writer.writes == []
     with factory() as s:
-        assert s.scalar(select(func.count()).select_from(SyncRun)) == 0
+        # The run that planned the writes is closed failed with the message; nothing written.
+        (run,) = s.scalars(select(SyncRun)).all()
+        assert run.status == RunStatus.FAILED
+        assert "Health_Score__c" in (run.error or "")
         assert s.scalar(select(func.count()).select_from(PushLedgerEntry)) == 0
+        assert s.scalar(select(func.count()).select_from(SyncCursor)) == 0  # nothing cached
 
 
 def test_unknown_objects_and_unconfigured_crms_are_config_errors(database_url: str) -> None:
@@ -158,7 +234,8 @@ def test_preview_endpoint(api: TestClient, changed: list[int]) -> None:
     answer = api.get("/api/v1/push/preview", params={"crm": "salesforce", "limit": 1})
     assert answer.status_code == 200
     body = answer.json()
-    assert body["planned_calls"] == 2
+    assert body["planned_calls"] == 2 + 2  # the updates, and the target check (never cached)
+    assert body["check_calls"] == 2
     account = next(o for o in body["objects"] if o["object"] == "Account")
     assert account["planned_records"] == 250
     assert len(account["records"]) == 1
@@ -199,7 +276,7 @@ def test_cli_dry_run_prints_json_and_bad_crm_exits_2(
 
     summary = json.loads(done.stdout)
     assert summary["dry_run"] is True
-    assert summary["planned_calls"] == 2
+    assert summary["planned_calls"] == 2 + 2
     bad = run_crmsync("push", "--crm", "nope", env=env, cwd=tmp_path)
     assert bad.returncode == 2
     assert "expected salesforce or hubspot" in bad.stderr
