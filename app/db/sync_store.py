@@ -156,6 +156,35 @@ class SqlPageWriter:
                 found[str(data[id_column])] = data
         return found
 
+    def claim_rows(self, table: str, id_column: str, claims: Mapping[str, str]) -> int:
+        t = _table(table)
+        held = set(self.resolve_ids(table, id_column, list(claims)))
+        wanted = {crm_id: ext for crm_id, ext in claims.items() if crm_id not in held}
+        if not wanted:
+            return 0
+        by_external = {ext: crm_id for crm_id, ext in wanted.items()}
+        pks: dict[str, int] = {}
+        externals = list(by_external)
+        for start in range(0, len(externals), IN_CHUNK):
+            chunk = externals[start : start + IN_CHUNK]
+            rows = self.session.execute(
+                select(t.c.crmsync_id, t.c.id).where(
+                    t.c.crmsync_id.in_(chunk), t.c[id_column].is_(None)
+                )
+            )
+            for external, pk in rows:
+                pks[str(external)] = int(pk)
+        if not pks:
+            return 0
+        self.session.execute(
+            update(t)
+            .where(t.c.id == bindparam("pk"))
+            .values({id_column: bindparam("crm_id")})
+            .execution_options(synchronize_session=False),
+            [{"pk": pk, "crm_id": by_external[ext]} for ext, pk in pks.items()],
+        )
+        return len(pks)
+
     def resolve_ids(self, table: str, id_column: str, crm_ids: Sequence[str]) -> dict[str, int]:
         stmt = _lookup(table, id_column, "pks", self._postgres)
         found: dict[str, int] = {}
@@ -388,6 +417,18 @@ class SqlSyncStore:
     def has_open_failures(self, crm: str, object_name: str) -> bool:
         with self.session_factory() as session:
             return runs.has_open_errors(session, crm, object_name)
+
+    def has_pending_creates(self, table: str, id_column: str) -> bool:
+        t = _table(table)
+        if "crmsync_id" not in t.c:
+            return False
+        stmt = (
+            select(t.c.id)
+            .where(t.c.crmsync_id.is_not(None), t.c[id_column].is_(None), t.c.deleted_at.is_(None))
+            .limit(1)
+        )
+        with self.session_factory() as session:
+            return session.execute(stmt).first() is not None
 
     def required_columns(self, table: str) -> frozenset[str]:
         return bulk.required_columns(_table(table))

@@ -106,6 +106,12 @@ class PageWriter(Protocol):
         """Current rows (column -> value) of the given CRM ids, keyed by CRM id."""
         ...
 
+    def claim_rows(self, table: str, id_column: str, claims: Mapping[str, str]) -> int:
+        """Give each CRM id of ``claims`` (CRM id -> crmsync id) to the row with that
+        ``crmsync_id`` and no ``id_column`` yet, unless a row already holds that CRM id.
+        Returns the rows claimed."""
+        ...
+
     def resolve_ids(self, table: str, id_column: str, crm_ids: Sequence[str]) -> dict[str, int]:
         """Local primary keys of parent rows, by CRM id (missing parents are absent)."""
         ...
@@ -244,6 +250,11 @@ class SyncStore(Protocol):
 
     def has_open_failures(self, crm: str, object_name: str) -> bool:
         """Whether any record of this object has an unresolved pull error."""
+        ...
+
+    def has_pending_creates(self, table: str, id_column: str) -> bool:
+        """Whether live rows have a ``crmsync_id`` but no ``id_column``: creates pushed whose
+        answer may have been lost (the pull then matches them on the external id)."""
         ...
 
     def required_columns(self, table: str) -> frozenset[str]:

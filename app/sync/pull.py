@@ -33,6 +33,7 @@ from typing import Any
 
 from app.core.runs import RunStatus, SyncKind
 from app.crm.base import CrmClient, RecordPage, WireRecord
+from app.crm.provision import EXTERNAL_ID, NO_CUSTOM_FIELDS
 from app.errors import CrmsyncError
 from app.logging import get_logger
 from app.mappers.errors import FieldIssue, MappingError
@@ -137,6 +138,8 @@ class PullEngine:
         # The backfill being run: planned for a whole command (plan_backfill), or per object.
         self._backfill: backfills.BackfillPlan | None = None
         self._generation: backfills.Generation | None = None
+        #: The crmsync external id field this pass reads (see :meth:`_external_id_field`).
+        self._claim_field: str | None = None
 
     # ----------------------------------------------------------------------------------------
     # Passes
@@ -209,6 +212,9 @@ class PullEngine:
         self._open_failures = self.store.has_open_failures(crm, object_name)
         expected: int | None = None
         fields = self._request_fields(mapping)
+        self._claim_field = self._external_id_field(mapping)
+        if self._claim_field is not None and self._claim_field not in fields:
+            fields = (*fields, self._claim_field)
         # No count call: the adapter chooses REST or Bulk from its first page, and says how
         # many rows to expect with it (the progress bar) and whether it went Bulk.
         pages = prefetch(
@@ -347,7 +353,10 @@ class PullEngine:
         gone = set(deleted_ids)
         live = [m for m in mapped if m.crm_id not in gone]
         now = self.clock()
+        claims = self._claims(mapping, page.records, gone)
         with self.store.page() as writer:
+            if claims:
+                writer.claim_rows(mapping.cs_table, mapping.id_column, claims)
             written_ids = self._write_records(writer, mapping, live, failures, counts, now, run_id)
             if deleted_ids:
                 counts.deleted += writer.soft_delete(
@@ -384,6 +393,38 @@ class PullEngine:
         # After the commit: where a failure or an interrupt from here on leaves the pass.
         scope.cursor_to = position_json(progress.current)
         return progress
+
+    def _external_id_field(self, mapping: ObjectMapping) -> str | None:
+        """The CRM field holding crmsync's external id (Salesforce ``Crmsync_Id__c``, HubSpot
+        ``crmsync_id``), read by this pass only while CS rows of the object wait for a create's
+        answer (a ``crmsync_id`` and no id in this CRM): a push killed after the CRM created
+        the record and before crmsync stored its id. Such rows exist only after a push whose
+        target check found the field, so a pull of an org without it never names it; and a
+        pull with none waiting requests nothing more. Objects that cannot carry custom fields
+        (Salesforce ``Note``) have none."""
+        crm = self.client.name
+        if mapping.crm_object in NO_CUSTOM_FIELDS[crm]:
+            return None
+        if not self.store.has_pending_creates(mapping.cs_table, mapping.id_column):
+            return None
+        return EXTERNAL_ID[crm]
+
+    def _claims(
+        self, mapping: ObjectMapping, records: Sequence[WireRecord], deleted: set[str]
+    ) -> dict[str, str]:
+        """CRM id -> crmsync id of the page's records that carry one: the page writer gives
+        each to the CS row with that crmsync id and no CRM id yet (its create's answer was
+        lost), so the record updates that row instead of becoming a second one."""
+        name = self._claim_field
+        if name is None:
+            return {}
+        claims: dict[str, str] = {}
+        for wire in records:
+            external, crm_id = wire.get(name), wire.get(mapping.id_field)
+            if external in (None, "") or crm_id in (None, "") or str(crm_id) in deleted:
+                continue
+            claims[str(crm_id).strip()] = str(external).strip()
+        return claims
 
     def _map_page(
         self, mapping: ObjectMapping, records: Sequence[WireRecord]

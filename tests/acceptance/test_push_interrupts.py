@@ -129,12 +129,12 @@ def test_preview_calls_are_the_push_calls_and_a_second_push_makes_none(
     assert account_run["updated"] == 0
 
 
-@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
-def test_kill_9_while_creating_then_rerun_creates_nothing_twice(
-    sandbox: Sandbox, database_url: str, tmp_path: Path, crm: CrmName
-) -> None:
-    created = 450  # several write calls (200 / 100 records each)
-    add_cs_accounts(database_url, created)
+def kill_push_mid_create(
+    sandbox: Sandbox, database_url: str, tmp_path: Path, crm: CrmName, created: int
+) -> dict[str, str]:
+    """Start ``crmsync push`` over ``created`` CS-made accounts with slow write calls, and
+    kill -9 it once some records reached the CRM but before it stored all their ids. Returns
+    the environment the commands run with."""
     before = crm_accounts(sandbox, crm)
     # Write calls take a second each: the push is mid-write when it is killed.
     rule = {"match": "POST *" if crm == "hubspot" else "PATCH /services/*", "slow_ms": 1000}
@@ -166,8 +166,20 @@ def test_kill_9_while_creating_then_rerun_creates_nothing_twice(
     assert proc.returncode == -signal.SIGKILL
     id_column = getattr(Account, ID_COLUMNS[crm])
     assert count_where(database_url, id_column.is_not(None)) < created  # answers were lost
-
     sandbox.control("PUT", "/faults", json={"routes": []})
+    return env
+
+
+@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
+def test_kill_9_while_creating_then_rerun_creates_nothing_twice(
+    sandbox: Sandbox, database_url: str, tmp_path: Path, crm: CrmName
+) -> None:
+    created = 450  # several write calls (200 / 100 records each)
+    add_cs_accounts(database_url, created)
+    before = crm_accounts(sandbox, crm)
+    env = kill_push_mid_create(sandbox, database_url, tmp_path, crm, created)
+    id_column = getattr(Account, ID_COLUMNS[crm])
+
     again = crmsync("push", "--crm", crm, env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert crm_accounts(sandbox, crm) == before + created  # each record exactly once
@@ -176,3 +188,39 @@ def test_kill_9_while_creating_then_rerun_creates_nothing_twice(
     assert [r["api_calls"] for r in json.loads(third.stdout)["runs"]] == [0] * len(
         json.loads(third.stdout)["runs"]
     )
+
+
+@pytest.mark.parametrize("crm", ["salesforce", "hubspot"])
+def test_a_pull_between_a_killed_create_and_its_rerun_matches_the_crmsync_id(
+    sandbox: Sandbox, database_url: str, tmp_path: Path, crm: CrmName
+) -> None:
+    """The pull reads the CRM records the killed push created (they carry ``Crmsync_Id__c`` /
+    ``crmsync_id``) and gives their CRM ids to the CS rows with those crmsync ids, instead of
+    storing each a second time; the rerun push then has nothing to create."""
+    created = 450
+    add_cs_accounts(database_url, created)
+    before = crm_accounts(sandbox, crm)
+    env = kill_push_mid_create(sandbox, database_url, tmp_path, crm, created)
+    id_column = getattr(Account, ID_COLUMNS[crm])
+    reached = crm_accounts(sandbox, crm) - before  # records the CRM made before the kill
+    stored = count_where(database_url, id_column.is_not(None))
+    assert reached > stored
+
+    pulled = crmsync("sync", "run", "--crm", crm, env=env, cwd=tmp_path)
+    assert pulled.returncode == 0, pulled.stderr
+    # No second CS row: the 30 CRM accounts and the 450 CS-made ones, each once.
+    assert count_where(database_url, Account.deleted_at.is_(None)) == before + created
+    assert count_where(database_url, id_column.is_not(None)) == before + reached
+    assert count_where(database_url, Account.crmsync_id.is_not(None)) == created
+
+    again = crmsync("push", "--crm", crm, env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    runs = json.loads(again.stdout)["runs"]
+    assert sum(r["failed"] for r in runs) == 0  # no conflict over a CRM id two rows hold
+    assert crm_accounts(sandbox, crm) == before + created  # each record exactly once
+    assert count_where(database_url, Account.deleted_at.is_(None)) == before + created
+    assert count_where(database_url, id_column.is_not(None)) == before + created
+    # The pull after it: echoes only, and still no second row.
+    echo = crmsync("sync", "run", "--crm", crm, env=env, cwd=tmp_path)
+    assert echo.returncode == 0, echo.stderr
+    assert count_where(database_url, Account.deleted_at.is_(None)) == before + created
