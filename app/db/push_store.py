@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from app.db import cursors, leases, runs
 from app.db.base import Base, utcnow
@@ -30,6 +31,26 @@ from app.sync.push_ports import TARGETS_STREAM, LedgerWrite
 
 #: Ids per ``IN`` list: bounded statements whatever the page size.
 IN_CHUNK = 2_000
+
+#: Parent CRM ids a create reads from its linked parents when the row's own copy is empty:
+#: table -> column -> (parent table, link column, parent's column), first with a value wins.
+#: A note written while its account had no id in a CRM keeps that column empty; once the
+#: account is created there (by the same push, objects go parents first, or a later one) the
+#: note's create finds the id through the link, instead of waiting for ever.
+CREATE_PARENT_IDS: Mapping[str, Mapping[str, tuple[tuple[str, str, str], ...]]] = {
+    "handover_notes": {
+        # Salesforce ParentId: the opportunity when the note has one, else the account.
+        "sf_parent_id": (
+            ("opportunities", "opportunity_id", "sf_id"),
+            ("accounts", "account_id", "sf_id"),
+        ),
+        "hs_deal_id": (("opportunities", "opportunity_id", "hs_id"),),
+        "hs_company_id": (
+            ("opportunities", "opportunity_id", "hs_company_id"),
+            ("accounts", "account_id", "hs_id"),
+        ),
+    },
+}
 
 
 def _table(name: str) -> Table:
@@ -202,11 +223,34 @@ class SqlPushStore(SqlSyncStore):
         limit: int,
     ) -> list[dict[str, Any]]:
         t = _table(table)
+        fills = CREATE_PARENT_IDS.get(table, {})
+        joined: Any = t
+        parents: dict[tuple[str, str], Any] = {}
+        for sources in fills.values():
+            for parent_table, link, _column in sources:
+                if (parent_table, link) not in parents:
+                    alias = _table(parent_table).alias(f"p_{len(parents)}")
+                    parents[(parent_table, link)] = alias
+                    joined = joined.outerjoin(alias, alias.c.id == t.c[link])
+        columns = [
+            func.coalesce(
+                t.c[name], *(parents[(p, link)].c[column] for p, link, column in sources)
+            ).label(name)
+            if name in fills
+            else t.c[name]
+            for name, sources in ((c.name, fills.get(c.name, ())) for c in t.c)
+        ]
+        # A row holding another CRM's id is that CRM's record, never created here; a row
+        # written on the CS side (``origin`` cs: a note) belongs in every CRM its parent is in.
+        others: list[ColumnElement[bool]] = [t.c[c].is_(None) for c in other_id_columns]
+        if others and "origin" in t.c:
+            others = [or_(and_(*others), t.c.origin == "cs")]
         stmt = (
-            select(t)
+            select(*columns)
+            .select_from(joined)
             .where(
                 t.c[id_column].is_(None),
-                *(t.c[c].is_(None) for c in other_id_columns),
+                *others,
                 t.c.deleted_at.is_(None),
                 t.c.cs_changed_at.is_not(None),
                 t.c.id > after_id,

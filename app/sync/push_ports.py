@@ -145,7 +145,9 @@ class PushStore(SyncStore, Protocol):
         limit: int,
     ) -> list[dict[str, Any]]:
         """Live rows changed on the CS side that have no id in this CRM nor in another one
-        (``other_id_columns``), ``id > after_id`` in id order: creates never confirmed."""
+        (``other_id_columns``; a row written on the CS side, ``origin`` cs, whatever other ids
+        it has), ``id > after_id`` in id order: creates never confirmed. Parent CRM ids the row
+        lacks are read from its linked parents (a note whose account got its id later)."""
         ...
 
     def rows_by_id(self, table: str, row_ids: Sequence[int]) -> list[dict[str, Any]]: ...

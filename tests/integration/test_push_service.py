@@ -3,6 +3,7 @@ the writer is the in-memory one, the target check a stand-in; the engine and dat
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -18,10 +19,11 @@ from app.core.types import CrmName
 from app.crm.provision import FieldSpec
 from app.db.cs_writes import stamp_cs_change
 from app.db.engine import make_session_factory
-from app.db.models import Account, PushLedgerEntry, SyncCursor, SyncRun
+from app.db.models import Account, HandoverNote, PushLedgerEntry, SyncCursor, SyncRun
 from app.errors import ConfigError
 from app.main import create_app
 from app.settings import Settings
+from app.sync.run_scope import RunResult
 from app.wiring.push import MissingTargetsError, run_push
 from tests.support.cli import clean_env, run_crmsync
 from tests.support.fake_writer import FakeWriter
@@ -283,3 +285,129 @@ def test_cli_dry_run_prints_json_and_bad_crm_exits_2(
     unknown = run_crmsync("push", "--crm", "salesforce", "--object", "Nope", env=env, cwd=tmp_path)
     assert unknown.returncode == 2
     assert "unknown salesforce object" in unknown.stderr
+
+
+def _cs_account_with_note(
+    factory: sessionmaker[Session], *, sf_id: str | None = None
+) -> tuple[int, int]:
+    """An account made on the CS side (no CRM id unless ``sf_id``) and a note written on it
+    through the API's path: its parent-id columns copied from the account as it was then."""
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    with factory() as s, s.begin():
+        account = Account(name="Made in CS", sf_id=sf_id, health_score=50)
+        stamp_cs_change(account, ["health_score"], now)
+        s.add(account)
+        s.flush()
+        note = HandoverNote(
+            crmsync_id=str(uuid.uuid4()),
+            account_id=account.id,
+            sf_parent_id=account.sf_id,
+            hs_company_id=account.hs_id,
+            title="Kickoff",
+            body="Handover: Kickoff\n\nThey want SSO.",
+            origin="cs",
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(note)
+        stamp_cs_change(note, ["title", "body"], now)
+        s.flush()
+        return account.id, note.id
+
+
+def test_a_note_waiting_for_its_parent_is_created_once_the_parent_has_its_id(
+    database_url: str, factory: sessionmaker[Session]
+) -> None:
+    account_id, note_id = _cs_account_with_note(factory)
+    writer = FakeWriter()
+    config = settings(database_url)
+
+    def push(objects: list[str]) -> list[RunResult]:
+        return run_push(
+            config,
+            "salesforce",
+            objects,
+            writer_factory=lambda _s, _c: writer,
+            targets=no_missing([]),  # type: ignore[arg-type]
+        ).results
+
+    (waiting,) = push(["Note"])
+    assert waiting.counts.skipped == 1  # the account has no Salesforce id yet
+    assert writer.writes == []
+    (account_run,) = push(["Account"])
+    assert account_run.counts.created == 1
+    with factory() as s:
+        account = s.get(Account, account_id)
+        assert account is not None and account.sf_id is not None
+        parent = account.sf_id
+    (note_run,) = push(["Note"])  # the next push: the note goes, on its parent
+    assert note_run.counts.created == 1
+    (note_op,) = writer.writes[-1]
+    assert note_op.fields["ParentId"] == parent
+    with factory() as s:
+        note = s.get(HandoverNote, note_id)
+        assert note is not None and note.sf_id is not None
+    assert [r.counts.api_calls for r in push(["Note"])] == [0]
+
+
+def test_an_account_and_its_note_made_in_cs_go_out_in_one_push(
+    database_url: str, factory: sessionmaker[Session]
+) -> None:
+    _account_id, note_id = _cs_account_with_note(factory)
+    writer = FakeWriter()
+    outcome = run_push(
+        settings(database_url),
+        "salesforce",
+        writer_factory=lambda _s, _c: writer,
+        targets=no_missing([]),  # type: ignore[arg-type]
+    )
+    created = {r.object_name: r.counts.created for r in outcome.results}
+    assert created == {"Account": 1, "Note": 1}  # parents first, then the note on its new id
+    with factory() as s:
+        note = s.get(HandoverNote, note_id)
+        assert note is not None and note.sf_id is not None
+
+
+def test_a_cs_note_already_in_salesforce_reaches_hubspot_once_its_company_has_an_id(
+    database_url: str, factory: sessionmaker[Session]
+) -> None:
+    account_id, note_id = _cs_account_with_note(factory, sf_id="001000000000000AAA")
+    config = settings(database_url).model_copy(
+        update={
+            "hubspot_base_url": "https://hs.invalid",
+            "hubspot_access_token": SecretStr("token"),
+        }
+    )
+    sf = FakeWriter()
+    sf.records["001000000000000AAA"] = {}
+    (sf_note,) = run_push(
+        config,
+        "salesforce",
+        ["Note"],
+        writer_factory=lambda _s, _c: sf,
+        targets=no_missing([]),  # type: ignore[arg-type]
+    ).results
+    assert sf_note.counts.created == 1
+    hs = FakeWriter(name="hubspot")
+
+    def hubspot() -> RunResult:
+        (result,) = run_push(
+            config,
+            "hubspot",
+            ["notes"],
+            writer_factory=lambda _s, _c: hs,
+            targets=no_missing([]),  # type: ignore[arg-type]
+        ).results
+        return result
+
+    assert hubspot().counts.skipped == 1  # no HubSpot company yet
+    with factory() as s, s.begin():
+        account = s.get(Account, account_id)
+        assert account is not None
+        account.hs_id = "9001"  # the company arrives (a pull, or a push of the account)
+    assert hubspot().counts.created == 1
+    (note_op,) = hs.writes[-1]
+    assert [(a.to_object, a.to_id) for a in note_op.associations] == [("companies", "9001")]
+    with factory() as s:
+        note = s.get(HandoverNote, note_id)
+        assert note is not None and note.sf_id is not None and note.hs_id is not None
