@@ -338,7 +338,8 @@ def test_a_note_waiting_for_its_parent_is_created_once_the_parent_has_its_id(
     assert account_run.counts.created == 1
     with factory() as s:
         account = s.get(Account, account_id)
-        assert account is not None and account.sf_id is not None
+        assert account is not None
+        assert account.sf_id is not None
         parent = account.sf_id
     (note_run,) = push(["Note"])  # the next push: the note goes, on its parent
     assert note_run.counts.created == 1
@@ -346,7 +347,8 @@ def test_a_note_waiting_for_its_parent_is_created_once_the_parent_has_its_id(
     assert note_op.fields["ParentId"] == parent
     with factory() as s:
         note = s.get(HandoverNote, note_id)
-        assert note is not None and note.sf_id is not None
+        assert note is not None
+        assert note.sf_id is not None
     assert [r.counts.api_calls for r in push(["Note"])] == [0]
 
 
@@ -365,7 +367,8 @@ def test_an_account_and_its_note_made_in_cs_go_out_in_one_push(
     assert created == {"Account": 1, "Note": 1}  # parents first, then the note on its new id
     with factory() as s:
         note = s.get(HandoverNote, note_id)
-        assert note is not None and note.sf_id is not None
+        assert note is not None
+        assert note.sf_id is not None
 
 
 def test_a_cs_note_already_in_salesforce_reaches_hubspot_once_its_company_has_an_id(
@@ -410,4 +413,6 @@ def test_a_cs_note_already_in_salesforce_reaches_hubspot_once_its_company_has_an
     assert [(a.to_object, a.to_id) for a in note_op.associations] == [("companies", "9001")]
     with factory() as s:
         note = s.get(HandoverNote, note_id)
-        assert note is not None and note.sf_id is not None and note.hs_id is not None
+        assert note is not None
+        assert note.sf_id is not None
+        assert note.hs_id is not None
