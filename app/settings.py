@@ -116,6 +116,14 @@ class PushSettings(BaseModel):
         200, ge=1, le=200, description="Records per Salesforce sObject Collections call."
     )
     hubspot_chunk: int = Field(100, ge=1, le=100, description="Inputs per HubSpot batch call.")
+    retry_attempts: int = Field(
+        10,
+        ge=1,
+        description=(
+            "Pushes that try a record the CRM refused with a retriable error (lock, rate "
+            "limit, 5xx past the retries) again, changed or not; then it waits for a change."
+        ),
+    )
     target_check_ttl_seconds: float = Field(
         86_400,
         ge=0,

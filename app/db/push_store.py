@@ -271,6 +271,24 @@ class SqlPushStore(SqlSyncStore):
                 found.extend(_rows(session, select(t).where(t.c.id.in_(chunk)).order_by(t.c.id)))
         return found
 
+    def retry_row_ids(self, crm: str, object_name: str, max_attempts: int) -> list[int]:
+        e = SyncErrorRecord
+        stmt = select(e.payload).where(
+            e.crm == crm,
+            e.object == object_name,
+            e.direction == "push",
+            e.retriable.is_(True),
+            e.resolved_at.is_(None),
+            e.attempts < max_attempts,
+        )
+        ids: set[int] = set()
+        with self.session_factory() as session:
+            for (payload,) in session.execute(stmt):
+                row_id = (payload or {}).get("row_id")
+                if isinstance(row_id, int) and not isinstance(row_id, bool):
+                    ids.add(row_id)
+        return sorted(ids)
+
     def load_ledger(self, crm: str, object_name: str, record_ids: Sequence[str]) -> LedgerIndex:
         index = LedgerIndex()
         ids = list(dict.fromkeys(record_ids))

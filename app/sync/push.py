@@ -385,6 +385,18 @@ class PushEngine:
                 after_id = int(rows[-1]["id"])
                 if len(rows) < size:
                     break
+        # Records refused with a retriable error are tried again, changed or not (creates are
+        # re-read above anyway); the change stream below then leaves them out.
+        retried: set[int] = set()
+        retry = self.store.retry_row_ids(self.crm, mapping.crm_object, self.tuning.retry_attempts)
+        for start in range(0, len(retry), size):
+            rows = [
+                r
+                for r in self.store.rows_by_id(table, retry[start : start + size])
+                if r.get("deleted_at") is None and r.get(id_column) is not None
+            ]
+            retried.update(int(r["id"]) for r in rows)
+            yield rows, None
         lookback = timedelta(seconds=self.tuning.lookback_seconds)
         after: tuple[datetime, int] | None = None
         if stored.at is not None:
@@ -401,7 +413,7 @@ class PushEngine:
             after = (at, int(last["id"]))
             if top.at is None or (at, int(last["id"])) > (top.at, int(top.id or 0)):
                 top = CursorState(at, str(last["id"]))
-            yield rows, top
+            yield [r for r in rows if int(r["id"]) not in retried] if retried else rows, top
             if len(rows) < size:
                 break
 

@@ -63,16 +63,24 @@ class PushTuning(Protocol):
     @property
     def lookback_seconds(self) -> float: ...
 
+    @property
+    def retry_attempts(self) -> int:
+        """Pushes a record refused with a retriable error (a lock, a 429 or 5xx that outlasted
+        the adapter's retries) is tried by, changed or not; then it waits for a change."""
+        ...
+
 
 @dataclass(frozen=True)
 class DefaultPushTuning:
     """Defaults: pages of 2,000 rows; up to 50,000 records per write batch (one Salesforce Bulk
-    job, or ceil(n/200) / ceil(n/100) batch calls); the pull's 60 s lease; 60 s lookback."""
+    job, or ceil(n/200) / ceil(n/100) batch calls); the pull's 60 s lease; 60 s lookback;
+    retriable refusals tried again by the next 10 pushes."""
 
     page_rows: int = 2_000
     batch_records: int = 50_000
     lease_seconds: float = 60.0
     lookback_seconds: float = 60.0
+    retry_attempts: int = 10
 
 
 @dataclass(frozen=True)
@@ -151,6 +159,11 @@ class PushStore(SyncStore, Protocol):
         ...
 
     def rows_by_id(self, table: str, row_ids: Sequence[int]) -> list[dict[str, Any]]: ...
+
+    def retry_row_ids(self, crm: str, object_name: str, max_attempts: int) -> list[int]:
+        """CS row ids of the object's open push errors that are retriable and failed fewer than
+        ``max_attempts`` times, in row id order."""
+        ...
 
     def load_ledger(self, crm: str, object_name: str, record_ids: Sequence[str]) -> LedgerIndex:
         """The ledger entries of these CRM records, in one query per few thousand ids."""

@@ -316,7 +316,10 @@ def run_push(
         crm,
         writer,
         mappings,
-        DefaultPushTuning(lease_seconds=settings.sync.lease_seconds),
+        DefaultPushTuning(
+            lease_seconds=settings.sync.lease_seconds,
+            retry_attempts=settings.push.retry_attempts,
+        ),
         write_tuning(settings),
         creates=create_rules(crm, mappings),
         on_commit=on_commit,

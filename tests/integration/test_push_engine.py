@@ -215,6 +215,56 @@ def test_a_refused_record_is_a_push_error_and_blocks_nothing(
         assert refused == 0  # only what the CRM confirmed
 
 
+def test_records_refused_with_a_retriable_error_are_retried_by_the_next_push(
+    factory: sessionmaker[Session],
+) -> None:
+    ids = add_accounts(factory, 250)
+    locked, invalid = ids[7], ids[9]
+    writer = FakeWriter(
+        refuse={locked: "UNABLE_TO_LOCK_ROW", invalid: "FIELD_CUSTOM_VALIDATION_EXCEPTION"},
+        retriable={locked},
+    )
+    seed_crm(writer, 250)
+    first = make(factory, writer).push("Account")
+    assert (first.counts.updated, first.counts.failed) == (248, 2)
+    with factory() as s:
+        transient = s.scalars(
+            select(SyncErrorRecord).where(SyncErrorRecord.category == "transient")
+        ).one()
+        assert transient.retriable
+        assert transient.record_id == "001000000000000008"
+    # The lock is gone; nothing changed on the CS side since the first push.
+    del writer.refuse[locked]
+    preview = make(factory, writer).preview("Account")
+    assert [r.row_id for r in preview.records] == [locked]  # not the validation failure
+    assert preview.planned_calls == 1
+    second = make(factory, writer).push("Account")
+    assert (second.counts.updated, second.counts.failed, second.counts.api_calls) == (1, 0, 1)
+    assert writer.records["001000000000000008"]["Health_Score__c"] == 58
+    with factory() as s:
+        assert s.get(SyncErrorRecord, transient.id).resolved_at is not None  # type: ignore[union-attr]
+        still = s.scalars(
+            select(SyncErrorRecord).where(SyncErrorRecord.resolved_at.is_(None))
+        ).one()
+        assert still.category == "validation"  # waits for its record to change
+    third = make(factory, writer).push("Account")
+    assert third.counts.api_calls == 0
+
+
+def test_a_retriable_refusal_is_tried_by_a_bounded_number_of_pushes(
+    factory: sessionmaker[Session],
+) -> None:
+    (row_id,) = add_accounts(factory, 1)
+    writer = FakeWriter(refuse={row_id: "UNABLE_TO_LOCK_ROW"}, retriable={row_id})
+    seed_crm(writer, 1)
+    calls = [make(factory, writer).push("Account").counts.api_calls for _ in range(12)]
+    # The first push, then 9 retries (10 attempts in all); then it waits for a change.
+    assert calls == [1] * 10 + [0, 0]
+    with factory() as s:
+        error = s.scalars(select(SyncErrorRecord)).one()
+        assert (error.attempts, error.resolved_at) == (10, None)
+
+
 def test_creates_are_upserts_on_a_committed_crmsync_id_and_never_made_twice(
     factory: sessionmaker[Session],
 ) -> None:

@@ -19,6 +19,8 @@ class FakeWriter:
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # CRM id -> fields
     by_external_id: dict[str, str] = field(default_factory=dict)
     refuse: dict[int, str] = field(default_factory=dict)  # op key -> error code
+    #: Op keys whose refusal is retriable (a lock or rate limit that outlasted the retries).
+    retriable: set[int] = field(default_factory=set)
     #: Raised after the CRM applied a write call, as if its answer was lost (kill, reset).
     lose_answer_of_call: int | None = None
     before_answer: Callable[[], None] | None = None
@@ -39,7 +41,13 @@ class FakeWriter:
             code = self.refuse.get(op.key)
             if code is not None:
                 results.append(
-                    WriteResult(op.key, WriteOutcome.FAILED, code=code, message="refused")
+                    WriteResult(
+                        op.key,
+                        WriteOutcome.FAILED,
+                        code=code,
+                        message="refused",
+                        retriable=op.key in self.retriable,
+                    )
                 )
                 continue
             if op.kind is WriteKind.UPDATE:
