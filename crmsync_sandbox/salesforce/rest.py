@@ -463,7 +463,12 @@ class Rest:
         all_or_none: bool,
         op: Any,
     ) -> list[dict[str, Any]]:
-        """Run ``op(item, effects) -> result`` for each item; allOrNone rolls everything back."""
+        """Run ``op(item, effects) -> result`` for each item; allOrNone rolls everything back.
+
+        A value its field cannot hold (``JSON_PARSER_ERROR``: Salesforce fails to deserialize
+        the body before it looks at any record) refuses the whole request with a 400, whatever
+        ``allOrNone``, and nothing is written: a client must split the call to find the record.
+        """
         results: list[dict[str, Any]] = []
         try:
             with self.store.atomic() as effects:
@@ -471,6 +476,10 @@ class Rest:
                     try:
                         results.append(op(item, effects))
                     except RecordError as exc:
+                        if exc.code == "JSON_PARSER_ERROR" and isinstance(item, dict):
+                            raise ApiError(
+                                400, "JSON_PARSER_ERROR", exc.message, exc.fields or None
+                            ) from exc
                         error = exc
                         if exc.code == "NOT_FOUND":
                             error = RecordError(

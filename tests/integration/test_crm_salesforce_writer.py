@@ -13,7 +13,15 @@ from typing import Any
 import pytest
 
 from app.crm.salesforce.writer import SalesforceWriter
-from app.crm.writes import WriteKind, WriteOp, WriteOutcome, WriteTuning, planned_calls
+from app.crm.write_chunks import ChunkRefused, send_split
+from app.crm.writes import (
+    WriteKind,
+    WriteOp,
+    WriteOutcome,
+    WriteResult,
+    WriteTuning,
+    planned_calls,
+)
 from app.settings import Settings
 from crmsync_sandbox import Sandbox, SandboxConfig
 
@@ -158,6 +166,44 @@ def test_a_validation_rule_fails_one_record_and_the_others_are_written(
         assert not bad.retriable
         assert results[5].code == "FIELD_CUSTOM_VALIDATION_EXCEPTION"
         assert [r.ok for r in results] == [True, True, False, True, True, False, True]
+
+
+def test_a_chunk_refused_whole_is_halved_until_the_bad_record_is_alone(
+    sandbox: Sandbox,
+) -> None:
+    """A value Salesforce cannot deserialize refuses the whole Collections call (400
+    ``JSON_PARSER_ERROR``, nothing written): the writer splits the chunk in halves until the
+    record alone is refused, and writes the other 199."""
+    bad = 150
+    with writer_for(sandbox) as writer:
+        ids = account_ids(writer, 200)
+        ops = [update(i, rid, Health_Score__c=61) for i, rid in enumerate(ids)]
+        ops[bad] = update(bad, ids[bad], Health_Score__c="sixty-one")
+        before = writer.api_calls
+        results = writer.write("Account", ops)
+        # The same halving rule, counted without a CRM: each refused chunk costs its call,
+        # then one call per half.
+        expected = 0
+
+        def send(chunk: list[int]) -> dict[int, WriteResult]:
+            nonlocal expected
+            expected += 1
+            if bad in chunk:
+                raise ChunkRefused("JSON_PARSER_ERROR", "refused")
+            return {i: WriteResult(i, WriteOutcome.WRITTEN) for i in chunk}
+
+        send_split(list(range(200)), send, list(range(200)))
+        assert writer.api_calls - before == expected == 15
+        refused = results[bad]
+        assert refused.outcome is WriteOutcome.FAILED
+        assert refused.code == "JSON_PARSER_ERROR"
+        assert not refused.retriable
+        assert [i for i, r in enumerate(results) if not r.ok] == [bad]
+        stored = {
+            r["Id"]: r["Health_Score__c"]
+            for r in query(writer, "SELECT Id, Health_Score__c FROM Account ORDER BY Id LIMIT 200")
+        }
+        assert [rid for rid in ids if stored[rid] != 61] == [ids[bad]]
 
 
 def test_unable_to_lock_row_is_sent_again_for_those_records_only(sandbox: Sandbox) -> None:
