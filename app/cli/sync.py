@@ -9,6 +9,12 @@ succeeded; 1 a pass failed, could not start (another pass holds its lease) or th
 interrupted (SIGINT/SIGTERM: the run is ``cancelled`` at its last committed page, and the same
 command resumes it); 2 bad input or configuration, before any pass starts; 3 every pass ran but
 some records failed (``partial``: they are in ``sync_errors``).
+
+``crmsync sync run --push`` chains the push (``crmsync push``, ADR 0006) after the pull, per
+CRM: the push then decides its conflicts against what the pull just read. A CRM whose pull did
+not succeed (``failed`` or ``cancelled``) is not pushed. The runs of both are in one summary;
+the exit code is the worst of both (1 over 2 over 3 over 0), a push refused for missing target
+fields counting as 2.
 """
 
 from __future__ import annotations
@@ -61,11 +67,14 @@ def _run(
     restart: bool = False,
     *,
     budget_check: bool = False,
+    push: bool = False,
 ) -> None:
     settings = load_settings()
     engine = open_database(settings, migrated=True)
     interactive = sys.stdout.isatty()
     interrupted = False
+    pushed: list[PullResult] = []
+    push_errors: dict[str, str] = {}
     try:
         if budget_check:  # the API budget guard (docs/budget.md): OverBudgetError is exit 2
             from app.wiring.budget import check_backfill
@@ -84,29 +93,94 @@ def _run(
                     since=since,
                     restart=restart,
                 )
+            if push:
+                pushed, push_errors = _push_after(settings, engine, crms, results)
     except SyncInterrupted as exc:
         results, interrupted = exc.results, True
+    except _PushAfterInterrupted as exc:
+        results, pushed, push_errors = exc.pulled, exc.pushed, exc.errors
+        interrupted = True
     except ConfigError as exc:
         console.print(f"crmsync: {exc}")
         _print_summary([], interactive, error=str(exc))
         raise typer.Exit(code=ExitCode.USAGE) from None
     finally:
         engine.dispose()
-    _print_summary(results, interactive)
+    _print_summary([*results, *pushed], interactive, push_errors=push_errors if push else None)
     if interrupted:
         console.print("interrupted: run the same command again to resume")
-    if report_usage_failures(results):
+    code = exit_code([*results, *pushed], interrupted=interrupted)
+    usage = report_usage_failures([*results, *pushed])
+    for crm, message in push_errors.items():
+        console.print(f"crmsync: {crm} push: {message}")
+    if code is ExitCode.FAILED:
+        raise typer.Exit(code=code)
+    if usage or any(not m.startswith(SKIPPED) for m in push_errors.values()):
         raise typer.Exit(code=ExitCode.USAGE)
-    raise typer.Exit(code=exit_code(results, interrupted=interrupted))
+    raise typer.Exit(code=code)
 
 
-def _print_summary(results: list[PullResult], interactive: bool, error: str | None = None) -> None:
+#: How a CRM's push that was not attempted (its pull did not succeed) is reported.
+SKIPPED = "not pushed:"
+
+
+class _PushAfterInterrupted(KeyboardInterrupt):
+    def __init__(
+        self, pulled: list[PullResult], pushed: list[PullResult], errors: dict[str, str]
+    ) -> None:
+        super().__init__("interrupted")
+        self.pulled, self.pushed, self.errors = pulled, pushed, errors
+
+
+def _push_after(
+    settings: Settings,
+    engine: Engine,
+    crms: list[CrmName] | None,
+    pulled: list[PullResult],
+) -> tuple[list[PullResult], dict[str, str]]:
+    """``--push``: each CRM pulled, pushed in turn (``crmsync push --crm X``), unless its pull
+    failed or could not start. Returns the push runs and, per CRM, why it was not pushed."""
+    # Imported here: the push's wiring is only loaded by commands that push.
+    from app.wiring.push import PushInterrupted, run_push
+
+    factory = make_session_factory(engine)
+    runs: list[PullResult] = []
+    errors: dict[str, str] = {}
+    for crm in crms or list(settings.enabled_crms):
+        bad = [
+            r
+            for r in pulled
+            if r.crm == crm and r.status in (RunStatus.FAILED, RunStatus.CANCELLED)
+        ]
+        if bad:
+            errors[crm] = (
+                f"{SKIPPED} the pull of {', '.join(r.object_name for r in bad)} did not succeed"
+            )
+            continue
+        try:
+            runs.extend(run_push(settings, crm, session_factory=factory).results)
+        except PushInterrupted as exc:
+            runs.extend(exc.outcome.results)
+            raise _PushAfterInterrupted(pulled, runs, errors) from exc
+        except ConfigError as exc:
+            errors[crm] = str(exc)
+    return runs, errors
+
+
+def _print_summary(
+    results: list[PullResult],
+    interactive: bool,
+    error: str | None = None,
+    push_errors: dict[str, str] | None = None,
+) -> None:
     """The table on a terminal, else one JSON document on stdout (``error``: none ran)."""
     if interactive:
         if results:
             _print_table(results)
         return
     summary: dict[str, Any] = {"runs": [r.summary() for r in results]}
+    if push_errors is not None:
+        summary["push_errors"] = push_errors
     if error is not None:
         summary["error"] = error
     typer.echo(json.dumps(summary, indent=2))
@@ -157,7 +231,7 @@ def _with_progress(
 
 def _print_table(results: list[PullResult]) -> None:
     table = Table(title="sync summary")
-    for column in ("crm", "object", "status", "read", "created", "updated", "unchanged"):
+    for column in ("crm", "object", "kind", "status", "read", "created", "updated", "unchanged"):
         table.add_column(column)
     for column in ("deleted", "failed", "api calls"):
         table.add_column(column)
@@ -166,6 +240,7 @@ def _print_table(results: list[PullResult]) -> None:
         table.add_row(
             r.crm,
             r.object_name,
+            r.kind,
             str(r.status),
             *(str(v) for v in (c.read, c.created, c.updated, c.unchanged, c.deleted, c.failed)),
             str(c.api_calls),
@@ -185,9 +260,15 @@ def _print_table(results: list[PullResult]) -> None:
 @sync_app.command("run")
 def run(
     crm: list[str] = typer.Option(None, "--crm", help="salesforce or hubspot (default: all)."),
+    push: bool = typer.Option(
+        False,
+        "--push",
+        help="Then push each CRM whose pull succeeded (as `crmsync push --crm X`).",
+    ),
 ) -> None:
-    """One incremental pass over every object of the configured CRMs."""
-    _run(SyncKind.PULL, _crms(crm), None, None)
+    """One incremental pass over every object of the configured CRMs (and with --push, the
+    push of CS changes after it)."""
+    _run(SyncKind.PULL, _crms(crm), None, None, push=push)
 
 
 @sync_app.command("backfill")
