@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, null, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -197,6 +197,7 @@ class SqlPushStore(SqlSyncStore):
         after: tuple[datetime, int] | None,
         until: datetime,
         limit: int,
+        columns: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         t = _table(table)
         stamp = t.c.cs_changed_at
@@ -209,7 +210,8 @@ class SqlPushStore(SqlSyncStore):
         if after is not None:
             at, row_id = after
             conditions.append(or_(stamp > at, and_(stamp == at, t.c.id > row_id)))
-        stmt = select(t).where(*conditions).order_by(stamp, t.c.id).limit(limit)
+        chosen = [t.c[c] for c in columns] if columns is not None else [t]
+        stmt = select(*chosen).where(*conditions).order_by(stamp, t.c.id).limit(limit)
         with self.session_factory() as session:
             return _rows(session, stmt)
 
@@ -289,7 +291,9 @@ class SqlPushStore(SqlSyncStore):
                     ids.add(row_id)
         return sorted(ids)
 
-    def load_ledger(self, crm: str, object_name: str, record_ids: Sequence[str]) -> LedgerIndex:
+    def load_ledger(
+        self, crm: str, object_name: str, record_ids: Sequence[str], *, values: bool = True
+    ) -> LedgerIndex:
         index = LedgerIndex()
         ids = list(dict.fromkeys(record_ids))
         if not ids:
@@ -300,7 +304,7 @@ class SqlPushStore(SqlSyncStore):
             ledger.c.field,
             ledger.c.value_hash,
             ledger.c.crm_hash,
-            ledger.c.value,
+            ledger.c.value if values else null().label("value"),
         )
         with self.session_factory() as session:
             for start in range(0, len(ids), IN_CHUNK):

@@ -40,6 +40,7 @@ from app.core.runs import SyncKind
 from app.core.types import CrmName
 from app.crm.writes import CrmWriter, WriteKind, WriteResult, WriteTuning, planned_calls
 from app.logging import get_logger
+from app.mappers.convert import get_converter
 from app.mappers.push_plan import (
     AgreedField,
     CreateExtras,
@@ -220,6 +221,7 @@ class PushEngine:
         self.on_commit = on_commit
         self.holder = new_holder()
         self._planned: dict[str, dict[str, int]] = {}
+        self._previewing = False
         self._lease_ttl = timedelta(seconds=tuning.lease_seconds)
 
     # ----------------------------------------------------------------------------------------
@@ -322,6 +324,21 @@ class PushEngine:
         started = self.clock()
         today = started.astimezone(UTC).date()
         preview = ObjectPreview(self.crm, object_name)
+        self._previewing = True
+        try:
+            return self._preview(preview, mapping, stored, started, today, only_row_ids)
+        finally:
+            self._previewing = False
+
+    def _preview(
+        self,
+        preview: ObjectPreview,
+        mapping: ObjectMapping,
+        stored: CursorState,
+        started: datetime,
+        today: date,
+        only_row_ids: Sequence[int] | None,
+    ) -> ObjectPreview:
         batch = _Batch()
         counts = Counts()
         pending = 0  # records of the current batch, as the push would group them
@@ -398,6 +415,7 @@ class PushEngine:
             retried.update(int(r["id"]) for r in rows)
             yield rows, None
         lookback = timedelta(seconds=self.tuning.lookback_seconds)
+        columns = plan_columns(mapping)
         after: tuple[datetime, int] | None = None
         if stored.at is not None:
             # Re-read the lookback (rows already pushed plan as unchanged: no call); without
@@ -405,7 +423,9 @@ class PushEngine:
             after = (stored.at - lookback, 0) if lookback else (stored.at, int(stored.id or 0))
         top = stored
         while True:
-            rows = self.store.changed_rows(table, id_column, after=after, until=started, limit=size)
+            rows = self.store.changed_rows(
+                table, id_column, after=after, until=started, limit=size, columns=columns
+            )
             if not rows:
                 break
             last = rows[-1]
@@ -428,7 +448,9 @@ class PushEngine:
         if not rows:
             return
         ids = [str(r[mapping.id_column]) for r in rows if r.get(mapping.id_column) is not None]
-        ledger = self.store.load_ledger(self.crm, mapping.crm_object, ids)
+        # The agreed values themselves are only shown (a preview's old -> new): a push loads
+        # the hashes alone.
+        ledger = self.store.load_ledger(self.crm, mapping.crm_object, ids, values=self._previewing)
         plan = plan_push(
             mapping, rows, ledger, today=today, creates=self.creates.get(mapping.crm_object)
         )
@@ -562,6 +584,21 @@ class PushEngine:
             scope.cursor_to = encode(batch.position.mark())
         if self.on_commit is not None:
             self.on_commit(PushProgress(crm, object_name, counts, counts.created + counts.updated))
+
+
+def plan_columns(mapping: ObjectMapping) -> list[str] | None:
+    """The columns the planner (:func:`app.mappers.push_plan.plan_push`) reads of a row to
+    update: ids, stamps and the outbound fields' columns; None for every column (an outbound
+    composite, such as a note body, reads the whole row). A push with nothing to write re-reads
+    its lookback: fewer columns, less to decode."""
+    columns = {"id", mapping.id_column, *ID_COLUMNS, "crmsync_id", "deleted_at"}
+    # The stamps: the CS change and field stamps, and the CRM's (``newest_wins``).
+    columns.update(("cs_changed_at", "field_stamps", mapping.modified_column))
+    for fm in mapping.outbound_fields:
+        if get_converter(fm.convert).composite:
+            return None
+        columns.add(fm.column)
+    return sorted(columns)
 
 
 def _aware(value: Any) -> datetime:

@@ -138,9 +138,11 @@ class PushStore(SyncStore, Protocol):
         after: tuple[datetime, int] | None,
         until: datetime,
         limit: int,
+        columns: Sequence[str] | None = None,
     ) -> list[dict[str, Any]]:
         """Live rows with a CRM id and ``(cs_changed_at, id) > after`` (None: from the first),
-        ``cs_changed_at <= until``, in that order, at most ``limit``."""
+        ``cs_changed_at <= until``, in that order, at most ``limit``; only ``columns`` of
+        them when given."""
         ...
 
     def rows_to_create(
@@ -165,8 +167,11 @@ class PushStore(SyncStore, Protocol):
         ``max_attempts`` times, in row id order."""
         ...
 
-    def load_ledger(self, crm: str, object_name: str, record_ids: Sequence[str]) -> LedgerIndex:
-        """The ledger entries of these CRM records, in one query per few thousand ids."""
+    def load_ledger(
+        self, crm: str, object_name: str, record_ids: Sequence[str], *, values: bool = True
+    ) -> LedgerIndex:
+        """The ledger entries of these CRM records, in one query per few thousand ids; without
+        ``values`` the agreed values are left out (None), only the hashes are read."""
         ...
 
     def target_checks(

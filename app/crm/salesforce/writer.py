@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import csv
 import io
+import tempfile
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import requests
 from simple_salesforce.api import Salesforce
@@ -328,7 +329,6 @@ class SalesforceWriter(SalesforceClient):
     ) -> dict[int, WriteResult]:
         """One ingest job for ``indices`` (all of one kind); results matched back by key."""
         creates = self._is_create(object_name, kind)
-        operation = "insert" if creates else kind.value
         columns: list[str] = []
         if kind is WriteKind.UPDATE:
             columns.append("Id")
@@ -338,24 +338,43 @@ class SalesforceWriter(SalesforceClient):
             for name in ops[index].fields:
                 if name not in columns:
                     columns.append(name)
-        rows: list[list[str]] = []
-        for index in indices:
-            op = ops[index]
-            row = []
-            for name in columns:
-                if name == "Id" and kind is WriteKind.UPDATE:
-                    row.append(str(op.crm_id))
-                elif name == EXTERNAL_ID_FIELD and kind is WriteKind.UPSERT and not creates:
-                    row.append(str(op.external_id))
-                elif name in op.fields:
-                    row.append(csv_value(op.fields[name]))
-                else:
-                    row.append("")
-            rows.append(row)
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows(rows)
+        # The CSV goes to a temporary file, one row at a time, and is uploaded from it: a job of
+        # 50,000 records never holds its whole body in memory (nor twice, as text and bytes).
+        with tempfile.TemporaryFile() as spool:
+            text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
+            writer = csv.writer(text, lineterminator="\n")
+            writer.writerow(columns)
+            for index in indices:
+                writer.writerow(self._bulk_row(kind, creates, columns, ops[index]))
+            text.flush()
+            text.detach()
+            return self._bulk_job(object_name, kind, creates, ops, indices, columns, spool)
+
+    @staticmethod
+    def _bulk_row(kind: WriteKind, creates: bool, columns: list[str], op: WriteOp) -> list[str]:
+        row = []
+        for name in columns:
+            if name == "Id" and kind is WriteKind.UPDATE:
+                row.append(str(op.crm_id))
+            elif name == EXTERNAL_ID_FIELD and kind is WriteKind.UPSERT and not creates:
+                row.append(str(op.external_id))
+            elif name in op.fields:
+                row.append(csv_value(op.fields[name]))
+            else:
+                row.append("")
+        return row
+
+    def _bulk_job(
+        self,
+        object_name: str,
+        kind: WriteKind,
+        creates: bool,
+        ops: Sequence[WriteOp],
+        indices: list[int],
+        columns: list[str],
+        spool: IO[bytes],
+    ) -> dict[int, WriteResult]:
+        operation = "insert" if creates else kind.value
         job_body: dict[str, Any] = {
             "object": object_name,
             "operation": operation,
@@ -385,18 +404,19 @@ class SalesforceWriter(SalesforceClient):
             ),
             object_name,
         )
-        try:
-            self._write_call(
-                "bulk_ingest_upload",
-                lambda sf: self._bulk_request(
-                    sf,
-                    "PUT",
-                    f"ingest/{job_id}/batches",
-                    data=buffer.getvalue().encode("utf-8"),
-                    headers={"Content-Type": "text/csv"},
-                ),
-                object_name,
+
+        def upload(sf: Salesforce) -> Any:
+            spool.seek(0)  # each attempt sends the whole file
+            return self._bulk_request(
+                sf,
+                "PUT",
+                f"ingest/{job_id}/batches",
+                data=spool,
+                headers={"Content-Type": "text/csv"},
             )
+
+        try:
+            self._write_call("bulk_ingest_upload", upload, object_name)
         except UpstreamError:
             self._bulk_abort(object_name, job_id)
             raise
@@ -471,14 +491,31 @@ class SalesforceWriter(SalesforceClient):
             waited += delay
             delay = min(BULK_POLL_MAX_WAIT, delay * 2)
 
-    def _bulk_csv(self, object_name: str, job_id: str, kind: str) -> list[dict[str, str]]:
-        def fetch(sf: Salesforce) -> list[dict[str, str]]:
-            response = self._bulk_request(
-                sf, "GET", f"ingest/{job_id}/{kind}", headers={"Accept": "text/csv"}
-            )
-            return list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    def _bulk_csv(self, object_name: str, job_id: str, kind: str) -> Iterator[dict[str, str]]:
+        """The rows of a results CSV, read from a temporary file the response is streamed to
+        (one call, retried whole): 50,000 results are never all in memory at once."""
 
-        return self._write_call(f"bulk_ingest_{kind}", fetch, object_name)
+        def fetch(sf: Salesforce) -> IO[bytes]:
+            spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned open, closed by the reader
+            try:
+                with self._bulk_request(
+                    sf,
+                    "GET",
+                    f"ingest/{job_id}/{kind}",
+                    headers={"Accept": "text/csv"},
+                    stream=True,
+                ) as response:
+                    for block in response.iter_content(1 << 16):
+                        spool.write(block)
+            except BaseException:
+                spool.close()
+                raise
+            spool.seek(0)
+            return spool
+
+        spool = self._write_call(f"bulk_ingest_{kind}", fetch, object_name)
+        with spool, io.TextIOWrapper(spool, encoding="utf-8-sig", newline="") as text:
+            yield from csv.DictReader(text)
 
     def _bulk_results(
         self,
