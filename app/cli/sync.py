@@ -109,13 +109,15 @@ def _run(
     _print_summary([*results, *pushed], interactive, push_errors=push_errors if push else None)
     if interrupted:
         console.print("interrupted: run the same command again to resume")
-    code = exit_code([*results, *pushed], interrupted=interrupted)
-    usage = report_usage_failures([*results, *pushed])
     for crm, message in push_errors.items():
         console.print(f"crmsync: {crm} push: {message}")
+    # A setting to fix (a rejected credential, a CA file) is 2 before anything else, as ever.
+    if report_usage_failures([*results, *pushed]):
+        raise typer.Exit(code=ExitCode.USAGE)
+    code = exit_code([*results, *pushed], interrupted=interrupted)
     if code is ExitCode.FAILED:
         raise typer.Exit(code=code)
-    if usage or any(not m.startswith(SKIPPED) for m in push_errors.values()):
+    if any(not m.startswith(SKIPPED) for m in push_errors.values()):
         raise typer.Exit(code=ExitCode.USAGE)
     raise typer.Exit(code=code)
 
