@@ -15,7 +15,18 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
-from app.api.routes import accounts, health, metrics, notes, push, runs_control, signals, webhooks
+from app.api.routes import (
+    accounts,
+    csms,
+    health,
+    metrics,
+    notes,
+    onboarding,
+    push,
+    runs_control,
+    signals,
+    webhooks,
+)
 from app.db.engine import make_engine, make_session_factory
 from app.logging import configure_logging
 from app.settings import Settings, get_settings
@@ -65,4 +76,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(runs_control.router)
     app.include_router(metrics.router)
+    app.include_router(csms.router)
+    app.include_router(onboarding.router)
     return app

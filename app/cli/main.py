@@ -17,6 +17,7 @@ import typer
 
 from app.cli.common import debug_enabled, report_error
 from app.cli.crm import crm_app
+from app.cli.csms import csms_app
 from app.cli.db import db_app
 from app.cli.health import health_app
 from app.cli.push import push
@@ -37,6 +38,7 @@ cli.add_typer(db_app, name="db")
 cli.add_typer(sync_app, name="sync")
 cli.add_typer(crm_app, name="crm")
 cli.add_typer(health_app, name="health")
+cli.add_typer(csms_app, name="csms")
 cli.add_typer(signals_app, name="signals")
 cli.command("push")(push)
 cli.command("serve")(serve)

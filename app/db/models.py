@@ -452,9 +452,13 @@ class AccountEvent(IdMixin, Base):
 
 
 class OnboardingPlan(IdMixin, TimestampMixin, Base):
-    """Created once per closed-won opportunity; the unique key makes webhook handling idempotent."""
+    """Created once per closed-won opportunity; the unique key makes webhook handling idempotent.
+
+    ``status``: ``active``, ``completed`` (domain.md 7.4's exit criteria met) or ``closed`` (by
+    hand, with ``close_reason``); ``kind``: ``full`` (7.2) or ``expansion`` (7.3)."""
 
     __tablename__ = "onboarding_plans"
+    __table_args__ = (Index("ix_onboarding_plans_status_started_on", "status", "started_on"),)
 
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
@@ -494,6 +498,11 @@ class OnboardingTask(IdMixin, TimestampMixin, Base):
     due_on: Mapped[date] = mapped_column(Date, nullable=False)
     status: Mapped[str] = mapped_column(String(16), default="open", nullable=False)
     done_on: Mapped[date | None] = mapped_column(Date)
+    #: The text the plan gave the task (``handover_complete``: the missing handover fields).
+    detail: Mapped[str | None] = mapped_column(Text)
+    #: What the person who marked the task done or skipped wrote.
+    note: Mapped[str | None] = mapped_column(Text)
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     plan: Mapped[OnboardingPlan] = relationship(back_populates="tasks")
 

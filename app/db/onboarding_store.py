@@ -1,0 +1,381 @@
+"""Onboarding plans in the CS database: created once per opportunity, read, and moved on.
+
+* :func:`create_plan_once` stores a :class:`~app.domain.onboarding.PlanDecision` for an
+  opportunity exactly once. ``onboarding_plans.opportunity_id`` is unique, and the plan row is
+  inserted with ``INSERT ... ON CONFLICT (opportunity_id) DO NOTHING RETURNING id``: under
+  concurrent calls (two workers handling two deliveries of one event) one insert wins, the other
+  finds the winner's plan once it commits (PostgreSQL waits on the conflicting row; SQLite
+  serialises writers). The tasks go in the same transaction as the plan, so a plan never exists
+  without its tasks, whatever is killed when. The caller commits.
+* :func:`list_plans`, :func:`plan_view`: plans with their tasks and progress for the API.
+* :func:`set_task_status`: a task done or skipped with a note; when the plan's exit criteria
+  (domain.md 7.4) are then met the plan completes and the account enters ``adoption``, stamped
+  as a CS-side write (:func:`app.db.cs_writes.stamp_cs_change`) so the push sends it.
+* :func:`close_plan`: a CSM closes onboarding by hand with a reason (7.4).
+
+Progress, the exit criteria and ``overdue`` come from :func:`app.domain.onboarding.plan_progress`
+on the day given; nothing about them is stored except the plan's status.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.db.cs_writes import stamp_cs_change
+from app.db.models import Account, AccountEvent, Csm, OnboardingPlan, OnboardingTask, UsageSnapshot
+from app.domain.config import DEFAULT_CONFIG, ScoringConfig
+from app.domain.lifecycle import StageEntry
+from app.domain.onboarding import PlanDecision, PlanProgress, TaskState, plan_progress
+from app.domain.values import TIERS, Tier
+
+PlanStatus = Literal["active", "completed", "closed"]
+PLAN_STATUSES: tuple[PlanStatus, ...] = ("active", "completed", "closed")
+
+
+class NotFound(LookupError):
+    """No such plan or task."""
+
+
+@dataclass(frozen=True)
+class PlanCreated:
+    plan_id: int
+    created: bool  # False: the opportunity already had its plan (a repeated delivery)
+
+
+def _insert(session: Session) -> Any:
+    dialect = session.get_bind().dialect.name
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+def create_plan_once(
+    session: Session,
+    *,
+    account_id: int,
+    opportunity_id: int,
+    decision: PlanDecision,
+    csm_id: int | None = None,
+    handover_note_id: int | None = None,
+    assignees: Mapping[str, str | None] | None = None,
+) -> PlanCreated:
+    """Store ``decision``'s plan and tasks for ``opportunity_id`` unless it has one already.
+
+    ``assignees`` maps an owner role of 7.2 (``csm``, ``backup_csm``, ``ae``, ...) to the person
+    (an e-mail or a CRM user id) its tasks go to. Runs in the caller's transaction; the caller
+    commits. A decision without a plan (a renewal) is refused: there is nothing to store.
+    """
+    if decision.kind is None:
+        raise ValueError(f"{decision.reason}: nothing to store")
+    insert = _insert(session)
+    statement = (
+        insert(OnboardingPlan)
+        .values(
+            account_id=account_id,
+            opportunity_id=opportunity_id,
+            handover_note_id=handover_note_id,
+            kind=decision.kind,
+            tier_at_close=decision.tier,
+            started_on=decision.started_on,
+            status="active",
+            csm_id=csm_id,
+        )
+        .on_conflict_do_nothing(index_elements=["opportunity_id"])
+        .returning(OnboardingPlan.id)
+    )
+    plan_id = session.execute(statement).scalar_one_or_none()
+    if plan_id is None:
+        existing = session.execute(
+            select(OnboardingPlan.id).where(OnboardingPlan.opportunity_id == opportunity_id)
+        ).scalar_one()
+        return PlanCreated(int(existing), False)
+    people = dict(assignees or {})
+    rows = [
+        {
+            "plan_id": plan_id,
+            "code": t.code,
+            "phase": t.phase,
+            "title": t.title,
+            "owner_role": t.owner_role,
+            "assignee": people.get(t.owner_role),
+            "automated": t.automated,
+            "due_on": t.due_on,
+            "status": "open",
+            "detail": t.detail,
+        }
+        for t in decision.tasks
+    ]
+    if rows:
+        session.execute(insert(OnboardingTask), rows)
+    return PlanCreated(int(plan_id), True)
+
+
+# --------------------------------------------------------------------------------------------
+# reads
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanView:
+    plan: OnboardingPlan
+    tasks: tuple[OnboardingTask, ...]
+    progress: PlanProgress
+    account_name: str | None
+    csm_email: str | None
+
+
+def _overdue_clause(today: date, cfg: ScoringConfig) -> ColumnElement[bool]:
+    """7.4 in SQL: an active full plan whose D0 is more than max_days ago, per tier."""
+    p = OnboardingPlan
+    per_tier = [
+        and_(
+            p.tier_at_close == tier,
+            p.started_on < today - timedelta(days=cfg.onboarding.max_days.of(tier)),
+        )
+        for tier in TIERS
+    ]
+    return and_(p.status == "active", p.kind == "full", or_(*per_tier))
+
+
+def _usage(session: Session, account_ids: Sequence[int]) -> dict[int, UsageSnapshot]:
+    """Each account's latest usage snapshot (the exit criteria's seat share)."""
+    if not account_ids:
+        return {}
+    latest: dict[int, UsageSnapshot] = {}
+    rows = session.scalars(
+        select(UsageSnapshot)
+        .where(UsageSnapshot.account_id.in_(account_ids))
+        .order_by(UsageSnapshot.account_id, UsageSnapshot.observed_on.desc())
+    )
+    for row in rows:
+        latest.setdefault(row.account_id, row)
+    return latest
+
+
+def _progress(
+    plan: OnboardingPlan,
+    tasks: Sequence[OnboardingTask],
+    usage: UsageSnapshot | None,
+    today: date,
+    cfg: ScoringConfig,
+) -> PlanProgress:
+    """The domain's progress of one stored plan. Seats as the recompute reads them
+    (app.domain.recompute): active users in 30 days / licensed seats; for tech the active
+    users of the latest snapshot stand for the weekly active users."""
+    share = None
+    weekly = None
+    if usage is not None:
+        seats = usage.licensed_seats
+        share = usage.active_users_30d / seats if seats else None
+        weekly = usage.active_users_30d
+    tier: Tier = plan.tier_at_close if plan.tier_at_close in TIERS else "low"
+    return plan_progress(
+        [TaskState(t.code, t.status, t.due_on) for t in tasks],  # type: ignore[arg-type]
+        kind="expansion" if plan.kind == "expansion" else "full",
+        tier=tier,
+        started_on=plan.started_on,
+        today=today,
+        active_seat_share=share,
+        weekly_active_users=weekly,
+        closed_by_hand=plan.status == "closed",
+        cfg=cfg,
+    )
+
+
+def _views(
+    session: Session, plans: Sequence[OnboardingPlan], today: date, cfg: ScoringConfig
+) -> list[PlanView]:
+    ids = [p.id for p in plans]
+    tasks: dict[int, list[OnboardingTask]] = defaultdict(list)
+    if ids:
+        for task in session.scalars(
+            select(OnboardingTask)
+            .where(OnboardingTask.plan_id.in_(ids))
+            .order_by(OnboardingTask.due_on, OnboardingTask.id)
+        ):
+            tasks[task.plan_id].append(task)
+    account_ids = sorted({p.account_id for p in plans})
+    names = dict(
+        session.execute(select(Account.id, Account.name).where(Account.id.in_(account_ids))).all()
+    )
+    csm_ids = sorted({p.csm_id for p in plans if p.csm_id is not None})
+    emails = dict(session.execute(select(Csm.id, Csm.email).where(Csm.id.in_(csm_ids))).all())
+    usage = _usage(session, account_ids)
+    return [
+        PlanView(
+            plan=p,
+            tasks=tuple(tasks[p.id]),
+            progress=_progress(p, tasks[p.id], usage.get(p.account_id), today, cfg),
+            account_name=names.get(p.account_id),
+            csm_email=emails.get(p.csm_id) if p.csm_id is not None else None,
+        )
+        for p in plans
+    ]
+
+
+def list_plans(
+    session: Session,
+    *,
+    today: date,
+    status: Sequence[str] = (),
+    csm_ids: Sequence[int] = (),
+    overdue: bool | None = None,
+    after_id: int = 0,
+    limit: int = 50,
+    cfg: ScoringConfig = DEFAULT_CONFIG,
+) -> list[PlanView]:
+    """One page of plans by id (keyset: ``id > after_id``), filtered; with progress."""
+    query = select(OnboardingPlan).where(OnboardingPlan.id > after_id)
+    if status:
+        query = query.where(OnboardingPlan.status.in_(list(status)))
+    if csm_ids:
+        query = query.where(OnboardingPlan.csm_id.in_(list(csm_ids)))
+    if overdue is True:
+        query = query.where(_overdue_clause(today, cfg))
+    elif overdue is False:
+        query = query.where(~_overdue_clause(today, cfg))
+    plans = list(session.scalars(query.order_by(OnboardingPlan.id).limit(limit)))
+    return _views(session, plans, today, cfg)
+
+
+def plan_view(
+    session: Session, plan_id: int, *, today: date, cfg: ScoringConfig = DEFAULT_CONFIG
+) -> PlanView:
+    plan = session.get(OnboardingPlan, plan_id)
+    if plan is None:
+        raise NotFound(f"onboarding plan {plan_id} not found")
+    return _views(session, [plan], today, cfg)[0]
+
+
+def csm_ids_for(session: Session, csm: str) -> list[int]:
+    """A ``csm`` filter value: an id, or an e-mail (case-insensitive); [] when unknown."""
+    text = csm.strip()
+    if text.isdigit():
+        return [int(text)]
+    found = session.scalars(select(Csm.id).where(Csm.email == text.lower())).all()
+    return [int(i) for i in found]
+
+
+# --------------------------------------------------------------------------------------------
+# writes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TaskChange:
+    task: OnboardingTask
+    view: PlanView
+    changed: bool  # False: the task already had this status and note
+    adoption: bool  # the account entered adoption by this change
+
+
+def _enter_adoption(session: Session, plan: OnboardingPlan, now: datetime, reason: str) -> bool:
+    """The account of ``plan`` enters ``adoption`` (domain.md 2, 7.4), unless a later stage
+    already followed this onboarding. Stamped as a CS write so the push sends the stage."""
+    account = session.get(Account, plan.account_id, with_for_update=True)
+    if account is None or account.lifecycle_stage not in (None, "onboarding", "trial"):
+        return False
+    entry = StageEntry("adoption", now.date(), reason)
+    account.lifecycle_stage = entry.stage
+    account.lifecycle_entered_at = now
+    stamp_cs_change(account, ["lifecycle_stage", "lifecycle_entered_at"], at=now)
+    session.add(
+        AccountEvent(
+            account_id=account.id, kind=entry.kind, payload=entry.payload(), occurred_at=now
+        )
+    )
+    return True
+
+
+def _finish_if_met(
+    session: Session, view: PlanView, now: datetime, cfg: ScoringConfig
+) -> tuple[PlanView, bool]:
+    plan = view.plan
+    if plan.status != "active" or plan.kind != "full" or not view.progress.exit_met:
+        return view, False
+    plan.status = "completed"
+    plan.closed_at = now
+    plan.close_reason = "exit criteria met (domain.md 7.4)"
+    adoption = _enter_adoption(session, plan, now, "onboarding exit criteria met")
+    session.flush()
+    return _views(session, [plan], now.date(), cfg)[0], adoption
+
+
+def set_task_status(
+    session: Session,
+    task_id: int,
+    *,
+    status: Literal["done", "skipped", "open"],
+    note: str | None,
+    now: datetime | None = None,
+    cfg: ScoringConfig = DEFAULT_CONFIG,
+) -> TaskChange:
+    """Mark a task done, skipped (or open again) with a note, in the caller's transaction.
+
+    Done sets ``done_on`` (the recompute reads it), skipped and open clear it. Then, when the
+    plan is a full one still active and 7.4's exit criteria hold, the plan completes and the
+    account enters ``adoption``. Repeating the same change changes nothing.
+    """
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    task = session.get(OnboardingTask, task_id, with_for_update=True)
+    if task is None:
+        raise NotFound(f"onboarding task {task_id} not found")
+    changed = task.status != status or (note is not None and task.note != note)
+    if changed:
+        if task.status != status:
+            task.status = status
+            task.done_on = now.date() if status == "done" else None
+        if note is not None:
+            task.note = note
+        task.status_changed_at = now
+        session.flush()
+    plan = session.get(OnboardingPlan, task.plan_id, with_for_update=True)
+    assert plan is not None  # the foreign key
+    view = _views(session, [plan], now.date(), cfg)[0]
+    view, adoption = _finish_if_met(session, view, now, cfg)
+    return TaskChange(task, view, changed, adoption)
+
+
+def close_plan(
+    session: Session,
+    plan_id: int,
+    *,
+    reason: str,
+    now: datetime | None = None,
+    cfg: ScoringConfig = DEFAULT_CONFIG,
+) -> tuple[PlanView, bool]:
+    """7.4: a CSM closes onboarding by hand with a reason; the account enters adoption."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    plan = session.get(OnboardingPlan, plan_id, with_for_update=True)
+    if plan is None:
+        raise NotFound(f"onboarding plan {plan_id} not found")
+    adoption = False
+    if plan.status == "active":
+        plan.status = "closed"
+        plan.closed_at = now
+        plan.close_reason = reason
+        if plan.kind == "full":
+            adoption = _enter_adoption(session, plan, now, f"onboarding closed by hand: {reason}")
+        session.flush()
+    return _views(session, [plan], now.date(), cfg)[0], adoption
+
+
+__all__ = [
+    "PLAN_STATUSES",
+    "NotFound",
+    "PlanCreated",
+    "PlanView",
+    "TaskChange",
+    "close_plan",
+    "create_plan_once",
+    "csm_ids_for",
+    "list_plans",
+    "plan_view",
+    "set_task_status",
+]
