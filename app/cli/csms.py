@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from datetime import date, datetime
 from pathlib import Path
 
 import typer
@@ -113,6 +114,10 @@ def import_command(
     raise typer.Exit(code=ExitCode.OK)
 
 
+def _iso(value: object) -> str:
+    return value.isoformat() if isinstance(value, date | datetime) else str(value)
+
+
 @csms_app.command("list")
 def list_command() -> None:
     """Print every CSM as one JSON document per line."""
@@ -121,6 +126,6 @@ def list_command() -> None:
     try:
         with make_session_factory(engine)() as session:
             for csm in session.scalars(select(Csm).order_by(Csm.id)):
-                typer.echo(json.dumps(csm_dict(csm), default=str))
+                typer.echo(json.dumps(csm_dict(csm), default=_iso))
     finally:
         engine.dispose()
