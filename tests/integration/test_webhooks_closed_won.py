@@ -15,15 +15,19 @@ from app.db.models import OnboardingPlan, Opportunity, WebhookEvent
 from crmsync_sandbox import Sandbox, SandboxConfig
 from tests.support.webhooks import (
     LiveApp,
+    hubspot_event,
+    hubspot_request,
     point_sandbox_at,
+    post,
     sandbox_settings,
+    seed_csms,
     wait_for,
 )
 
 
 @pytest.fixture(scope="module")
 def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(SandboxConfig(accounts=12, seed=20)) as sb:
+    with Sandbox(SandboxConfig(accounts=60, seed=20)) as sb:
         yield sb
 
 
@@ -53,29 +57,44 @@ def hs(sb: Sandbox, method: str, path: str, **kw: Any) -> Any:
         session.close()
 
 
-def open_deals(sb: Sandbox, count: int) -> list[str]:
-    found = hs(
-        sb,
-        "POST",
-        "/crm/v3/objects/deals/search",
-        json={
-            "filterGroups": [
-                {
-                    "filters": [
-                        {
-                            "propertyName": "dealstage",
-                            "operator": "NOT_IN",
-                            "values": ["closedwon", "closedlost"],
-                        }
-                    ]
-                }
-            ],
-            "limit": 100,
-        },
-    )
-    ids = [str(r["id"]) for r in found["results"]]
-    assert len(ids) >= count, "the seed has too few open deals"
-    return ids[:count]
+def companies(sb: Sandbox) -> list[str]:
+    found = hs(sb, "GET", "/crm/v3/objects/companies", params={"limit": 100})
+    return [str(r["id"]) for r in found["results"]]
+
+
+_made = iter(range(1, 1_000_000))
+
+
+def open_deals(sb: Sandbox, count: int, dealtype: str = "newbusiness") -> list[str]:
+    """``count`` new open deals, each on its own company (a new customer)."""
+    ids = []
+    for company in companies(sb)[-count:]:
+        n = next(_made)
+        made = hs(
+            sb,
+            "POST",
+            "/crm/v3/objects/deals",
+            json={
+                "properties": {
+                    "dealname": f"webhook test {n}",
+                    "amount": "30000",
+                    "closedate": "2026-12-04T00:00:00.000Z",
+                    "dealstage": "contractsent",
+                    "pipeline": "default",
+                    "dealtype": dealtype,
+                },
+                "associations": [
+                    {
+                        "to": {"id": company},
+                        "types": [
+                            {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}
+                        ],
+                    }
+                ],
+            },
+        )
+        ids.append(str(made["id"]))
+    return ids
 
 
 def events(engine: Engine, object_id: str | None = None) -> list[WebhookEvent]:
@@ -142,3 +161,171 @@ def test_won_then_lost_before_processing_is_ignored(
         assert opportunity.is_won is False
         assert opportunity.is_closed is True
     assert plans_for(engine, deal) == []
+
+
+def company_of(sb: Sandbox, deal: str) -> str:
+    found = hs(sb, "GET", f"/crm/v4/objects/deals/{deal}/associations/companies")
+    return str(found["results"][0]["toObjectId"])
+
+
+def test_a_won_deal_starts_onboarding_once_and_writes_back(
+    sandbox: Sandbox, server: LiveApp, engine: Engine
+) -> None:
+    from app.db.models import Account, Csm, HandoverNote, OnboardingTask
+
+    emails = seed_csms(engine, sandbox)
+    (deal,) = open_deals(sandbox, 1)
+    sandbox.control("PUT", "/webhooks", {"duplicate": True})  # every batch delivered twice
+    sandbox.control("POST", "/hubspot/close-won", {"id": deal})
+    rows = settled(engine, deal)
+    assert [r.status for r in rows] == ["done"], [(r.status, r.last_error) for r in rows]
+    (plan,) = plans_for(engine, deal)
+    with Session(engine) as s:
+        account = s.get(Account, plan.account_id)
+        assert account is not None
+        assert account.lifecycle_stage == "onboarding"
+        assert account.onboarding_status == "active"
+        assert plan.tier_at_close == account.tier
+        csm = s.get(Csm, plan.csm_id) if plan.csm_id else None
+        if plan.tier_at_close == "tech":
+            assert csm is not None
+            assert csm.is_pool
+        else:
+            assert csm is not None
+            assert csm.email in emails
+        assert account.csm_email == csm.email
+        tasks = list(s.scalars(select(OnboardingTask).where(OnboardingTask.plan_id == plan.id)))
+        assert {t.code for t in tasks} >= {"go_live", "first_value"}
+        assert all(t.due_on.weekday() < 5 for t in tasks)
+        note = s.get(HandoverNote, plan.handover_note_id)
+        assert note is not None
+        assert note.origin == "cs"
+        assert note.status in ("complete", "partial", "empty")
+        handover_task = [t for t in tasks if t.code == "handover_complete"]
+        assert bool(handover_task) == (note.status != "complete")
+        company = account.hs_id
+
+    # write-back: the CSM and the onboarding status on the company, the handover note on it
+    def pushed() -> Any:
+        props = hs(
+            sandbox,
+            "GET",
+            f"/crm/v3/objects/companies/{company}",
+            params={"properties": "crmsync_csm_email,crmsync_onboarding_status"},
+        )["properties"]
+        return props if props.get("crmsync_onboarding_status") == "active" else None
+
+    props = wait_for(pushed, timeout=30)
+    assert props["crmsync_csm_email"] == csm.email
+
+    def note_id() -> str | None:
+        with Session(engine) as s:
+            note = s.get(HandoverNote, plan.handover_note_id)
+            return note.hs_id if note is not None else None
+
+    hs_note = wait_for(note_id, timeout=30)  # created in HubSpot, its id stored
+    on_company = hs(sandbox, "GET", f"/crm/v4/objects/companies/{company}/associations/notes")
+    assert hs_note in {str(r["toObjectId"]) for r in on_company["results"]}
+    # another event about the same won deal (a new eventId: a replay) starts nothing new
+    url = server.url + "/webhooks/hubspot"
+    assert post(url, *hubspot_request(url, [hubspot_event(999_001, deal)])).status_code == 200
+    rows = settled(engine, deal, count=2)
+    assert rows[1].status == "done"
+    assert "exists" in (rows[1].last_error or "")
+    assert len(plans_for(engine, deal)) == 1
+
+
+def test_won_lost_won_out_of_order_gives_one_plan(
+    sandbox: Sandbox, server: LiveApp, engine: Engine
+) -> None:
+    seed_csms(engine)
+    (deal,) = open_deals(sandbox, 1)
+    sandbox.control("PUT", "/webhooks", {"hold": True, "reorder": True})
+    sandbox.control("POST", "/hubspot/close-won", {"id": deal})  # won
+    patch = {"properties": {"dealstage": "closedlost"}}
+    hs(sandbox, "PATCH", f"/crm/v3/objects/deals/{deal}", json=patch)  # lost
+    url = server.url + "/webhooks/hubspot"
+    lost = hubspot_event(880_001, deal, stage="closedlost")
+    assert post(url, *hubspot_request(url, [lost])).status_code == 200
+    settled(engine, deal, count=1)
+    assert plans_for(engine, deal) == []
+    sandbox.control("POST", "/hubspot/close-won", {"id": deal})  # won again
+    sandbox.control("POST", "/webhooks/flush", {"wait": 20})  # both won events, reversed
+    rows = settled(engine, deal, count=3)
+    assert sorted(r.status for r in rows) == ["done", "done", "ignored"]
+    assert len(plans_for(engine, deal)) == 1
+
+
+def test_kill_9_between_inbox_and_processing_the_plan_appears_after_restart(
+    sandbox: Sandbox, database_url: str, engine: Engine, tmp_path: Any
+) -> None:
+    """crmsync serve (a real process) stores the deliveries without processing them (its worker
+    is off: the kill lands between the two), is killed with SIGKILL, and a restarted serve
+    with its worker on finds them with the sweeper and starts the onboarding."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import app
+
+    seed_csms(engine)
+    deals = open_deals(sandbox, 3)
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    def serve(port: int, worker: bool) -> subprocess.Popen[bytes]:
+        settings = sandbox_settings(sandbox, database_url)
+        env = {
+            **os.environ,
+            "CRMSYNC_DATABASE_URL": database_url,
+            "CRMSYNC_HUBSPOT_BASE_URL": settings.hubspot_base_url,
+            "CRMSYNC_HUBSPOT_ACCESS_TOKEN": sandbox.info.hubspot.access_token,
+            "CRMSYNC_HUBSPOT_APP_SECRET": sandbox.info.hubspot.app_secret,
+            "CRMSYNC_CA_BUNDLE": sandbox.info.ca_file,
+            "CRMSYNC_WEBHOOKS__EMBEDDED_WORKER": "true" if worker else "false",
+            "CRMSYNC_WEBHOOKS__SWEEP_SECONDS": "0.5",
+            # this checkout's app, whatever the venv's editable install points at
+            "PYTHONPATH": str(Path(app.__file__).resolve().parents[1]),
+        }
+        code = (
+            "import uvicorn; from app.main import create_app; "
+            f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning')"
+        )
+        proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path)
+        wait_for(lambda: _answers(port), timeout=60, every=0.2)
+        return proc
+
+    port = free_port()
+    first = serve(port, worker=False)
+    url = f"http://127.0.0.1:{port}/webhooks/hubspot"
+    sandbox.control("PUT", "/webhooks", {"hubspot_url": url})
+    for deal in deals:
+        sandbox.control("POST", "/hubspot/close-won", {"id": deal})
+    sandbox.control("POST", "/webhooks/flush", {"wait": 30})
+    assert len(events(engine)) == 3  # stored and acknowledged
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait(10)
+    assert all(r.status == "received" for r in events(engine))
+    second = serve(port, worker=True)
+    try:
+        for deal in deals:
+            settled(engine, deal)
+            assert len(plans_for(engine, deal)) == 1
+    finally:
+        second.terminate()
+        second.wait(20)
+
+
+def _answers(port: int) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -180,3 +180,38 @@ def wait_for(predicate: Any, timeout: float = 60.0, every: float = 0.1) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"not true after {timeout} s")
         time.sleep(every)
+
+
+def seed_csms(engine: Any, sb: Any | None = None, *, capacity: int = 100) -> list[str]:
+    """CSMs serving every tier (the sandbox's CSM users when given, else three made up), a
+    tech pool user, and a fallback CS manager; returns the CSMs' e-mails."""
+    from sqlalchemy.orm import Session
+
+    from app.db.models import Csm
+
+    emails: list[str] = []
+    if sb is not None:
+        from datetime import UTC, datetime
+
+        from crmsync_sandbox.seed import SeedPlan
+
+        plan = SeedPlan(sb.config.seed, sb.config.accounts, datetime.now(UTC))
+        emails = [u.email for u in plan.users() if u.role == "csm"]
+    if not emails:
+        emails = ["ada@cs.example", "bo@cs.example", "cy@cs.example"]
+    with Session(engine) as s:
+        for email in emails:
+            s.add(
+                Csm(
+                    name=email.split("@")[0].title(),
+                    email=email,
+                    tiers=["key", "high", "low"],
+                    capacity_units=capacity,
+                    region=None,
+                    is_pool=False,
+                    active=True,
+                )
+            )
+        s.add(Csm(name="Tech pool", email="pool@cs.example", tiers=["tech"], is_pool=True))
+        s.commit()
+    return emails
