@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.cli.common import ExitCode, console
+from app.cli.demo_closed_won import SANDBOX_WEBHOOK_HOLD, closed_won_step
 from app.cli.demo_db import DEMO_TRIGGER, why_not_a_demo_database
 from app.cli.demo_health import CrmAccess, run_health_demo
 from app.core.runs import SyncKind
@@ -80,7 +81,10 @@ def demo(
 
     url = _prepare_database(database_url)
     console.print(f"[bold]1.[/bold] starting the CRM sandbox ({accounts} companies, seed {seed})")
-    with Sandbox(SandboxConfig(accounts=accounts, seed=seed, hs_rate_limits=False)) as sb:
+    config = SandboxConfig(
+        accounts=accounts, seed=seed, hs_rate_limits=False, emit_seed_webhooks=True
+    )
+    with Sandbox(config, webhooks=SANDBOX_WEBHOOK_HOLD) as sb:
         sf, hs = sb.info.salesforce, sb.info.hubspot
         console.print(f"   Salesforce {sf.instance_url}  HubSpot {hs.base_url}")
         settings = DemoSettings(
@@ -127,6 +131,7 @@ def demo(
                 csv_path=DEMO_SIGNALS_CSV,
                 triggered_by=DEMO_TRIGGER,
             )
+            closed_won_step(sb, settings, engine)
             calls = sb.control("GET", "/stats")["calls_total"]
             with factory() as s:
                 totals = {
