@@ -329,3 +329,68 @@ def _answers(port: int) -> bool:
         return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_burst_of_1000_closed_won_deals_gives_1000_plans(
+    sandbox: Sandbox, database_url: str, engine: Engine
+) -> None:
+    """1,000 deals closed at once through HubSpot batch updates: the sandbox delivers the
+    webhooks (batches, retries), every deal gets exactly one plan, nothing is lost."""
+    from sqlalchemy import func
+
+    seed_csms(engine, capacity=100_000)
+    app = LiveApp(sandbox_settings(sandbox, database_url, worker_threads=4))
+    point_sandbox_at(sandbox, app, batch_size=99)
+    try:
+        company = companies(sandbox)[0]
+        deals: list[str] = []
+        for start in range(0, 1000, 100):
+            inputs = [
+                {
+                    "properties": {
+                        "dealname": f"burst {start + n}",
+                        "amount": "12000",
+                        "closedate": "2026-12-04T00:00:00.000Z",
+                        "dealstage": "contractsent",
+                        "pipeline": "default",
+                        "dealtype": "newbusiness",
+                    },
+                    "associations": [
+                        {
+                            "to": {"id": company},
+                            "types": [
+                                {"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 5}
+                            ],
+                        }
+                    ],
+                }
+                for n in range(100)
+            ]
+            made = hs(
+                sandbox, "POST", "/crm/v3/objects/deals/batch/create", json={"inputs": inputs}
+            )
+            deals.extend(str(r["id"]) for r in made["results"])
+        for start in range(0, 1000, 100):
+            closing = [
+                {"id": d, "properties": {"dealstage": "closedwon"}}
+                for d in deals[start : start + 100]
+            ]
+            hs(sandbox, "POST", "/crm/v3/objects/deals/batch/update", json={"inputs": closing})
+
+        def all_planned() -> bool:
+            with Session(engine) as s:
+                return (s.scalar(select(func.count()).select_from(OnboardingPlan)) or 0) >= 1000
+
+        wait_for(all_planned, timeout=600, every=1)
+        with Session(engine) as s:
+            planned = s.execute(
+                select(Opportunity.hs_id, func.count())
+                .join(OnboardingPlan, OnboardingPlan.opportunity_id == Opportunity.id)
+                .group_by(Opportunity.hs_id)
+            ).all()
+        assert sorted(str(d) for d, _ in planned) == sorted(deals)
+        assert all(n == 1 for _, n in planned)
+    finally:
+        app.stop()
