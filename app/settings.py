@@ -170,6 +170,9 @@ class WebhookSettings(BaseModel):
             "processing (otherwise the next `crmsync push` sends them)."
         ),
     )
+    writeback_triggered_by: str = Field(
+        "webhook", description="sync_runs.triggered_by of the write-back pushes."
+    )
     notice_url: str | None = Field(
         None, description="POST a JSON message here on every new onboarding (chat/ticketing)."
     )

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from app.cli.common import console
+from app.cli.demo_db import DEMO_TRIGGER
 from app.db.models import Csm, HandoverNote, OnboardingPlan, WebhookEvent
 from app.settings import Settings, WebhookSettings
 
@@ -91,7 +92,9 @@ def closed_won_step(sb: Any, settings: Settings, engine: Engine, *, timeout: flo
     served = settings.model_copy(
         update={
             "salesforce_webhook_secret": SecretStr(path_secret),
-            "webhooks": WebhookSettings(embedded_worker=True, worker_threads=2),
+            "webhooks": WebhookSettings(
+                embedded_worker=True, worker_threads=2, writeback_triggered_by=DEMO_TRIGGER
+            ),
         }
     )
     _seed_csms(engine)

@@ -260,7 +260,7 @@ class WritebackQueue:
                 crm,
                 list(rows),
                 only_row_ids=rows,
-                triggered_by="webhook",
+                triggered_by=self.context.settings.webhooks.writeback_triggered_by,
                 session_factory=self.context.session_factory,
             )
             log.info(
