@@ -15,8 +15,11 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
 from app import __version__
+from app.api.auth import install_access_errors, protected_router
 from app.api.routes import (
     accounts,
+    admin_audit,
+    admin_keys,
     csms,
     health,
     metrics,
@@ -68,14 +71,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = make_session_factory(engine)
+    install_access_errors(app)
+    # Outside /api/v1, without a key: probes (and webhooks, which carry the CRM's signature).
     app.include_router(health.router)
-    app.include_router(accounts.router)
-    app.include_router(notes.router)
-    app.include_router(push.router)
-    app.include_router(signals.router)
     app.include_router(webhooks.router)
-    app.include_router(runs_control.router)
     app.include_router(metrics.router)
-    app.include_router(csms.router)
-    app.include_router(onboarding.router)
+    # Every /api/v1 router goes into `api`: its dependency checks the key and the route's role
+    # (app/api/auth.py); tests/integration/test_api_access.py fails for a route outside it.
+    api = protected_router()
+    api.include_router(accounts.router)
+    api.include_router(notes.router)
+    api.include_router(push.router)
+    api.include_router(signals.router)
+    api.include_router(runs_control.router)
+    api.include_router(csms.router)
+    api.include_router(onboarding.router)
+    api.include_router(admin_keys.router)
+    api.include_router(admin_audit.router)
+    app.include_router(api)
     return app

@@ -567,6 +567,12 @@ class Settings(BaseSettings):
                 check("HUBSPOT_REFRESH_TOKEN", self.hubspot_refresh_token, required=True)
             check("HUBSPOT_APP_SECRET", self.hubspot_app_secret, required=True)
         check("ADMIN_BOOTSTRAP_KEY", self.admin_bootstrap_key, required=False)
+        bootstrap = self.admin_bootstrap_key
+        if bootstrap is not None and 0 < len(bootstrap.get_secret_value().strip()) < 24:
+            problems.append(
+                "CRMSYNC_ADMIN_BOOTSTRAP_KEY is shorter than 24 characters: it is an admin key, "
+                "use a long random value (or unset it and run `crmsync keys create`)"
+            )
         if self.ca_bundle is not None and not self.ca_bundle.is_file():
             problems.append(f"CRMSYNC_CA_BUNDLE points to {self.ca_bundle}, which is not a file")
         return problems

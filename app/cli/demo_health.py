@@ -102,17 +102,26 @@ def demo_accounts(factory: sessionmaker[Session]) -> list[DemoAccount]:
 
 
 @contextmanager
-def served(settings: Settings) -> Iterator[str]:
-    """crmsync's HTTP API on a free port of 127.0.0.1 for the block; yields its base URL."""
+def served(settings: Settings) -> Iterator[tuple[str, str]]:
+    """crmsync's HTTP API on a free port of 127.0.0.1 for the block; yields its base URL and
+    an operator API key made for the demo (every ``/api/v1`` route needs one)."""
     import uvicorn
 
+    from app.core.access import Role
+    from app.db.api_keys import create_key
     from app.main import create_app
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(create_app(settings), log_level="warning", lifespan="on")
+    app = create_app(settings)
+    with app.state.session_factory() as session:
+        _row, key = create_key(
+            session, name=f"demo-{port}-{time.time_ns()}", role=Role.OPERATOR, expires_in_days=1
+        )
+        session.commit()
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -122,17 +131,18 @@ def served(settings: Settings) -> Iterator[str]:
             raise DemoHealthError("the demo's API server did not start")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", key
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
 
 
-def post_signals(base_url: str, kind: str, rows: Sequence[dict[str, Any]]) -> int:
+def post_signals(base_url: str, kind: str, rows: Sequence[dict[str, Any]], key: str) -> int:
     """POST the rows in batches of at most 10,000; returns the rows stored."""
     http = requests.Session()
     http.trust_env = False  # 127.0.0.1, never through a proxy
+    http.headers["Authorization"] = f"Bearer {key}"
     stored = 0
     for i in range(0, len(rows), MAX_BATCH):
         answer = http.post(
@@ -175,11 +185,11 @@ def run_health_demo(
     console.print(
         "   signal profiles: " + ", ".join(f"{n} {p}" for p, n in sorted(profiles.items()))
     )
-    with served(settings) as base_url:
+    with served(settings) as (base_url, key):
         console.print(f"   POST {base_url}/api/v1/signals/{{kind}} (crmsync's API, served)")
         for kind, kind_rows in rows.items():
             if kind != "usage":
-                done.signals[kind] = post_signals(base_url, kind, kind_rows)
+                done.signals[kind] = post_signals(base_url, kind, kind_rows, key)
     write_csv(csv_path, rows["usage"])
     console.print(f"   crmsync signals import {csv_path} --kind usage")
     with csv_path.open(newline="", encoding="utf-8") as handle:

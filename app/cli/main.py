@@ -20,6 +20,7 @@ from app.cli.crm import crm_app
 from app.cli.csms import csms_app
 from app.cli.db import db_app
 from app.cli.health import health_app
+from app.cli.keys import keys_app
 from app.cli.push import push
 from app.cli.serve import serve
 from app.cli.signals_import import signals_app
@@ -40,6 +41,7 @@ cli.add_typer(crm_app, name="crm")
 cli.add_typer(health_app, name="health")
 cli.add_typer(csms_app, name="csms")
 cli.add_typer(signals_app, name="signals")
+cli.add_typer(keys_app, name="keys")
 cli.command("push")(push)
 cli.command("serve")(serve)
 cli.command("worker")(worker)

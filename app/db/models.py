@@ -13,6 +13,7 @@ Four groups of tables:
   ``onboarding_tasks``, ``csms``).
 * **Sync bookkeeping** (``sync_cursors``, ``sync_runs``, ``sync_errors``, ``push_ledger``,
   ``webhook_inbox``, ``job_leases``, ``api_limits``, ``admin_api_keys``).
+  ``webhook_inbox``, ``job_leases``, ``admin_api_keys``, ``audit_log``).
 
 Enumerated values are plain strings validated in code (listed in :mod:`app.db.enums`), so a new
 value never needs a table rebuild on SQLite. Datetimes are aware UTC and end in ``_at``; dates end
@@ -589,6 +590,9 @@ class SyncErrorRecord(IdMixin, Base):
     next_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolution: Mapped[str | None] = mapped_column(String(64))
+    #: Who resolved it by hand (audit actor) and their comment; None when a sync resolved it.
+    resolved_by: Mapped[str | None] = mapped_column(String(160))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
 
 
 class PushLedgerEntry(IdMixin, Base):
@@ -664,13 +668,39 @@ class ApiLimit(Base):
 
 
 class AdminApiKey(IdMixin, Base):
-    """An admin API key; only a hash is stored."""
+    """An API key of the admin API (``/api/v1``) with its role; only a hash is stored.
+
+    ``role`` is ``viewer``, ``operator`` or ``admin`` (:class:`app.core.access.Role`); a key past
+    ``expires_at`` or with ``revoked_at`` set is refused (401).
+    """
 
     __tablename__ = "admin_api_keys"
 
     name: Mapped[str] = mapped_column(String(128), nullable=False)
+    role: Mapped[str] = mapped_column(
+        String(16), default="viewer", server_default="viewer", nullable=False
+    )
     key_prefix: Mapped[str] = mapped_column(String(16), nullable=False)
     key_hash: Mapped[str] = mapped_column(String(128), unique=True, nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AuditEntry(IdMixin, Base):
+    """Who did what to what, and when: every write of the admin API and of the admin CLI.
+
+    ``actor`` is the API key's name (``key:<name>``), the bootstrap key (``bootstrap``) or the
+    CLI user (``cli:<user>``); ``target`` names the object (``sync_error:12``, ``api_key:3``).
+    Written in the same transaction as the change it records.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    actor: Mapped[str] = mapped_column(String(160), nullable=False)
+    action: Mapped[str] = mapped_column(String(64), nullable=False)
+    target: Mapped[str | None] = mapped_column(String(160))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict, nullable=False)

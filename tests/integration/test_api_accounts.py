@@ -19,6 +19,7 @@ from app.db.models import Account, Csm, UsageSnapshot
 from app.main import create_app
 from app.settings import Settings
 from app.wiring.recompute import run_recompute
+from tests.support.api import api_client
 
 TODAY = datetime.now(UTC).date()
 
@@ -71,7 +72,7 @@ def ids(database_url: str, factory: sessionmaker[Session]) -> dict[str, Any]:
 
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(settings(database_url))) as c:
+    with api_client(create_app(settings(database_url)), role="viewer") as c:
         yield c
 
 

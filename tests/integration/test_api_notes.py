@@ -17,6 +17,7 @@ from app.db.models import Account, HandoverNote, Opportunity
 from app.main import create_app
 from app.mappers.handover import parse_handover
 from app.settings import Settings
+from tests.support.api import api_client
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def parents(engine: Engine) -> dict[str, int]:
 def client(database_url: str) -> Iterator[TestClient]:
     # No CRM configured: every push stays queued, which is what these tests look at.
     settings = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
-    with TestClient(create_app(settings)) as c:
+    with api_client(create_app(settings)) as c:
         yield c
 
 

@@ -20,6 +20,7 @@ from app.db.onboarding_store import create_plan_once
 from app.domain.onboarding import build_plan
 from app.main import create_app
 from app.settings import Settings
+from tests.support.api import api_client
 
 TODAY = datetime.now(UTC).date()
 
@@ -35,7 +36,7 @@ def factory(engine: Engine) -> sessionmaker[Session]:
 
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(settings(database_url))) as c:
+    with api_client(create_app(settings(database_url)), role="operator") as c:
         yield c
 
 

@@ -16,12 +16,13 @@ from sqlalchemy import select, update
 
 from app.db.models import SyncRun
 from app.main import create_app
+from tests.support.api import api_client
 from tests.support.jobs import job_settings
 
 
 @pytest.fixture
 def client(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(job_settings(database_url, tmp_path))) as c:
+    with api_client(create_app(job_settings(database_url, tmp_path)), role="operator") as c:
         yield c
 
 

@@ -31,6 +31,7 @@ from app.db.models import (
 from app.main import create_app
 from app.settings import Settings
 from app.wiring.recompute import run_recompute
+from tests.support.api import api_client
 
 TODAY = datetime.now(UTC).date()
 
@@ -72,7 +73,7 @@ def accounts(factory: sessionmaker[Session]) -> list[int]:
 
 @pytest.fixture
 def client(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(settings(database_url))) as c:
+    with api_client(create_app(settings(database_url)), role="operator") as c:
         yield c
 
 

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import requests
-from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -36,6 +35,7 @@ from app.sync.pull import PullEngine
 from app.wiring.push import run_push
 from app.wiring.sync import run_sync
 from crmsync_sandbox import Sandbox, SandboxConfig
+from tests.support.api import api_client
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_salesforce_note_posted_pushed_pulled_edited_both_ways(
     assert parent is not None
     cs_before = len(cs_notes(factory))
 
-    with TestClient(create_app(settings)) as api, SalesforceClient(settings) as crm:
+    with api_client(create_app(settings)) as api, SalesforceClient(settings) as crm:
         before = {n["Id"] for n in sf_notes(crm, parent)}
         response = api.post(
             f"/api/v1/accounts/{account_id}/notes",
@@ -158,7 +158,7 @@ def test_a_failed_push_keeps_the_note_queued_and_the_next_push_sends_it_once(
     down = {"match": "POST /services/data/*/composite/sobjects", "unavailable": 1.0}
     sandbox.control("PUT", "/faults", json={"routes": [down], "seed": 3})
     try:
-        with TestClient(create_app(settings)) as api:
+        with api_client(create_app(settings)) as api:
             response = api.post(
                 f"/api/v1/accounts/{account_id}/notes", json={"title": "Outage note"}
             )
@@ -212,7 +212,7 @@ def test_salesforce_push_killed_after_the_create_call_makes_no_second_note(
     assert parent is not None
     # Stored while Salesforce is not configured here: queued, not pushed.
     offline = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
-    with TestClient(create_app(offline)) as api:
+    with api_client(create_app(offline)) as api:
         response = api.post(f"/api/v1/accounts/{account_id}/notes", json={"title": "Renewal risks"})
     assert response.status_code == 202
     note_id = response.json()["id"]
@@ -344,7 +344,7 @@ def test_hubspot_note_posted_pushed_pulled_edited_both_ways(
     cs_before = len(cs_notes(factory))
     before = set(hs_company_notes(sandbox, company_hs))
 
-    with TestClient(create_app(settings)) as api:
+    with api_client(create_app(settings)) as api:
         response = api.post(
             f"/api/v1/opportunities/{deal_id}/notes",
             json={"title": "Deal handover", "body": "Champion is the CFO.", "fit": "good"},
@@ -419,7 +419,7 @@ def test_hubspot_push_killed_after_the_create_call_makes_no_second_note(
         account_id, company = account.id, account.hs_id
     assert company is not None
     offline = Settings(_env_file=None, database_url=database_url)  # type: ignore[call-arg]
-    with TestClient(create_app(offline)) as api:
+    with api_client(create_app(offline)) as api:
         response = api.post(f"/api/v1/accounts/{account_id}/notes", json={"title": "QBR prep"})
     assert response.status_code == 202
     note_id = response.json()["id"]

@@ -25,6 +25,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.sync.run_scope import RunResult
 from app.wiring.push import MissingTargetsError, run_push
+from tests.support.api import api_client
 from tests.support.cli import clean_env, run_crmsync
 from tests.support.fake_writer import FakeWriter
 
@@ -228,7 +229,7 @@ def test_unknown_objects_and_unconfigured_crms_are_config_errors(database_url: s
 
 @pytest.fixture
 def api(database_url: str) -> Iterator[TestClient]:
-    with TestClient(create_app(settings(database_url))) as c:
+    with api_client(create_app(settings(database_url)), role="viewer") as c:
         yield c
 
 

@@ -51,7 +51,7 @@ def test_documented_environment_names_are_read(
         "CRMSYNC_HUBSPOT_ACCESS_TOKEN": "pat-na1-x",
         "CRMSYNC_HUBSPOT_APP_SECRET": "hs-secret",
         "CRMSYNC_CA_BUNDLE": str(ca_file),
-        "CRMSYNC_ADMIN_BOOTSTRAP_KEY": "bootstrap-key-123",
+        "CRMSYNC_ADMIN_BOOTSTRAP_KEY": "bootstrap-key-0123456789abcdef",
         "CRMSYNC_SYNC__PAGE_SIZE": "500",
     }
     for key, value in env.items():
@@ -66,7 +66,7 @@ def test_documented_environment_names_are_read(
     assert s.hubspot_access_token == SecretStr("pat-na1-x")
     assert s.hubspot_app_secret == SecretStr("hs-secret")
     assert s.ca_bundle == ca_file
-    assert s.admin_bootstrap_key == SecretStr("bootstrap-key-123")
+    assert s.admin_bootstrap_key == SecretStr("bootstrap-key-0123456789abcdef")
     assert s.sync.page_size == 500
     assert s.enabled_crms == ["salesforce", "hubspot"]
 
@@ -126,6 +126,7 @@ def test_prod_with_real_secrets_starts(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"CRMSYNC_HUBSPOT_APP_SECRET": "changeme"}, "CRMSYNC_HUBSPOT_APP_SECRET"),
         ({"CRMSYNC_HUBSPOT_ACCESS_TOKEN": "changethis"}, "CRMSYNC_HUBSPOT_ACCESS_TOKEN"),
         ({"CRMSYNC_ADMIN_BOOTSTRAP_KEY": "admin"}, "CRMSYNC_ADMIN_BOOTSTRAP_KEY"),
+        ({"CRMSYNC_ADMIN_BOOTSTRAP_KEY": "short-but-not-default"}, "shorter than 24"),
         ({"CRMSYNC_HUBSPOT_ACCESS_TOKEN": None, "CRMSYNC_HUBSPOT_APP_SECRET": None}, "no CRM"),
         (
             {"CRMSYNC_SALESFORCE_INSTANCE_URL": "https://acme.my.salesforce.com"},

@@ -29,7 +29,9 @@ from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.api.auth import needs
 from app.api.deps import SessionDep
+from app.core.access import Role
 from app.db.models import Account, AccountEvent, HealthSnapshot
 from app.domain.lifecycle import LIFECYCLE_STAGE_ENTERED
 from app.domain.renewal import prep_start_on
@@ -123,7 +125,11 @@ def _encode(value: Any) -> Any:
     return str(value)
 
 
-@router.get("", summary="Accounts by band, tier, renewal window, lifecycle stage and CSM")
+@router.get(
+    "",
+    summary="Accounts by band, tier, renewal window, lifecycle stage and CSM",
+    **needs(Role.VIEWER),
+)
 def list_accounts(
     session: SessionDep,
     band: Annotated[list[BandIn] | None, Query(description="Health band(s).")] = None,
@@ -181,7 +187,11 @@ def _account(session: Session, account_id: int) -> Account:
     return account
 
 
-@router.get("/{account_id}", summary="One account: health components, reasons, tier, renewal")
+@router.get(
+    "/{account_id}",
+    summary="One account: health components, reasons, tier, renewal",
+    **needs(Role.VIEWER),
+)
 def get_account(account_id: Annotated[int, Path(ge=1)], session: SessionDep) -> Any:
     account = _account(session, account_id)
     today = datetime.now(UTC).date()
@@ -247,7 +257,11 @@ def get_account(account_id: Annotated[int, Path(ge=1)], session: SessionDep) -> 
     return _json(out)
 
 
-@router.get("/{account_id}/health/history", summary="The account's daily health snapshots")
+@router.get(
+    "/{account_id}/health/history",
+    summary="The account's daily health snapshots",
+    **needs(Role.VIEWER),
+)
 def health_history(
     account_id: Annotated[int, Path(ge=1)],
     session: SessionDep,

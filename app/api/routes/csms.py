@@ -19,8 +19,10 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
+from app.api.auth import needs
 from app.api.deps import SessionDep, SettingsDep
 from app.api.routes.accounts import _invalid, _json, decode_cursor, encode_cursor
+from app.core.access import Role
 from app.db.csm_store import (
     CsmConflict,
     CsmFields,
@@ -52,7 +54,7 @@ def _conflict(exc: CsmConflict) -> JSONResponse:
     )
 
 
-@router.get("", summary="CSMs with their load and utilisation")
+@router.get("", summary="CSMs with their load and utilisation", **needs(Role.VIEWER))
 def list_csms(
     session: SessionDep,
     settings: SettingsDep,
@@ -99,13 +101,13 @@ def _load_of(session: Any, settings: Any, csm_id: int) -> CsmCandidate | None:
     return next((c for c in candidates if c.id == csm_id), None)
 
 
-@router.get("/{csm_id}", summary="One CSM with their load")
+@router.get("/{csm_id}", summary="One CSM with their load", **needs(Role.VIEWER))
 def get_csm(session: SessionDep, settings: SettingsDep, csm_id: Annotated[int, Path(ge=1)]) -> Any:
     csm = _get(session, csm_id)
     return _out(csm, _load_of(session, settings, csm_id))
 
 
-@router.post("", status_code=201, summary="Create a CSM")
+@router.post("", status_code=201, summary="Create a CSM", **needs(Role.OPERATOR))
 def post_csm(session: SessionDep, settings: SettingsDep, body: CsmFields) -> Any:
     try:
         csm = create_csm(session, body, settings.scoring.config)
@@ -116,7 +118,7 @@ def post_csm(session: SessionDep, settings: SettingsDep, body: CsmFields) -> Any
     return _out(csm, None)
 
 
-@router.patch("/{csm_id}", summary="Change a CSM's fields")
+@router.patch("/{csm_id}", summary="Change a CSM's fields", **needs(Role.OPERATOR))
 def patch_csm(
     session: SessionDep,
     settings: SettingsDep,

@@ -28,7 +28,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.api.auth import needs
 from app.api.deps import SessionDep, SettingsDep
+from app.core.access import Role
 from app.db.cs_writes import stamp_cs_change
 from app.db.models import Account, HandoverNote, Opportunity
 from app.mappers.handover import parse_handover
@@ -254,6 +256,7 @@ def _opportunity(session: Session, opportunity_id: int) -> Opportunity:
     status_code=201,
     response_model=NoteOut,
     responses={202: {"model": NoteOut, "description": "Stored; queued for the next push"}},
+    **needs(Role.OPERATOR),
 )
 def post_account_note(
     account_id: Annotated[int, Path(ge=1)],
@@ -275,6 +278,7 @@ def post_account_note(
     status_code=201,
     response_model=NoteOut,
     responses={202: {"model": NoteOut, "description": "Stored; queued for the next push"}},
+    **needs(Role.OPERATOR),
 )
 def post_opportunity_note(
     opportunity_id: Annotated[int, Path(ge=1)],
@@ -298,7 +302,12 @@ def _note(session: Session, note_id: int) -> HandoverNote:
     return note
 
 
-@router.get("/notes/{note_id}", summary="Read a handover note", response_model=NoteOut)
+@router.get(
+    "/notes/{note_id}",
+    summary="Read a handover note",
+    response_model=NoteOut,
+    **needs(Role.VIEWER),
+)
 def get_note(note_id: Annotated[int, Path(ge=1)], session: SessionDep) -> dict[str, Any]:
     return _out(_note(session, note_id))
 
@@ -316,6 +325,7 @@ def _retitle(body: str, old: str | None, new: str) -> str:
     summary="Edit a note's title or body; the edit is pushed",
     response_model=NoteOut,
     responses={202: {"model": NoteOut, "description": "Stored; queued for the next push"}},
+    **needs(Role.OPERATOR),
 )
 def patch_note(
     note_id: Annotated[int, Path(ge=1)],

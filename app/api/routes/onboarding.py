@@ -24,8 +24,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from app.api.auth import needs
 from app.api.deps import SessionDep, SettingsDep
 from app.api.routes.accounts import _invalid, _json, decode_cursor, encode_cursor
+from app.core.access import Role
 from app.db.models import OnboardingTask
 from app.db.onboarding_store import (
     NotFound,
@@ -114,7 +116,7 @@ def _today() -> date:
     return datetime.now(UTC).date()
 
 
-@router.get("", summary="Onboarding plans with tasks, due dates and progress")
+@router.get("", summary="Onboarding plans with tasks, due dates and progress", **needs(Role.VIEWER))
 def list_onboarding(
     session: SessionDep,
     settings: SettingsDep,
@@ -158,7 +160,7 @@ def list_onboarding(
     }
 
 
-@router.get("/{plan_id}", summary="One onboarding plan")
+@router.get("/{plan_id}", summary="One onboarding plan", **needs(Role.VIEWER))
 def get_onboarding(
     session: SessionDep, settings: SettingsDep, plan_id: Annotated[int, Path(ge=1)]
 ) -> Any:
@@ -170,7 +172,11 @@ def get_onboarding(
     return _plan(view, today)
 
 
-@router.patch("/tasks/{task_id}", summary="Mark a task done or skipped, with a note")
+@router.patch(
+    "/tasks/{task_id}",
+    summary="Mark a task done or skipped, with a note",
+    **needs(Role.OPERATOR),
+)
 def patch_task(
     session: SessionDep,
     settings: SettingsDep,
@@ -193,7 +199,11 @@ def patch_task(
     }
 
 
-@router.post("/{plan_id}/close", summary="Close onboarding by hand, with a reason")
+@router.post(
+    "/{plan_id}/close",
+    summary="Close onboarding by hand, with a reason",
+    **needs(Role.OPERATOR),
+)
 def post_close(
     session: SessionDep,
     settings: SettingsDep,

@@ -16,7 +16,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from app.api.auth import needs
 from app.api.deps import SettingsDep
+from app.core.access import Role
 from app.errors import ConfigError
 from app.wiring.push import push_objects, run_push
 
@@ -34,7 +36,7 @@ def _invalid(parameter: str, message: str, value: Any) -> JSONResponse:
     )
 
 
-@router.get("/preview")
+@router.get("/preview", **needs(Role.VIEWER))
 def preview(
     request: Request,
     settings: SettingsDep,

@@ -23,7 +23,9 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.auth import needs
 from app.api.deps import JobsDep, SessionDep, SettingsDep
+from app.core.access import Role
 from app.core.runs import RunStatus
 from app.db import job_store, runs
 from app.jobs.runs import API_KINDS
@@ -84,6 +86,7 @@ def _invalid(field: str, message: str, value: Any) -> JSONResponse:
     response_model=RunsQueued,
     summary="Trigger a run (backfill, incremental, push, recompute)",
     responses={422: {"description": "a field is missing or invalid; the body names it"}},
+    **needs(Role.OPERATOR),
 )
 def trigger_run(
     body: RunRequest, session: SessionDep, settings: SettingsDep, jobs: JobsDep
@@ -163,6 +166,7 @@ def trigger_run(
     response_model=CancelAnswer,
     summary="Cancel a run: a queued one at once, a running one after its current page",
     responses={404: {"description": "no such run"}, 409: {"description": "already finished"}},
+    **needs(Role.OPERATOR),
 )
 def cancel_run(session: SessionDep, run_id: int = Path(ge=1)) -> CancelAnswer:
     status = runs.request_cancel(session, run_id)

@@ -28,6 +28,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.api.auth import needs
+from app.core.access import Role
 from app.db.signal_store import ingest
 from app.domain.signal_rows import MAX_BATCH
 
@@ -46,7 +48,7 @@ class SignalBatch(BaseModel):
     rows: list[Any]
 
 
-@router.post("/{kind}")
+@router.post("/{kind}", **needs(Role.OPERATOR))
 def post_signals(
     request: Request,
     kind: Annotated[KindIn, Path(description="The kind of signal the rows are.")],
