@@ -19,7 +19,11 @@ from app.api.auth import install_access_errors, protected_router
 from app.api.routes import (
     accounts,
     admin_audit,
+    admin_errors,
+    admin_inbox,
     admin_keys,
+    admin_runs,
+    admin_status,
     csms,
     health,
     metrics,
@@ -88,5 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(onboarding.router)
     api.include_router(admin_keys.router)
     api.include_router(admin_audit.router)
+    api.include_router(admin_runs.router)
+    api.include_router(admin_errors.router)
+    api.include_router(admin_inbox.router)
+    api.include_router(admin_status.router)
     app.include_router(api)
     return app

@@ -15,6 +15,7 @@ import sys
 
 import typer
 
+from app.cli.admin import errors_app, inbox_app, runs_app, status
 from app.cli.common import debug_enabled, report_error
 from app.cli.crm import crm_app
 from app.cli.csms import csms_app
@@ -42,6 +43,10 @@ cli.add_typer(health_app, name="health")
 cli.add_typer(csms_app, name="csms")
 cli.add_typer(signals_app, name="signals")
 cli.add_typer(keys_app, name="keys")
+cli.add_typer(runs_app, name="runs")
+cli.add_typer(errors_app, name="errors")
+cli.add_typer(inbox_app, name="inbox")
+cli.command("status")(status)
 cli.command("push")(push)
 cli.command("serve")(serve)
 cli.command("worker")(worker)

@@ -15,6 +15,7 @@ class SyncKind(StrEnum):
     PUSH = "push"
     RECONCILE = "reconcile"
     RECOMPUTE = "recompute"  # health, tier, renewal, lifecycle (crm "cs", object "accounts")
+    RETRY = "retry"  # failed records read again by id and synced (app.wiring.error_retry)
 
 
 class RunStatus(StrEnum):

@@ -39,6 +39,11 @@ def select_fields(fields: Iterable[str]) -> list[str]:
     return result
 
 
+def is_record_id(value: str) -> bool:
+    """Whether ``value`` has the shape of a Salesforce record id (15 or 18 letters/digits)."""
+    return len(value) in (15, 18) and value.isalnum() and value.isascii()
+
+
 def _check_identifier(name: str) -> str:
     if not name.replace("_", "").replace(".", "").isalnum():
         raise ValueError(f"{name!r} is not a valid Salesforce field or object name")
@@ -80,6 +85,16 @@ def changes_query(
     if order:
         soql += " ORDER BY SystemModstamp, Id"
     return soql
+
+
+def records_query(object_name: str, fields: Sequence[str], record_ids: Sequence[str]) -> str:
+    """``SELECT .. FROM X WHERE Id IN (...)``: records read by id (a retry), run through
+    ``queryAll`` so a deleted one comes back with ``IsDeleted`` true."""
+    if not record_ids:
+        raise ValueError("records_query needs at least one id")
+    names = ", ".join(_check_identifier(f) for f in select_fields(fields))
+    where = format_soql("Id IN {}", list(record_ids))
+    return f"SELECT {names} FROM {_check_identifier(object_name)} WHERE {where}"
 
 
 def count_query(object_name: str, lower: datetime | None) -> str:

@@ -1,0 +1,136 @@
+"""``GET /api/v1/status`` and ``crmsync status``: where each CRM object stands, in one read.
+
+Per configured CRM and mapped object (and any other pair that has runs): the last successful
+sync run (``succeeded`` or ``partial``: it finished; its failed records are in ``open_errors``),
+the last run and whether one is running, the lag behind the CRM (now minus the change cursor's
+watermark: the newest CRM modification already synced), the live CS records, and the open
+errors (all, and how many are retriable). Plus the webhook inbox by status.
+
+Not here yet: the API budget used and left, and the job queue depth; they come with the budget
+counter and the job queue (issue #19 items 1 and 5) and are added to this answer when those land.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Table, case, func, select
+from sqlalchemy.orm import Session
+
+from app.core.runs import RunStatus, SyncKind
+from app.db.base import Base, utcnow
+from app.db.inbox_admin import inbox_counts
+from app.db.models import SyncCursor, SyncErrorRecord, SyncRun
+from app.mappers.config import load_mapping_set
+from app.settings import Settings
+
+SYNC_KINDS = (SyncKind.PULL.value, SyncKind.BACKFILL.value)
+DONE = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _run_brief(run: SyncRun | None) -> dict[str, Any] | None:
+    if run is None:
+        return None
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "read": run.read_count,
+        "failed": run.failed_count,
+        "api_calls": run.api_calls,
+    }
+
+
+def _targets(settings: Settings, session: Session) -> list[tuple[str, str, str | None, str]]:
+    """(crm, object, cs table, id column) of every mapped object of the configured CRMs, then
+    any other (crm, object) that has sync runs (a CRM since unconfigured)."""
+    out: list[tuple[str, str, str | None, str]] = []
+    for crm in settings.enabled_crms:
+        mapping_set = load_mapping_set(
+            crm, settings.mapping_file, default_currency=settings.default_currency
+        )
+        for mapping in mapping_set:
+            out.append((crm, mapping.crm_object, mapping.cs_table, mapping.id_column))
+    known = {(c, o) for c, o, _, _ in out}
+    seen = session.execute(
+        select(SyncRun.crm, SyncRun.object).where(SyncRun.kind.in_(SYNC_KINDS)).distinct()
+    ).all()
+    for other, obj in sorted(seen):
+        if (other, obj) not in known:
+            out.append((str(other), str(obj), None, ""))
+    return out
+
+
+def _records(session: Session, table_name: str | None, id_column: str) -> int | None:
+    if table_name is None or table_name not in Base.metadata.tables:
+        return None
+    table: Table = Base.metadata.tables[table_name]
+    stmt = select(func.count()).select_from(table).where(table.c[id_column].is_not(None))
+    if "deleted_at" in table.c:
+        stmt = stmt.where(table.c.deleted_at.is_(None))
+    return int(session.scalar(stmt) or 0)
+
+
+def status(settings: Settings, session: Session, now: datetime | None = None) -> dict[str, Any]:
+    now = now or utcnow()
+    errors: dict[tuple[str, str], tuple[int, int]] = {}
+    for crm, obj, total, retriable in session.execute(
+        select(
+            SyncErrorRecord.crm,
+            SyncErrorRecord.object,
+            func.count(),
+            func.sum(case((SyncErrorRecord.retriable.is_(True), 1), else_=0)),
+        )
+        .where(SyncErrorRecord.resolved_at.is_(None))
+        .group_by(SyncErrorRecord.crm, SyncErrorRecord.object)
+    ).all():
+        errors[(str(crm), str(obj))] = (int(total), int(retriable or 0))
+    objects: list[dict[str, Any]] = []
+    for crm, obj, table, id_column in _targets(settings, session):
+        base = select(SyncRun).where(
+            SyncRun.crm == crm, SyncRun.object == obj, SyncRun.kind.in_(SYNC_KINDS)
+        )
+        last_success = session.scalars(
+            base.where(SyncRun.status.in_(DONE)).order_by(SyncRun.id.desc()).limit(1)
+        ).first()
+        last_run = session.scalars(base.order_by(SyncRun.id.desc()).limit(1)).first()
+        running = session.scalars(
+            base.where(SyncRun.status == RunStatus.RUNNING.value).order_by(SyncRun.id.desc())
+        ).first()
+        cursor = session.scalars(
+            select(SyncCursor).where(
+                SyncCursor.crm == crm, SyncCursor.object == obj, SyncCursor.stream == "changes"
+            )
+        ).first()
+        watermark = cursor.watermark_at if cursor is not None else None
+        total, retriable = errors.get((crm, obj), (0, 0))
+        objects.append(
+            {
+                "crm": crm,
+                "object": obj,
+                "cs_table": table,
+                "configured": table is not None,
+                "last_successful_run": _run_brief(last_success),
+                "last_run": _run_brief(last_run),
+                "running_run_id": running.id if running is not None else None,
+                "watermark_at": _iso(watermark),
+                "lag_seconds": (
+                    round((now - watermark).total_seconds(), 1) if watermark is not None else None
+                ),
+                "records": _records(session, table, id_column),
+                "open_errors": total,
+                "open_retriable_errors": retriable,
+            }
+        )
+    return {
+        "generated_at": now.isoformat(),
+        "objects": objects,
+        "inbox": inbox_counts(session),
+    }

@@ -1,0 +1,204 @@
+"""Retrying failed records re-reads them from the sandbox and syncs them (issue #19 items 3, 8):
+through the API (single and filtered) and the same function the CLI calls, on the test
+database (SQLite or PostgreSQL), with the real clients."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.runs import RunStatus
+from app.db import leases
+from app.db.base import utcnow
+from app.db.engine import make_session_factory
+from app.db.models import Account, AuditEntry, SyncErrorRecord, SyncRun
+from app.main import create_app
+from app.settings import Settings
+from app.wiring.sync import run_sync
+from crmsync_sandbox import Sandbox, SandboxConfig
+from tests.integration.test_pull_bad_data import hs_first, hs_rest
+from tests.integration.test_pull_pitfalls import settings_for, sf_rest
+from tests.support.api import api_client
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(accounts=8, hs_rate_limits=False)) as sb:
+        yield sb
+
+
+@pytest.fixture
+def settings(sandbox: Sandbox, database_url: str) -> Settings:
+    return settings_for(sandbox).model_copy(update={"database_url": database_url})
+
+
+@pytest.fixture
+def factory(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    from app.db.engine import make_engine
+
+    engine = make_engine(settings.database_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+def sf_account_ids(sb: Sandbox, n: int) -> list[str]:
+    q = f"SELECT Id FROM Account ORDER BY Id LIMIT {n}"
+    return [r["Id"] for r in sf_rest(sb, "GET", "query/", params={"q": q}).json()["records"]]
+
+
+def patch_sf(sb: Sandbox, record_id: str, values: dict[str, Any]) -> None:
+    response = sf_rest(sb, "PATCH", f"sobjects/Account/{record_id}", json=values)
+    assert response.status_code == 204, response.text
+
+
+def open_error(factory: sessionmaker[Session], record_id: str) -> SyncErrorRecord:
+    with factory() as s:
+        return s.scalars(
+            select(SyncErrorRecord).where(
+                SyncErrorRecord.record_id == record_id, SyncErrorRecord.resolved_at.is_(None)
+            )
+        ).one()
+
+
+def error_row(factory: sessionmaker[Session], error_id: int) -> SyncErrorRecord:
+    with factory() as s:
+        row = s.get(SyncErrorRecord, error_id)
+        assert row is not None
+        return row
+
+
+def test_salesforce_retry_resyncs_the_fixed_record_and_resolves_the_error(
+    sandbox: Sandbox, settings: Settings, factory: sessionmaker[Session], app: FastAPI
+) -> None:
+    fixed, still_bad, deleted = sf_account_ids(sandbox, 3)
+    for record_id in (fixed, still_bad, deleted):
+        patch_sf(sandbox, record_id, {"Website": "not a website"})
+    (first,) = run_sync(settings, factory, kind="pull", crms=["salesforce"], objects=["Account"])  # type: ignore[arg-type]
+    assert first.status is RunStatus.PARTIAL, first.error
+    errors = {r: open_error(factory, r) for r in (fixed, still_bad, deleted)}
+    assert all(e.category == "invalid_field" for e in errors.values())
+
+    # Fixed in the CRM, after the pass: only a retry (or a later pass) brings it in.
+    patch_sf(sandbox, fixed, {"Website": "https://fixed.example.com"})
+    gone = sf_rest(sandbox, "DELETE", f"sobjects/Account/{deleted}")
+    assert gone.status_code == 204, gone.text
+
+    with api_client(app, "operator", name="ops") as client:
+        r = client.post(f"/api/v1/sync/errors/{errors[fixed].id}/retry")
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["outcome"] == "resolved"
+        assert body["error"]["resolution"] == "synced"
+        assert body["error"]["resolved_at"] is not None
+        run_id = body["run_id"]
+
+        r = client.post(f"/api/v1/sync/errors/{errors[still_bad].id}/retry")
+        assert r.status_code == 200, r.text
+        assert r.json()["outcome"] == "failed_again"
+        assert r.json()["error"]["attempts"] == 2
+
+        r = client.post(f"/api/v1/sync/errors/{errors[deleted].id}/retry")
+        assert r.status_code == 200, r.text
+        assert r.json()["outcome"] == "gone"
+
+        # Already resolved: nothing to retry.
+        r = client.post(f"/api/v1/sync/errors/{errors[fixed].id}/retry")
+        assert (r.status_code, r.json()["reason"]) == (409, "not_retriable")
+
+        run = client.get(f"/api/v1/sync/runs/{run_id}").json()
+        assert (run["kind"], run["status"], run["triggered_by"]) == (
+            "retry",
+            "succeeded",
+            "key:ops",
+        )
+        assert run["counts"]["read"] == 1
+        assert run["api_calls"] >= 1
+
+    with factory() as s:
+        stored = {a.sf_id: a for a in s.scalars(select(Account))}
+        audit = [
+            (a.actor, a.action, a.target)
+            for a in s.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        ]
+    assert stored[fixed].domain == "fixed.example.com"
+    assert stored[deleted].deleted_at is not None
+    assert audit[0] == ("key:ops", "sync_error.retry", f"sync_error:{errors[fixed].id}")
+    assert len(audit) == 4
+
+
+def test_hubspot_retry_all_filtered_and_a_busy_object(
+    sandbox: Sandbox, settings: Settings, factory: sessionmaker[Session], app: FastAPI
+) -> None:
+    long_id = hs_first(sandbox, "companies", skip=2)
+    other_id = hs_first(sandbox, "companies", skip=3)
+    for company in (long_id, other_id):
+        r = hs_rest(
+            sandbox,
+            "PATCH",
+            f"objects/companies/{company}",
+            json={"properties": {"name": "N" * 300}},
+        )
+        assert r.status_code == 200, r.text
+    # HubSpot search shows a change after its index lag; a pass reads up to now - 2 s.
+    time.sleep(2.5)
+    (first,) = run_sync(settings, factory, kind="pull", crms=["hubspot"], objects=["companies"])  # type: ignore[arg-type]
+    assert first.status is RunStatus.PARTIAL, first.error
+    ids = [open_error(factory, long_id).id, open_error(factory, other_id).id]
+    # Mark them retriable, as a transient failure would be: the filtered retry takes only those.
+    with factory() as s:
+        s.execute(update(SyncErrorRecord).where(SyncErrorRecord.id.in_(ids)).values(retriable=True))
+        s.commit()
+    for company in (long_id, other_id):
+        hs_rest(
+            sandbox,
+            "PATCH",
+            f"objects/companies/{company}",
+            json={"properties": {"name": f"Fixed {company}"}},
+        )
+
+    with api_client(app, "operator") as client:
+        # A pass holds the object's lease: refused, nothing changes.
+        with factory() as s:
+            assert leases.acquire(
+                s, "sync:hubspot:companies", "other-host:1:x", utcnow(), timedelta(minutes=5)
+            )
+            s.commit()
+        r = client.post(f"/api/v1/sync/errors/{ids[0]}/retry")
+        assert (r.status_code, r.json()["reason"]) == (409, "busy")
+        assert error_row(factory, ids[0]).resolved_at is None
+        with factory() as s:
+            leases.release(s, "sync:hubspot:companies", "other-host:1:x")
+            s.commit()
+
+        r = client.post("/api/v1/sync/errors/retry", json={"crm": "salesforce"})
+        assert r.json()["retried"] == 0
+        r = client.post("/api/v1/sync/errors/retry", json={"crm": "hubspot", "object": "companies"})
+        assert r.status_code == 200, r.text
+        report = r.json()
+        assert report["retried"] == 2
+        assert report["outcomes"] == {"resolved": 2}
+        assert len(report["runs"]) == 1  # one pass, one batch read for both
+        r = client.post("/api/v1/sync/errors/retry", json={"crm": "pipedrive"})
+        assert r.status_code == 422
+        assert r.json()["detail"][0]["loc"] == ["body", "crm"]
+    with factory() as s:
+        names = {
+            a.hs_id: a.name
+            for a in s.scalars(select(Account).where(Account.hs_id.in_([long_id, other_id])))
+        }
+        run = s.get(SyncRun, report["runs"][0])
+        assert run is not None
+        assert run.read_count == 2
+    assert names == {long_id: f"Fixed {long_id}", other_id: f"Fixed {other_id}"}
