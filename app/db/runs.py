@@ -189,6 +189,25 @@ def update_run_progress(session: Session, run_id: int, counts: Counts) -> None:
     )
 
 
+def record_expected(session: Session, crm: str, object_name: str, kind: str, expected: int) -> None:
+    """Store in the running pass's ``params`` how many records it expects (the CRM's count
+    with its first page), for the admin API's ETA; commits. One pass runs per (CRM, object)."""
+    run = session.scalars(
+        select(SyncRun)
+        .where(
+            SyncRun.crm == crm,
+            SyncRun.object == object_name,
+            SyncRun.kind == kind,
+            SyncRun.status == RunStatus.RUNNING,
+        )
+        .order_by(SyncRun.id.desc())
+        .limit(1)
+    ).first()
+    if run is not None:
+        run.params = {**(run.params or {}), "expected": int(expected)}
+        session.commit()
+
+
 def beat_run(session: Session, run_id: int) -> None:
     """Show the run is alive (``heartbeat_at``), from the heartbeat thread between pages too."""
     session.execute(

@@ -24,6 +24,7 @@ from app.core.runs import RunStatus, SyncKind
 from app.crm.base import CrmName
 from app.crm.budget import ApiBudget
 from app.crm.factory import build_client
+from app.db import runs
 from app.db.sync_store import SqlSyncStore
 from app.errors import ConfigError
 from app.logging import get_logger
@@ -147,6 +148,7 @@ def _run_sync(
 ) -> list[PullResult]:
     results: list[PullResult] = []
     store = SqlSyncStore(session_factory)
+    on_page = remember_expected(session_factory, on_page)
     todo = [(plan, name) for plan in plans for name in plan.objects]
     try:
         for plan in plans:
@@ -213,6 +215,26 @@ def _keep_budget(store: SqlSyncStore, crm: CrmName, client: object) -> None:
         record_observed(store.session_factory, crm, budget)
     except Exception as exc:  # bookkeeping only: never fail the pass for it
         log.warning("budget.record_failed", crm=crm, error=f"{type(exc).__name__}: {exc}")
+
+
+def remember_expected(
+    session_factory: sessionmaker[Session],
+    on_page: Callable[[PageProgress], None] | None,
+) -> Callable[[PageProgress], None]:
+    """``on_page`` that also stores, once per pass, how many records the CRM said the pass
+    will read (``sync_runs.params["expected"]``): what the admin API's ETA divides by."""
+    recorded: set[tuple[str, str, str]] = set()
+
+    def on_progress(progress: PageProgress) -> None:
+        key = (progress.crm, progress.object_name, progress.kind)
+        if progress.expected is not None and key not in recorded:
+            recorded.add(key)
+            with session_factory() as session:
+                runs.record_expected(session, *key, progress.expected)
+        if on_page is not None:
+            on_page(progress)
+
+    return on_progress
 
 
 def _failed(crm: str, object_name: str, kind: SyncKind, message: str) -> PullResult:

@@ -69,6 +69,7 @@ def test_admin_commands_end_to_end(sandbox: Sandbox, database_url: str, tmp_path
     code, shown, _ = crmsync(env, tmp_path, "runs", "show", str(result.run_id))
     assert (code, shown["status"], shown["open_errors"]) == (0, "partial", 2)
     assert shown["progress"]["records_per_second"] is not None
+    assert shown["progress"]["expected"] == 6  # the CRM's count, kept for the ETA
 
     code, listed, _ = crmsync(env, tmp_path, "errors", "list", "--crm", "salesforce")
     assert code == 0
