@@ -267,6 +267,43 @@ def close_abandoned_runs(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def close_earlier_running(
+    session: Session, crm: str, object_name: str, kind: str, error: str
+) -> int:
+    """Close as ``failed`` every ``running`` run of ``kind`` on (crm, object) but the newest.
+
+    For a pass holding the object's lease whose own run is the newest ``running`` one: the
+    others' processes died (killed) without closing them. They end at their last heartbeat.
+    """
+    newest = session.scalar(
+        select(func.max(SyncRun.id)).where(
+            SyncRun.crm == crm,
+            SyncRun.object == object_name,
+            SyncRun.kind == kind,
+            SyncRun.status == RunStatus.RUNNING,
+        )
+    )
+    if newest is None:
+        return 0
+    result = session.execute(
+        update(SyncRun)
+        .where(
+            SyncRun.crm == crm,
+            SyncRun.object == object_name,
+            SyncRun.kind == kind,
+            SyncRun.status == RunStatus.RUNNING,
+            SyncRun.id < newest,
+        )
+        .values(
+            status=RunStatus.FAILED,
+            error=error,
+            finished_at=func.coalesce(SyncRun.heartbeat_at, SyncRun.started_at),
+        )
+    )
+    session.commit()
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def storable_payload(value: Any) -> Any:
     """A failed record's payload as JSON both databases store: exact decimals and dates as
     text (the Salesforce client decodes numbers as ``Decimal``), NUL characters (which

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.core.runs import RunStatus, SyncKind
 from app.crm.base import CrmClient, CrmName, ReadFrom, RecordPage
 from app.crm.factory import build_client
+from app.db import runs
 from app.db.audit import record_audit
 from app.db.base import utcnow
 from app.db.error_views import ErrorFilters, filtered
@@ -67,10 +68,17 @@ class RecordFetcher(Protocol):
 class FetchedRecords:
     """A :class:`CrmClient` whose change stream is the given records, read by id."""
 
-    def __init__(self, client: CrmClient, record_ids: Sequence[str], chunk: int) -> None:
+    def __init__(
+        self,
+        client: CrmClient,
+        record_ids: Sequence[str],
+        chunk: int,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
         if not hasattr(client, "read_records"):
             raise TypeError(f"{type(client).__name__} cannot read records by id")
         self.client = client
+        self.on_start = on_start
         self.name: CrmName = client.name
         self.record_ids = list(dict.fromkeys(record_ids))
         self.chunk = chunk
@@ -94,6 +102,8 @@ class FetchedRecords:
         use_bulk: bool | None = None,
     ) -> Iterator[RecordPage]:
         fetcher: RecordFetcher = self.client  # type: ignore[assignment]
+        if self.on_start is not None:
+            self.on_start()  # the pass holds the object's lease and its run has started
         for i in range(0, len(self.record_ids), self.chunk):
             chunk = self.record_ids[i : i + self.chunk]
             page = fetcher.read_records(object_name, fields, chunk)
@@ -272,7 +282,23 @@ def _retry_object(
     except CrmsyncError as exc:
         all_of("crm_failed", str(exc))
         return
-    stream = FetchedRecords(client, [record_id for _, record_id in pairs], CHUNK[name])
+
+    def close_abandoned() -> None:
+        # The engine closes abandoned pull and backfill runs when it takes a lease over; a
+        # retry killed outright leaves its own ``retry`` run: close it the same way.
+        with session_factory() as session:
+            runs.close_earlier_running(
+                session,
+                crm,
+                object_name,
+                RETRY_KIND,
+                "abandoned: the process stopped without finishing this retry (killed?); a "
+                "later pass took its lease over",
+            )
+
+    stream = FetchedRecords(
+        client, [record_id for _, record_id in pairs], CHUNK[name], on_start=close_abandoned
+    )
     try:
         engine = PullEngine(SqlSyncStore(session_factory), stream, mappings, settings.sync)
         result = engine.pull(object_name, kind=RETRY_KIND, triggered_by=actor[:64])

@@ -4,9 +4,14 @@ database (SQLite or PostgreSQL), with the real clients."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +31,8 @@ from crmsync_sandbox import Sandbox, SandboxConfig
 from tests.integration.test_pull_bad_data import hs_first, hs_rest
 from tests.integration.test_pull_pitfalls import settings_for, sf_rest
 from tests.support.api import api_client
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -202,3 +209,81 @@ def test_hubspot_retry_all_filtered_and_a_busy_object(
         assert run is not None
         assert run.read_count == 2
     assert names == {long_id: f"Fixed {long_id}", other_id: f"Fixed {other_id}"}
+
+
+KILLED_RETRY = """
+import os, signal, sys
+from app.crm.factory import build_client
+from app.db.engine import make_engine, make_session_factory
+from app.settings import Settings
+from app.wiring.error_retry import retry_errors
+
+
+def dies_after_the_read(crm, settings):
+    client = build_client(crm, settings)
+    fetch = client.read_records
+
+    def fetch_then_die(*args, **kwargs):
+        page = fetch(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGKILL)  # read from the CRM, nothing committed yet
+        return page
+
+    client.read_records = fetch_then_die
+    return client
+
+
+settings = Settings()
+factory = make_session_factory(make_engine(settings.database_url))
+retry_errors(
+    settings, factory, [int(sys.argv[1])], actor="cli:test", client_factory=dies_after_the_read
+)
+"""
+
+
+def test_a_retry_killed_after_the_read_loses_nothing_and_the_next_retry_resolves_it(
+    sandbox: Sandbox, settings: Settings, factory: sessionmaker[Session], app: FastAPI
+) -> None:
+    (record_id,) = sf_account_ids(sandbox, 1)
+    patch_sf(sandbox, record_id, {"Website": "not a website"})
+    run_sync(settings, factory, kind="pull", crms=["salesforce"], objects=["Account"])  # type: ignore[arg-type]
+    before = open_error(factory, record_id)
+    patch_sf(sandbox, record_id, {"Website": "https://back.example.net"})
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRMSYNC_")}
+    env.update(sandbox.info.env())
+    env.update({"CRMSYNC_DATABASE_URL": settings.database_url, "PYTHONPATH": str(ROOT)})
+    env.pop("CRMSYNC_HUBSPOT_BASE_URL", None)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_RETRY, str(before.id)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    # Nothing of the retry committed: the error is open as it was, the CS row unchanged.
+    after = error_row(factory, before.id)
+    assert (after.resolved_at, after.attempts) == (None, before.attempts)
+    with factory() as s:
+        domain = s.scalars(select(Account.domain).where(Account.sf_id == record_id)).one()
+        dead_run = s.scalars(select(SyncRun).where(SyncRun.kind == "retry")).one()
+        audit = s.scalars(select(AuditEntry)).one()
+    assert domain is None
+    assert dead_run.status == "running"  # killed: its row stays running, its lease behind
+    assert audit.detail["outcome"] == "started"  # who asked is known even so
+
+    # The next retry takes the dead process's lease over (same host), closes its run as
+    # failed, and syncs the record once.
+    with api_client(app, "operator") as client:
+        r = client.post(f"/api/v1/sync/errors/{before.id}/retry")
+    assert r.status_code == 200, r.text
+    assert r.json()["outcome"] == "resolved"
+    with factory() as s:
+        domain = s.scalars(select(Account.domain).where(Account.sf_id == record_id)).one()
+        closed = s.get(SyncRun, dead_run.id)
+        assert closed is not None
+        assert closed.status == "failed"
+        count = len(list(s.scalars(select(Account).where(Account.sf_id == record_id))))
+    assert domain == "back.example.net"
+    assert count == 1
