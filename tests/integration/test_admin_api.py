@@ -28,6 +28,13 @@ from tests.support.api import api_client
 NOW = utcnow()
 
 
+@pytest.fixture(autouse=True)
+def _now() -> None:
+    """Each test's own "now": under xdist this module is imported long before a test runs."""
+    global NOW  # the row helpers below read it
+    NOW = utcnow()
+
+
 @pytest.fixture
 def app(database_url: str) -> FastAPI:
     settings = Settings(  # type: ignore[call-arg]
