@@ -43,7 +43,7 @@ from app.db.run_views import RunFilters, list_runs, run_detail, run_dict
 from app.settings import Settings
 from app.wiring.admin_status import status as build_status
 from app.wiring.error_retry import RetryReport, retriable_error_ids, retry_errors
-from app.wiring.inbox_replay import process_now
+from app.wiring.inbox_replay import hand_over
 
 runs_app = typer.Typer(help="Sync runs: list them, show one with its progress.")
 errors_app = typer.Typer(help="Records that failed to sync: list, retry, resolve.")
@@ -363,7 +363,7 @@ def inbox_replay(
     event_id: int = typer.Argument(..., help="The event's id (crmsync inbox list)."),
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """Put a dead (or done) event back in the queue and process it."""
+    """Put a dead (or done) event back in the queue; the webhook worker's sweep processes it."""
     _settings, factory, engine = _database()
     try:
         with factory() as session:
@@ -371,7 +371,7 @@ def inbox_replay(
                 replay_event(session, event_id, actor=cli_actor())
             except (EventNotFound, NotReplayable) as exc:
                 raise _fail(str(exc)) from None
-        processing = process_now(event_id)
+        processing = hand_over(None, event_id)  # the worker's sweep processes it
         with factory() as session:
             out = {**event_dict(get_event(session, event_id), body=False), "processing": processing}
     finally:
@@ -382,8 +382,6 @@ def inbox_replay(
         stdout.print(
             f"webhook event {event_id} replayed: {out['status']} ({processing})", markup=False
         )
-    if processing.startswith("failed"):
-        raise typer.Exit(code=ExitCode.FAILED)
 
 
 # --------------------------------------------------------------------------------------------

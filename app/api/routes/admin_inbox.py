@@ -3,15 +3,15 @@
 
 Not to be confused with the receivers under ``/webhooks/...`` (no key; the CRM's signature):
 these read and repair what they stored. A replay puts the event back to ``received`` (audited)
-and hands it to the webhook processing when this build has it, else the inbox sweep picks it
-up (:mod:`app.db.inbox_admin`).
+and hands it to the API's embedded webhook worker when it runs, else the inbox sweep picks it
+up (:mod:`app.db.inbox_admin`, :mod:`app.wiring.inbox_replay`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.api.auth import PrincipalDep, needs
@@ -27,7 +27,7 @@ from app.db.inbox_admin import (
     list_inbox,
     replay_event,
 )
-from app.wiring.inbox_replay import process_now
+from app.wiring.inbox_replay import hand_over
 
 router = APIRouter(prefix="/api/v1/webhooks/inbox", tags=["webhook inbox"])
 
@@ -69,7 +69,10 @@ def get_inbox(
     **needs(Role.OPERATOR),
 )
 def post_replay(
-    event_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: PrincipalDep
+    event_id: Annotated[int, Path(ge=1)],
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
 ) -> Any:
     try:
         event = replay_event(session, event_id, actor=principal.actor)
@@ -78,6 +81,6 @@ def post_replay(
     except NotReplayable as exc:
         return JSONResponse(status_code=409, content={"detail": str(exc), "reason": "pending"})
     session.close()
-    processing = process_now(event.id)
+    processing = hand_over(getattr(request.app.state, "webhook_runner", None), event.id)
     fresh = get_event(session, event_id)
     return {**event_dict(fresh), "processing": processing}
