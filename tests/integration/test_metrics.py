@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db.models import SyncErrorRecord, WebhookEvent
 from app.main import create_app
 from app.settings import Settings
+from tests.support.api import api_client
 from tests.support.jobs import HookedSalesforce, accounts, job_settings, use_crm
 
 
@@ -32,7 +33,7 @@ def test_metrics_move_with_a_run_errors_the_inbox_and_the_queue(
     accounts(crm, 250)
     use_crm(monkeypatch, crm)
     settings: Settings = job_settings(database_url, tmp_path)
-    with TestClient(create_app(settings)) as client:
+    with api_client(create_app(settings), role="operator") as client:
         before = client.get("/metrics")
         assert before.status_code == 200
         assert "crmsync_webhook_to_onboarding_seconds_bucket" in before.text

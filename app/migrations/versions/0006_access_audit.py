@@ -5,8 +5,8 @@ if any, become viewers: least privilege) and ``expires_at``. ``sync_errors`` gai
 ``resolved_by`` and ``resolution_note`` (an error resolved by hand, with its comment).
 ``audit_log`` records who did what through the admin API and CLI (docs/admin-api.md).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06 19:50:00
 """
 
@@ -18,8 +18,8 @@ from sqlalchemy.dialects import postgresql
 
 import app.db.types
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
