@@ -31,6 +31,9 @@ from crmsync_sandbox import Sandbox, SandboxConfig
 from tests.acceptance.test_cli import sandbox_env
 from tests.support.jobs import REDIS_URL, redis_available
 
+BOOTSTRAP_KEY = "workers-test-bootstrap-key-0123456789"
+AUTH = {"Authorization": f"Bearer {BOOTSTRAP_KEY}"}
+
 ACCOUNTS = 3000
 
 
@@ -50,7 +53,8 @@ class Stack:
     """Processes of one test, stopped (SIGTERM, then kill) at its end."""
 
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.env = env
+        # POST /api/v1/sync/runs needs an operator key: the bootstrap admin key of the settings.
+        self.env = {**env, "CRMSYNC_ADMIN_BOOTSTRAP_KEY": BOOTSTRAP_KEY}
         self.cwd = cwd
         self.procs: list[subprocess.Popen[str]] = []
         self.logs: list[Path] = []
@@ -167,7 +171,10 @@ def test_api_and_two_workers_on_redis_run_a_backfill(
         stack.start("worker", "--workers", "2", name="worker2")
         wait_ready(base, stack)
         answer = requests.post(
-            f"{base}/api/v1/sync/runs", json={"crm": "salesforce", "kind": "backfill"}, timeout=10
+            f"{base}/api/v1/sync/runs",
+            json={"crm": "salesforce", "kind": "backfill"},
+            headers=AUTH,
+            timeout=10,
         )
         assert answer.status_code == 202, answer.text
         ids = set(answer.json()["run_ids"])
@@ -204,6 +211,7 @@ def test_serve_with_worker_on_the_embedded_queue(
         answer = requests.post(
             f"{base}/api/v1/sync/runs",
             json={"crm": "salesforce", "object": "Account", "kind": "backfill"},
+            headers=AUTH,
             timeout=10,
         )
         assert answer.status_code == 202, answer.text
@@ -227,6 +235,7 @@ def _start_backfill(base: str, stack: Stack) -> int:
     answer = requests.post(
         f"{base}/api/v1/sync/runs",
         json={"crm": "salesforce", "object": "Account", "kind": "backfill"},
+        headers=AUTH,
         timeout=10,
     )
     assert answer.status_code == 202, answer.text
