@@ -5,8 +5,8 @@ if any, become viewers: least privilege) and ``expires_at``. ``sync_errors`` gai
 ``resolved_by`` and ``resolution_note`` (an error resolved by hand, with its comment).
 ``audit_log`` records who did what through the admin API and CLI (docs/admin-api.md).
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-06 19:50:00
 """
 
@@ -18,8 +18,8 @@ from sqlalchemy.dialects import postgresql
 
 import app.db.types
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
