@@ -42,6 +42,8 @@ def app(database_url: str) -> FastAPI:
         database_url=database_url,
         hubspot_base_url="https://127.0.0.1:9",
         hubspot_access_token="pat-test",
+        # These tests set inbox states by hand: no embedded worker processing them meanwhile.
+        webhooks={"embedded_worker": False},
     )
     return create_app(settings)
 
