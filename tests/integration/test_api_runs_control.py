@@ -14,7 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from app.db.models import SyncRun
+from app.db.models import AuditEntry, SyncRun
 from app.main import create_app
 from tests.support.api import api_client
 from tests.support.jobs import job_settings
@@ -133,3 +133,16 @@ def test_cancel_a_queued_a_running_an_unknown_and_a_finished_run(client: TestCli
     assert done.status_code == 409
     assert "already finished (succeeded)" in done.json()["detail"]
     assert [r.status for r in rows(client)] == ["cancelled", "cancelling", "succeeded"]
+    assert audit(client) == [
+        *[("sync_run.trigger", f"sync_run:{i}") for i in ids],
+        ("sync_run.cancel", f"sync_run:{queued}"),
+        ("sync_run.cancel", f"sync_run:{queued}"),
+        ("sync_run.cancel", f"sync_run:{running}"),
+    ]
+
+
+def audit(client: TestClient) -> list[tuple[str, str | None]]:
+    """The audit rows as (action, target), oldest first; refused cancels leave none."""
+    with client.app.state.session_factory() as s:  # type: ignore[attr-defined]
+        found = s.scalars(select(AuditEntry).order_by(AuditEntry.id))
+        return [(e.action, e.target) for e in found]

@@ -23,11 +23,12 @@ from fastapi import APIRouter, HTTPException, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.auth import needs
+from app.api.auth import PrincipalDep, needs
 from app.api.deps import JobsDep, SessionDep, SettingsDep
 from app.core.access import Role
 from app.core.runs import RunStatus
 from app.db import job_store, runs
+from app.db.audit import record_audit
 from app.jobs.runs import API_KINDS
 from app.logging import get_logger
 from app.mappers.config import load_mapping_set
@@ -89,7 +90,11 @@ def _invalid(field: str, message: str, value: Any) -> JSONResponse:
     **needs(Role.OPERATOR),
 )
 def trigger_run(
-    body: RunRequest, session: SessionDep, settings: SettingsDep, jobs: JobsDep
+    body: RunRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    jobs: JobsDep,
+    principal: PrincipalDep,
 ) -> RunsQueued | JSONResponse:
     kind = API_KINDS[body.kind]
     params: dict[str, Any] = {}
@@ -147,6 +152,14 @@ def trigger_run(
             session, kind=kind, crm=crm, object_name=object_name, triggered_by="api", params=params
         )
         ids.append(run_id)
+        record_audit(
+            session,
+            principal.actor,
+            "sync_run.trigger",
+            f"sync_run:{run_id}",
+            {"kind": body.kind, "crm": crm, "object": object_name, "params": params},
+        )
+    session.commit()
     enqueued = True
     for run_id in ids:
         try:
@@ -168,7 +181,9 @@ def trigger_run(
     responses={404: {"description": "no such run"}, 409: {"description": "already finished"}},
     **needs(Role.OPERATOR),
 )
-def cancel_run(session: SessionDep, run_id: int = Path(ge=1)) -> CancelAnswer:
+def cancel_run(
+    session: SessionDep, principal: PrincipalDep, run_id: int = Path(ge=1)
+) -> CancelAnswer:
     status = runs.request_cancel(session, run_id)
     if status is None:
         raise HTTPException(status_code=404, detail=f"run {run_id} not found")
@@ -176,6 +191,10 @@ def cancel_run(session: SessionDep, run_id: int = Path(ge=1)) -> CancelAnswer:
         status == RunStatus.CANCELLED and not _cancelled_now(session, run_id)
     ):
         raise HTTPException(status_code=409, detail=f"run {run_id} already finished ({status})")
+    record_audit(
+        session, principal.actor, "sync_run.cancel", f"sync_run:{run_id}", {"status": status}
+    )
+    session.commit()
     log.info("api.runs.cancel", run_id=run_id, status=status)
     return CancelAnswer(run_id=run_id, status=status)
 
