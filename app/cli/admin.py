@@ -394,7 +394,7 @@ def status(as_json: bool = JSON_OPTION) -> None:
     settings, factory, engine = _database()
     try:
         with factory() as session:
-            data = build_status(settings, session)
+            data = build_status(settings, session, queue=_queue_state(settings))
     finally:
         engine.dispose()
     if wants_json(as_json):
@@ -428,3 +428,22 @@ def status(as_json: bool = JSON_OPTION) -> None:
     )
     inbox = ", ".join(f"{k} {v}" for k, v in data["inbox"].items() if v)
     stdout.print(f"webhook inbox: {inbox or 'empty'}", markup=False)
+    for crm, budget in data["budget"].items():
+        if budget["allowed"] is None:
+            line = f"{budget['used_24h']} calls in 24 h, no daily limit known"
+        else:
+            line = (
+                f"{budget['used_24h']} of {budget['allowed']} calls in 24 h, {budget['left']} left"
+            )
+        stdout.print(f"API budget {crm}: {line}", markup=False)
+    queue = data["queue"]
+    if queue is not None:
+        state = f"{queue['queued_messages']} waiting" if queue["ok"] else "not reachable"
+        stdout.print(f"job queue ({queue['kind']}): {state}", markup=False)
+
+
+def _queue_state(settings: Settings) -> dict[str, Any]:
+    """The broker's answer for ``crmsync status``; building a queue touches no message."""
+    from app.jobs.queue import broker_status, build_huey
+
+    return broker_status(build_huey(settings), settings)

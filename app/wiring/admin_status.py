@@ -4,10 +4,10 @@ Per configured CRM and mapped object (and any other pair that has runs): the las
 sync run (``succeeded`` or ``partial``: it finished; its failed records are in ``open_errors``),
 the last run and whether one is running, the lag behind the CRM (now minus the change cursor's
 watermark: the newest CRM modification already synced), the live CS records, and the open
-errors (all, and how many are retriable). Plus the webhook inbox by status.
-
-Not here yet: the API budget used and left, and the job queue depth; they come with the budget
-counter and the job queue (issue #19 items 1 and 5) and are added to this answer when those land.
+errors (all, and how many are retriable). Plus the webhook inbox by status, the API budget
+per configured CRM (crmsync's own calls in the last 24 h against its share of the daily limit,
+from the database: no API call, docs/budget.md) and the job queue (the caller passes the
+broker's answer, :func:`app.jobs.queue.broker_status`, so this module needs no broker).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from app.db.inbox_admin import inbox_counts
 from app.db.models import SyncCursor, SyncErrorRecord, SyncRun
 from app.mappers.config import load_mapping_set
 from app.settings import Settings
+from app.wiring.budget import state_for
 
 SYNC_KINDS = (SyncKind.PULL.value, SyncKind.BACKFILL.value)
 DONE = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
@@ -78,7 +79,30 @@ def _records(session: Session, table_name: str | None, id_column: str) -> int | 
     return int(session.scalar(stmt) or 0)
 
 
-def status(settings: Settings, session: Session, now: datetime | None = None) -> dict[str, Any]:
+def _budget(settings: Settings, session: Session, now: datetime) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for crm in settings.enabled_crms:
+        state = state_for(settings, session, crm, now)
+        out[crm] = {
+            "daily_limit": state.limit,
+            "limit_source": state.limit_source,
+            "share": state.share,
+            "allowed": state.allowed,
+            "used_24h": state.used,
+            "left": state.left,
+            "org_used": state.org_used,
+        }
+    return out
+
+
+def status(
+    settings: Settings,
+    session: Session,
+    now: datetime | None = None,
+    *,
+    queue: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``queue``: the broker's state (kind, ok, queued_messages), None when not asked."""
     now = now or utcnow()
     errors: dict[tuple[str, str], tuple[int, int]] = {}
     for crm, obj, total, retriable in session.execute(
@@ -133,4 +157,6 @@ def status(settings: Settings, session: Session, now: datetime | None = None) ->
         "generated_at": now.isoformat(),
         "objects": objects,
         "inbox": inbox_counts(session),
+        "budget": _budget(settings, session, now),
+        "queue": queue,
     }

@@ -303,10 +303,13 @@ def test_inbox_by_status_and_replay(
 
 
 def test_status_per_crm_object(viewer: TestClient, factory: sessionmaker[Session]) -> None:
-    ok, _partial, _running = add(
+    _yesterday, ok, _partial, _running = add(
         factory,
-        run(finished_at=NOW - timedelta(minutes=30)),
-        run(status="partial", kind="pull", finished_at=NOW - timedelta(minutes=5)),
+        run(
+            started_at=NOW - timedelta(hours=30), finished_at=NOW - timedelta(hours=25), api_calls=9
+        ),
+        run(finished_at=NOW - timedelta(minutes=30), api_calls=40),
+        run(status="partial", kind="pull", finished_at=NOW - timedelta(minutes=5), api_calls=5),
         run(status="running", finished_at=None),
     )
     add(
@@ -345,4 +348,18 @@ def test_status_per_crm_object(viewer: TestClient, factory: sessionmaker[Session
     assert objects["salesforce", "Account"]["configured"] is False
     assert body["inbox"]["dead"] == 1
     assert body["inbox"]["received"] == 1
+    # Only HubSpot is configured; its last 24 h of calls, no daily limit known (no call made).
+    assert body["budget"] == {
+        "hubspot": {
+            "daily_limit": None,
+            "limit_source": None,
+            "share": 1.0,
+            "allowed": None,
+            "used_24h": 45,
+            "left": None,
+            "org_used": None,
+        }
+    }
+    assert body["queue"]["ok"] is True
+    assert body["queue"]["queued_messages"] == 0
     assert ok
