@@ -172,6 +172,37 @@ def runs_show(
         stdout.print(line, markup=False, highlight=False)
 
 
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: int = typer.Argument(..., help="The run's id (crmsync runs list)."),
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Cancel a run: a queued one at once, a running one after its current page (its cursor
+    stays at that page). Exit 2 for an unknown or finished run."""
+    from app.db.audit import record_audit
+    from app.db.runs import request_cancel
+
+    _settings, factory, engine = _database()
+    try:
+        with factory() as session:
+            was = session.get(SyncRun, run_id)
+            if was is None:
+                raise _fail(f"no sync run with id {run_id}")
+            if was.status not in (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELLING):
+                raise _fail(f"run {run_id} already finished ({was.status})")
+            status = request_cancel(session, run_id)
+            record_audit(
+                session, cli_actor(), "sync_run.cancel", f"sync_run:{run_id}", {"status": status}
+            )
+            session.commit()
+    finally:
+        engine.dispose()
+    if wants_json(as_json):
+        print_json({"run_id": run_id, "status": status})
+        return
+    stdout.print(f"run {run_id}: {status}", markup=False, highlight=False)
+
+
 # --------------------------------------------------------------------------------------------
 # errors
 # --------------------------------------------------------------------------------------------

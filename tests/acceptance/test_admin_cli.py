@@ -127,3 +127,40 @@ def test_admin_commands_end_to_end(sandbox: Sandbox, database_url: str, tmp_path
         "sync_error.resolve",
         "webhook_event.replay",
     ]
+
+
+def test_runs_cancel_a_queued_run_then_refuse_the_finished_one(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``crmsync runs cancel``: a queued run is cancelled at once and audited as the CLI user;
+    cancelling it again, or an unknown run, is exit 2 with a one-line reason."""
+    from app.db.models import SyncRun
+
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    try:
+        with factory() as s, s.begin():
+            queued = SyncRun(
+                kind="backfill",
+                crm="salesforce",
+                object="Account",
+                status="queued",
+                triggered_by="api",
+                params={},
+            )
+            s.add(queued)
+        env = clean_env(database_url=database_url)
+        code, answer, _ = crmsync(env, tmp_path, "runs", "cancel", str(queued.id))
+        assert (code, answer) == (0, {"run_id": queued.id, "status": "cancelled"})
+        code, _, err = crmsync(env, tmp_path, "runs", "cancel", str(queued.id))
+        assert code == 2
+        assert err.strip() == f"crmsync: run {queued.id} already finished (cancelled)"
+        code, _, err = crmsync(env, tmp_path, "runs", "cancel", "99999")
+        assert (code, err.strip()) == (2, "crmsync: no sync run with id 99999")
+        with factory() as s:
+            (entry,) = s.scalars(select(AuditEntry)).all()
+            assert (entry.action, entry.target) == ("sync_run.cancel", f"sync_run:{queued.id}")
+            assert entry.actor.startswith("cli:")
+            assert s.get(SyncRun, queued.id).status == "cancelled"  # type: ignore[union-attr]
+    finally:
+        engine.dispose()
