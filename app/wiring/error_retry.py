@@ -17,7 +17,9 @@ so the next pass restarts from the stored watermark (reads again, loses nothing)
 Only pull errors with a record id can be retried this way; a push error is retried by the next
 push. ``retry_errors`` is what ``POST /api/v1/sync/errors/{id}/retry``, ``POST
 /api/v1/sync/errors/retry`` and ``crmsync errors retry`` call; each call is audited (the audit
-row is written before the retry and completed with its outcome after).
+row is written before the retry and completed with its outcome after). The sweeper's job
+(``crmsync.retry_error``, :mod:`app.jobs.tasks`) calls :func:`retry_sync_error` for each
+retriable error whose time has come, audited as ``scheduler``.
 """
 
 from __future__ import annotations
@@ -35,13 +37,14 @@ from app.crm.factory import build_client
 from app.db import runs
 from app.db.audit import record_audit
 from app.db.base import utcnow
+from app.db.engine import make_engine, make_session_factory
 from app.db.error_views import ErrorFilters, filtered
 from app.db.models import AuditEntry, SyncErrorRecord
 from app.db.sync_store import SqlSyncStore
 from app.errors import CrmsyncError
 from app.logging import get_logger
 from app.mappers.config import load_mapping_set
-from app.settings import Settings
+from app.settings import Settings, get_settings
 from app.sync.pull import PullEngine
 
 log = get_logger("crmsync.retry")
@@ -346,3 +349,37 @@ def _retry_object(
         run_id=result.run_id,
         outcomes=report.counts(),
     )
+
+
+_job_factory: sessionmaker[Session] | None = None
+
+
+def retry_sync_error(
+    error_id: int,
+    *,
+    settings: Settings | None = None,
+    session_factory: sessionmaker[Session] | None = None,
+    client_factory: ClientFactory = build_client,
+) -> str:
+    """The job's handler: retry one error row (the sweeper chose it: retriable, due), as
+    ``scheduler``. Returns its outcome. A worker uses the process's settings and one engine for
+    all its retries; tests pass their own."""
+    global _job_factory
+    if settings is None:
+        settings = get_settings()
+    if session_factory is None:
+        if _job_factory is None:
+            _job_factory = make_session_factory(make_engine(settings.database_url))
+        session_factory = _job_factory
+    report = retry_errors(
+        settings,
+        session_factory,
+        [error_id],
+        actor="scheduler",
+        action="sync_error.retry",
+        audit_detail={"via": "sweep"},
+        client_factory=client_factory,
+    )
+    outcome = report.outcomes[0].outcome if report.outcomes else "missing"
+    log.info("retry.job", error_id=error_id, outcome=outcome)
+    return outcome

@@ -287,3 +287,49 @@ def test_a_retry_killed_after_the_read_loses_nothing_and_the_next_retry_resolves
         count = len(list(s.scalars(select(Account).where(Account.sf_id == record_id))))
     assert domain == "back.example.net"
     assert count == 1
+
+
+def test_the_sweeper_retries_a_due_retriable_error_through_its_job(
+    sandbox: Sandbox,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scheduled path: the sweep finds an open retriable pull error whose time has come,
+    enqueues ``crmsync.retry_error``, and the job re-reads the record from the CRM and resolves
+    the error (audited as ``scheduler``); a second sweep finds nothing to do."""
+    from huey import MemoryHuey
+
+    from app.jobs.tasks import JobQueue, handler
+    from app.wiring import error_retry
+
+    (record_id,) = sf_account_ids(sandbox, 1)
+    patch_sf(sandbox, record_id, {"Website": "not a website"})
+    run_sync(settings, factory, kind="pull", crms=["salesforce"], objects=["Account"])  # type: ignore[arg-type]
+    error = open_error(factory, record_id)
+    with factory() as s:  # as a transient failure (a lock, a timeout) would have left it
+        s.execute(
+            update(SyncErrorRecord)
+            .where(SyncErrorRecord.id == error.id)
+            .values(retriable=True, category="transient")
+        )
+        s.commit()
+    patch_sf(sandbox, record_id, {"Website": "https://swept.example.com"})
+
+    monkeypatch.setattr(error_retry, "get_settings", lambda: settings)
+    monkeypatch.setattr(error_retry, "_job_factory", factory)
+    assert handler("retry_error") is error_retry.retry_sync_error
+    jobs = JobQueue(
+        settings, session_factory=factory, huey=MemoryHuey(immediate=True), periodic=False
+    )
+    report = jobs.sweep()  # immediate mode: the enqueued job runs inside the sweep
+    assert report.sync_errors == [error.id]
+
+    row = error_row(factory, error.id)
+    assert (row.resolution, row.resolved_at is not None) == ("synced", True)
+    with factory() as s:
+        stored = s.scalars(select(Account).where(Account.sf_id == record_id)).one()
+        audit = [(a.actor, a.action) for a in s.scalars(select(AuditEntry))]
+    assert stored.domain == "swept.example.com"
+    assert audit == [("scheduler", "sync_error.retry")]
+    assert jobs.sweep().sync_errors == []
