@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,10 +37,11 @@ def _now() -> None:
 
 
 @pytest.fixture
-def app(database_url: str) -> FastAPI:
+def app(database_url: str, tmp_path: Path) -> FastAPI:
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None,
         database_url=database_url,
+        data_dir=tmp_path,  # the embedded job queue's file (GET /status asks it), not ./var
         hubspot_base_url="https://127.0.0.1:9",
         hubspot_access_token="pat-test",
         # These tests set inbox states by hand: no embedded worker processing them meanwhile.
