@@ -16,9 +16,6 @@ move with the date. Bad input answers 422 in FastAPI's validation shape naming t
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
@@ -31,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from app.api.auth import needs
 from app.api.deps import SessionDep
+from app.api.paging import decode_cursor, encode_cursor
 from app.core.access import Role
 from app.db.models import Account, AccountEvent, HealthSnapshot
 from app.domain.lifecycle import LIFECYCLE_STAGE_ENTERED
@@ -54,32 +52,6 @@ def _invalid(parameter: str, message: str, value: Any, where: str = "query") -> 
             ]
         },
     )
-
-
-def _fingerprint(filters: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(filters, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def encode_cursor(after_id: int, filters: dict[str, Any]) -> str:
-    raw = json.dumps({"after": after_id, "f": _fingerprint(filters)}, separators=(",", ":"))
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, filters: dict[str, Any]) -> int:
-    """The id to continue after; ValueError with the reason for a cursor not ours or made
-    with other filters."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        data = json.loads(raw)
-        after = data["after"]
-        fingerprint = data["f"]
-    except (binascii.Error, ValueError, KeyError, TypeError):
-        raise ValueError("not a cursor this API returned") from None
-    if not isinstance(after, int) or isinstance(after, bool) or after < 0:
-        raise ValueError("not a cursor this API returned")
-    if fingerprint != _fingerprint(filters):
-        raise ValueError("the cursor was made with other filters: repeat the same filters")
-    return after
 
 
 def _days_to(renewal_on: date | None, today: date) -> int | None:

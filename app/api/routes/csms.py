@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from app.api.auth import needs
 from app.api.deps import SessionDep, SettingsDep
-from app.api.routes.accounts import _invalid, _json, decode_cursor, encode_cursor
+from app.api.paging import decode_cursor, encode_cursor
+from app.api.routes.accounts import _invalid, _json
 from app.core.access import Role
 from app.db.csm_store import (
     CsmConflict,

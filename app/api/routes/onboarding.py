@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from app.api.auth import needs
 from app.api.deps import SessionDep, SettingsDep
-from app.api.routes.accounts import _invalid, _json, decode_cursor, encode_cursor
+from app.api.paging import decode_cursor, encode_cursor
+from app.api.routes.accounts import _invalid, _json
 from app.core.access import Role
 from app.db.models import OnboardingTask
 from app.db.onboarding_store import (
