@@ -249,6 +249,15 @@ class JobSettings(BaseModel):
     retry_errors: bool = Field(
         True, description="Whether the sweeper retries retriable sync_errors whose time has come."
     )
+    lease_wait_seconds: int = Field(
+        5,
+        ge=1,
+        le=3600,
+        description=(
+            "A run that finds its (CRM, object) held by another run is tried again after this "
+            "many seconds (the sweeper remains the backstop if that message is lost)."
+        ),
+    )
 
 
 class ScoringSettings(BaseModel):

@@ -8,8 +8,10 @@ its id. A worker then:
 2. runs the ordinary entry point (``run_sync`` for ``pull``/``backfill``, ``run_push``,
    ``run_recompute``) inside :func:`app.sync.run_scope.adopting`, so the pass's scope claims this
    row (``queued`` -> ``running`` once) under the (CRM, object) lease;
-3. a pass refused because another pass holds the lease leaves the row ``queued``: the sweeper
-   enqueues it again later; nothing is lost and nothing runs twice at once.
+3. a pass refused because another pass holds the lease leaves the row ``queued`` and is tried
+   again after ``CRMSYNC_JOBS__LEASE_WAIT_SECONDS`` (a scheduled message); if that message is
+   lost, the sweeper enqueues the row again later. Nothing is lost and nothing runs twice at
+   once.
 
 When the entry point ends without claiming the row (a backfill already complete, a
 configuration error found before any pass), the row is closed here with that outcome, so no
@@ -56,6 +58,9 @@ class JobOutcome:
     status: str | None = None
     error: str | None = None
     seconds: float = 0.0
+    #: Seconds after which the run should be tried again (a lease held by another run); None:
+    #: nothing to retry soon (a budget wait is re-enqueued by the sweeper when it is over).
+    retry_in: float | None = None
 
 
 def execute_run(settings: Settings, factory: sessionmaker[Session], run_id: int) -> JobOutcome:
@@ -102,6 +107,7 @@ def _execute(
         outcome.error = mine[0].error
         if mine[0].status is RunStatus.QUEUED:
             outcome.action = "waiting"
+            outcome.retry_in = float(settings.jobs.lease_wait_seconds)
     if not queued.claimed and outcome.action != "waiting":
         # No pass claimed the row: close it with what happened instead.
         first = results[0] if results else None

@@ -147,6 +147,10 @@ class JobQueue:
         outcome = run_jobs.execute_run(self.settings, self.factory, run_id)
         if outcome.status == str(RunStatus.CANCELLED) and _stopped_by_worker(outcome.error):
             self._requeue(run_id)
+        elif outcome.retry_in is not None:
+            # Another run holds this (CRM, object): try again soon rather than at the next sweep.
+            self.run_task.schedule(args=(int(run_id),), delay=outcome.retry_in)
+            log.info("job.run.retry_scheduled", run_id=run_id, delay_s=outcome.retry_in)
         self._timed("run", began, outcome.action)
         return outcome.action
 

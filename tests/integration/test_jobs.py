@@ -8,10 +8,11 @@ sweeper finds queued runs whose message was lost and runs whose worker died.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from huey import MemoryHuey
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -96,10 +97,17 @@ def test_a_held_lease_leaves_the_run_queued_then_it_runs(
             s, "sync:salesforce:Account", "otherhost:1:abc", utcnow(), timedelta(minutes=5)
         )
 
-    waiting = execute_run(settings, factory, run_id)
+    jobs = JobQueue(settings, session_factory=factory, huey=MemoryHuey(), periodic=False)
 
-    assert waiting.action == "waiting"
+    assert jobs._run(run_id) == "waiting"
+
     assert run_row(factory, run_id).status == "queued"
+    # Tried again in lease_wait_seconds, not left for the sweeper's next minute.
+    (retry,) = jobs.huey.pending()  # enqueued with an eta; the consumer holds it till then
+    assert retry.args == (run_id,)
+    assert retry.eta is not None
+    wait = (retry.eta - datetime.now(UTC).replace(tzinfo=None)).total_seconds()
+    assert 0 < wait <= settings.jobs.lease_wait_seconds
     with factory() as s:
         assert s.scalar(select(func.count()).select_from(SyncRun)) == 1  # no "could not start" row
         leases.release(s, "sync:salesforce:Account", "otherhost:1:abc")
