@@ -4,6 +4,7 @@ builds the engine and routes, so tests can run several apps against different da
 The docs pages (``/docs`` Swagger UI, ``/redoc``) load their JS and CSS from this app, not from a
 CDN, so they work without internet: ``fastapi_offline`` ships those assets and serves them under
 ``/static-offline-docs`` (FastAPI's own ``docs_url=None`` + ``get_swagger_ui_html`` pattern).
+The web console (``/console``, :mod:`app.console`) is mounted here too.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from app.api.routes import (
     signals,
     webhooks,
 )
+from app.console.router import install_console
 from app.db.engine import make_engine, make_session_factory
 from app.logging import configure_logging
 from app.settings import Settings, get_settings
@@ -97,4 +99,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(admin_inbox.router)
     api.include_router(admin_status.router)
     app.include_router(api)
+    # The web console (/console): its own sign-in session, over the same functions as /api/v1.
+    install_console(app)
     return app

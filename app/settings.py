@@ -190,6 +190,20 @@ class WebhookSettings(BaseModel):
         return value.strip()
 
 
+class ConsoleSettings(BaseModel):
+    """The web console at ``/console`` (docs/console.md)."""
+
+    secure_cookie: bool | None = Field(
+        None,
+        description="Mark the session cookie Secure (sent over HTTPS only). Unset: Secure when "
+        "CRMSYNC_PUBLIC_BASE_URL is https://, or when CRMSYNC_ENV=prod without one; not for a "
+        "dev server on plain http://127.0.0.1.",
+    )
+    session_hours: int = Field(
+        12, ge=1, le=24 * 30, description="How long a console sign-in lasts."
+    )
+
+
 class BudgetSettings(BaseModel):
     """crmsync's share of one CRM's daily API budget (``CRMSYNC_SALESFORCE__BUDGET_SHARE``,
     ``CRMSYNC_HUBSPOT__DAILY_LIMIT``, ...; docs/budget.md).
@@ -348,6 +362,7 @@ class Settings(BaseSettings):
     scoring: ScoringSettings = ScoringSettings()
     webhooks: WebhookSettings = WebhookSettings()
     jobs: JobSettings = JobSettings()
+    console: ConsoleSettings = ConsoleSettings()
     # Nested as CRMSYNC_SALESFORCE__BUDGET_SHARE; the connection settings stay flat.
     salesforce: BudgetSettings = BudgetSettings()
     hubspot: BudgetSettings = BudgetSettings()
@@ -480,6 +495,15 @@ class Settings(BaseSettings):
     @property
     def hubspot_enabled(self) -> bool:
         return self.hubspot_auth_mode is not None
+
+    @property
+    def console_secure_cookie(self) -> bool:
+        """Whether the console's session cookie is Secure (:class:`ConsoleSettings`)."""
+        if self.console.secure_cookie is not None:
+            return self.console.secure_cookie
+        if self.public_base_url is not None:
+            return self.public_base_url.startswith("https://")
+        return self.env == "prod"
 
     @property
     def enabled_crms(self) -> list[CrmName]:

@@ -704,3 +704,21 @@ class AuditEntry(IdMixin, Base):
     action: Mapped[str] = mapped_column(String(64), nullable=False)
     target: Mapped[str | None] = mapped_column(String(160))
     detail: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict, nullable=False)
+
+
+class ConsoleSession(IdMixin, Base):
+    """A signed-in web console session (docs/adr/0007-console.md): the cookie holds a random
+    token, this row only its SHA-256, so a copy of the table signs nobody in.
+
+    ``key_id`` is the stored API key signed in with (None for the bootstrap key, whose hash is
+    then kept in ``bootstrap_hash`` so that changing the bootstrap key ends its sessions). The
+    key is checked again on every request: revoking it ends its sessions at once.
+    """
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    key_id: Mapped[int | None] = mapped_column(Integer)
+    bootstrap_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
