@@ -127,6 +127,39 @@ def test_csm_filter(client: TestClient, ids: dict[str, Any]) -> None:
     assert [i["id"] for i in got] == ids["accounts"][:4]
 
 
+def test_search_by_name_or_domain_prefix_case_insensitive(
+    client: TestClient, factory: sessionmaker[Session]
+) -> None:
+    with factory() as s, s.begin():
+        for name, domain in [
+            ("Acme Corp", "acme.com"),
+            ("acme_labs", "labs.example"),
+            ("Beta 100%", "beta.io"),
+            ("Zeta", "www-acme.net"),
+            ("Omega", None),
+            ("Ärger GmbH", "aerger.de"),
+        ]:
+            s.add(Account(name=name, domain=domain))
+
+    def names(q: str, **more: Any) -> list[str]:
+        return [i["name"] for i in all_pages(client, {"q": q, "limit": 1, **more})]
+
+    assert names("acme") == ["Acme Corp", "acme_labs"]
+    assert names("ACME C") == ["Acme Corp"]
+    assert names("acme_") == ["acme_labs"]  # _ and % are not wildcards
+    assert names("beta 100%") == ["Beta 100%"]
+    assert names("a%") == []
+    assert names("https://www.Beta.IO/pricing") == ["Beta 100%"]
+    assert names("www-acme") == ["Zeta"]  # the domain starts with it
+    assert names("cme") == []  # a prefix, not a substring
+    assert names("acme", tier="key") == []  # with the other filters
+    r = client.get("/api/v1/accounts", params={"q": "acme", "limit": 1})
+    cursor = r.json()["next_cursor"]
+    other = client.get("/api/v1/accounts", params={"q": "beta", "cursor": cursor})
+    assert other.status_code == 422
+    assert other.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
 def test_bad_input_names_the_parameter(client: TestClient, ids: dict[str, Any]) -> None:
     for params, name in [
         ({"band": "purple"}, "band"),

@@ -51,6 +51,35 @@ def test_upgrade_creates_every_model_table_and_check_reports_no_drift(
     command.check(alembic_config(empty_database_url))
 
 
+def test_account_search_indexes_exist_and_serve_the_search(empty_database_url: str) -> None:
+    """``alembic check`` cannot compare expression indexes on SQLite (env.py), so: they exist,
+    and SQLite's planner uses them for the accounts list's search (GET /api/v1/accounts?q=)."""
+    from sqlalchemy import select
+
+    from app.api.routes.accounts import search_clause
+    from app.db.models import Account
+
+    upgrade(empty_database_url)
+    engine = make_engine(empty_database_url)
+    try:
+        names = {i["name"] for i in inspect(engine).get_indexes("accounts") if i.get("name")}
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as conn:
+                names |= set(
+                    conn.scalars(text("SELECT name FROM sqlite_master WHERE tbl_name = 'accounts'"))
+                )
+                stmt = select(Account.id).where(search_clause("acme", "sqlite"))
+                compiled = stmt.compile(engine, compile_kwargs={"literal_binds": True})
+                plan = " ".join(
+                    str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
+                )
+                assert "ix_accounts_name_lower" in plan
+                assert "ix_accounts_domain_lower" in plan
+    finally:
+        engine.dispose()
+    assert {"ix_accounts_name_lower", "ix_accounts_domain_lower", "ix_accounts_csm_id"} <= names
+
+
 def test_downgrade_to_base_drops_everything_and_upgrade_again_works(
     empty_database_url: str,
 ) -> None:

@@ -1,8 +1,9 @@
 """Accounts with their health, tier, renewal and lifecycle (issue #18 item 7).
 
 * ``GET /api/v1/accounts``: filtered by ``band``, ``tier``, ``renewal_window``,
-  ``lifecycle_stage`` and ``csm_id`` (each repeatable: any of the values), ordered by id, keyset
-  paginated: ``next_cursor`` is opaque; pass it back as ``cursor`` with the same filters.
+  ``lifecycle_stage`` and ``csm_id`` (each repeatable: any of the values) and searched with ``q``
+  (a case-insensitive prefix of the name or of the domain), ordered by id, keyset paginated:
+  ``next_cursor`` is opaque; pass it back as ``cursor`` with the same filters.
 * ``GET /api/v1/accounts/{id}``: one account: the health components with the numbers each read,
   the reasons (code and text), trend, loyalty, tier, renewal and lifecycle (with its history).
 * ``GET /api/v1/accounts/{id}/health/history``: the daily snapshots, newest first.
@@ -23,7 +24,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import Field
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.api.auth import needs
@@ -97,6 +98,35 @@ def _encode(value: Any) -> Any:
     return str(value)
 
 
+#: Above every character: ``x >= q AND x < q + TOP`` is "x starts with q" in a binary collation.
+_TOP = "\U0010ffff"
+
+
+def search_terms(q: str) -> tuple[str, str]:
+    """The name prefix and the domain prefix ``q`` stands for: lower case; for the domain also
+    without ``https://``, ``www.`` and a path (``https://www.Acme.com/x`` -> ``acme.com``)."""
+    name = q.strip().lower()
+    domain = name.split("://", 1)[-1].removeprefix("www.").split("/", 1)[0]
+    return name, domain or name
+
+
+def _prefix(column: Any, prefix: str, dialect: str) -> ColumnElement[bool]:
+    """``lower(column)`` starts with ``prefix``, in the form its index serves (migration 0008):
+    a range on SQLite (its LIKE never uses an expression index), ``LIKE 'p%'`` on PostgreSQL
+    (the index has ``text_pattern_ops``)."""
+    lowered = func.lower(column)
+    if dialect == "postgresql":
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        return lowered.like(escaped + "%", escape="\\")
+    return (lowered >= prefix) & (lowered < prefix + _TOP)
+
+
+def search_clause(q: str, dialect: str) -> ColumnElement[bool]:
+    """Accounts whose name or domain starts with ``q`` (case-insensitive)."""
+    name, domain = search_terms(q)
+    return or_(_prefix(Account.name, name, dialect), _prefix(Account.domain, domain, dialect))
+
+
 @router.get(
     "",
     summary="Accounts by band, tier, renewal window, lifecycle stage and CSM",
@@ -115,19 +145,31 @@ def list_accounts(
     csm_id: Annotated[
         list[Annotated[int, Field(ge=1)]] | None, Query(description="CSM id(s).")
     ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=255,
+            description="Search: the start of the name or of the domain (case-insensitive).",
+        ),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500, description="Accounts per page.")] = 50,
     cursor: Annotated[
         str | None, Query(max_length=200, description="next_cursor of the previous page.")
     ] = None,
 ) -> Any:
     """One page of live accounts, by id; ``next_cursor`` is null on the last page."""
-    filters = {
+    if q is not None and not q.strip():
+        q = None
+    filters: dict[str, Any] = {
         "band": sorted(band or []),
         "tier": sorted(tier or []),
         "renewal_window": sorted(renewal_window or []),
         "lifecycle_stage": sorted(lifecycle_stage or []),
         "csm_id": sorted(csm_id or []),
     }
+    if q is not None:  # only when given: cursors made before q existed stay valid
+        filters["q"] = search_terms(q)[0]
     after = 0
     if cursor is not None:
         try:
@@ -145,6 +187,8 @@ def list_accounts(
         stmt = stmt.where(Account.lifecycle_stage.in_(lifecycle_stage))
     if csm_id:
         stmt = stmt.where(Account.csm_id.in_(csm_id))
+    if q is not None:
+        stmt = stmt.where(search_clause(q, session.get_bind().dialect.name))
     found = list(session.scalars(stmt.order_by(Account.id).limit(limit + 1)))
     page = found[:limit]
     today = datetime.now(UTC).date()
