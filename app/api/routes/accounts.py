@@ -111,7 +111,7 @@ def search_terms(q: str) -> tuple[str, str]:
 
 
 def _prefix(column: Any, prefix: str, dialect: str) -> ColumnElement[bool]:
-    """``lower(column)`` starts with ``prefix``, in the form its index serves (migration 0008):
+    """``lower(column)`` starts with ``prefix``, in the form its index serves (migration 0009):
     a range on SQLite (its LIKE never uses an expression index), ``LIKE 'p%'`` on PostgreSQL
     (the index has ``text_pattern_ops``)."""
     lowered = func.lower(column)

@@ -5,8 +5,8 @@ the name or the domain: an index on ``lower(name)`` and on ``lower(domain)`` (Po
 ``text_pattern_ops``, so ``LIKE 'q%'`` uses it whatever the database's collation). The CSM
 filter gets an index on ``accounts.csm_id``. Fast at 100,000 accounts (``make bench``).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-06 23:10:00
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
