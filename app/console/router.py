@@ -14,7 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from app.console.auth import ConsoleForbidden, SignInRequired, sign_in_url
-from app.console.pages import sign_in, status
+from app.console.pages import errors, inbox, keys, runs, sign_in, status
 from app.console.web import render
 
 STATIC = Path(__file__).parent / "static"
@@ -25,6 +25,10 @@ STATIC_CACHE = "public, max-age=86400"
 router = APIRouter()
 router.include_router(sign_in.router)
 router.include_router(status.router)
+router.include_router(runs.router)
+router.include_router(errors.router)
+router.include_router(inbox.router)
+router.include_router(keys.router)
 # console-cs: the CS pages (accounts, onboarding, push preview) are included here.
 
 

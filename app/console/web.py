@@ -167,6 +167,13 @@ def build(model: type[BaseModel], data: Mapping[str, Any]) -> BaseModel | Answer
         return validation_answer(exc)
 
 
+def read_response(response: JSONResponse) -> Answer:
+    """An API function's JSONResponse (a 422, a 409...) as an :class:`Answer`."""
+    body = json.loads(bytes(response.body))
+    errors = field_errors(body.get("detail")) if response.status_code == 422 else {}
+    return Answer(response.status_code, body, errors)
+
+
 def call_api(fn: Callable[..., Any], **kwargs: Any) -> Answer:
     """Run an ``/api/v1`` route function with its arguments and read the answer as the API
     client would: the body, the status (HTTPException and JSONResponse included), field errors."""
@@ -175,9 +182,7 @@ def call_api(fn: Callable[..., Any], **kwargs: Any) -> Answer:
     except HTTPException as exc:
         return Answer(exc.status_code, {"detail": exc.detail})
     if isinstance(result, JSONResponse):
-        body = json.loads(bytes(result.body))
-        errors = field_errors(body.get("detail")) if result.status_code == 422 else {}
-        return Answer(result.status_code, body, errors)
+        return read_response(result)
     if isinstance(result, BaseModel):
         return Answer(200, result.model_dump(mode="json"))
     return Answer(200, result)

@@ -98,6 +98,21 @@ def event_dict(event: WebhookEvent, *, body: bool = True) -> dict[str, Any]:
     return out
 
 
+#: Header names (lower case) whose value is a credential: never shown, even to admins.
+_SECRET_HEADER_WORDS = ("signature", "authorization", "secret", "token", "cookie", "api-key")
+
+
+def event_headers(event: WebhookEvent) -> dict[str, str]:
+    """The stored request headers for display, with signatures and credentials masked (a
+    signature lets whoever holds it replay the request to the receiver)."""
+    out: dict[str, str] = {}
+    for name, value in sorted((event.headers or {}).items()):
+        lowered = str(name).lower()
+        secret = any(word in lowered for word in _SECRET_HEADER_WORDS)
+        out[str(name)] = "•••• (hidden)" if secret else str(value)
+    return out
+
+
 def get_event(session: Session, event_id: int) -> WebhookEvent:
     event = session.get(WebhookEvent, event_id)
     if event is None:

@@ -33,6 +33,7 @@ from app.jobs.runs import API_KINDS
 from app.logging import get_logger
 from app.mappers.config import load_mapping_set
 from app.mappers.errors import MappingConfigError
+from app.settings import Settings
 
 router = APIRouter(prefix="/api/v1/sync", tags=["runs"])
 log = get_logger("crmsync.api.runs")
@@ -81,22 +82,12 @@ def _invalid(field: str, message: str, value: Any) -> JSONResponse:
     )
 
 
-@router.post(
-    "/runs",
-    status_code=202,
-    response_model=RunsQueued,
-    summary="Trigger a run (backfill, incremental, push, recompute)",
-    responses={422: {"description": "a field is missing or invalid; the body names it"}},
-    **needs(Role.OPERATOR),
-)
-def trigger_run(
-    body: RunRequest,
-    session: SessionDep,
-    settings: SettingsDep,
-    jobs: JobsDep,
-    principal: PrincipalDep,
-) -> RunsQueued | JSONResponse:
-    kind = API_KINDS[body.kind]
+def plan_run(
+    body: RunRequest, settings: Settings
+) -> tuple[list[tuple[str, str]], dict[str, Any]] | JSONResponse:
+    """The (crm, object) runs ``body`` asks for and their parameters, or the 422 naming the
+    field. Shared by :func:`trigger_run` and the console's backfill estimate, which checks a
+    request exactly as the API would before it counts the calls."""
     params: dict[str, Any] = {}
     if body.since is not None:
         if body.kind not in ("backfill", "incremental"):
@@ -146,6 +137,29 @@ def trigger_run(
             )
         objects = [body.object] if body.object is not None else known
         targets = [(body.crm, o) for o in objects]
+    return targets, params
+
+
+@router.post(
+    "/runs",
+    status_code=202,
+    response_model=RunsQueued,
+    summary="Trigger a run (backfill, incremental, push, recompute)",
+    responses={422: {"description": "a field is missing or invalid; the body names it"}},
+    **needs(Role.OPERATOR),
+)
+def trigger_run(
+    body: RunRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    jobs: JobsDep,
+    principal: PrincipalDep,
+) -> RunsQueued | JSONResponse:
+    kind = API_KINDS[body.kind]
+    planned = plan_run(body, settings)
+    if isinstance(planned, JSONResponse):
+        return planned
+    targets, params = planned
     ids: list[int] = []
     for crm, object_name in targets:
         run_id, _ = job_store.queue_run(
