@@ -14,7 +14,17 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from app.console.auth import ConsoleForbidden, SignInRequired, sign_in_url
-from app.console.pages import errors, inbox, keys, runs, sign_in, status
+from app.console.pages import (
+    accounts,
+    errors,
+    inbox,
+    keys,
+    onboarding,
+    push_preview,
+    runs,
+    sign_in,
+    status,
+)
 from app.console.web import render
 
 STATIC = Path(__file__).parent / "static"
@@ -30,6 +40,9 @@ router.include_router(errors.router)
 router.include_router(inbox.router)
 router.include_router(keys.router)
 # console-cs: the CS pages (accounts, onboarding, push preview) are included here.
+router.include_router(accounts.router)
+router.include_router(onboarding.router)
+router.include_router(push_preview.router)
 
 
 class CachedStatic(StaticFiles):

@@ -202,6 +202,27 @@ def test_bad_patch_names_the_field(
     assert answer.json()["detail"][0]["loc"] == ["body", field]
 
 
+def test_task_changes_and_closes_are_audited_as_the_key(
+    database_url: str, factory: sessionmaker[Session]
+) -> None:
+    from app.db.models import AuditEntry
+
+    plan_id = make_plan(factory)
+    with api_client(create_app(settings(database_url)), name="csm-bot") as c:
+        task = c.get(f"/api/v1/onboarding/{plan_id}").json()["tasks"][0]
+        for _ in range(2):  # the second changes nothing: not logged again
+            r = c.patch(f"/api/v1/onboarding/tasks/{task['id']}", json={"status": "done"})
+            assert r.status_code == 200
+        c.post(f"/api/v1/onboarding/{plan_id}/close", json={"reason": "self-served"})
+    with factory() as s:
+        rows = s.query(AuditEntry).order_by(AuditEntry.id).all()
+    assert [(e.actor, e.action, e.target) for e in rows] == [
+        ("key:csm-bot", "onboarding_task.set", f"onboarding_task:{task['id']}"),
+        ("key:csm-bot", "onboarding_plan.close", f"onboarding_plan:{plan_id}"),
+    ]
+    assert rows[0].detail["status"] == "done"
+
+
 def test_unknown_task_404(client: TestClient) -> None:
     answer = client.patch("/api/v1/onboarding/tasks/999999", json={"status": "done"})
     assert answer.status_code == 404

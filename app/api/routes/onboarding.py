@@ -24,11 +24,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
-from app.api.auth import needs
+from app.api.auth import PrincipalDep, needs
 from app.api.deps import SessionDep, SettingsDep
 from app.api.paging import decode_cursor, encode_cursor
 from app.api.routes.accounts import _invalid, _json
 from app.core.access import Role
+from app.db.audit import record_audit
 from app.db.models import OnboardingTask
 from app.db.onboarding_store import (
     NotFound,
@@ -181,15 +182,31 @@ def get_onboarding(
 def patch_task(
     session: SessionDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     task_id: Annotated[int, Path(ge=1)],
     body: TaskPatch,
 ) -> Any:
+    """The change is in the audit log as the calling key (the console's "Mark done" too),
+    in the same transaction; a repeated change that changes nothing is not logged again."""
     try:
         change = set_task_status(
             session, task_id, status=body.status, note=body.note, cfg=settings.scoring.config
         )
     except NotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
+    if change.changed:
+        record_audit(
+            session,
+            principal.actor,
+            "onboarding_task.set",
+            f"onboarding_task:{task_id}",
+            {
+                "status": body.status,
+                "note": body.note,
+                "plan_id": change.task.plan_id,
+                "adoption": change.adoption,
+            },
+        )
     session.commit()
     today = _today()
     return {
@@ -208,6 +225,7 @@ def patch_task(
 def post_close(
     session: SessionDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     plan_id: Annotated[int, Path(ge=1)],
     body: PlanClose,
 ) -> Any:
@@ -217,5 +235,12 @@ def post_close(
         )
     except NotFound as exc:
         raise HTTPException(status_code=404, detail=str(exc)) from None
+    record_audit(
+        session,
+        principal.actor,
+        "onboarding_plan.close",
+        f"onboarding_plan:{plan_id}",
+        {"reason": body.reason, "adoption": adoption},
+    )
     session.commit()
     return {"plan": _plan(view, _today()), "adoption": adoption}
