@@ -336,7 +336,9 @@ def test_confirm_queues_a_push_run_audited_as_the_key_and_a_viewer_gets_403(
         follow_redirects=False,
     )
     assert ok.status_code == 303
-    assert "notice=Push+queued+as+run" in ok.headers["location"]
+    assert ok.headers["location"].startswith(
+        f"/console/runs/{runs_first(app)}?notice=Push+queued+as+run"
+    )
     with app.state.session_factory() as s:
         runs = s.scalars(select(SyncRun).where(SyncRun.kind == "push")).all()
     assert runs
@@ -353,3 +355,10 @@ def test_pages_need_a_session(app: FastAPI, data: dict[str, Any]) -> None:
             answer = anonymous.get(path, follow_redirects=False)
             assert answer.status_code == 303, path
             assert answer.headers["location"].startswith("/console/sign-in?next=")
+
+
+def runs_first(app: FastAPI) -> int:
+    """The first queued push run's id (the confirm redirects to its page)."""
+    with app.state.session_factory() as s:
+        first = s.scalars(select(SyncRun.id).where(SyncRun.kind == "push").order_by(SyncRun.id))
+        return int(first.first() or 0)

@@ -127,17 +127,7 @@ def confirm_push(
     message = f"Push queued as run{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
     if not answer.body.get("enqueued", True):
         message += " (the job queue is unreachable: the sweeper will start it)"
-    if _has_route(request, "/console/runs/{run_id}"):
-        target = f"/console/runs/{ids[0]}"
-    else:
-        target = "/console/push"
+    # the first run's page (console-admin's runs page: live progress, cancel)
     return RedirectResponse(
-        f"{target}?{urlencode({'crm': crm, 'notice': message})}"
-        if target == "/console/push"
-        else f"{target}?{urlencode({'notice': message})}",
-        status_code=303,
+        f"/console/runs/{ids[0]}?{urlencode({'notice': message})}", status_code=303
     )
-
-
-def _has_route(request: Request, path: str) -> bool:
-    return any(getattr(r, "path", None) == path for r in request.app.routes)
