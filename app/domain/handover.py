@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from app.domain.config import DEFAULT_CONFIG, ScoringConfig
 from app.domain.values import Tier
-from app.mappers.handover import FITS, NONE_VALUES, render_handover
+from app.mappers.handover import FITS, NONE_VALUES, render_handover, structured_columns
 
 HandoverStatus = Literal["complete", "partial", "empty"]
 
@@ -108,16 +108,7 @@ class HandoverFacts:
 
     def columns(self) -> dict[str, Any]:
         """The structured columns, as JSON-able values (for ``handover_notes``)."""
-        return {
-            "sold": dict(self.sold),
-            "contacts": [dict(c) for c in self.contacts],
-            "goals": list(self.goals),
-            "success_criteria": list(self.success_criteria),
-            "special_terms": self.special_terms,
-            "risks": list(self.risks),
-            "fit": self.fit,
-            "timeline": self.timeline,
-        }
+        return structured_columns(self)
 
     @property
     def services(self) -> tuple[str, ...]:

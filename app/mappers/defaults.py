@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
+from app.mappers.handover import STRUCTURED_COLUMNS
 from app.mappers.spec import (
     ConflictPolicy,
     Direction,
@@ -33,16 +34,7 @@ OUT = Direction.CS_TO_CRM
 BOTH = Direction.BOTH
 NEWEST = ConflictPolicy.NEWEST_WINS
 
-HANDOVER_STRUCTURED = (
-    "sold",
-    "contacts",
-    "goals",
-    "success_criteria",
-    "special_terms",
-    "risks",
-    "fit",
-    "timeline",
-)
+HANDOVER_STRUCTURED = STRUCTURED_COLUMNS  # parsed from the note body, rendered into it
 
 
 def _handover_fields(body_field: str) -> tuple[FieldMapping, ...]:

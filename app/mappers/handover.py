@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 FITS = ("good", "stretch", "bad")
 NONE_VALUES = frozenset({"", "-", "--", "n/a", "na", "none", "tbd", "unknown", "?"})
@@ -140,16 +140,45 @@ class ParsedHandover:
 
     def columns(self) -> dict[str, Any]:
         """The structured ``handover_notes`` columns, as fresh JSON-able values."""
-        return {
-            "sold": dict(self.sold),
-            "contacts": [dict(c) for c in self.contacts],
-            "goals": list(self.goals),
-            "success_criteria": list(self.success_criteria),
-            "special_terms": self.special_terms,
-            "risks": list(self.risks),
-            "fit": self.fit,
-            "timeline": self.timeline,
-        }
+        return structured_columns(self)
+
+
+class HandoverShape(Protocol):
+    """What :func:`structured_columns` reads: a parsed handover or the domain's facts."""
+
+    @property
+    def sold(self) -> Mapping[str, Any]: ...
+    @property
+    def contacts(self) -> Sequence[Mapping[str, Any]]: ...
+    @property
+    def goals(self) -> Sequence[str]: ...
+    @property
+    def success_criteria(self) -> Sequence[str]: ...
+    @property
+    def special_terms(self) -> str | None: ...
+    @property
+    def risks(self) -> Sequence[str]: ...
+    @property
+    def fit(self) -> str | None: ...
+    @property
+    def timeline(self) -> str | None: ...
+
+
+def structured_columns(handover: HandoverShape) -> dict[str, Any]:
+    """The ``handover_notes`` structured columns (:data:`STRUCTURED_COLUMNS`) of a handover, as
+    fresh JSON-able values: one definition for what a pull stores from a parsed note
+    (:meth:`ParsedHandover.columns`) and what crmsync's own note stores
+    (:meth:`app.domain.handover.HandoverFacts.columns`)."""
+    return {
+        "sold": dict(handover.sold),
+        "contacts": [dict(c) for c in handover.contacts],
+        "goals": list(handover.goals),
+        "success_criteria": list(handover.success_criteria),
+        "special_terms": handover.special_terms,
+        "risks": list(handover.risks),
+        "fit": handover.fit,
+        "timeline": handover.timeline,
+    }
 
 
 def html_to_text(body: str) -> str:

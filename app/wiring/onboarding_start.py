@@ -12,32 +12,36 @@ are stored as the CRM has them now. In **one transaction**:
    plus the deal's own fields, its completeness for the tier, and crmsync's handover note on the
    account (``origin = cs``, ``title``/``body`` stamped, so the push creates it in the CRM and
    stores its CRM id: the next pull updates that row instead of adding a second one);
-5. the plan (7.2 / 7.3, :func:`app.domain.onboarding.build_plan`) with its tasks, the
-   ``handover_complete`` task for the sales rep listing what is missing;
-6. the CSM (8.3, :func:`app.domain.csm_assignment.assign_csm`) over the ``csms`` table with each
-   CSM's load from the accounts they own; ``csm_email`` and ``onboarding_status`` on the account
-   are stamped (the push writes them to the CRM); ``lifecycle_stage`` becomes ``onboarding``
-   (new business and winback);
+5. the CSM (8.3) with :func:`app.db.csm_store.assign_account_csm`, the same store the CSM API
+   uses (candidates and loads from :func:`app.db.csm_store.csm_candidates`, the choice written
+   to ``csm_id`` / ``backup_csm_id`` and stamped); ``csm_email`` and ``onboarding_status`` on
+   the account are stamped too (the push writes them to the CRM); ``lifecycle_stage`` becomes
+   ``onboarding`` (new business and winback);
+6. the plan (7.2 / 7.3, :func:`app.domain.onboarding.build_plan`) with its tasks, the
+   ``handover_complete`` task for the sales rep listing what is missing, stored with
+   :func:`app.db.onboarding_store.create_plan_once` (the API's and tests' path too);
 7. the inbox event is ``done``.
 
-The plan's unique ``opportunity_id`` makes a second, concurrent attempt fail at the commit; it
-then finds the plan and is ``done`` too. On PostgreSQL the account row is locked first
-(``SELECT ... FOR UPDATE``) so two deals of one account do not both read the same CSM loads.
+``create_plan_once`` inserts with ``ON CONFLICT (opportunity_id) DO NOTHING``: a second,
+concurrent attempt finds the winner's plan, rolls back what it wrote (note, CSM) and is ``done``
+too. On PostgreSQL the account row is locked first (``SELECT ... FOR UPDATE``) so two deals of
+one account do not both read the same CSM loads.
 """
 
 from __future__ import annotations
 
 import uuid
 from calendar import monthrange
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.types import CrmName
 from app.db.cs_writes import stamp_cs_change
+from app.db.csm_store import assign_account_csm
 from app.db.enums import InboxStatus
 from app.db.inbox_store import finish
 from app.db.models import (
@@ -46,18 +50,11 @@ from app.db.models import (
     Csm,
     HandoverNote,
     OnboardingPlan,
-    OnboardingTask,
     Opportunity,
     WebhookEvent,
 )
+from app.db.onboarding_store import create_plan_once
 from app.domain.config import ScoringConfig
-from app.domain.csm_assignment import (
-    AssignmentRequest,
-    CsmCandidate,
-    LoadItem,
-    assign_csm,
-    load_units,
-)
 from app.domain.handover import (
     DealFacts,
     HandoverCheck,
@@ -70,13 +67,13 @@ from app.domain.lifecycle import LIFECYCLE_STAGE_ENTERED
 from app.domain.onboarding import build_plan, classify_deal, services_sold
 from app.domain.tier import ClosedWonDeal, TierInput, compute_tier
 from app.domain.values import Tier
+from app.mappers.handover import STRUCTURED_COLUMNS
 from app.mappers.spec import MappingSet
 from app.wiring.webhook_processing import EventView, HandlerResult, ProcessingContext
 
-__all__ = ["ONBOARDING_STARTED", "csm_candidates", "start_onboarding"]
+__all__ = ["ONBOARDING_STARTED", "start_onboarding"]
 
 ONBOARDING_STARTED = "onboarding_started"  # account_events.kind
-_STRUCTURED = ("sold", "contacts", "goals", "success_criteria", "special_terms", "risks")
 _TIERS: tuple[Tier, ...] = ("key", "high", "low", "tech")
 
 
@@ -109,7 +106,8 @@ def start_onboarding(
                     context, session, event, f"onboarding plan {done.plan_id} exists"
                 )
             except IntegrityError:
-                # Another attempt committed this opportunity's plan first: look again.
+                # A unique row another attempt committed first (the plan's conflict is
+                # handled by create_plan_once; this is the belt to its braces): look again.
                 session.rollback()
                 if attempt == 2:
                     raise
@@ -176,7 +174,7 @@ def _start(
     )
     columns: dict[str, Any] = {}
     if source_note is not None:
-        columns = {c: getattr(source_note, c) for c in (*_STRUCTURED, "fit", "timeline")}
+        columns = {c: getattr(source_note, c) for c in STRUCTURED_COLUMNS}
     facts = HandoverFacts.from_columns(columns, deal=deal)
     check = check_handover(facts, tier, cfg)
     services = services_sold(facts.services, cfg=cfg)
@@ -191,67 +189,55 @@ def _start(
         cfg=cfg,
     )
     onboarding = decision.kind == "full"
-    assignment = assign_csm(
-        AssignmentRequest(
-            tier=tier,
-            today=today,
-            current_csm_id=account.csm_id,
-            current_backup_csm_id=account.backup_csm_id,
-            preassigned_email=opportunity.preassigned_csm_email,
-            arr=account.arr,
-            onboarding=onboarding,
-        ),
-        csm_candidates(session, account.id, today, cfg),
-        cfg,
+    # 8.3 through the store the CSM API uses: candidates with their loads (this account left
+    # out), the choice written to csm_id / backup_csm_id and stamped for the push.
+    assignment = assign_account_csm(
+        session,
+        account_id=account.id,
+        tier=tier,
+        today=today,
+        preassigned_email=opportunity.preassigned_csm_email,
+        onboarding=onboarding,
+        apply=True,
+        now=now,
+        cfg=cfg,
     )
     csm = session.get(Csm, assignment.csm.csm_id) if assignment.csm.csm_id else None
     backup = assignment.backup
     backup_csm = session.get(Csm, backup.csm_id) if backup and backup.csm_id else None
-
-    note = _handover_note(crm, account, opportunity, facts, check, crm_id, now)
-    session.add(note)
-    session.flush()
-    plan = OnboardingPlan(
-        account_id=account.id,
-        opportunity_id=opportunity.id,
-        handover_note_id=note.id,
-        kind=decision.kind or "full",
-        tier_at_close=tier,
-        started_on=d0,
-        status="active",
-        csm_id=csm.id if csm is not None else None,
-    )
-    session.add(plan)
-    session.flush()  # the unique opportunity_id: a concurrent attempt fails here or at commit
     csm_email = csm.email if csm is not None else assignment.csm.email
     backup_email = (
         backup_csm.email if backup_csm is not None else (backup.email if backup else None)
     )
-    for task in decision.tasks:
-        session.add(
-            OnboardingTask(
-                plan_id=plan.id,
-                code=task.code,
-                phase=task.phase,
-                title=task.detail or task.title,
-                owner_role=task.owner_role,
-                assignee=_assignee(task.owner_role, opportunity, csm_email, backup_email),
-                automated=task.automated,
-                due_on=task.due_on,
-                status="open",
-            )
-        )
+
+    note = _handover_note(crm, account, opportunity, facts, check, crm_id, now)
+    session.add(note)
+    session.flush()
+    # The plan and its tasks, once per opportunity (INSERT .. ON CONFLICT DO NOTHING on the
+    # unique opportunity_id): a concurrent attempt that lost finds the winner's plan and rolls
+    # back everything it wrote here (note, CSM), then finishes the event only.
+    created = create_plan_once(
+        session,
+        account_id=account.id,
+        opportunity_id=opportunity.id,
+        decision=decision,
+        csm_id=csm.id if csm is not None else None,
+        handover_note_id=note.id,
+        assignees={
+            t.owner_role: _assignee(t.owner_role, opportunity, csm_email, backup_email)
+            for t in decision.tasks
+        },
+    )
+    if not created.created:
+        raise _AlreadyStarted(created.plan_id)
+    plan_id = created.plan_id
 
     changed: list[str] = []
     if tier_changed:
         changed.append("tier")
-    if csm is not None and account.csm_id != csm.id:
-        account.csm_id = csm.id
     if account.csm_email != csm_email:
         account.csm_email = csm_email
         changed.append("csm_email")
-    if backup_csm is not None:
-        account.backup_csm_id = backup_csm.id
     if onboarding:
         if account.onboarding_status != "active":
             account.onboarding_status = "active"
@@ -283,7 +269,7 @@ def _start(
             account_id=account.id,
             kind=ONBOARDING_STARTED,
             payload={
-                "plan_id": plan.id,
+                "plan_id": plan_id,
                 "opportunity_id": opportunity.id,
                 "deal_kind": deal_kind,
                 "plan_kind": decision.kind,
@@ -299,7 +285,7 @@ def _start(
         )
     )
     text = (
-        f"plan {plan.id} ({decision.kind}, {tier}, {len(decision.tasks)} tasks), CSM "
+        f"plan {plan_id} ({decision.kind}, {tier}, {len(decision.tasks)} tasks), CSM "
         f"{csm_email or 'none'} ({assignment.csm.reason}), handover {note.status} "
         f"{note.completeness} %"
     )
@@ -310,7 +296,7 @@ def _start(
         InboxStatus.DONE,
         text,
         writebacks={crm: {account_object: [account.id], note_object: [note.id]}},
-        new_plan_ids=[plan.id],
+        new_plan_ids=[plan_id],
     )
 
 
@@ -388,7 +374,7 @@ def _handover_note(
         status=check.status,
         origin="cs",
         crmsync_id=str(uuid.uuid4()),
-        **{k: columns[k] for k in (*_STRUCTURED, "fit", "timeline")},
+        **{k: columns[k] for k in STRUCTURED_COLUMNS},
     )
     if crm == "salesforce":
         note.sf_parent_id = account.sf_id
@@ -447,58 +433,3 @@ def _add_months(day: date, months: int) -> date:
     target_year, target_month = day.year + year, month + 1
     last = monthrange(target_year, target_month)[1]
     return date(target_year, target_month, min(day.day, last))
-
-
-def csm_candidates(
-    session: Session, account_id: int, today: date, cfg: ScoringConfig
-) -> list[CsmCandidate]:
-    """Every CSM as the assignment sees them: their load from the accounts they own or back up
-    (this account left out) and their onboardings of the last 30 days."""
-    loads: dict[int, list[LoadItem]] = {}
-    owned = session.execute(
-        select(Account.csm_id, Account.tier, Account.lifecycle_stage, func.count())
-        .where(Account.csm_id.is_not(None), Account.id != account_id, Account.deleted_at.is_(None))
-        .group_by(Account.csm_id, Account.tier, Account.lifecycle_stage)
-    ).all()
-    for csm_id, tier, stage, count in owned:
-        item = LoadItem(tier if tier in _TIERS else "low", onboarding=stage == "onboarding")
-        loads.setdefault(int(csm_id or 0), []).extend([item] * int(count))
-    backups = session.execute(
-        select(Account.backup_csm_id, func.count())
-        .where(
-            Account.backup_csm_id.is_not(None),
-            Account.id != account_id,
-            Account.deleted_at.is_(None),
-        )
-        .group_by(Account.backup_csm_id)
-    ).all()
-    for csm_id, count in backups:
-        backup_item = LoadItem("key", backup=True)
-        loads.setdefault(int(csm_id or 0), []).extend([backup_item] * int(count))
-    since = datetime.combine(today - timedelta(days=30), time.min, tzinfo=UTC)
-    recent = dict(
-        session.execute(
-            select(OnboardingPlan.csm_id, func.count())
-            .where(OnboardingPlan.csm_id.is_not(None), OnboardingPlan.created_at >= since)
-            .group_by(OnboardingPlan.csm_id)
-        ).all()
-    )
-    out: list[CsmCandidate] = []
-    for csm in session.scalars(select(Csm).order_by(Csm.id)):
-        out.append(
-            CsmCandidate(
-                id=csm.id,
-                email=csm.email,
-                name=csm.name,
-                tiers=tuple(csm.tiers or ()),
-                capacity_units=float(csm.capacity_units),
-                load_units=load_units(loads.get(csm.id, ()), cfg),
-                active=csm.active,
-                out_of_office_until=csm.out_of_office_until,
-                region=csm.region,
-                language=csm.language,
-                is_pool=csm.is_pool,
-                recent_onboardings=int(recent.get(csm.id, 0)),
-            )
-        )
-    return out
