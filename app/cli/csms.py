@@ -109,7 +109,17 @@ def import_command(
         "created": result.created,
         "updated": result.updated,
         "unchanged": result.unchanged,
+        "reassigned_accounts": len(result.reassigned_account_ids),
     }
+    if result.reassigned_account_ids:
+        # 8.3 step 7: the new CSMs to the CRM now (best effort; stamped, so a push sends them)
+        from app.wiring.account_writeback import push_accounts
+
+        engine = open_database(settings, migrated=True)
+        try:
+            push_accounts(settings, make_session_factory(engine), result.reassigned_account_ids)
+        finally:
+            engine.dispose()
     typer.echo(json.dumps(summary))
     raise typer.Exit(code=ExitCode.OK)
 

@@ -10,13 +10,17 @@
 * :func:`assign_account_csm`: 8.3 for one account (:func:`app.domain.csm_assignment.assign_csm`)
   and, with ``apply=True``, the choice written to ``accounts.csm_id`` / ``backup_csm_id``,
   stamped as CS-side writes so the push sends them.
+* :func:`reassign_csm_accounts`: 8.3 step 7, when a CSM is deactivated (``PATCH`` with
+  ``active: false``, or an import row that does it): their accounts get new owners by
+  :func:`app.domain.csm_assignment.reassign_accounts`, written and stamped the same way, each
+  with a ``csm_reassigned`` account event naming its ``announce_csm_change`` task.
 """
 
 from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -27,15 +31,19 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from app.db.cs_writes import stamp_cs_change
-from app.db.models import Account, Csm, OnboardingPlan
+from app.db.models import Account, AccountEvent, Csm, OnboardingPlan, OnboardingTask
 from app.domain.config import DEFAULT_CONFIG, ScoringConfig
 from app.domain.csm_assignment import (
+    ANNOUNCE_CSM_CHANGE,
     Assignment,
     AssignmentRequest,
     CsmCandidate,
+    HeldAccount,
     LoadItem,
+    Reassignment,
     assign_csm,
     load_units,
+    reassign_accounts,
 )
 from app.domain.values import TIERS, Tier
 
@@ -195,6 +203,8 @@ class ImportResult:
     updated: int
     unchanged: int
     errors: tuple[RowError, ...]
+    #: Accounts whose owner changed because a row deactivated their CSM (8.3 step 7).
+    reassigned_account_ids: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -275,10 +285,15 @@ def import_csms(
     session: Session,
     rows: Sequence[tuple[int, CsmPatch, frozenset[str]]],
     cfg: ScoringConfig = DEFAULT_CONFIG,
+    *,
+    today: date | None = None,
+    now: datetime | None = None,
 ) -> ImportResult:
     """Upsert the parsed rows by e-mail in the caller's transaction. A column the file does not
     have (or a cell left empty) keeps the stored value; a new CSM gets the defaults. Conflicts
-    with another CSM's Salesforce / HubSpot id are errors and nothing is written."""
+    with another CSM's Salesforce / HubSpot id are errors and nothing is written. A row that
+    deactivates a CSM reassigns their accounts (:func:`reassign_csm_accounts`) in the same
+    transaction: the import and the new owners commit together or not at all."""
     existing = {c.email: c for c in session.scalars(select(Csm))}
     errors: list[RowError] = []
     for line, row, _present in rows:
@@ -295,6 +310,7 @@ def import_csms(
     if errors:
         return ImportResult(0, 0, 0, tuple(errors))
     created = updated = unchanged = 0
+    deactivated: list[Csm] = []
     for _line, row, present in rows:
         values = {k: v for k, v in row.model_dump().items() if k in present and v is not None}
         if "tiers" in present:
@@ -308,16 +324,27 @@ def import_csms(
             created += 1
             continue
         changed = False
+        was_active = own.active
         for key, value in values.items():
             if getattr(own, key) != value:
                 setattr(own, key, value)
                 changed = True
+        if was_active and not own.active:
+            deactivated.append(own)
         if changed:
             updated += 1
         else:
             unchanged += 1
     session.flush()
-    return ImportResult(created, updated, unchanged, ())
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    reassigned: list[int] = []
+    for csm in deactivated:
+        for r in reassign_csm_accounts(
+            session, csm.id, today=today or now.date(), now=now, cfg=cfg
+        ):
+            if r.csm_changed or r.backup_changed:
+                reassigned.append(r.account_id)
+    return ImportResult(created, updated, unchanged, (), tuple(sorted(set(reassigned))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,14 +361,18 @@ def csm_candidates(
     *,
     today: date,
     exclude_account_id: int | None = None,
+    exclude_account_ids: Collection[int] = (),
     cfg: ScoringConfig = DEFAULT_CONFIG,
 ) -> list[CsmCandidate]:
-    """Every CSM with their current load over their accounts except ``exclude_account_id``
-    (the account being assigned is counted once, with its new units)."""
+    """Every CSM with their current load over their accounts except ``exclude_account_id`` /
+    ``exclude_account_ids`` (the accounts being assigned are counted with their new units)."""
     items: dict[int, list[LoadItem]] = defaultdict(list)
     arr: dict[int, Decimal] = defaultdict(Decimal)
     live = Account.deleted_at.is_(None)
-    not_this = Account.id != exclude_account_id if exclude_account_id is not None else live
+    excluded = sorted(
+        {*exclude_account_ids, *(() if exclude_account_id is None else (exclude_account_id,))}
+    )
+    not_this = Account.id.not_in(excluded) if excluded else live
     onboarding = case((Account.lifecycle_stage == "onboarding", 1), else_=0)
     for csm_id, tier, is_onboarding, count, arr_sum in session.execute(
         select(Account.csm_id, Account.tier, onboarding, func.count(), func.sum(Account.arr))
@@ -435,6 +466,144 @@ def assign_account_csm(
     return result
 
 
+CSM_REASSIGNED = "csm_reassigned"  # account_events.kind
+
+
+def reassign_csm_accounts(
+    session: Session,
+    csm_id: int,
+    *,
+    today: date,
+    now: datetime | None = None,
+    cfg: ScoringConfig = DEFAULT_CONFIG,
+) -> list[Reassignment]:
+    """8.3 step 7 in the caller's transaction: every live account ``csm_id`` owns or backs up
+    gets its owner(s) from :func:`app.domain.csm_assignment.reassign_accounts`.
+
+    Per account whose owner changed: ``csm_id``, ``backup_csm_id`` and ``csm_email`` written and
+    stamped (the push sends ``csm_email``), the assignment's flags added, the open tasks of its
+    active onboarding plan that went to the leaver moved to the new CSM (and the plan's CSM),
+    and a ``csm_reassigned`` account event with the old and new owners, the reasons and the
+    ``announce_csm_change`` task (the new CSM tells the customer, domain.md 8.3 step 7).
+    Returns the reassignments (the caller pushes the accounts after its commit). Running it
+    again changes nothing: the leaver holds no account any more.
+    """
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    leaver = session.get(Csm, csm_id)
+    if leaver is None:
+        raise LookupError(f"csm {csm_id} not found")
+    accounts = list(
+        session.scalars(
+            select(Account)
+            .where(
+                Account.deleted_at.is_(None),
+                (Account.csm_id == csm_id) | (Account.backup_csm_id == csm_id),
+            )
+            .order_by(Account.id)
+            .with_for_update()
+        )
+    )
+    if not accounts:
+        return []
+    held = [
+        HeldAccount(
+            account_id=a.id,
+            tier=_tier(a.tier, cfg),
+            csm_id=a.csm_id,
+            backup_csm_id=a.backup_csm_id,
+            onboarding=a.lifecycle_stage == "onboarding",
+            arr=a.arr,
+        )
+        for a in accounts
+    ]
+    candidates = csm_candidates(
+        session, today=today, exclude_account_ids=[a.id for a in accounts], cfg=cfg
+    )
+    emails = {c.id: c.email for c in candidates}
+    results = reassign_accounts(csm_id, held, candidates, today=today, cfg=cfg)
+    by_id = {a.id: a for a in accounts}
+    for r in results:
+        account = by_id[r.account_id]
+        if not (r.csm_changed or r.backup_changed):
+            continue
+        before = (account.csm_id, account.backup_csm_id, account.csm_email)
+        changed: list[str] = []
+        if r.csm_changed:
+            account.csm_id = r.csm_id
+            changed.append("csm_id")
+            email = emails.get(r.csm_id) if r.csm_id is not None else r.assignment.csm.email
+            if account.csm_email != email:
+                account.csm_email = email
+                changed.append("csm_email")
+            _move_open_tasks(session, account.id, leaver.email, r.csm_id, email)
+        if r.backup_changed:
+            account.backup_csm_id = r.backup_csm_id
+            changed.append("backup_csm_id")
+            backup_email = emails.get(r.backup_csm_id) if r.backup_csm_id else None
+            _move_open_tasks(session, account.id, leaver.email, None, backup_email, backup=True)
+        flags = [f for f in r.assignment.flags if f not in (account.flags or [])]
+        if flags:
+            account.flags = [*(account.flags or []), *flags]
+        stamp_cs_change(account, changed, at=now)
+        backup = r.assignment.backup
+        session.add(
+            AccountEvent(
+                account_id=account.id,
+                kind=CSM_REASSIGNED,
+                payload={
+                    "leaving_csm": leaver.email,
+                    "csm_before": emails.get(before[0]) if before[0] else before[2],
+                    "csm": account.csm_email,
+                    "csm_reason": r.assignment.csm.reason,
+                    "backup_before": emails.get(before[1]) if before[1] else None,
+                    "backup": emails.get(account.backup_csm_id)
+                    if account.backup_csm_id
+                    else (backup.email if backup else None),
+                    "flags": list(r.assignment.flags),
+                    "task": {
+                        "code": ANNOUNCE_CSM_CHANGE,
+                        "due_on": r.announce_on.isoformat(),
+                        "assignee": account.csm_email,
+                    },
+                },
+                occurred_at=now,
+            )
+        )
+    session.flush()
+    return results
+
+
+def _move_open_tasks(
+    session: Session,
+    account_id: int,
+    leaver_email: str,
+    new_csm_id: int | None,
+    new_email: str | None,
+    *,
+    backup: bool = False,
+) -> None:
+    """The leaver's open tasks in the account's active plans go to the new owner; the plan's
+    CSM follows the primary."""
+    plans = list(
+        session.scalars(
+            select(OnboardingPlan).where(
+                OnboardingPlan.account_id == account_id, OnboardingPlan.status == "active"
+            )
+        )
+    )
+    for plan in plans:
+        if not backup:
+            plan.csm_id = new_csm_id
+        for task in session.scalars(
+            select(OnboardingTask).where(
+                OnboardingTask.plan_id == plan.id,
+                OnboardingTask.status == "open",
+                OnboardingTask.assignee == leaver_email,
+            )
+        ):
+            task.assignee = new_email
+
+
 __all__ = [
     "CSV_COLUMNS",
     "CsmConflict",
@@ -448,5 +617,6 @@ __all__ = [
     "csm_dict",
     "import_csms",
     "parse_csm_rows",
+    "reassign_csm_accounts",
     "update_csm",
 ]

@@ -18,6 +18,10 @@ Steps (8.3):
 5. No candidate: the tier's fallback owner, flag ``csm_capacity_exceeded``.
 6. ``key``: a backup CSM too, a different person, by the same rules with
    ``assignment.backup_units`` (2).
+7. A CSM deactivated: :func:`reassign_accounts` puts each account they own or back up through
+   steps 4-6 again (their own row counts as inactive, so continuity cannot keep them), one
+   account after the other with the loads updated as it goes, and names the
+   ``announce_csm_change`` task each account gets.
 
 Units (8.2): key 10, high 3, low 1, tech 0, times ``assignment.onboarding_factor`` (1.5) while
 the account is onboarding; a backup counts ``backup_units`` without the factor (ours).
@@ -26,8 +30,8 @@ the account is onboarding; a backup counts ``backup_units`` without the factor (
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import date
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
@@ -354,3 +358,105 @@ def assign_csm(
     primary = _primary(req, csms, cfg)
     backup = _backup(req, csms, primary, cfg) if req.tier == "key" else None
     return Assignment(primary, backup)
+
+
+# --------------------------------------------------------------------------------------------
+# 8.3 step 7: a CSM deactivated or leaving
+# --------------------------------------------------------------------------------------------
+
+ANNOUNCE_CSM_CHANGE = "announce_csm_change"
+_TIER_ORDER: dict[str, int] = {"key": 0, "high": 1, "low": 2, "tech": 3}
+
+
+@dataclass(frozen=True)
+class HeldAccount:
+    """An account the leaving CSM owns or backs up, as the reassignment sees it."""
+
+    account_id: int
+    tier: Tier
+    csm_id: int | None
+    backup_csm_id: int | None = None
+    onboarding: bool = False  # in the ``onboarding`` stage: units x the factor (8.2)
+    arr: Decimal | None = None
+    region: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    account_id: int
+    assignment: Assignment
+    csm_id: int | None  # the CSM row after (None: a configured owner e-mail, or nobody)
+    backup_csm_id: int | None  # after: key accounts' backup; None when the leaver backed up
+    csm_changed: bool  # the primary CSM is someone else now
+    backup_changed: bool  # the backup CSM is someone else (or nobody) now
+    announce_on: date  # the ``announce_csm_change`` task's due date (before the switch)
+
+
+def reassign_accounts(
+    leaving_csm_id: int,
+    accounts: Sequence[HeldAccount],
+    csms: Sequence[CsmCandidate],
+    *,
+    today: date,
+    switch_on: date | None = None,
+    cfg: ScoringConfig = DEFAULT_CONFIG,
+) -> list[Reassignment]:
+    """8.3 step 7: new owners for the accounts of a CSM who is deactivated or leaving.
+
+    ``csms`` carry their loads **without** these accounts (the caller leaves them all out);
+    each account is assigned by :func:`assign_csm` (no pre-assigned CSM: that was the sale's
+    choice, not this one) and its units are then added to whoever got it, so the next account
+    sees the new loads. Order (ours): key first, then high, low, tech, each by account id, so
+    the accounts that need the most capacity choose first. The leaving CSM counts as inactive
+    from ``today`` whatever their row says. Whoever keeps an account (the other half of a key
+    account's pair) keeps it by continuity. ``announce_on`` is the day before ``switch_on``
+    (default ``today``: the switch is now), never before ``today`` (domain.md 8.3: tell the
+    customer before the switch, 001:465).
+    """
+    switch = switch_on or today
+    announce_on = max(today, switch - timedelta(days=1))
+    pool = {
+        c.id: (replace(c, active=False) if c.id == leaving_csm_id else c)
+        for c in sorted(csms, key=lambda c: c.id)
+    }
+    out: list[Reassignment] = []
+    ordered = sorted(accounts, key=lambda a: (_TIER_ORDER.get(a.tier, 9), a.account_id))
+    for account in ordered:
+        request = AssignmentRequest(
+            tier=account.tier,
+            today=today,
+            current_csm_id=account.csm_id,
+            current_backup_csm_id=account.backup_csm_id,
+            region=account.region,
+            language=account.language,
+            arr=account.arr,
+            onboarding=account.onboarding,
+        )
+        result = assign_csm(request, list(pool.values()), cfg)
+        for choice in (result.csm, result.backup):
+            if choice is None or choice.csm_id is None or choice.csm_id not in pool:
+                continue
+            held = pool[choice.csm_id]
+            arr = held.arr + (account.arr or 0) if choice is result.csm else held.arr
+            pool[held.id] = replace(
+                held, load_units=float(_exact(held.load_units) + _exact(choice.units)), arr=arr
+            )
+        if result.backup is not None:
+            new_backup = result.backup.csm_id
+        elif account.backup_csm_id == leaving_csm_id:
+            new_backup = None  # no longer key: nobody backs it up
+        else:
+            new_backup = account.backup_csm_id
+        out.append(
+            Reassignment(
+                account_id=account.account_id,
+                assignment=result,
+                csm_id=result.csm.csm_id,
+                backup_csm_id=new_backup,
+                csm_changed=result.csm.csm_id != account.csm_id,
+                backup_changed=new_backup != account.backup_csm_id,
+                announce_on=announce_on,
+            )
+        )
+    return sorted(out, key=lambda r: r.account_id)

@@ -31,6 +31,7 @@ def test_import_then_again(tmp_path: Path, database_url: str, session: Session) 
         "created": 3,
         "updated": 0,
         "unchanged": 0,
+        "reassigned_accounts": 0,
     }
     again = run_crmsync("csms", "import", str(path), env=env, cwd=tmp_path)
     assert again.returncode == 0, again.stderr

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.csm_store import (
@@ -193,3 +193,101 @@ def test_key_assignment_gets_a_backup(factory: sessionmaker[Session]) -> None:
         account = s.get(Account, ids["new"])
         assert account is not None
         assert account.backup_csm_id == result.backup.csm_id
+
+
+def test_deactivating_a_csm_reassigns_their_accounts(factory: sessionmaker[Session]) -> None:
+    """8.3 step 7 through the import: Cara's accounts go through steps 4-6 (key first, loads
+    updated as it goes), each stamped for the push, with an ``announce_csm_change`` task in a
+    ``csm_reassigned`` event; her open onboarding tasks move to the new CSM; all in the import's
+    transaction, and once only."""
+    from app.db.csm_store import reassign_csm_accounts
+    from app.db.models import AccountEvent, OnboardingTask
+
+    ids = _setup(factory)
+    with factory() as s, s.begin():
+        eve = Csm(name="Eve", email="eve@example.com", tiers=["key", "high", "low"])
+        s.add(eve)
+        s.flush()
+        ids["eve"] = eve.id
+        by_name = {a.name: a for a in s.scalars(select(Account))}
+        plan = OnboardingPlan(
+            account_id=by_name["K"].id,
+            tier_at_close="key",
+            started_on=TODAY - timedelta(days=40),
+            csm_id=ids["cara"],
+        )
+        s.add(plan)
+        s.flush()
+        for code, status in (("go_live", "open"), ("welcome", "done")):
+            s.add(
+                OnboardingTask(
+                    plan_id=plan.id,
+                    code=code,
+                    phase="p",
+                    title=code,
+                    owner_role="csm",
+                    assignee="cara@example.com",
+                    due_on=TODAY,
+                    status=status,
+                )
+            )
+        ids.update({n: a.id for n, a in by_name.items()})
+    parsed, errors = parse_csm_rows(["email", "active"], rows(["cara@example.com", "no"]))
+    assert errors == []
+    with factory() as s, s.begin():
+        result = import_csms(s, parsed)
+    assert result.updated == 1
+    assert result.reassigned_account_ids == tuple(sorted([ids["K"], ids["H"], ids["K2"]]))
+    with factory() as s:
+        accounts = {a.name: a for a in s.scalars(select(Account))}
+        # K (key, onboarding, 15 units) chooses first: Dan and Eve both empty once Cara's
+        # accounts are left out; Dan has a recent onboarding, so Eve; Dan backs it up (2)
+        assert (accounts["K"].csm_id, accounts["K"].backup_csm_id) == (ids["eve"], ids["dan"])
+        assert accounts["K"].csm_email == "eve@example.com"
+        assert {"csm_id", "csm_email", "backup_csm_id"} <= set(accounts["K"].field_stamps)
+        # K2: Dan keeps it (continuity); Cara was its backup: Eve now (Dan is the primary)
+        assert (accounts["K2"].csm_id, accounts["K2"].backup_csm_id) == (ids["dan"], ids["eve"])
+        # H (high, 3): Dan 12 + 3 < Eve 17 + 3
+        assert accounts["H"].csm_id == ids["dan"]
+        assert accounts["gone"].csm_id == ids["cara"]  # deleted accounts are left alone
+        events = list(s.scalars(select(AccountEvent).where(AccountEvent.kind == "csm_reassigned")))
+        assert sorted(e.account_id for e in events) == sorted(result.reassigned_account_ids)
+        for event in events:
+            assert event.payload["leaving_csm"] == "cara@example.com"
+            assert event.payload["task"]["code"] == "announce_csm_change"
+            assert event.payload["task"]["due_on"] == TODAY.isoformat()
+        on_k = next(e for e in events if e.account_id == ids["K"])
+        assert on_k.payload["csm_before"] == "cara@example.com"
+        assert on_k.payload["csm"] == "eve@example.com"
+        assert on_k.payload["task"]["assignee"] == "eve@example.com"
+        tasks = {t.code: t for t in s.scalars(select(OnboardingTask))}
+        assert tasks["go_live"].assignee == "eve@example.com"  # open: moved
+        assert tasks["welcome"].assignee == "cara@example.com"  # done: history kept
+        assert (
+            s.scalar(select(OnboardingPlan.csm_id).where(OnboardingPlan.account_id == ids["K"]))
+            == ids["eve"]
+        )
+    with factory() as s, s.begin():
+        assert import_csms(s, parsed).reassigned_account_ids == ()  # already inactive
+        assert reassign_csm_accounts(s, ids["cara"], today=TODAY) == []  # holds nothing now
+    with factory() as s:
+        count = s.scalar(
+            select(func.count())
+            .select_from(AccountEvent)
+            .where(AccountEvent.kind == "csm_reassigned")
+        )
+        assert count == 3
+
+
+def test_a_failed_import_reassigns_nothing(factory: sessionmaker[Session]) -> None:
+    """All or nothing: the caller rolls back a failed import, and the reassignment with it."""
+    ids = _setup(factory)
+    parsed, _ = parse_csm_rows(["email", "active"], rows(["cara@example.com", "no"]))
+    with factory() as s:
+        result = import_csms(s, parsed)
+        assert result.reassigned_account_ids
+        s.rollback()
+    with factory() as s:
+        assert s.get(Csm, ids["cara"]).active  # type: ignore[union-attr]
+        owned = s.scalars(select(Account.name).where(Account.csm_id == ids["cara"])).all()
+        assert sorted(owned) == ["H", "K", "gone"]

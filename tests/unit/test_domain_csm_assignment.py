@@ -13,10 +13,13 @@ from app.domain.config import AssignmentConfig, PerTierText, ScoringConfig
 from app.domain.csm_assignment import (
     AssignmentRequest,
     CsmCandidate,
+    HeldAccount,
     LoadItem,
+    Reassignment,
     account_units,
     assign_csm,
     load_units,
+    reassign_accounts,
 )
 
 TODAY = date(2026, 12, 7)
@@ -384,3 +387,125 @@ def test_no_backup_below_key(tier: Any) -> None:
 def test_flags_union() -> None:
     got = assign_csm(req("key"), [csm(1, load=99)])
     assert got.flags == ("csm_capacity_exceeded", "no_fallback_owner")
+
+
+# --------------------------------------------------------------------------------------------
+# 8.3 step 7: a CSM deactivated
+# --------------------------------------------------------------------------------------------
+
+LEAVER = 1
+
+
+def held(account_id: int, tier: Any = "high", **kw: Any) -> HeldAccount:
+    base: dict[str, Any] = {"account_id": account_id, "tier": tier, "csm_id": LEAVER}
+    base.update(kw)
+    return HeldAccount(**base)
+
+
+def outcome(result: list[Reassignment]) -> list[tuple[int, int | None, int | None, bool, bool]]:
+    return [
+        (r.account_id, r.csm_id, r.backup_csm_id, r.csm_changed, r.backup_changed) for r in result
+    ]
+
+
+@pytest.mark.parametrize(
+    ("accounts", "csms", "expected"),
+    [
+        pytest.param(
+            [held(10)],
+            [csm(1), csm(2, 30), csm(3, 10)],
+            [(10, 3, None, True, False)],
+            id="8.3.7-lowest-utilisation-takes-it-leaver-excluded",
+        ),
+        pytest.param(
+            [held(10), held(11), held(12)],
+            [csm(1), csm(2, 0, capacity_units=6), csm(3, 0, capacity_units=6)],
+            [(10, 2, None, True, False), (11, 3, None, True, False), (12, 2, None, True, False)],
+            id="8.3.7-loads-updated-as-it-goes",
+        ),
+        pytest.param(
+            [held(10, "high"), held(11, "key")],
+            [csm(1), csm(2, 0, capacity_units=10), csm(3, 0, capacity_units=10)],
+            # key chooses first: 2 takes the key account (10 units), 3 its backup (2 units);
+            # the high account (3) then fits only 3 (2 + 3 <= 10)
+            [(10, 3, None, True, False), (11, 2, 3, True, True)],
+            id="8.3.7-key-first-with-backup",
+        ),
+        pytest.param(
+            [held(11, "key", csm_id=2, backup_csm_id=LEAVER)],
+            [csm(1), csm(2, 50), csm(3, 20), csm(4, 10)],
+            [(11, 2, 4, False, True)],
+            id="8.3.7-leaver-was-backup-primary-kept-backup-replaced",
+        ),
+        pytest.param(
+            [held(11, "key", backup_csm_id=2)],
+            [csm(1), csm(2, 50), csm(3, 20)],
+            [(11, 3, 2, True, False)],
+            id="8.3.7-leaver-was-primary-backup-kept",
+        ),
+        pytest.param(
+            [held(11, "high", csm_id=2, backup_csm_id=LEAVER)],
+            [csm(1), csm(2, 50), csm(3, 20)],
+            [(11, 2, None, False, True)],
+            id="8.3.7-backup-of-a-no-longer-key-account-dropped",
+        ),
+        pytest.param(
+            [held(10, "high")],
+            [csm(1), csm(2, 99)],
+            [(10, None, None, True, False)],
+            id="8.3.7-no-capacity-fallback-owner-email",
+        ),
+        pytest.param(
+            [held(10, "high")],
+            [csm(1), csm(2, 0, active=False), csm(3, 0, out_of_office_until=TODAY), csm(4, 90)],
+            [(10, 4, None, True, False)],
+            id="8.3.7-inactive-and-away-skipped",
+        ),
+        pytest.param(
+            [held(10, "tech")],
+            [csm(1), csm(5, tiers=("tech",), is_pool=True)],
+            [(10, None, None, True, False)],
+            id="8.3.7-tech-to-pool-owner-email",
+        ),
+    ],
+)
+def test_reassign_accounts(accounts: Any, csms: Any, expected: Any) -> None:
+    result = reassign_accounts(LEAVER, accounts, csms, today=TODAY, cfg=FALLBACK)
+    assert outcome(result) == expected
+    assert all(LEAVER not in (r.csm_id, r.backup_csm_id) for r in result)
+
+
+def test_reassign_fallback_flags_and_email() -> None:
+    (r,) = reassign_accounts(LEAVER, [held(10)], [csm(1), csm(2, 99)], today=TODAY, cfg=FALLBACK)
+    assert r.assignment.csm.email == "lead@cs.test"
+    assert "csm_capacity_exceeded" in r.assignment.flags
+
+
+def test_reassign_leaver_inactive_even_if_row_says_active() -> None:
+    """The row may still say active (the caller reassigns before committing): not kept."""
+    (r,) = reassign_accounts(LEAVER, [held(10)], [csm(1, 0), csm(2, 50)], today=TODAY)
+    assert r.csm_id == 2
+    assert r.assignment.csm.reason == "capacity"
+
+
+@pytest.mark.parametrize(
+    ("switch_on", "announce_on"),
+    [
+        pytest.param(None, TODAY, id="switch-now-announce-today"),
+        pytest.param(date(2026, 12, 21), date(2026, 12, 20), id="switch-later-day-before"),
+        pytest.param(date(2026, 12, 1), TODAY, id="switch-past-never-before-today"),
+    ],
+)
+def test_reassign_announce_date(switch_on: date | None, announce_on: date) -> None:
+    (r,) = reassign_accounts(LEAVER, [held(10)], [csm(1), csm(2)], today=TODAY, switch_on=switch_on)
+    assert r.announce_on == announce_on
+
+
+def test_reassign_order_of_inputs_does_not_matter() -> None:
+    accounts = [held(10), held(11, "key"), held(12, "low"), held(13)]
+    csms = [csm(1), csm(2, 5, capacity_units=20), csm(3, 0, capacity_units=20), csm(4, 10)]
+    first = outcome(reassign_accounts(LEAVER, accounts, csms, today=TODAY))
+    for a, c in itertools.islice(
+        zip(itertools.permutations(accounts), itertools.permutations(csms), strict=False), 6
+    ):
+        assert outcome(reassign_accounts(LEAVER, list(a), list(c), today=TODAY)) == first

@@ -6,6 +6,11 @@ x 1.5 while onboarding), capacity and utilisation, computed on read. ``POST`` cr
 accounts they owned keep their history). E-mails are stored lower case and unique, like the
 Salesforce user and HubSpot owner ids.
 
+``PATCH`` with ``active: false`` on an active CSM reassigns their accounts in the same
+transaction (domain.md 8.3 step 7, :func:`app.db.csm_store.reassign_csm_accounts`); after the
+answer the new CSMs are pushed to the CRM (:func:`app.wiring.account_writeback.push_accounts`).
+The answer lists the reassigned account ids in ``reassigned_account_ids``.
+
 Bad input answers 422 naming the field (``{"detail": [{"loc": ["body", "email"], ...}]}``); a
 unique value another CSM holds 409 in the same shape; an unknown CSM 404.
 """
@@ -15,7 +20,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, BackgroundTasks, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
@@ -31,6 +36,7 @@ from app.db.csm_store import (
     create_csm,
     csm_candidates,
     csm_dict,
+    reassign_csm_accounts,
     update_csm,
 )
 from app.db.models import Csm
@@ -123,14 +129,31 @@ def post_csm(session: SessionDep, settings: SettingsDep, body: CsmFields) -> Any
 def patch_csm(
     session: SessionDep,
     settings: SettingsDep,
+    request: Request,
+    background: BackgroundTasks,
     csm_id: Annotated[int, Path(ge=1)],
     body: CsmPatch,
 ) -> Any:
     csm = _get(session, csm_id)
+    was_active = csm.active
     try:
         update_csm(session, csm, body)
     except CsmConflict as exc:
         session.rollback()
         return _conflict(exc)
+    reassigned: list[int] = []
+    if was_active and not csm.active:
+        now = datetime.now(UTC)
+        for r in reassign_csm_accounts(
+            session, csm_id, today=now.date(), now=now, cfg=settings.scoring.config
+        ):
+            if r.csm_changed or r.backup_changed:
+                reassigned.append(r.account_id)
     session.commit()
-    return _out(csm, _load_of(session, settings, csm_id))
+    if reassigned:
+        from app.wiring.account_writeback import push_accounts
+
+        background.add_task(push_accounts, settings, request.app.state.session_factory, reassigned)
+    out = _out(csm, _load_of(session, settings, csm_id))
+    out["reassigned_account_ids"] = reassigned
+    return out
