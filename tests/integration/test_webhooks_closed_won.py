@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -393,4 +394,79 @@ def test_a_burst_of_1000_closed_won_deals_gives_1000_plans(
         assert sorted(str(d) for d, _ in planned) == sorted(deals)
         assert all(n == 1 for _, n in planned)
     finally:
+        app.stop()
+
+
+def test_deactivating_the_csm_reassigns_and_pushes_the_new_one(
+    sandbox: Sandbox, database_url: str, engine: Engine
+) -> None:
+    """8.3 step 7 end to end: a won deal gets a CSM (pushed to HubSpot); ``PATCH`` that CSM
+    ``active: false`` and the account gets another CSM by the same rules, recorded as an event,
+    and the new e-mail reaches the company through the push path."""
+    from pydantic import SecretStr
+
+    from app.db.models import Account, AccountEvent, Csm
+
+    key = "closedwon-test-admin-key"
+    settings = sandbox_settings(sandbox, database_url).model_copy(
+        update={"admin_bootstrap_key": SecretStr(key)}
+    )
+    app = LiveApp(settings)
+    point_sandbox_at(sandbox, app)
+    try:
+        emails = seed_csms(engine, sandbox)
+        deal = None
+        for candidate in open_deals(sandbox, 3):
+            sandbox.control("POST", "/hubspot/close-won", {"id": candidate})
+            (_row,) = settled(engine, candidate)
+            (plan,) = plans_for(engine, candidate)
+            if plan.tier_at_close != "tech":  # the pool is not a CSM to reassign from
+                deal = candidate
+                break
+        assert deal is not None, "three closed deals all tech: change the sandbox seed"
+        with Session(engine) as s:
+            account = s.get(Account, plan.account_id)
+            assert account is not None
+            leaving = s.get(Csm, account.csm_id)
+            assert leaving is not None
+            assert leaving.email in emails
+            company = account.hs_id
+
+        def company_csm() -> str | None:
+            props = hs(
+                sandbox,
+                "GET",
+                f"/crm/v3/objects/companies/{company}",
+                params={"properties": "crmsync_csm_email"},
+            )["properties"]
+            value = props.get("crmsync_csm_email")
+            return str(value) if value else None
+
+        assert wait_for(lambda: company_csm() == leaving.email or None, timeout=30)
+        response = httpx.patch(
+            f"{app.url}/api/v1/csms/{leaving.id}",
+            json={"active": False},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        assert plan.account_id in response.json()["reassigned_account_ids"]
+        with Session(engine) as s:
+            account = s.get(Account, plan.account_id)
+            assert account is not None
+            assert account.csm_id not in (None, leaving.id)
+            new_email = account.csm_email
+            assert new_email in emails
+            assert new_email != leaving.email
+            (event,) = s.scalars(
+                select(AccountEvent).where(
+                    AccountEvent.account_id == account.id, AccountEvent.kind == "csm_reassigned"
+                )
+            )
+            assert event.payload["csm_before"] == leaving.email
+            assert event.payload["csm"] == new_email
+            assert event.payload["task"]["code"] == "announce_csm_change"
+        assert wait_for(lambda: company_csm() == new_email or None, timeout=30)
+    finally:
+        sandbox.control("POST", "/webhooks/clear")
         app.stop()
