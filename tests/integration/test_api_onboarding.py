@@ -269,12 +269,21 @@ def test_csms_create_list_patch(client: TestClient, factory: sessionmaker[Sessio
     listed = client.get("/api/v1/csms").json()["items"]
     assert listed[0]["load_units"] == 15
     assert listed[0]["utilisation"] == 0.15
-    patched = client.patch(
-        f"/api/v1/csms/{cara['id']}", json={"capacity_units": 50, "active": False}
-    )
+    patched = client.patch(f"/api/v1/csms/{cara['id']}", json={"capacity_units": 50})
     assert patched.status_code == 200
     assert patched.json()["utilisation"] == 0.3
+    assert patched.json()["reassigned_account_ids"] == []
+    # deactivated: her account goes through 8.3 steps 4-6; nobody else serves key and no
+    # fallback owner is set, so nobody owns it now, flagged for the CS manager
+    patched = client.patch(f"/api/v1/csms/{cara['id']}", json={"active": False})
+    assert patched.status_code == 200
     assert patched.json()["active"] is False
+    with factory() as s:
+        account = s.scalars(select(Account).where(Account.name == "K")).one()
+        assert patched.json()["reassigned_account_ids"] == [account.id]
+        assert account.csm_id is None
+        assert "csm_capacity_exceeded" in (account.flags or [])
+    assert patched.json()["utilisation"] == 0.0
     assert client.get("/api/v1/csms", params={"active": "true"}).json()["items"] == []
     assert client.get(f"/api/v1/csms/{cara['id']}").json()["capacity_units"] == 50
 
