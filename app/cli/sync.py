@@ -38,6 +38,7 @@ from app.crm.base import CrmName
 from app.db.engine import make_session_factory
 from app.errors import ConfigError
 from app.settings import Settings
+from app.sync.partitions import MAX_PARTITIONS
 from app.sync.pull import PageProgress, PullResult
 from app.wiring.sync import SyncInterrupted, run_sync
 
@@ -288,6 +289,14 @@ def backfill(
         "--allow-over-budget",
         help="Start even if the estimate exceeds crmsync's share of the API budget.",
     ),
+    partitions: int = typer.Option(
+        1,
+        "--partitions",
+        min=1,
+        max=MAX_PARTITIONS,
+        help="Split each object's backfill into up to N stamp ranges and queue them for "
+        "`crmsync worker` processes to run at once (docs/jobs.md); 1: run here, now.",
+    ),
 ) -> None:
     """Pull everything (or everything since --since).
 
@@ -295,8 +304,17 @@ def backfill(
     on from its last committed page. Once complete, running it again begins a new one. With a
     budget share set (docs/budget.md) it first estimates its API calls and refuses (exit 2)
     when they exceed the share left, unless --allow-over-budget.
+
+    With --partitions N (N > 1) nothing runs here: one partitioned backfill per object is
+    queued for the workers and its run id printed (watch it with `crmsync runs show ID`).
     """
     crms, since_at = _crms([crm]), _parse_since(since)
+    if partitions > 1:
+        if restart:
+            console.print("crmsync: --restart: a partitioned backfill always begins a new one")
+            raise typer.Exit(code=ExitCode.USAGE)
+        _queue_partitioned(crm, object_name or None, since_at, partitions, allow_over_budget)
+        return
     _run(
         SyncKind.BACKFILL,
         crms,
@@ -304,6 +322,82 @@ def backfill(
         since_at,
         restart,
         budget_check=not allow_over_budget,
+    )
+
+
+def _queue_partitioned(
+    crm: str,
+    objects: list[str] | None,
+    since: datetime | None,
+    partitions: int,
+    allow_over_budget: bool,
+) -> None:
+    """Queue one partitioned backfill per object (as ``POST /api/v1/sync/runs`` does) and print
+    the run ids as JSON; a worker splits each into its partitions."""
+    from app.cli.output import cli_actor
+    from app.db import job_store
+    from app.db.audit import record_audit
+    from app.jobs.tasks import JobQueue
+    from app.wiring.sync import plan_sync
+
+    settings = load_settings()
+    try:
+        plans = plan_sync(settings, [_crms([crm])[0]], objects)  # type: ignore[index]
+    except ConfigError as exc:
+        console.print(f"crmsync: {exc}")
+        raise typer.Exit(code=ExitCode.USAGE) from None
+    engine = open_database(settings, migrated=True)
+    params: dict[str, Any] = {"partitions": partitions}
+    if since is not None:
+        params["since"] = since.isoformat()
+    if allow_over_budget:
+        params["allow_over_budget"] = True
+    factory = make_session_factory(engine)
+    queued: list[dict[str, Any]] = []
+    try:
+        with factory() as session:
+            for object_name in plans[0].objects:
+                run_id, _ = job_store.queue_run(
+                    session,
+                    kind=str(SyncKind.BACKFILL),
+                    crm=crm,
+                    object_name=object_name,
+                    triggered_by="cli",
+                    params=params,
+                )
+                record_audit(
+                    session,
+                    cli_actor(),
+                    "sync_run.trigger",
+                    f"sync_run:{run_id}",
+                    {"kind": "backfill", "crm": crm, "object": object_name, "params": params},
+                )
+                queued.append({"run_id": run_id, "crm": crm, "object": object_name})
+            session.commit()
+        enqueued = True
+        jobs = JobQueue(settings, session_factory=factory, periodic=False)
+        try:
+            for row in queued:
+                jobs.enqueue_run(int(row["run_id"]))
+        except Exception as exc:  # the broker is down: the sweeper enqueues the queued rows
+            console.print(
+                f"crmsync: the job broker could not be reached ({exc}); the sweeper "
+                "will enqueue the runs"
+            )
+            enqueued = False
+        finally:
+            jobs.close()
+    finally:
+        engine.dispose()
+    print(
+        json.dumps(
+            {
+                "status": "queued",
+                "partitions": partitions,
+                "enqueued": enqueued,
+                "runs": queued,
+            }
+        )
     )
 
 

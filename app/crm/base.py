@@ -55,11 +55,15 @@ class ReadFrom:
     mid-way (an expired query locator) continues strictly after it.
     ``resume``: the adapter's own token from the last committed page (a query locator, a Bulk
     job and locator, a HubSpot search window); empty: start at ``lower``.
+    ``upper``: exclusive upper bound on the stamp (None: none), a whole second; set for a
+    partition of a partitioned backfill (:mod:`app.sync.partitions`), which reads only
+    ``lower <= stamp < upper``.
     """
 
     lower: datetime | None = None
     after: StreamKey | None = None
     resume: Mapping[str, Any] = field(default_factory=dict)
+    upper: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,8 @@ class CrmClient(Protocol):
         ...
 
     def estimate_changes(self, object_name: str, start: ReadFrom | None) -> int | None:
-        """How many records changed at or after ``start.lower`` (None: unknown). At most one
-        call."""
+        """How many records changed at or after ``start.lower`` and before ``start.upper``
+        (None: unknown). At most one call."""
         ...
 
     def iter_changes(
@@ -108,8 +112,8 @@ class CrmClient(Protocol):
         page_size: int,
         use_bulk: bool | None = None,
     ) -> Iterator[RecordPage]:
-        """Records modified at or after ``start.lower`` (``start`` None: all), oldest first
-        (stamp, then :func:`id_order`).
+        """Records modified at or after ``start.lower`` and before ``start.upper`` (``start``
+        None: all), oldest first (stamp, then :func:`id_order`).
 
         ``use_bulk`` None lets the adapter choose: Salesforce reads the first REST page and
         switches to Bulk API 2.0 when its ``totalSize`` is above the configured threshold, so

@@ -150,6 +150,12 @@ def request_cancel(session: Session, run_id: int) -> str | None:
     row = session.get(SyncRun, run_id)
     if row is None:
         return None
+    plan = (row.params or {}).get("plan")
+    if isinstance(plan, dict) and row.status == RunStatus.RUNNING:
+        # A partitioned backfill: its children stop (queued ones at once, running ones after
+        # their page); the last of them to end closes the parent ``cancelled``.
+        for child in plan.get("children") or []:
+            request_cancel(session, int(child))
     if row.status == RunStatus.QUEUED:
         session.execute(
             update(SyncRun)
@@ -247,16 +253,24 @@ def close_abandoned_runs(
     """Mark ``running`` rows of these kinds as ``failed``: their process died without finishing.
 
     Only safe for a caller that holds the (CRM, object) lease, so no live pass can own them.
-    They end at their last heartbeat (their last sign of life), not now.
+    They end at their last heartbeat (their last sign of life), not now. The parent of a
+    partitioned backfill (``params.plan``) is left alone: it has no pass and holds no lease;
+    its children close it (:mod:`app.db.partition_runs`).
     """
-    result = session.execute(
-        update(SyncRun)
-        .where(
+    candidates = session.execute(
+        select(SyncRun.id, SyncRun.params).where(
             SyncRun.crm == crm,
             SyncRun.object == object_name,
             SyncRun.kind.in_(kinds),
             SyncRun.status.in_(ACTIVE_STATUSES),
         )
+    ).all()
+    ids = [row_id for row_id, params in candidates if not (params or {}).get("plan")]
+    if not ids:
+        return 0
+    result = session.execute(
+        update(SyncRun)
+        .where(SyncRun.id.in_(ids), SyncRun.status.in_(ACTIVE_STATUSES))
         .values(
             status=RunStatus.FAILED,
             error=error,

@@ -21,6 +21,7 @@ queued row is left behind forever.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,6 +37,7 @@ from app.db.models import SyncRun
 from app.errors import CrmsyncError
 from app.logging import get_logger
 from app.settings import Settings
+from app.sync.partitions import is_partition_kind
 from app.sync.run_scope import QueuedRun, RunResult, adopting
 
 log = get_logger("crmsync.jobs")
@@ -63,8 +65,16 @@ class JobOutcome:
     retry_in: float | None = None
 
 
-def execute_run(settings: Settings, factory: sessionmaker[Session], run_id: int) -> JobOutcome:
-    """Carry out queued run ``run_id`` (see the module docstring)."""
+def execute_run(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    run_id: int,
+    enqueue: Callable[[int], None] | None = None,
+) -> JobOutcome:
+    """Carry out queued run ``run_id`` (see the module docstring).
+
+    ``enqueue`` sends the children of a partitioned backfill (``params.partitions`` > 1) to
+    the queue once they are planned (None: they wait for the sweeper)."""
     began = time.monotonic()
     with factory() as session:
         row = session.get(SyncRun, run_id)
@@ -77,7 +87,7 @@ def execute_run(settings: Settings, factory: sessionmaker[Session], run_id: int)
         triggered_by = row.triggered_by or "job"
     queued = QueuedRun(run_id, kind, crm, object_name)
     with bound_contextvars(run_id=run_id, crm=crm, object=object_name, kind=kind):
-        return _execute(settings, factory, queued, params, triggered_by, began)
+        return _execute(settings, factory, queued, params, triggered_by, began, enqueue)
 
 
 def _execute(
@@ -87,11 +97,14 @@ def _execute(
     params: dict[str, Any],
     triggered_by: str,
     began: float,
+    enqueue: Callable[[int], None] | None = None,
 ) -> JobOutcome:
     run_id, kind, crm, object_name = queued.run_id, queued.kind, queued.crm, queued.object_name
     held = _budget_hold(settings, factory, queued, params)
     if held is not None:
         return held
+    if kind == str(SyncKind.BACKFILL) and int(params.get("partitions") or 1) > 1:
+        return _plan_partitions(settings, factory, queued, params, began, enqueue)
     log.info("job.run.start", run_id=run_id, kind=kind, crm=crm, object=object_name)
     results: list[RunResult] = []
     error: str | None = None
@@ -129,6 +142,42 @@ def _execute(
         duration_s=round(outcome.seconds, 3),
     )
     return outcome
+
+
+def _plan_partitions(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    queued: QueuedRun,
+    params: dict[str, Any],
+    began: float,
+    enqueue: Callable[[int], None] | None,
+) -> JobOutcome:
+    """A partitioned backfill's parent: split it into queued children (docs/jobs.md)."""
+    from app.wiring.partitioned import plan
+
+    try:
+        planned = plan(
+            settings,
+            factory,
+            queued.run_id,
+            queued.crm,
+            queued.object_name,
+            params,
+            enqueue or (lambda _run_id: None),
+        )
+    except CrmsyncError as exc:
+        _close_unclaimed(factory, queued.run_id, RunStatus.FAILED, str(exc))
+        return JobOutcome(queued.run_id, "closed", str(RunStatus.FAILED), str(exc))
+    log.info(
+        "job.run.partitioned",
+        run_id=queued.run_id,
+        children=planned.children,
+        status=planned.status,
+    )
+    action = "planned" if planned.children else "closed"
+    return JobOutcome(
+        queued.run_id, action, planned.status, planned.message, time.monotonic() - began
+    )
 
 
 def _budget_hold(
@@ -201,6 +250,16 @@ def _dispatch(
     """Run the entry point of the row's kind; an interrupt (cancel, worker stopping) returns
     the runs so far, the interrupted one ``cancelled``."""
     kind = queued.kind
+    if is_partition_kind(kind):
+        from app.wiring.partitioned import run_child
+        from app.wiring.sync import SyncInterrupted
+
+        try:
+            return run_child(
+                settings, factory, queued.crm, queued.object_name, params, triggered_by
+            )
+        except SyncInterrupted as exc:
+            return exc.results
     if kind in (str(SyncKind.PULL), str(SyncKind.BACKFILL)):
         from app.wiring.sync import SyncInterrupted, run_sync
 

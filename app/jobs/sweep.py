@@ -27,18 +27,25 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.runs import SyncKind
-from app.db import job_store, leases
+from app.db import job_store, leases, partition_runs
 from app.db.base import utcnow
 from app.logging import get_logger
 from app.mappers.config import load_mapping_set
 from app.settings import Settings
 from app.sync.holder import new_holder
+from app.sync.partitions import KIND_PREFIX, MAX_PARTITIONS
 
 log = get_logger("crmsync.jobs.sweep")
 
 #: Kinds whose stalled runs (worker killed) the sweeper resumes. An incremental pull is not:
 #: the next scheduled tick is its resumption.
-RESUMED_KINDS = (str(SyncKind.BACKFILL), str(SyncKind.PUSH), str(SyncKind.RECOMPUTE))
+RESUMED_KINDS = (
+    str(SyncKind.BACKFILL),
+    str(SyncKind.PUSH),
+    str(SyncKind.RECOMPUTE),
+    # The children of a partitioned backfill (ADR 0008): resumed from their own checkpoint.
+    *(f"{KIND_PREFIX}{i}" for i in range(MAX_PARTITIONS)),
+)
 
 
 @dataclass
@@ -130,11 +137,18 @@ def sweep(
     grace = timedelta(seconds=settings.jobs.sweep_seconds)
     ttl = timedelta(seconds=settings.sync.lease_seconds)
     report = SweepReport()
+    settled: list[int] = []
     with factory() as session:
         for run_id in job_store.queued_runs(session, now - grace):
             enqueue_run(run_id)
             report.requeued_runs.append(run_id)
         for dead in job_store.stalled_runs(session, now - 2 * ttl, RESUMED_KINDS):
+            if partition_runs.is_parent(dead.params):
+                # A partitioned backfill's parent has no pass of its own (no heartbeat): its
+                # children do the work. Close it if they are done (a child killed after its
+                # last commit and before settling it leaves that to here).
+                settled.append(dead.id)
+                continue
             if job_store.has_pending_run(session, dead.kind, dead.crm, dead.object):
                 continue
             params = {**dict(dead.params or {}), "resumes": dead.id}
@@ -160,10 +174,25 @@ def sweep(
             session.commit()
             for error_id in report.sync_errors:
                 enqueue_error(error_id)
+    for parent_id in settled:
+        with factory() as session:
+            partition_runs.settle(session, parent_id)
     if any(report.as_dict().values()):
         log.info("jobs.sweep", **report.as_dict())
     return report
 
 
 #: Request params a resumption keeps (the pass's own params are added again when it starts).
-_CARRIED = frozenset({"since", "all", "push", "resumes", "allow_over_budget"})  # not "restart"
+_CARRIED = frozenset(
+    {
+        "since",
+        "all",
+        "push",
+        "resumes",
+        "allow_over_budget",
+        # A partition's identity: its parent, its range and the parent's generation.
+        "parent",
+        "partition",
+        "generation",
+    }
+)  # not "restart"

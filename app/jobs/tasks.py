@@ -144,7 +144,7 @@ class JobQueue:
 
     def _run(self, run_id: int) -> str:
         began = datetime.now().astimezone()
-        outcome = run_jobs.execute_run(self.settings, self.factory, run_id)
+        outcome = run_jobs.execute_run(self.settings, self.factory, run_id, self.enqueue_run)
         if outcome.status == str(RunStatus.CANCELLED) and _stopped_by_worker(outcome.error):
             self._requeue(run_id)
         elif outcome.retry_in is not None:

@@ -43,8 +43,10 @@ from app.mappers.record import MappedRecord, accepts, map_record
 from app.mappers.spec import ObjectMapping
 from app.sync import backfill as backfills
 from app.sync import cursor as cursors
+from app.sync import partitions
 from app.sync.cursor import CursorState, encode
 from app.sync.holder import new_holder
+from app.sync.partitions import Partition
 from app.sync.ports import (
     Counts,
     LedgerKey,
@@ -140,10 +142,41 @@ class PullEngine:
         self._generation: backfills.Generation | None = None
         #: The crmsync external id field this pass reads (see :meth:`_external_id_field`).
         self._claim_field: str | None = None
+        #: The partition being read (:meth:`pull_partition`), None for every other pass.
+        self._partition: Partition | None = None
 
     # ----------------------------------------------------------------------------------------
     # Passes
     # ----------------------------------------------------------------------------------------
+
+    def pull_partition(
+        self,
+        object_name: str,
+        partition: Partition,
+        generation: backfills.Generation,
+        *,
+        triggered_by: str = "job",
+    ) -> PullResult:
+        """One partition of a partitioned backfill (``docs/adr/0008-partitioned-backfill.md``).
+
+        The same pass as a backfill's, with the partition's lease (``sync:<crm>:<object>:p<i>``),
+        run kind (``backfill:p<i>``) and checkpoint (stream ``backfill:p<i>``), reading only
+        ``partition.lower <= stamp < partition.upper``. ``generation`` is the parent's: a
+        partition that finished it is not read again; one killed resumes at its last committed
+        page. It never promotes the ``changes`` cursor: the parent does, once every partition
+        succeeded (:mod:`app.wiring.partitioned`).
+        """
+        self._partition = partition
+        self._generation = backfills.Generation(generation.started_at, partition.lower)
+        try:
+            return self.pull(
+                object_name,
+                kind=SyncKind.BACKFILL,
+                since=partition.lower,
+                triggered_by=triggered_by,
+            )
+        finally:
+            self._partition = None
 
     def pull(
         self,
@@ -161,12 +194,24 @@ class PullEngine:
         other passes still run); SIGINT/SIGTERM closes it ``cancelled`` and raises
         :class:`PassInterrupted`.
         """
-        spec = RunSpec(
-            str(kind),
-            self.client.name,
-            object_name,
-            triggered_by,
-            abandoned_kinds=(str(SyncKind.PULL), str(SyncKind.BACKFILL)),
+        part = self._partition
+        spec = (
+            RunSpec(
+                str(kind),
+                self.client.name,
+                object_name,
+                triggered_by,
+                abandoned_kinds=(str(SyncKind.PULL), str(SyncKind.BACKFILL)),
+            )
+            if part is None
+            else RunSpec(
+                part.kind,
+                self.client.name,
+                object_name,
+                triggered_by,
+                abandoned_kinds=(part.kind,),
+                partition=part.index,
+            )
         )
         scope = RunScope(self.store, spec, self.holder, self._lease_ttl)
         try:
@@ -195,12 +240,18 @@ class PullEngine:
     ) -> None:
         mapping = self.mappings[object_name]
         crm = self.client.name
+        part = self._partition
         stream = "backfill" if kind is SyncKind.BACKFILL else "changes"
+        if part is not None:
+            stream = part.stream
         stored = self.store.load_cursor(crm, object_name, stream)
         start = self._start_position(kind, stored, since)
         run_started_at = self.clock()
+        params: dict[str, Any] = {"since": since.isoformat() if since else None}
+        if part is not None:
+            params["partition"] = part.as_dict()
         scope.start(
-            params={"since": since.isoformat() if since else None},
+            params=params,
             cursor_from=position_json(start),
             api_calls=lambda: self.client.api_calls,
             since=since.isoformat() if since else None,
@@ -208,6 +259,8 @@ class PullEngine:
         progress = cursors.open_cursor(start, started_at=run_started_at)
         scope.cursor_to = position_json(progress.current)
         read_from = cursors.read_from(start, self._lookback)
+        if part is not None:
+            read_from = partitions.bounded(read_from, part)
         # Resolving old errors costs an UPDATE per page; skip it while there are none.
         self._open_failures = self.store.has_open_failures(crm, object_name)
         expected: int | None = None
@@ -226,11 +279,14 @@ class PullEngine:
             if expected is None:
                 expected = page.expected
             progress = self._commit_page(scope, mapping, stream, page, progress)
-            self._report(crm, object_name, kind, scope.counts, progress.current, expected)
-        for page in self.client.iter_deleted(object_name, read_from):
-            progress = self._commit_page(scope, mapping, stream, page, progress, deletes=True)
+            self._report(
+                crm, object_name, scope.spec.kind, scope.counts, progress.current, expected
+            )
+        if part is None or part.reads_deletes:
+            for page in self.client.iter_deleted(object_name, read_from):
+                progress = self._commit_page(scope, mapping, stream, page, progress, deletes=True)
         final = cursors.finalize(progress, BOOKMARK_LAG)
-        final = self._finish_stream(crm, object_name, kind, final, run_started_at)
+        final = self._finish_stream(crm, object_name, kind, final, run_started_at, stream)
         self._link_orphans(mapping)
         scope.cursor_to = position_json(final)
 
@@ -285,12 +341,14 @@ class PullEngine:
         self, kind: SyncKind, stored: CursorState, since: datetime | None
     ) -> CursorState | None:
         if kind is SyncKind.BACKFILL:
-            # The planned generation, or (engine called directly) the object's own open one.
-            generation = (
-                self._backfill.generation
-                if self._backfill is not None
-                else backfills.generation_for(stored, since, self.clock())
-            )
+            # The planned generation, a partition's (its parent's), or (engine called
+            # directly) the object's own open one.
+            if self._partition is not None and self._generation is not None:
+                generation = self._generation
+            elif self._backfill is not None:
+                generation = self._backfill.generation
+            else:
+                generation = backfills.generation_for(stored, since, self.clock())
             self._generation = generation
             return backfills.start_position(stored, generation)[1]
         if stored.at is None and not stored.resume:
@@ -304,11 +362,13 @@ class PullEngine:
         kind: SyncKind,
         final: CursorState,
         finished_at: datetime,
+        stream: str = "backfill",
     ) -> CursorState:
         """Store the finished stream's cursors; returns the position stored (``cursor_to``).
 
         A backfill stores, and promotes to ``changes``, only what it read: its last committed
-        page (None if it committed none), never the ``--since`` it started from.
+        page (None if it committed none), never the ``--since`` it started from. A partition
+        stores its own stream only; its parent promotes ``changes`` once all have succeeded.
         """
         if kind is not SyncKind.BACKFILL:
             with self.store.page() as writer:
@@ -316,11 +376,13 @@ class PullEngine:
             return final
         generation = self._generation
         assert generation is not None, "_start_position sets the generation of a backfill"
-        stored = self.store.load_cursor(crm, object_name, "backfill")
+        stored = self.store.load_cursor(crm, object_name, stream)
         read = backfills.read_position(stored, generation)
         with self.store.page() as writer:
             done = backfills.completed_state(generation, read, finished_at)
-            writer.save_cursor(crm, object_name, "backfill", done)
+            writer.save_cursor(crm, object_name, stream, done)
+            if self._partition is not None:
+                return read if read is not None else CursorState()
             changes = self.store.load_cursor(crm, object_name, "changes")
             if read is not None and cursors.position_key(read.at, read.id) > cursors.position_key(
                 changes.at, changes.id
@@ -376,7 +438,7 @@ class PullEngine:
                 counts.read += len(page.records)
                 progress = cursors.advance(progress, page.last, page.resume)
                 saved = cursors.checkpoint(progress, BOOKMARK_LAG)
-                if stream == "backfill":
+                if stream == "backfill" or self._partition is not None:
                     assert self._generation is not None
                     saved = backfills.page_state(self._generation, saved)
                 writer.save_cursor(crm, mapping.crm_object, stream, saved)
@@ -685,7 +747,7 @@ class PullEngine:
         self,
         crm: str,
         object_name: str,
-        kind: SyncKind,
+        kind: str,
         counts: Counts,
         position: CursorState,
         expected: int | None,

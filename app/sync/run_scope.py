@@ -124,10 +124,15 @@ class RunSpec:
     object_name: str
     triggered_by: str = "cli"
     abandoned_kinds: Sequence[str] = ()
+    #: A partition of a partitioned backfill (ADR 0008) holds its own lease,
+    #: ``sync:<crm>:<object>:p<i>``, so partitions of one object run at once on different
+    #: workers; None: the object's lease.
+    partition: int | None = None
 
     @property
     def lease(self) -> str:
-        return f"sync:{self.crm}:{self.object_name}"
+        base = f"sync:{self.crm}:{self.object_name}"
+        return base if self.partition is None else f"{base}:p{self.partition}"
 
 
 def build_result(

@@ -62,6 +62,19 @@ def test_trigger_queues_one_run_per_object_and_enqueues_each(client: TestClient)
         {"since": "2026-01-01T00:00:00+00:00"},
     )
 
+    split = client.post(
+        "/api/v1/sync/runs",
+        json={"crm": "salesforce", "object": "Account", "kind": "backfill", "partitions": 4},
+    )
+    assert split.status_code == 202, split.text
+    row = rows(client)[-1]
+    assert (row.kind, row.object, row.status, row.params) == (
+        "backfill",
+        "Account",
+        "queued",
+        {"partitions": 4},
+    )
+
     recompute = client.post("/api/v1/sync/runs", json={"kind": "recompute", "push": True}).json()
     row = rows(client)[-1]
     assert recompute["run_id"] == row.id
@@ -99,6 +112,14 @@ def test_trigger_queues_one_run_per_object_and_enqueues_each(client: TestClient)
         ),
         ({"crm": "salesforce", "kind": "incremental", "restart": True}, "restart", "backfill only"),
         ({"crm": "salesforce", "kind": "backfill", "colour": "red"}, "colour", "Extra inputs"),
+        ({"crm": "salesforce", "kind": "incremental", "partitions": 2}, "partitions", "backfill"),
+        ({"crm": "salesforce", "kind": "backfill", "partitions": 0}, "partitions", "greater"),
+        ({"crm": "salesforce", "kind": "backfill", "partitions": 17}, "partitions", "less"),
+        (
+            {"crm": "salesforce", "kind": "backfill", "partitions": 2, "restart": True},
+            "partitions",
+            "new generation",
+        ),
     ],
 )
 def test_bad_input_names_the_field(

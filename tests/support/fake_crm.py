@@ -1,8 +1,9 @@
 """An in-memory :class:`app.crm.base.CrmClient` for engine tests (no server, no network).
 
 It serves Salesforce-shaped wire records ordered by (SystemModstamp, Id) with the same contract
-as the real adapters: ``start.lower`` is inclusive on the stamp, ``resume`` continues an interrupted
-stream, deleted records come in ``deleted_ids``. Faults are injected with ``fail_after_pages``.
+as the real adapters: ``start.lower`` is inclusive on the stamp, ``start.upper`` exclusive,
+``resume`` continues an interrupted stream, deleted records come in ``deleted_ids``. Faults
+are injected with ``fail_after_pages``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ class FakeSalesforce:
         )
         if start.lower is not None:
             rows = [r for r in rows if parse_stamp(r["SystemModstamp"]) >= start.lower]
+        if start.upper is not None:
+            rows = [r for r in rows if parse_stamp(r["SystemModstamp"]) < start.upper]
         return rows
 
     def estimate_changes(self, object_name: str, start: ReadFrom | None) -> int | None:

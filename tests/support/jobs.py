@@ -14,6 +14,7 @@ from pydantic import SecretStr
 from app.crm.base import CrmName, ReadFrom, RecordPage
 from app.settings import JobSettings, Settings, SyncSettings
 from app.wiring import budget as budget_wiring
+from app.wiring import partitioned as partitioned_wiring
 from app.wiring import sync as sync_wiring
 from tests.support.fake_crm import FakeSalesforce
 
@@ -50,6 +51,7 @@ def use_crm(monkeypatch: pytest.MonkeyPatch, crm: FakeSalesforce) -> None:
 
     monkeypatch.setattr(sync_wiring, "build_client", build)
     monkeypatch.setattr(budget_wiring, "build_client", build)
+    monkeypatch.setattr(partitioned_wiring, "build_client", build)
 
 
 class HookedSalesforce(FakeSalesforce):

@@ -4,7 +4,9 @@
 object (all of the CRM's objects, parents first, when ``object`` is left out) and enqueues each
 id; it answers 202 with the run ids. A worker picks each row up (:mod:`app.jobs.runs`). If the
 broker cannot be reached the rows stay queued and the sweeper enqueues them once it can: the
-answer says ``"enqueued": false``, the runs are not lost.
+answer says ``"enqueued": false``, the runs are not lost. A backfill with ``partitions`` > 1
+is a parent that its worker splits into child runs, one per stamp range
+(:mod:`app.wiring.partitioned`).
 
 ``POST /api/v1/sync/runs/{id}/cancel``: a queued run is cancelled at once; a running one is
 marked ``cancelling`` and stops after its current page, its cursor at that page (202). A run
@@ -34,6 +36,7 @@ from app.logging import get_logger
 from app.mappers.config import load_mapping_set
 from app.mappers.errors import MappingConfigError
 from app.settings import Settings
+from app.sync.partitions import MAX_PARTITIONS
 
 router = APIRouter(prefix="/api/v1/sync", tags=["runs"])
 log = get_logger("crmsync.api.runs")
@@ -51,6 +54,13 @@ class RunRequest(BaseModel):
         None, description="backfill / incremental: read records changed since then."
     )
     restart: bool = Field(False, description="backfill: begin a new one, even if one is open.")
+    partitions: int = Field(
+        1,
+        ge=1,
+        le=MAX_PARTITIONS,
+        description="backfill: split it into up to this many stamp ranges that different "
+        "workers run at once, each with its own checkpoint (docs/jobs.md); 1: one pass.",
+    )
     push: bool = Field(False, description="recompute: push the changed fields to every CRM.")
     allow_over_budget: bool = Field(
         False,
@@ -104,6 +114,16 @@ def plan_run(
         if body.kind != "backfill":
             return _invalid("restart", "restart applies to backfill only", True)
         params["restart"] = True
+    if body.partitions > 1:
+        if body.kind != "backfill":
+            return _invalid("partitions", "partitions applies to backfill only", body.partitions)
+        if body.restart:
+            return _invalid(
+                "partitions",
+                "a partitioned backfill always begins a new generation; leave restart out",
+                body.partitions,
+            )
+        params["partitions"] = body.partitions
     if body.allow_over_budget:
         params["allow_over_budget"] = True
     if body.kind == "recompute":

@@ -275,8 +275,12 @@ class HubSpotClient:
         )
 
     def _bounds(self, start: ReadFrom) -> tuple[int | None, int]:
+        """(lower, until) in ms, both inclusive; an exclusive ``start.upper`` (a partition)
+        ends the window one millisecond before it (HubSpot stamps are whole milliseconds)."""
         lower = to_ms(start.lower) if start.lower is not None else None
         until = to_ms(self._clock() - self._margin)
+        if start.upper is not None:
+            until = min(until, to_ms(start.upper) - 1)
         return lower, until
 
     def estimate_changes(self, object_name: str, start: ReadFrom | None) -> int | None:

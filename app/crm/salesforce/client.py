@@ -271,7 +271,7 @@ class SalesforceClient:
 
     def estimate_changes(self, object_name: str, start: ReadFrom | None) -> int | None:
         start = start or ReadFrom()
-        query = soql.count_query(object_name, start.lower)
+        query = soql.count_query(object_name, start.lower, start.upper)
         result = self._call(
             "count",
             lambda sf: sf.query(query, include_deleted=True, timeout=self._timeout),
@@ -410,9 +410,11 @@ class SalesforceClient:
         if result is None:
             if next_url and start.after is not None:
                 # Restart mid-stream: everything up to (at, id) was committed.
-                query = soql.changes_query(object_name, fields, None, after=start.after)
+                query = soql.changes_query(
+                    object_name, fields, None, after=start.after, upper=start.upper
+                )
             else:
-                query = soql.changes_query(object_name, fields, start.lower)
+                query = soql.changes_query(object_name, fields, start.lower, upper=start.upper)
             result = self._call(
                 "query",
                 lambda sf: sf.query(
@@ -569,7 +571,9 @@ class SalesforceClient:
                     raise
                 job_id, locator, skip, opened = "", "", 0, None  # job purged: start a new one
         if opened is None:
-            query = soql.changes_query(object_name, fields, start.lower, order=False)
+            query = soql.changes_query(
+                object_name, fields, start.lower, order=False, upper=start.upper
+            )
             job_id = self._bulk_create(object_name, query)
             self._bulk_wait(object_name, job_id)
             locator, skip = "", 0

@@ -50,15 +50,22 @@ def _check_identifier(name: str) -> str:
     return name
 
 
-def changes_where(lower: datetime | None, after: tuple[datetime, str] | None = None) -> str:
+def changes_where(
+    lower: datetime | None,
+    after: tuple[datetime, str] | None = None,
+    upper: datetime | None = None,
+) -> str:
     """``WHERE`` clause of the change query ('' when unbounded).
 
     ``after`` = (stamp, id) adds the keyset predicate used to restart a stream mid-way:
-    ``(SystemModstamp > t OR (SystemModstamp = t AND Id > id))``.
+    ``(SystemModstamp > t OR (SystemModstamp = t AND Id > id))``. ``upper`` (exclusive, a whole
+    second: a partition of a partitioned backfill) adds ``SystemModstamp < upper``.
     """
     clauses: list[str] = []
     if lower is not None:
         clauses.append(format_soql("SystemModstamp >= {}", ensure_utc(lower)))
+    if upper is not None:
+        clauses.append(format_soql("SystemModstamp < {}", _whole_second(upper)))
     if after is not None:
         stamp, record_id = ensure_utc(after[0]), after[1]
         clauses.append(
@@ -71,6 +78,15 @@ def changes_where(lower: datetime | None, after: tuple[datetime, str] | None = N
     return (" WHERE " + " AND ".join(clauses)) if clauses else ""
 
 
+def _whole_second(value: datetime) -> datetime:
+    """An exclusive upper bound must be a whole second: ``format_soql`` drops the fraction,
+    which would move ``< 12:00:00.5`` to ``< 12:00:00`` and lose the records of that second."""
+    value = ensure_utc(value)
+    if value.microsecond:
+        raise ValueError(f"upper bound {value.isoformat()} is not a whole second")
+    return value
+
+
 def changes_query(
     object_name: str,
     fields: Sequence[str],
@@ -78,10 +94,13 @@ def changes_query(
     *,
     after: tuple[datetime, str] | None = None,
     order: bool = True,
+    upper: datetime | None = None,
 ) -> str:
-    """``SELECT .. FROM X WHERE SystemModstamp >= lower [keyset] ORDER BY SystemModstamp, Id``."""
+    """``SELECT .. FROM X WHERE SystemModstamp >= lower [AND < upper] [keyset]
+    ORDER BY SystemModstamp, Id``."""
     names = ", ".join(_check_identifier(f) for f in select_fields(fields))
-    soql = f"SELECT {names} FROM {_check_identifier(object_name)}{changes_where(lower, after)}"
+    where = changes_where(lower, after, upper)
+    soql = f"SELECT {names} FROM {_check_identifier(object_name)}{where}"
     if order:
         soql += " ORDER BY SystemModstamp, Id"
     return soql
@@ -97,9 +116,11 @@ def records_query(object_name: str, fields: Sequence[str], record_ids: Sequence[
     return f"SELECT {names} FROM {_check_identifier(object_name)} WHERE {where}"
 
 
-def count_query(object_name: str, lower: datetime | None) -> str:
-    """``SELECT COUNT() FROM X WHERE SystemModstamp >= lower`` (run through queryAll)."""
-    return f"SELECT COUNT() FROM {_check_identifier(object_name)}{changes_where(lower)}"
+def count_query(object_name: str, lower: datetime | None, upper: datetime | None = None) -> str:
+    """``SELECT COUNT() FROM X WHERE SystemModstamp >= lower [AND < upper]`` (run through
+    queryAll)."""
+    where = changes_where(lower, None, upper)
+    return f"SELECT COUNT() FROM {_check_identifier(object_name)}{where}"
 
 
 def parse_datetime(value: str) -> datetime:
