@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -337,4 +338,88 @@ def test_two_workers_never_run_the_same_sync_at_once(
     a, b = sorted(every, key=lambda r: r.started_at)
     assert a.finished_at is not None
     assert a.finished_at <= b.started_at  # one after the other, never at once
+    assert account_count(database_url) == (ACCOUNTS, ACCOUNTS)
+
+
+def _started_by(log: Path) -> set[int]:
+    """Run ids whose pass a worker started (its ``sync.run.start`` log lines)."""
+    found: set[int] = set()
+    for line in log.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if event.get("event") == "sync.run.start" and event.get("run_id") is not None:
+            found.add(int(event["run_id"]))
+    return found
+
+
+def test_two_workers_on_redis_run_the_partitions_of_one_backfill_at_once(
+    sandbox: Sandbox, redis_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """``crmsync sync backfill --partitions 2`` queues it; each of two one-thread workers takes
+    one partition (its own lease), and they run at the same time; every record once."""
+    env = {
+        **redis_env,
+        "CRMSYNC_SYNC__PAGE_SIZE": "200",
+        "CRMSYNC_SYNC__BULK_THRESHOLD": "1000000",  # REST pages, each slowed below
+        # No schedule: a scheduled incremental would take a worker (at minutes divisible by 5).
+        "CRMSYNC_JOBS__INCREMENTAL_MINUTES": "0",
+        "CRMSYNC_JOBS__NIGHTLY_HOUR": "-1",
+    }
+    # Every query page takes 0.25 s: each partition lasts seconds, long enough to overlap.
+    sandbox.control(
+        "PUT", "/faults", json={"routes": [{"match": "GET /services/*", "slow_ms": 250}]}
+    )
+    stack = Stack(env, tmp_path)
+    try:
+        queued = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "app.cli.main",
+                "sync",
+                "backfill",
+                "--crm",
+                "salesforce",
+                "--object",
+                "Account",
+                "--partitions",
+                "2",
+            ],
+            env=stack.env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert queued.returncode == 0, queued.stderr
+        answer = json.loads(queued.stdout)
+        (parent,) = [r["run_id"] for r in answer["runs"]]
+        assert answer["status"] == "queued"
+        stack.start("worker", "--workers", "1", name="worker1")
+        stack.start("worker", "--workers", "1", name="worker2")
+
+        def finished() -> SyncRun | None:
+            row = next(r for r in run_rows(database_url) if r.id == parent)
+            return row if row.status not in ("queued", "running") else None
+
+        done = wait_until(finished, 240, "the partitioned backfill", stack)
+    finally:
+        stack.stop()
+        sandbox.control("PUT", "/faults", json={"routes": []})
+    assert done.status == "succeeded", stack.output()
+    children = [r for r in run_rows(database_url) if (r.params or {}).get("parent") == parent]
+    assert sorted(r.kind for r in children) == ["backfill:p0", "backfill:p1"], stack.output()
+    assert all(r.status == "succeeded" for r in children), stack.output()
+    a, b = children
+    assert a.finished_at is not None
+    assert b.finished_at is not None
+    # At the same time: each started before the other finished.
+    assert a.started_at < b.finished_at, stack.output()
+    assert b.started_at < a.finished_at, stack.output()
+    # On different workers: each worker's log starts one of them.
+    by_worker = [_started_by(log) & {a.id, b.id} for log in stack.logs]
+    assert sorted(map(sorted, by_worker)) == sorted([[a.id], [b.id]]), stack.output()
+    assert sum(r.read_count for r in children) == ACCOUNTS
     assert account_count(database_url) == (ACCOUNTS, ACCOUNTS)
