@@ -27,6 +27,7 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import ExitCode, console
 from app.cli.demo_closed_won import SANDBOX_WEBHOOK_HOLD, closed_won_step
@@ -132,6 +133,7 @@ def demo(
                 triggered_by=DEMO_TRIGGER,
             )
             closed_won_step(sb, settings, engine)
+            operator_key = _console_key(factory)
             calls = sb.control("GET", "/stats")["calls_total"]
             with factory() as s:
                 totals = {
@@ -148,7 +150,23 @@ def demo(
             engine.dispose()
     console.print(f"CS database now holds: {json.dumps(totals)}")
     console.print(f"API calls the CRMs saw (sandbox accounting): {json.dumps(calls)}")
-    _print_next_steps(url)
+    _print_next_steps(url, operator_key)
+
+
+#: The web console's address when ``crmsync serve`` runs with its defaults.
+CONSOLE_URL = "http://127.0.0.1:8000/console/"
+
+
+def _console_key(factory: sessionmaker[Session]) -> str:
+    """An operator key stored in the demo's database, to sign in to the console with (the
+    database, and so the key, is new on every run)."""
+    from app.core.access import Role
+    from app.db.api_keys import create_key
+
+    with factory() as s:
+        _row, key = create_key(s, name="demo-operator", role=Role.OPERATOR)
+        s.commit()
+    return key
 
 
 def _prepare_database(database_url: str | None) -> str:
@@ -214,8 +232,9 @@ def _crmsync_command() -> str:
     return "crmsync" if on_path else f"{sys.executable} -m app.cli.main"
 
 
-def _print_next_steps(url: str) -> None:
-    """What to try next; each line works as printed, from this directory, in a new shell."""
+def _print_next_steps(url: str, operator_key: str) -> None:
+    """What to try next; each line works as printed, from this directory, in a new shell. The
+    web console (its URL and an operator key) comes last, where the eye ends."""
     cmd = _crmsync_command()
     lines = [
         f"The demo's data is in {_shown(url)}; your .env and CRMSYNC_* settings were not used.",
@@ -225,6 +244,11 @@ def _print_next_steps(url: str) -> None:
         f"  then:    {cmd} serve      (the API, http://127.0.0.1:8000/docs)",
         "The sandbox writes its settings to .env (refusing a .env it did not write); the sync",
         "writes into CRMSYNC_DATABASE_URL, by default ./var/crmsync.db.",
+        "The web console on the demo's data (the sandbox has stopped: read, no CRM calls):",
+        f"  start:   CRMSYNC_DATABASE_URL={_shown(url)} CRMSYNC_CONSOLE__SECURE_COOKIE=false "
+        f"{cmd} serve",
+        f"  open:    {CONSOLE_URL}",
+        f"  sign in with this operator key: {operator_key}",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
 

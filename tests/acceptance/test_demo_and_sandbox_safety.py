@@ -19,7 +19,9 @@ import pytest
 from sqlalchemy import Engine, func, insert, select
 
 from app.cli.demo_db import DEMO_TRIGGER
-from app.db.engine import make_engine
+from app.core.access import Role
+from app.db.api_keys import Principal, authenticate
+from app.db.engine import make_engine, make_session_factory
 from app.db.models import Account, SyncRun
 from tests.support.cli import clean_env, run_crmsync
 
@@ -80,6 +82,18 @@ def test_demo_ignores_the_configured_database_and_dotenv(
     finally:
         demo_db.dispose()
     assert "var/demo.db" in first.stderr
+    # It ends with the console's URL and an operator key stored in the demo's database.
+    last = first.stderr.strip().splitlines()
+    assert last[-2].strip() == "open:    http://127.0.0.1:8000/console/"
+    key = last[-1].rsplit(" ", 1)[-1]
+    demo_db = make_engine(f"sqlite:///{tmp_path / 'var' / 'demo.db'}")
+    try:
+        with make_session_factory(demo_db)() as s:
+            found = authenticate(s, key)
+    finally:
+        demo_db.dispose()
+    assert isinstance(found, Principal)
+    assert (found.name, found.role) == ("demo-operator", Role.OPERATOR)
 
     second = run_crmsync("demo", "--accounts", ACCOUNTS, env=env, cwd=tmp_path)
     assert second.returncode == 0, second.stderr  # its own database: recreated, not refused
