@@ -223,3 +223,13 @@ def test_static_files_are_served_with_cache_headers(app: FastAPI) -> None:
             assert answer.status_code == 200, name
             assert answer.headers["Cache-Control"] == "public, max-age=86400"
         assert client.get("/console/static/nope.js").status_code == 404
+
+
+def test_status_shows_the_api_budget_as_a_bar(database_url: str, tmp_path: Path) -> None:
+    app = create_app(
+        _settings(database_url, tmp_path, hubspot={"daily_limit": 1000, "budget_share": 0.5})
+    )
+    with console_client(app, "viewer") as client:
+        page = client.get("/console/status")
+    assert '<meter min="0" max="500" value="0"' in page.text
+    assert "<strong>500</strong> left of 500" in page.text
