@@ -29,7 +29,8 @@ from app.db.models import Csm
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-PAGE_SIZE = 50
+#: Plans per page: each shows all its tasks (up to 22, domain.md 7.2).
+PAGE_SIZE = 20
 STATUSES = ("active", "completed", "closed")
 
 

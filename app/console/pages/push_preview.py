@@ -30,7 +30,7 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 
 CRMS = ("salesforce", "hubspot")
 #: Records listed per object (the counts and the call count cover all of them).
-SHOWN = 200
+SHOWN = 100
 
 
 def _preview(
