@@ -5,8 +5,9 @@
   API's 422 next to its field.
 * ``GET /console/accounts/{id}``: ``GET /api/v1/accounts/{id}`` (score, components with their
   inputs, reasons, loyalty, tier, renewal window and risk), the account's onboarding plans
-  (``GET /api/v1/onboarding/{id}``) and the chart of the last 12 months' snapshots
-  (``/health/history``) drawn on the server by :mod:`app.console.chart`.
+  (``GET /api/v1/onboarding/{id}``) and the chart of the last 12 months' snapshots (the rows of
+  ``/health/history``, three columns of them: :func:`chart_snapshots`) drawn on the server by
+  :mod:`app.console.chart`.
 
 Read-only pages (viewer): nothing here writes.
 """
@@ -28,7 +29,6 @@ from app.api.routes.accounts import (
     TierIn,
     WindowIn,
     get_account,
-    health_history,
     list_accounts,
 )
 from app.api.routes.onboarding import get_onboarding
@@ -36,7 +36,7 @@ from app.console.auth import Viewer
 from app.console.chart import Snapshot, health_chart_svg, year_before
 from app.console.pages.onboarding import order_tasks
 from app.console.web import call_api, render
-from app.db.models import Csm, OnboardingPlan
+from app.db.models import Csm, HealthSnapshot, OnboardingPlan
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -128,6 +128,23 @@ def accounts_page(request: Request, user: Viewer, session: SessionDep) -> HTMLRe
     )
 
 
+def chart_snapshots(
+    session: SessionDep, account_id: int, since: date, until: date
+) -> list[Snapshot]:
+    """The chart's points: day, score and band of the account's snapshots in ``[since, until]``.
+    The same rows as ``GET /api/v1/accounts/{id}/health/history?since=&until=`` (which the page
+    does not call: it would load and decode each day's components document, up to 365 of
+    them, to draw three columns); on the ``(account_id, computed_on)`` unique index."""
+    rows = session.execute(
+        select(HealthSnapshot.computed_on, HealthSnapshot.score, HealthSnapshot.band).where(
+            HealthSnapshot.account_id == account_id,
+            HealthSnapshot.computed_on >= since,
+            HealthSnapshot.computed_on <= until,
+        )
+    )
+    return [Snapshot(day, score, band) for day, score, band in rows]
+
+
 def _plans(session: SessionDep, settings: SettingsDep, account_id: int) -> list[dict[str, Any]]:
     """The account's onboarding plans, newest first, as ``GET /api/v1/onboarding/{id}``."""
     ids = session.scalars(
@@ -163,18 +180,7 @@ def account_page(
         )
     account = answer.body
     today = _today()
-    history = call_api(
-        health_history,
-        account_id=account_id,
-        session=session,
-        since=year_before(today),
-        until=today,
-        limit=400,
-    )
-    snapshots = [
-        Snapshot(date.fromisoformat(s["computed_on"]), s["score"], s["band"])
-        for s in (history.body["items"] if history.ok else [])
-    ]
+    snapshots = chart_snapshots(session, account_id, year_before(today), today)
     chart = health_chart_svg(
         snapshots,
         today,
