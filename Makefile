@@ -49,7 +49,7 @@ sandbox: $(STAMP) ## Start the local Salesforce + HubSpot emulator on port 8440
 demo: $(STAMP) ## End to end on SQLite under ./var: sandbox, migrate, sync, summary
 	$(BIN)/crmsync demo
 
-bench: $(STAMP) ## Benchmarks: pull throughput, API calls, peak RSS vs the raw floor; webhook ingest and delivery -> plan
+bench: $(STAMP) ## Benchmarks (python -m bench --only NAME for one): pull vs the floor, push, recompute, webhooks, partitioned backfill 1 vs 2 workers
 	$(BIN)/python -m bench
 
 clean: ## Remove the venv, caches and ./var
