@@ -154,6 +154,15 @@ class WebhookSettings(BaseModel):
         ),
     )
     worker_threads: int = Field(2, ge=1, le=32, description="Embedded worker threads.")
+    batch_size: int = Field(
+        50,
+        ge=1,
+        le=200,
+        description=(
+            "Events a worker takes at once: their deals are read from the CRM in one batch "
+            "call per object, each still started in its own transaction."
+        ),
+    )
     sweep_seconds: float = Field(
         2.0, gt=0, description="How often the sweeper looks for due events (after a restart)."
     )

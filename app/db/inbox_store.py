@@ -19,9 +19,9 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -34,6 +34,7 @@ __all__ = [
     "InboxRow",
     "StoredDelivery",
     "claim",
+    "claim_many",
     "counts_by_status",
     "due_ids",
     "fail",
@@ -98,17 +99,23 @@ def insert_events(
         }
         for r in unique.values()
     ]
-    postgres = session.get_bind().dialect.name == "postgresql"
-    maker = pg_insert if postgres else sqlite_insert
-    # One cached statement run as an executemany: SQLAlchemy batches it into multi-row
-    # INSERTs ("insertmanyvalues") with RETURNING, so only the rows actually inserted come back.
-    stmt = (
-        maker(WebhookEvent)
-        .on_conflict_do_nothing(index_elements=["source", "external_id"])
-        .returning(WebhookEvent.id)
-    )
-    new_ids = [int(i) for i in session.scalars(stmt, values)]
+    connection = session.connection()
+    # One cached Core statement run as an executemany on the session's connection (no ORM
+    # bulk-insert bookkeeping per row): SQLAlchemy batches it into multi-row INSERTs
+    # ("insertmanyvalues") with RETURNING, so only the rows actually inserted come back.
+    stmt = _INSERTS[connection.dialect.name == "postgresql"]
+    new_ids = [int(i) for i in connection.execute(stmt, values).scalars()]
     return StoredDelivery(sorted(new_ids), len(rows) - len(new_ids))
+
+
+_TABLE = cast(Table, WebhookEvent.__table__)
+#: The inbox INSERT per dialect (PostgreSQL: True), built once.
+_INSERTS = {
+    postgres: maker(_TABLE)
+    .on_conflict_do_nothing(index_elements=["source", "external_id"])
+    .returning(_TABLE.c.id)
+    for postgres, maker in ((True, pg_insert), (False, sqlite_insert))
+}
 
 
 def due_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
@@ -140,6 +147,33 @@ def claim(session: Session, event_id: int, now: datetime, lease: timedelta) -> b
     )
     session.commit()
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+def claim_many(
+    session: Session, event_ids: Sequence[int], now: datetime, lease: timedelta
+) -> list[int]:
+    """:func:`claim` for many events in one ``UPDATE .. RETURNING`` (committed): the ids this
+    caller owns now (the others are finished, held by another worker or not due)."""
+    if not event_ids:
+        return []
+    result = session.execute(
+        update(WebhookEvent)
+        .where(
+            WebhookEvent.id.in_(sorted(set(event_ids))),
+            WebhookEvent.status.in_(CLAIMABLE),
+            WebhookEvent.next_attempt_at <= now,
+        )
+        .values(
+            status=InboxStatus.PROCESSING.value,
+            attempts=WebhookEvent.attempts + 1,
+            next_attempt_at=now + lease,
+        )
+        .returning(WebhookEvent.id)
+        .execution_options(synchronize_session=False)
+    )
+    owned = sorted(int(i) for i in result.scalars())
+    session.commit()
+    return owned
 
 
 def finish(

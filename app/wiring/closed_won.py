@@ -12,6 +12,12 @@ own mapping and upsert (so the CS rows are exactly what the next pull would make
 4. won: the account and the handover notes are read too and stored, then the onboarding is
    started exactly once per opportunity (:mod:`app.wiring.onboarding_start`): the plan's unique
    ``opportunity_id`` and the event's ``done`` commit in one transaction.
+
+:meth:`ClosedWonHandler.handle_batch` does the same for many events at once (the worker's
+path): the deals of all of them in one CRM batch read, their accounts in one, their handover
+notes in one or two (HubSpot: the associations, then the notes), each stored once; then each
+won event is started in its own transaction, as above. A CRM read that fails fails the events
+that needed it (retried); one event's failure to start fails only that event.
 """
 
 from __future__ import annotations
@@ -85,42 +91,107 @@ class CrmState:
 
 
 class ClosedWonHandler:
-    """The :class:`~app.wiring.webhook_processing.EventHandler` for deal / opportunity events."""
+    """The :class:`~app.wiring.webhook_processing.EventHandler` for deal / opportunity events
+    (and its batch form, :meth:`handle_batch`)."""
 
     def __call__(self, event: EventView, context: ProcessingContext) -> HandlerResult:
-        crm: CrmName = "salesforce" if event.source == "salesforce" else "hubspot"
-        settings = context.settings
-        mappings = load_mapping_set(
-            crm, settings.mapping_file, default_currency=settings.default_currency
-        )
+        outcome = self.handle_batch([event], context)[event.id]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def handle_batch(
+        self, events: Sequence[EventView], context: ProcessingContext
+    ) -> dict[int, HandlerResult | Exception]:
+        """Every event's result (or the exception that fails it); see the module docstring."""
+        out: dict[int, HandlerResult | Exception] = {}
+        by_crm: dict[CrmName, list[EventView]] = {}
+        for event in events:
+            crm: CrmName = "salesforce" if event.source == "salesforce" else "hubspot"
+            by_crm.setdefault(crm, []).append(event)
+        for crm, group in by_crm.items():
+            try:
+                self._crm_batch(context, crm, group, out)
+            except Exception as exc:
+                for event in group:
+                    out.setdefault(event.id, exc)
+        return out
+
+    def _mappings(self, context: ProcessingContext, crm: CrmName) -> MappingSet:
+        """The CRM's mapping set, loaded once per context (the settings do not change)."""
+        cache: dict[str, MappingSet] | None = getattr(context.local, "mappings", None)
+        if cache is None:
+            cache = {}
+            context.local.mappings = cache
+        if crm not in cache:
+            settings = context.settings
+            cache[crm] = load_mapping_set(
+                crm, settings.mapping_file, default_currency=settings.default_currency
+            )
+        return cache[crm]
+
+    def _crm_batch(
+        self,
+        context: ProcessingContext,
+        crm: CrmName,
+        events: Sequence[EventView],
+        out: dict[int, HandlerResult | Exception],
+    ) -> None:
+        mappings = self._mappings(context, crm)
         opp_mapping = mappings.for_table("opportunities")
-        if not deal_event(event, opp_mapping.crm_object) or not event.object_id:
-            return finish_event(context, event.id, InboxStatus.IGNORED, "not a deal stage event")
-        if crm not in settings.enabled_crms:
+        deals: list[EventView] = []
+        for event in events:
+            if not deal_event(event, opp_mapping.crm_object) or not event.object_id:
+                out[event.id] = finish_event(
+                    context, event.id, InboxStatus.IGNORED, "not a deal stage event"
+                )
+            else:
+                deals.append(event)
+        if not deals:
+            return
+        if crm not in context.settings.enabled_crms:
             raise ConfigError(f"{crm} is not configured: cannot read the record the event names")
         client = self._client(context, crm)
-        record_id = event.object_id
-        page = _read(client, opp_mapping, [record_id])
+        record_ids = list(dict.fromkeys(str(e.object_id) for e in deals))
+        page = _read(client, opp_mapping, record_ids)
         store = _Store(context, client, mappings)
         store.write(opp_mapping, page)
         id_field = opp_mapping.id_field
-        wire = next((r for r in page.records if str(r.get(id_field)) == record_id), None)
-        if wire is None or record_id in page.deleted_ids:
-            return finish_event(
-                context, event.id, InboxStatus.IGNORED, "deleted in the CRM before processing"
-            )
+        wires = {str(r.get(id_field)): r for r in page.records}
+        deleted = set(page.deleted_ids)
         with context.session_factory() as session:
-            opportunity = _opportunity(session, opp_mapping, record_id)
-            won = opportunity is not None and opportunity.is_won
-            stage = opportunity.stage if opportunity is not None else None
+            stored = _opportunities(session, opp_mapping, record_ids)
+        won: list[EventView] = []
+        for event in deals:
+            record_id = str(event.object_id)
+            if record_id not in wires or record_id in deleted:
+                out[event.id] = finish_event(
+                    context, event.id, InboxStatus.IGNORED, "deleted in the CRM before processing"
+                )
+                continue
+            is_won, stage = stored.get(record_id, (False, None))
+            if not is_won:
+                out[event.id] = finish_event(
+                    context,
+                    event.id,
+                    InboxStatus.IGNORED,
+                    f"not won in the CRM now (stage {stage})",
+                )
+                continue
+            won.append(event)
         if not won:
-            return finish_event(
-                context, event.id, InboxStatus.IGNORED, f"not won in the CRM now (stage {stage})"
-            )
-        self._read_related(client, store, mappings, opp_mapping, wire)
+            return
+        won_wires = [wires[i] for i in dict.fromkeys(str(e.object_id) for e in won)]
+        self._read_related(client, store, mappings, opp_mapping, won_wires)
         from app.wiring.onboarding_start import start_onboarding
 
-        return start_onboarding(context, event, crm, mappings, record_id)
+        for event in won:
+            try:
+                out[event.id] = start_onboarding(
+                    context, event, crm, mappings, str(event.object_id)
+                )
+            except Exception as exc:
+                out[event.id] = exc
 
     def _client(self, context: ProcessingContext, crm: CrmName) -> CrmClient:
         clients: dict[str, CrmClient] | None = getattr(context.local, "clients", None)
@@ -128,7 +199,7 @@ class ClosedWonHandler:
             clients = {}
             context.local.clients = clients
         if crm not in clients:
-            client = build_client(crm, context.settings)
+            client = build_client(crm, context.settings, token_cache=context.token_cache)
             clients[crm] = client
             context.on_close(client.close)
         return clients[crm]
@@ -139,27 +210,29 @@ class ClosedWonHandler:
         store: _Store,
         mappings: MappingSet,
         opp_mapping: ObjectMapping,
-        wire: WireRecord,
+        wires: Sequence[WireRecord],
     ) -> None:
-        """The account and the handover notes of a won deal, read and stored (parents first)."""
+        """The accounts and the handover notes of won deals, read (one batch per object) and
+        stored, parents first."""
         account_mapping = mappings.for_table("accounts")
         note_mapping = mappings.for_table("handover_notes")
         ref = opp_mapping.parents[0].crm_field if opp_mapping.parents else None
-        account_id = _first(wire.get(ref)) if ref else None
-        if account_id:
-            store.write(account_mapping, _read(client, account_mapping, [account_id]))
-        deal_id = str(wire[opp_mapping.id_field])
+        account_ids = list(
+            dict.fromkeys(a for a in (_first(w.get(ref)) if ref else None for w in wires) if a)
+        )
+        if account_ids:
+            store.write(account_mapping, _read(client, account_mapping, account_ids))
+        deal_ids = [str(w[opp_mapping.id_field]) for w in wires]
         notes: RecordPage | None = None
         read = getattr(client, "read_records", None)
         if client.name == "salesforce" and read is not None:
-            parents = [deal_id] + ([account_id] if account_id else [])
             fields = note_mapping.read_fields()
-            notes = read(note_mapping.crm_object, fields, parents, by="ParentId")
+            notes = read(note_mapping.crm_object, fields, deal_ids + account_ids, by="ParentId")
         elif client.name == "hubspot":
             associations = getattr(client, "read_associations", None)
             if associations is not None and read is not None:
-                found = associations(opp_mapping.crm_object, note_mapping.crm_object, [deal_id])
-                ids = found.get(deal_id, [])
+                found = associations(opp_mapping.crm_object, note_mapping.crm_object, deal_ids)
+                ids = list(dict.fromkeys(n for d in deal_ids for n in found.get(d, [])))
                 if ids:
                     notes = read(note_mapping.crm_object, note_mapping.read_fields(), ids)
         if notes is not None:
@@ -181,10 +254,15 @@ def _read(client: CrmClient, mapping: ObjectMapping, ids: Sequence[str]) -> Reco
     return page
 
 
-def _opportunity(session: Session, mapping: ObjectMapping, crm_id: str) -> Opportunity | None:
+def _opportunities(
+    session: Session, mapping: ObjectMapping, crm_ids: Sequence[str]
+) -> dict[str, tuple[bool, str | None]]:
+    """``crm id -> (is_won, stage)`` of the stored opportunities among ``crm_ids``."""
     column = getattr(Opportunity, mapping.id_column)
-    found: Opportunity | None = session.scalars(select(Opportunity).where(column == crm_id)).first()
-    return found
+    rows = session.execute(
+        select(column, Opportunity.is_won, Opportunity.stage).where(column.in_(list(crm_ids)))
+    ).all()
+    return {str(crm_id): (bool(won), stage) for crm_id, won, stage in rows}
 
 
 class _Store:

@@ -26,12 +26,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.types import CrmName
+from app.crm.salesforce.auth import TokenCache
+from app.crm.writes import CrmWriter
 from app.db.engine import make_engine, make_session_factory
 from app.db.enums import InboxStatus
-from app.db.inbox_store import claim, due_ids, fail
+from app.db.inbox_store import claim_many, due_ids, fail
 from app.db.models import WebhookEvent
 from app.logging import get_logger
 from app.settings import Settings, get_settings
@@ -44,6 +47,7 @@ __all__ = [
     "WritebackQueue",
     "default_context",
     "process_inbox_event",
+    "process_inbox_events",
     "sweep",
 ]
 
@@ -93,6 +97,15 @@ class EventHandler(Protocol):
         ...
 
 
+class BatchHandler(Protocol):
+    def handle_batch(
+        self, events: Sequence[EventView], context: ProcessingContext
+    ) -> dict[int, HandlerResult | Exception]:
+        """Each event's result, or the exception that fails it (retried); every event of
+        ``events`` has one or the other. Each event's work commits on its own."""
+        ...
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -109,6 +122,9 @@ class ProcessingContext:
     after_commit: list[Callable[[HandlerResult], None]] = field(default_factory=list)
     #: Per-thread state of the handler (CRM clients): built lazily, closed by :meth:`close`.
     local: threading.local = field(default_factory=threading.local)
+    #: One Salesforce token for the handler's clients and the write-back pushes' writers,
+    #: until it is rejected (401) or old: not a login per push.
+    token_cache: TokenCache = field(default_factory=TokenCache)
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -166,45 +182,82 @@ def _notice_hook(context: ProcessingContext) -> Callable[[HandlerResult], None]:
 def process_inbox_event(event_id: int, context: ProcessingContext | None = None) -> str:
     """One attempt at inbox event ``event_id``; returns its state afterwards (``not_due`` when
     another worker holds it, it is finished, or its retry time has not come)."""
+    return process_inbox_events([event_id], context).get(event_id, "not_due")
+
+
+def process_inbox_events(
+    event_ids: Sequence[int], context: ProcessingContext | None = None
+) -> dict[int, str]:
+    """One attempt at each of ``event_ids`` that is due, as a batch: one claim for all
+    (:func:`app.db.inbox_store.claim_many`), then the handler's ``handle_batch`` when it has one
+    (the closed-won handler reads all their deals from the CRM in one call per object) else the
+    handler per event. Each event still commits its own work with its final state, so a kill
+    leaves each either finished or due again. Returns the state of each event claimed."""
     ctx = context or default_context()
     tuning = ctx.settings.webhooks
     with ctx.session_factory() as session:
-        if not claim(session, event_id, ctx.clock(), timedelta(seconds=tuning.lease_seconds)):
-            return "not_due"
-        row = session.get(WebhookEvent, event_id)
-        if row is None:  # pragma: no cover - claimed rows exist
-            return "missing"
-        event = EventView.of(row)
-    try:
-        result = ctx.get_handler()(event, ctx)
-    except Exception as exc:
-        error = f"{type(exc).__name__}: {exc}"
-        with ctx.session_factory() as session:
-            status = fail(
-                session,
-                event_id,
-                error,
-                ctx.clock(),
-                max_attempts=tuning.max_attempts,
-                backoff=timedelta(seconds=tuning.backoff_seconds),
-                backoff_cap=timedelta(seconds=tuning.backoff_cap_seconds),
-            )
-        level = log.error if status == InboxStatus.DEAD.value else log.warning
-        level(
-            "webhooks.event.failed",
-            event_id=event_id,
-            source=event.source,
-            status=status,
-            attempt=event.attempts,
-            error=error,
+        owned = claim_many(
+            session, list(event_ids), ctx.clock(), timedelta(seconds=tuning.lease_seconds)
         )
-        return status
-    for hook in ctx.after_commit:
+        if not owned:
+            return {}
+        rows = session.scalars(select(WebhookEvent).where(WebhookEvent.id.in_(owned))).all()
+        events = sorted((EventView.of(r) for r in rows), key=lambda e: e.id)
+    handler = ctx.get_handler()
+    outcomes: dict[int, HandlerResult | Exception] = {}
+    batch = getattr(handler, "handle_batch", None)
+    if batch is not None:
         try:
-            hook(result)
-        except Exception:
-            log.warning("webhooks.after_commit.failed", event_id=event_id, exc_info=True)
-    return result.status.value
+            outcomes = dict(batch(events, ctx))
+        except Exception as exc:  # nothing of the batch is known to be done
+            outcomes = {}
+            failure: Exception = exc
+            for event in events:
+                outcomes.setdefault(event.id, failure)
+    else:
+        for event in events:
+            try:
+                outcomes[event.id] = handler(event, ctx)
+            except Exception as exc:
+                outcomes[event.id] = exc
+    states: dict[int, str] = {}
+    for event in events:
+        outcome = outcomes.get(event.id) or RuntimeError("the handler returned nothing")
+        if isinstance(outcome, Exception):
+            states[event.id] = _failed(ctx, event, outcome)
+            continue
+        for hook in ctx.after_commit:
+            try:
+                hook(outcome)
+            except Exception:
+                log.warning("webhooks.after_commit.failed", event_id=event.id, exc_info=True)
+        states[event.id] = outcome.status.value
+    return states
+
+
+def _failed(ctx: ProcessingContext, event: EventView, exc: Exception) -> str:
+    tuning = ctx.settings.webhooks
+    error = f"{type(exc).__name__}: {exc}"
+    with ctx.session_factory() as session:
+        status = fail(
+            session,
+            event.id,
+            error,
+            ctx.clock(),
+            max_attempts=tuning.max_attempts,
+            backoff=timedelta(seconds=tuning.backoff_seconds),
+            backoff_cap=timedelta(seconds=tuning.backoff_cap_seconds),
+        )
+    level = log.error if status == InboxStatus.DEAD.value else log.warning
+    level(
+        "webhooks.event.failed",
+        event_id=event.id,
+        source=event.source,
+        status=status,
+        attempt=event.attempts,
+        error=error,
+    )
+    return status
 
 
 def sweep(context: ProcessingContext | None = None, *, limit: int = 1000) -> int:
@@ -213,8 +266,9 @@ def sweep(context: ProcessingContext | None = None, *, limit: int = 1000) -> int
     ctx = context or default_context()
     with ctx.session_factory() as session:
         ids = due_ids(session, ctx.clock(), limit)
-    for event_id in ids:
-        process_inbox_event(event_id, ctx)
+    size = ctx.settings.webhooks.batch_size
+    for start in range(0, len(ids), size):
+        process_inbox_events(ids[start : start + size], ctx)
     return len(ids)
 
 
@@ -253,6 +307,12 @@ class WritebackQueue:
 
     def _push(self, crm: CrmName, rows: dict[str, list[int]]) -> None:
         from app.wiring.push import run_push
+        from app.wiring.writers import build_writer
+
+        cache = self.context.token_cache
+
+        def writer(settings: Settings, name: CrmName) -> CrmWriter:
+            return build_writer(settings, name, token_cache=cache)
 
         try:
             outcome = run_push(
@@ -262,6 +322,7 @@ class WritebackQueue:
                 only_row_ids=rows,
                 triggered_by=self.context.settings.webhooks.writeback_triggered_by,
                 session_factory=self.context.session_factory,
+                writer_factory=writer,
             )
             log.info(
                 "webhooks.writeback.pushed",
@@ -336,21 +397,35 @@ class EmbeddedWorker:
         self.context.close()
 
     def _work(self) -> None:
+        size = self.context.settings.webhooks.batch_size
         while not self._stop.is_set():
-            event_id = self._queue.get()
-            if event_id is None:
+            first = self._queue.get()
+            if first is None:
                 return
+            batch = [first]
+            stop = False
+            while len(batch) < size:  # whatever else is queued now, up to a batch
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
             with self._lock:
-                self._queued.discard(event_id)
-                self._inflight += 1
+                self._queued.difference_update(batch)
+                self._inflight += len(batch)
             try:
-                process_inbox_event(event_id, self.context)
+                process_inbox_events(batch, self.context)
             except Exception:  # the database went away: the sweeper tries again
-                log.exception("webhooks.worker.error", event_id=event_id)
+                log.exception("webhooks.worker.error", event_ids=batch)
             finally:
                 with self._lock:
-                    self._inflight -= 1
-                    self.processed += 1
+                    self._inflight -= len(batch)
+                    self.processed += len(batch)
+            if stop:
+                return
 
     def _sweep(self) -> None:
         while not self._stop.wait(self.sweep_seconds):

@@ -6,10 +6,15 @@ counter), tuned by ``CRMSYNC_PUSH__*`` (:class:`app.settings.PushSettings`).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from app.crm.base import CrmName
 from app.crm.writes import CrmWriter, WriteTuning
 from app.errors import ConfigError
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from app.crm.salesforce.auth import TokenCache
 
 
 def write_tuning(settings: Settings) -> WriteTuning:
@@ -17,12 +22,14 @@ def write_tuning(settings: Settings) -> WriteTuning:
     return settings.push.tuning()
 
 
-def build_writer(settings: Settings, crm: CrmName) -> CrmWriter:
+def build_writer(
+    settings: Settings, crm: CrmName, *, token_cache: TokenCache | None = None
+) -> CrmWriter:
     """A ready writer for ``crm``; raises :class:`ConfigError` for an unknown name."""
     if crm == "salesforce":
         from app.crm.salesforce.writer import SalesforceWriter
 
-        return SalesforceWriter(settings, tuning=write_tuning(settings))
+        return SalesforceWriter(settings, tuning=write_tuning(settings), token_cache=token_cache)
     if crm == "hubspot":
         from app.crm.hubspot.writer import HubSpotWriter
 

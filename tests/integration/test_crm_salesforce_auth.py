@@ -260,3 +260,28 @@ def test_sandbox_userinfo_answers_the_token_owner(sandbox: Sandbox) -> None:
             headers={"Authorization": "Bearer 00Dnope!nope"},
         )
         assert (dead.status_code, dead.text) == (403, "Bad_OAuth_Token")
+
+
+def test_clients_sharing_a_token_cache_log_in_once_and_again_after_a_401(
+    sandbox: Sandbox,
+) -> None:
+    """The webhook worker's clients and write-back writers share one token (TokenCache): a
+    second client makes no token request; after the token expires, one new token serves both."""
+    from app.crm.salesforce.auth import TokenCache
+
+    settings = flow_settings(sandbox, "client_credentials")
+    cache = TokenCache()
+    before = token_calls(sandbox)
+    with (
+        SalesforceClient(settings, sleep=lambda _s: None, token_cache=cache) as first,
+        SalesforceClient(settings, sleep=lambda _s: None, token_cache=cache) as second,
+    ):
+        assert first.estimate_changes("Account", None) == ACCOUNTS
+        assert second.estimate_changes("Account", None) == ACCOUNTS
+        assert token_calls(sandbox) - before == 1
+        assert (first.api_calls, second.api_calls) == (2, 1)  # only the first logged in
+        sandbox.control("POST", "/tokens/expire", json={"crm": "salesforce"})
+        assert first.estimate_changes("Account", None) == ACCOUNTS  # 401, new token, repeat
+        assert second.estimate_changes("Account", None) == ACCOUNTS  # 401, the new token
+        assert token_calls(sandbox) - before == 2
+        assert cache.fetches == 2

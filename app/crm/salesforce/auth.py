@@ -16,6 +16,8 @@ held only in :class:`SalesforceToken`, whose ``repr`` hides them; nothing here l
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -55,6 +57,45 @@ class SalesforceToken:
 
     access_token: str = field(repr=False)
     instance_url: str
+
+
+class TokenCache:
+    """One Salesforce token shared by several clients of one process (the webhook worker's
+    reads and its write-back pushes): fetched once, then reused until a call gets 401 with it
+    (:meth:`reject`) or it is older than ``max_age_seconds`` (Salesforce's session timeout is
+    not in the token answer; 30 minutes is under every setting an org can choose but 15).
+
+    Without it every client (one per push) logs in again: a token request per write-back push.
+    Thread-safe; a fetch happens under the lock, so concurrent clients wait for one token.
+    """
+
+    def __init__(
+        self, max_age_seconds: float = 1800.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_age_seconds = max_age_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: SalesforceToken | None = None
+        self._fetched_at = 0.0
+        self.fetches = 0
+
+    def get(self, fetch: Callable[[], SalesforceToken]) -> tuple[SalesforceToken, bool]:
+        """The cached token, or a new one from ``fetch``; True when ``fetch`` was called."""
+        with self._lock:
+            fresh = self._clock() - self._fetched_at < self.max_age_seconds
+            if self._token is not None and fresh:
+                return self._token, False
+            token = fetch()
+            self._token = token
+            self._fetched_at = self._clock()
+            self.fetches += 1
+            return token, True
+
+    def reject(self, access_token: str) -> None:
+        """A call got 401 with ``access_token``: forget it (unless a newer one replaced it)."""
+        with self._lock:
+            if self._token is not None and self._token.access_token == access_token:
+                self._token = None
 
 
 def build_assertion(

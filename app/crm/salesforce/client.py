@@ -54,7 +54,7 @@ from app.crm.budget import ApiBudget
 from app.crm.http import build_session
 from app.crm.retry import RetryPolicy, call_with_retry
 from app.crm.salesforce import soql
-from app.crm.salesforce.auth import CREDENTIAL_SETTINGS, TokenFetcher
+from app.crm.salesforce.auth import CREDENTIAL_SETTINGS, TokenCache, TokenFetcher
 from app.crm.salesforce.errors import classify_salesforce
 from app.errors import (
     AuthError,
@@ -126,6 +126,7 @@ class SalesforceClient:
         *,
         sleep: Callable[[float], None] = time.sleep,
         policy: RetryPolicy | None = None,
+        token_cache: TokenCache | None = None,
     ) -> None:
         mode = settings.salesforce_auth_mode
         if mode is None:
@@ -144,6 +145,7 @@ class SalesforceClient:
         self.budget = ApiBudget()
         # None for a session: nothing can renew a pasted session id.
         self._fetcher = TokenFetcher(settings, self._session) if mode != "session" else None
+        self._token_cache = token_cache
         self._sf: Salesforce | None = None
         self._token: str | None = (
             settings.salesforce_access_token.get_secret_value()
@@ -199,9 +201,19 @@ class SalesforceClient:
         self.close()
 
     def _fetch_token(self) -> None:
-        """One token request (counted by the caller); the answer's instance serves the data."""
+        """A new token (one request, counted here): the answer's instance serves the data.
+        With a :class:`TokenCache` the shared token is taken when it is not the one just
+        rejected, and no request is made."""
         assert self._fetcher is not None
-        token = self._fetcher.fetch()
+        if self._token_cache is None:
+            self._count()
+            token = self._fetcher.fetch()
+        else:
+            if self._token is not None and not self._using_configured_token:
+                self._token_cache.reject(self._token)
+            token, fetched = self._token_cache.get(self._fetcher.fetch)
+            if fetched:
+                self._count()
         self._token = token.access_token
         self._instance_url = token.instance_url
         self._using_configured_token = False
@@ -215,7 +227,6 @@ class SalesforceClient:
                     "no Salesforce credentials: set CRMSYNC_SALESFORCE_AUTH and its settings",
                     crm=CRM,
                 )
-            self._count()
             self._fetch_token()
         if self._sf is None:
             assert self._instance_url is not None
@@ -247,7 +258,6 @@ class SalesforceClient:
                         setting=ACCESS_TOKEN_SETTING,
                         grant=self._fetcher.mode,
                     )
-                self._count()
                 self._fetch_token()
                 self._count()
                 return fn(self._client())

@@ -47,6 +47,7 @@ from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession
 
 from app.crm.retry import RetryPolicy, call_with_retry
+from app.crm.salesforce.auth import TokenCache
 from app.crm.salesforce.client import CRM, SalesforceClient
 from app.crm.salesforce.errors import classify_salesforce
 from app.crm.write_chunks import (
@@ -141,8 +142,9 @@ class SalesforceWriter(SalesforceClient):
         tuning: WriteTuning | None = None,
         sleep: Callable[[float], None] = time.sleep,
         policy: RetryPolicy | None = None,
+        token_cache: TokenCache | None = None,
     ) -> None:
-        super().__init__(settings, session, sleep=sleep, policy=policy)
+        super().__init__(settings, session, sleep=sleep, policy=policy, token_cache=token_cache)
         self.tuning = tuning or settings.push.tuning()
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -165,7 +167,6 @@ class SalesforceWriter(SalesforceClient):
             except SalesforceExpiredSession:
                 if self._fetcher is None:
                     raise
-                self._count()
                 self._fetch_token()
                 self._count()
                 return fn(self._client())
