@@ -2,8 +2,10 @@
 (Salesforce Bulk 2.0 jobs with ``SystemModstamp < upper``, HubSpot search windows ending before
 it), and the object ends with every record once.
 
-A third of the records are stamped with one second, so the count-balanced boundaries land on
-a crowded stamp (or right after it): the edge where a half-open range could lose or double them.
+A third of the records are stamped with one second (the newest), so a count-balanced boundary
+falls at or just before that crowded second, which no range may split, lose or double. (The
+fake-CRM tests in ``test_partitioned_backfill.py`` put every boundary on a second that holds
+records and assert it.)
 """
 
 from __future__ import annotations
