@@ -1,15 +1,17 @@
-"""Processing the webhook inbox: one event at a time, retried, exactly once in effect.
+"""Processing the webhook inbox: in batches, retried, exactly once in effect.
 
 The contract the job engine registers (``app.jobs``): :func:`process_inbox_event` takes an
 event id (a job payload is ids only), and :func:`sweep` processes every event that is due
 (received, failed with its backoff over, or abandoned by a dead worker). Until the job engine
 runs them, :class:`EmbeddedWorker` does inside ``crmsync serve``: threads fed by the webhook
 routes (woken with the new ids) and a sweeper that finds what a killed process left behind.
+Both go through :func:`process_inbox_events`, a batch of up to ``webhooks.batch_size``.
 
-One attempt: :func:`app.db.inbox_store.claim` (a conditional ``UPDATE``: only one caller
-wins), then the handler (:mod:`app.wiring.closed_won`), which reads the record from the CRM and
-commits its work **together with** the event's final state, so a kill anywhere either leaves
-the event due again or has finished it. A handler error is recorded with
+One attempt: :func:`app.db.inbox_store.claim_many` (a conditional ``UPDATE .. RETURNING``: an
+event is claimed by one caller only), then the handler (:mod:`app.wiring.closed_won`; its
+``handle_batch`` reads all the batch's records from the CRM with one call per object), which
+commits each event's work **together with** that event's final state, so a kill anywhere leaves
+each event either due again or finished. A handler error is recorded with
 :func:`app.db.inbox_store.fail`: retried with exponential backoff, ``dead`` with its error after
 ``CRMSYNC_WEBHOOKS__MAX_ATTEMPTS``. After the commit, the CRM write-backs (handover note, CSM,
 onboarding status) are pushed and the new-onboarding notice sent: best effort, since the
@@ -22,6 +24,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -127,6 +130,19 @@ class ProcessingContext:
     token_cache: TokenCache = field(default_factory=TokenCache)
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _write_lock: threading.RLock = field(default_factory=threading.RLock)
+    _sqlite: bool | None = None
+
+    def writing(self) -> AbstractContextManager[object]:
+        """Held around a write transaction of the worker's threads on SQLite: one writer at a
+        time in this process, handed over at once. Without it the threads meet on SQLite's
+        write lock and wait in its busy handler, which sleeps in steps of up to 100 ms while
+        the lock is free (most of a batch's time went there). CRM calls stay outside it, so
+        the threads still overlap their reads. A no-op on PostgreSQL (row locks)."""
+        if self._sqlite is None:
+            bind = self.session_factory.kw.get("bind")
+            self._sqlite = getattr(getattr(bind, "dialect", None), "name", "") == "sqlite"
+        return self._write_lock if self._sqlite else nullcontext()
 
     def on_close(self, closer: Callable[[], None]) -> None:
         with self._lock:
@@ -195,7 +211,7 @@ def process_inbox_events(
     leaves each either finished or due again. Returns the state of each event claimed."""
     ctx = context or default_context()
     tuning = ctx.settings.webhooks
-    with ctx.session_factory() as session:
+    with ctx.writing(), ctx.session_factory() as session:
         owned = claim_many(
             session, list(event_ids), ctx.clock(), timedelta(seconds=tuning.lease_seconds)
         )
@@ -238,7 +254,7 @@ def process_inbox_events(
 def _failed(ctx: ProcessingContext, event: EventView, exc: Exception) -> str:
     tuning = ctx.settings.webhooks
     error = f"{type(exc).__name__}: {exc}"
-    with ctx.session_factory() as session:
+    with ctx.writing(), ctx.session_factory() as session:
         status = fail(
             session,
             event.id,
