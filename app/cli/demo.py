@@ -30,13 +30,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import ExitCode, console
-from app.cli.demo_closed_won import SANDBOX_WEBHOOK_HOLD, closed_won_step
+from app.cli.demo_closed_won import DEMO_ASSIGNMENT, SANDBOX_WEBHOOK_HOLD, closed_won_step
 from app.cli.demo_db import DEMO_TRIGGER, why_not_a_demo_database
 from app.cli.demo_health import CrmAccess, run_health_demo
 from app.core.runs import SyncKind
 from app.db.engine import make_engine, make_session_factory
 from app.db.models import Account, HandoverNote, Opportunity, SyncErrorRecord
-from app.settings import Settings
+from app.settings import ScoringSettings, Settings
 from app.sync.pull import PullResult
 
 DEMO_DATABASE = Path("var/demo.db")
@@ -99,6 +99,7 @@ def demo(
             hubspot_access_token=SecretStr(hs.access_token),
             hubspot_app_secret=SecretStr(hs.app_secret),
             ca_bundle=sb.info.ca_file,
+            scoring=ScoringSettings(assignment=DEMO_ASSIGNMENT),
         )
         console.print(f"[bold]2.[/bold] migrating {_shown(url)}")
         migrate.upgrade(settings.database_url)

@@ -25,19 +25,30 @@ from app.cli.demo_db import DEMO_TRIGGER
 from app.db.models import Csm, HandoverNote, OnboardingPlan, WebhookEvent
 from app.settings import Settings, WebhookSettings
 
-__all__ = ["DEMO_CSMS", "SANDBOX_WEBHOOK_HOLD", "closed_won_step"]
+__all__ = ["DEMO_ASSIGNMENT", "DEMO_CSMS", "SANDBOX_WEBHOOK_HOLD", "closed_won_step"]
 
 #: Webhook options the demo starts its sandbox with: the seed's announcements wait until
 #: crmsync listens (without a URL they would be dropped).
 SANDBOX_WEBHOOK_HOLD: dict[str, Any] = {"hold": True}
 
-#: The demo's CSM team (domain.md 8): three CSMs for key/high/low and a tech pool user.
+#: The demo's CS manager: serves no tier herself, and takes what no CSM has room for (8.3 step
+#: 5, flagged ``csm_capacity_exceeded``) instead of leaving the plan without an owner.
+DEMO_CS_MANAGER = "dana.laine@cs.example"
+
+#: The demo's CSM team (domain.md 8): three CSMs for key/high/low, a tech pool user and the CS
+#: manager, the fallback owner of every tier with CSMs.
 DEMO_CSMS = (
     ("Ada Lindqvist", "ada.lindqvist@cs.example", ("key", "high"), 100, False),
     ("Bo Virtanen", "bo.virtanen@cs.example", ("key", "high", "low"), 100, False),
     ("Cy Korhonen", "cy.korhonen@cs.example", ("high", "low"), 80, False),
     ("Tech pool", "tech-pool@cs.example", ("tech",), 100, True),
+    ("Dana Laine (CS manager)", DEMO_CS_MANAGER, (), 100, False),
 )
+
+#: ``CRMSYNC_SCORING__ASSIGNMENT__FALLBACK_OWNER__<TIER>`` as the demo sets it.
+DEMO_ASSIGNMENT: dict[str, Any] = {
+    "fallback_owner": {"key": DEMO_CS_MANAGER, "high": DEMO_CS_MANAGER, "low": DEMO_CS_MANAGER}
+}
 
 
 def _seed_csms(engine: Engine) -> None:

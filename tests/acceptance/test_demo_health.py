@@ -46,6 +46,9 @@ def test_demo_puts_health_on_both_crms_and_prints_it(tmp_path: Path) -> None:
                 "SELECT health_band, tier FROM accounts WHERE deleted_at IS NULL"
             )
         )
+        plans, ownerless = db.execute(
+            "SELECT count(*), count(*) - count(csm_id) FROM onboarding_plans"
+        ).fetchone()
         kinds = {
             table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             for table in ("usage_snapshots", "support_tickets", "nps_responses", "invoices")
@@ -56,6 +59,9 @@ def test_demo_puts_health_on_both_crms_and_prints_it(tmp_path: Path) -> None:
         assert sum(expected) > 0, f"no {band} account"  # spread over every band
     assert table["total"][-1] == 40
     assert all(kinds.values()), kinds
+    # Closed-won plans always have an owner: a CSM, the tech pool or the CS manager (fallback).
+    assert plans > 0
+    assert ownerless == 0
 
     examples = out[out.index("three accounts as Salesforce shows them") :]
     assert "(false loyalty;" in examples
