@@ -72,7 +72,7 @@ def finish_event(
     context: ProcessingContext, event_id: int, status: InboxStatus, note: str | None
 ) -> HandlerResult:
     """Close an event that did no other database work."""
-    with context.writing(), context.session_factory() as session:
+    with context.session_factory() as session:
         row = session.get(WebhookEvent, event_id)
         if row is not None:
             finish(session, row, status, context.clock(), note)
@@ -281,12 +281,11 @@ class _Store:
         gone = set(page.deleted_ids) | {m.crm_id for m in mapped if m.deleted}
         live = [m for m in mapped if m.crm_id not in gone]
         now = self.context.clock()
-        with self.context.writing():
-            with engine.store.page() as writer:
-                engine._write_records(writer, mapping, live, failures, Counts(), now)
-                if gone:
-                    writer.soft_delete(mapping.cs_table, mapping.id_column, sorted(gone), now)
-            engine._link_orphans(mapping)
+        with engine.store.page() as writer:
+            engine._write_records(writer, mapping, live, failures, Counts(), now)
+            if gone:
+                writer.soft_delete(mapping.cs_table, mapping.id_column, sorted(gone), now)
+        engine._link_orphans(mapping)
         for failure in failures:
             log.warning(
                 "webhooks.record.invalid",

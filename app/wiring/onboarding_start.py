@@ -93,7 +93,7 @@ def start_onboarding(
     """Start (once) what a won opportunity starts; see the module docstring."""
     id_column = mappings.for_table("opportunities").id_column
     for attempt in (1, 2):
-        with context.writing(), context.session_factory() as session:
+        with context.session_factory() as session:
             try:
                 result = _start(
                     context, session, event, crm, mappings, id_column, opportunity_crm_id

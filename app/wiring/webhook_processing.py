@@ -24,7 +24,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -130,19 +129,6 @@ class ProcessingContext:
     token_cache: TokenCache = field(default_factory=TokenCache)
     _closers: list[Callable[[], None]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _write_lock: threading.RLock = field(default_factory=threading.RLock)
-    _sqlite: bool | None = None
-
-    def writing(self) -> AbstractContextManager[object]:
-        """Held around a write transaction of the worker's threads on SQLite: one writer at a
-        time in this process, handed over at once. Without it the threads meet on SQLite's
-        write lock and wait in its busy handler, which sleeps in steps of up to 100 ms while
-        the lock is free (most of a batch's time went there). CRM calls stay outside it, so
-        the threads still overlap their reads. A no-op on PostgreSQL (row locks)."""
-        if self._sqlite is None:
-            bind = self.session_factory.kw.get("bind")
-            self._sqlite = getattr(getattr(bind, "dialect", None), "name", "") == "sqlite"
-        return self._write_lock if self._sqlite else nullcontext()
 
     def on_close(self, closer: Callable[[], None]) -> None:
         with self._lock:
@@ -211,7 +197,7 @@ def process_inbox_events(
     leaves each either finished or due again. Returns the state of each event claimed."""
     ctx = context or default_context()
     tuning = ctx.settings.webhooks
-    with ctx.writing(), ctx.session_factory() as session:
+    with ctx.session_factory() as session:
         owned = claim_many(
             session, list(event_ids), ctx.clock(), timedelta(seconds=tuning.lease_seconds)
         )
@@ -254,7 +240,7 @@ def process_inbox_events(
 def _failed(ctx: ProcessingContext, event: EventView, exc: Exception) -> str:
     tuning = ctx.settings.webhooks
     error = f"{type(exc).__name__}: {exc}"
-    with ctx.writing(), ctx.session_factory() as session:
+    with ctx.session_factory() as session:
         status = fail(
             session,
             event.id,
