@@ -243,11 +243,11 @@ def wait_started(logs: list[Path], procs: list[subprocess.Popen[bytes]]) -> None
 
 
 def one_setup(
-    info: dict[str, Any], sandbox_pid: int, workdir: Path, workers: int
+    info: dict[str, Any], sandbox_pid: int, workdir: Path, workers: int, *, bulk: bool = True
 ) -> dict[str, Any]:
     url = fresh_database("postgresql", workdir)
     name = f"crmsync-bench-{uuid.uuid4().hex[:8]}"
-    env = crmsync_env(info, url, bulk=True)
+    env = crmsync_env(info, url, bulk=bulk)
     env.update(
         {
             "CRMSYNC_REDIS_URL": REDIS_URL,
@@ -344,6 +344,12 @@ def ours(row: dict[str, Any]) -> float:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=300_000)
+    parser.add_argument(
+        "--path",
+        choices=["bulk", "rest"],
+        default="bulk",
+        help="bulk: Bulk 2.0 jobs (the default above 10,000 rows); rest: REST query pages",
+    )
     args = parser.parse_args(argv)
     console = Console(width=160)
     with tempfile.TemporaryDirectory() as tmp:
@@ -356,17 +362,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             rows = []
             for workers in (1, 2):
                 console.print(f"partition bench: backfill with {workers} worker(s) ...")
-                rows.append(one_setup(info, proc.pid, workdir, workers))
+                rows.append(one_setup(info, proc.pid, workdir, workers, bulk=args.path == "bulk"))
             sandbox_rss = rss_mb(proc.pid)
         finally:
             proc.terminate()
             proc.wait(timeout=60)
     table = Table(
-        title=f"backfill of {args.accounts:,} Salesforce accounts (sandbox, rate limits off, "
-        "PostgreSQL, workers on Redis)"
+        title=f"backfill of {args.accounts:,} Salesforce accounts, {args.path} (sandbox, rate "
+        "limits off, PostgreSQL, workers on Redis)"
     )
     for col in (
         "workers",
+        "status",
         "records",
         "seconds",
         "records/s",
@@ -382,6 +389,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for r in rows:
         table.add_row(
             str(r["workers"]),
+            str(r["status"]),
             f"{r['records']:,}",
             f"{r['secs']:.1f}",
             f"{r['records'] / r['secs']:,.0f}",
@@ -405,6 +413,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"sandbox seeded in {seed_secs:.0f} s, its RSS {sandbox_rss:.0f} MB"
     )
     for r in rows:
+        if r["error"]:
+            console.print(f"  {r['workers']} workers: {r['status']}: {r['error']}")
         for c in r["children"]:
             console.print(
                 f"  {r['workers']} workers: {c['kind']} read {c['read']:,} "
