@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import urllib3
 
 from app.crm.base import ReadFrom, RecordPage, key_order
-from app.crm.salesforce.client import SalesforceClient
-from app.errors import AuthError
+from app.crm.salesforce.client import BULK_REOPENS, SalesforceClient
+from app.errors import AuthError, TransientError
 from app.settings import Settings, SyncSettings
 from app.sync.cursor import CursorState, read_from
 from crmsync_sandbox import Sandbox, SandboxConfig
@@ -156,6 +157,52 @@ def test_bulk_pull_stopped_anywhere_in_large_results_pages_resumes_exactly() -> 
             again = ids_of(committed) + ids_of(resumed)
             assert sorted(again) == sorted(all_ids), f"stopped after page {stop}"
             assert resumed[-1].last == whole[-1].last is not None
+
+
+def breaking_downloads(monkeypatch: pytest.MonkeyPatch, cuts: list[int]) -> list[int]:
+    """Make the n-th opened results download break off after ``cuts[n]`` rows of its page
+    (counted from the page's first row; -1 or past the list: no break), as a server closing a
+    slow reader's connection does. Returns the list the opens are appended to."""
+    original = SalesforceClient._bulk_rows
+    opened: list[int] = []
+
+    def rows(response: Any) -> Iterator[Any]:
+        cut = cuts[len(opened)] if len(opened) < len(cuts) else -1
+        opened.append(cut)
+        for i, row in enumerate(original(response)):
+            if i == cut:
+                raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
+            yield row
+
+    monkeypatch.setattr(SalesforceClient, "_bulk_rows", staticmethod(rows))
+    return opened
+
+
+def test_a_results_download_that_breaks_off_is_reopened_at_the_next_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Sandbox(SandboxConfig(accounts=300)) as sb, client_for(sb) as client:
+        sb.ctx.emulators["salesforce"].bulk.page_bytes = 6_000  # several results pages
+        whole = ids_of(pull(client, use_bulk=True, page_size=40))
+        # page 1 breaks at row 7 once; page 2 twice at row 30 (no progress in between)
+        opened = breaking_downloads(monkeypatch, [7, -1, 30, 30, -1])
+        pages = pull(client, use_bulk=True, page_size=40)
+
+    ids = ids_of(pages)
+    assert len(ids) == len(set(ids)) == 300  # nothing lost, nothing twice
+    assert sorted(ids) == sorted(whole)
+    assert opened[:5] == [7, -1, 30, 30, -1]  # each break reopened the same page
+    assert len(opened) == len({p.resume.get("locator") for p in pages[:-1]}) + 3
+
+
+def test_a_results_download_breaking_at_the_same_row_fails_the_pass_as_transient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with Sandbox(SandboxConfig(accounts=50)) as sb, client_for(sb) as client:
+        opened = breaking_downloads(monkeypatch, [5] * 20)
+        with pytest.raises(TransientError, match="broke off"):
+            pull(client, use_bulk=True, page_size=40)
+    assert len(opened) == 1 + BULK_REOPENS  # the first open and its reopens, then it gives up
 
 
 def test_auto_mode_counts_with_the_first_rest_page_and_switches_to_bulk_above_threshold(

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import http.client
 import io
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -41,6 +42,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import requests
+import urllib3
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import (
     SalesforceError,
@@ -73,6 +75,18 @@ CRM = "salesforce"
 BULK_POLL_MAX_WAIT = 5.0  # seconds between Bulk job polls, at most
 BULK_POLL_TIMEOUT = 3600.0  # give up on a Bulk job that isn't complete after an hour
 _LOCATOR_GONE = {"INVALID_QUERY_LOCATOR", "NOT_FOUND"}
+#: Times one results page is reopened after its download broke without any row read since the
+#: last break; then the pass fails as transient (and resumes from its checkpoint later).
+BULK_REOPENS = 3
+#: What a results download breaking part-way raises while its rows are read.
+_BROKEN_DOWNLOAD = (
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.ReadTimeoutError,
+    urllib3.exceptions.SSLError,
+    http.client.IncompleteRead,
+    requests.exceptions.ChunkedEncodingError,
+    ConnectionError,
+)
 ACCESS_TOKEN_SETTING = "CRMSYNC_SALESFORCE_ACCESS_TOKEN"
 
 log = get_logger(__name__)
@@ -550,6 +564,59 @@ class SalesforceClient:
         for row in reader:
             yield {k: (v if v != "" else None) for k, v in zip(header, row, strict=False)}
 
+    def _page_rows(
+        self,
+        object_name: str,
+        job_id: str,
+        locator: str,
+        response: requests.Response,
+        skip: int,
+    ) -> Iterator[WireRecord]:
+        """The rows of one results page after its first ``skip``, reopening the page (its
+        locator is stable) when the download breaks part-way and skipping the rows already
+        handed out.
+
+        A large page is read while the pass commits what it read, so a slow reader holds the
+        download open for minutes; a server or proxy that closes it then, or a network drop,
+        would otherwise fail a backfill that has 100,000s of rows behind it. Reopened at most
+        :data:`BULK_REOPENS` times without progress; each reopen is one counted API call.
+        """
+        done = skip  # rows of the page before the next one to hand out
+        stuck, broken_at = 0, -1
+        current = response
+        try:
+            while True:
+                index = 0
+                try:
+                    for record in self._bulk_rows(current):
+                        index += 1
+                        if index <= done:
+                            continue
+                        done = index
+                        yield record
+                    return
+                except _BROKEN_DOWNLOAD as exc:
+                    stuck = stuck + 1 if done == broken_at else 1
+                    broken_at = done
+                    if stuck > BULK_REOPENS:
+                        raise TransientError(
+                            f"Salesforce Bulk results of job {job_id} broke off {stuck} times "
+                            f"at row {done} of a page ({type(exc).__name__}); the run resumes "
+                            "there later",
+                            crm=CRM,
+                            object_name=object_name,
+                        ) from exc
+                    log.warning(
+                        "salesforce bulk results broke off; reopening the page",
+                        job_id=job_id,
+                        rows_read=done,
+                        error=type(exc).__name__,
+                    )
+                    current.close()
+                    current, _ = self._bulk_open(object_name, job_id, locator)
+        finally:
+            current.close()
+
     def _iter_bulk(
         self,
         object_name: str,
@@ -591,12 +658,9 @@ class SalesforceClient:
         while True:
             response, next_locator = opened
             try:
-                rows = self._bulk_rows(response)
-                consumed = 0
-                for _ in range(skip):  # committed before an interruption
-                    if next(rows, None) is None:
-                        break
-                    consumed += 1
+                # The first ``skip`` rows were committed before an interruption.
+                rows = self._page_rows(object_name, job_id, locator, response, skip)
+                consumed = skip
                 while True:
                     records: list[WireRecord] = []
                     deleted: list[str] = []
