@@ -188,6 +188,15 @@ class WebhookSettings(BaseModel):
     notice_attempts: int = Field(4, ge=1, le=20, description="Tries per notice.")
     notice_timeout_seconds: float = Field(5.0, gt=0)
     notice_backoff_seconds: float = Field(0.5, ge=0)
+    notice_rounds: int = Field(
+        6,
+        ge=1,
+        le=50,
+        description=(
+            "Delivery rounds per notice (each of notice_attempts tries) before it is marked "
+            "failed; the rounds are 5 minutes apart, doubling."
+        ),
+    )
 
     @field_validator("notice_url")
     @classmethod

@@ -16,7 +16,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from app.core.runs import RunStatus
-from app.db.models import SyncErrorRecord, SyncRun, WebhookEvent
+from app.db.models import OnboardingPlan, SyncErrorRecord, SyncRun, WebhookEvent
 from app.db.runs import ACTIVE_STATUSES, create_queued_run
 
 
@@ -119,6 +119,20 @@ def due_inbox_events(session: Session, now: datetime, received_before: datetime)
         )
     )
     return [i for i in due if i not in fresh]
+
+
+def due_notices(session: Session, due_before: datetime, limit: int = 1000) -> list[int]:
+    """Plans whose onboarding notice is pending and was due before ``due_before`` (the sweep's
+    grace ago: a notice just stored is left to the webhook job that stored it)."""
+    plan = OnboardingPlan
+    return list(
+        session.scalars(
+            select(plan.id)
+            .where(plan.notice_status == "pending", plan.notice_due_at <= due_before)
+            .order_by(plan.notice_due_at, plan.id)
+            .limit(limit)
+        )
+    )
 
 
 def due_sync_errors(session: Session, now: datetime) -> list[SyncErrorRecord]:

@@ -472,10 +472,17 @@ class OnboardingPlan(IdMixin, TimestampMixin, Base):
     """Created once per closed-won opportunity; the unique key makes webhook handling idempotent.
 
     ``status``: ``active``, ``completed`` (domain.md 7.4's exit criteria met) or ``closed`` (by
-    hand, with ``close_reason``); ``kind``: ``full`` (7.2) or ``expansion`` (7.3)."""
+    hand, with ``close_reason``); ``kind``: ``full`` (7.2) or ``expansion`` (7.3).
+
+    ``notice_*`` is the outbox of the new-onboarding notice (``app.wiring.notices``):
+    ``notice_status`` NULL (none wanted), ``pending`` (to send at ``notice_due_at``), ``sent``
+    or ``failed`` (refused by the receiver, or out of attempts; ``notice_error`` says why)."""
 
     __tablename__ = "onboarding_plans"
-    __table_args__ = (Index("ix_onboarding_plans_status_started_on", "status", "started_on"),)
+    __table_args__ = (
+        Index("ix_onboarding_plans_status_started_on", "status", "started_on"),
+        Index("ix_onboarding_plans_notice", "notice_status", "notice_due_at"),
+    )
 
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False, index=True
@@ -493,6 +500,12 @@ class OnboardingPlan(IdMixin, TimestampMixin, Base):
     csm_id: Mapped[int | None] = mapped_column(ForeignKey("csms.id", ondelete="SET NULL"))
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     close_reason: Mapped[str | None] = mapped_column(String(255))
+    notice_status: Mapped[str | None] = mapped_column(String(16))
+    notice_attempts: Mapped[int] = mapped_column(
+        Integer, default=0, server_default="0", nullable=False
+    )
+    notice_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notice_error: Mapped[str | None] = mapped_column(String(255))
 
     tasks: Mapped[list[OnboardingTask]] = relationship(
         back_populates="plan", cascade="all, delete-orphan", order_by="OnboardingTask.due_on"

@@ -64,12 +64,16 @@ def create_plan_once(
     csm_id: int | None = None,
     handover_note_id: int | None = None,
     assignees: Mapping[str, str | None] | None = None,
+    notice_at: datetime | None = None,
 ) -> PlanCreated:
     """Store ``decision``'s plan and tasks for ``opportunity_id`` unless it has one already.
 
     ``assignees`` maps an owner role of 7.2 (``csm``, ``backup_csm``, ``ae``, ...) to the person
-    (an e-mail or a CRM user id) its tasks go to. Runs in the caller's transaction; the caller
-    commits. A decision without a plan (a renewal) is refused: there is nothing to store.
+    (an e-mail or a CRM user id) its tasks go to. ``notice_at``: the plan's new-onboarding
+    notice is due then (the outbox row of ``app.wiring.notices``, written in this same
+    transaction, so no notice is lost to a kill after the commit). Runs in the caller's
+    transaction; the caller commits. A decision without a plan (a renewal) is refused: there is
+    nothing to store.
     """
     if decision.kind is None:
         raise ValueError(f"{decision.reason}: nothing to store")
@@ -85,6 +89,8 @@ def create_plan_once(
             started_on=decision.started_on,
             status="active",
             csm_id=csm_id,
+            notice_status="pending" if notice_at is not None else None,
+            notice_due_at=notice_at,
         )
         .on_conflict_do_nothing(index_elements=["opportunity_id"])
         .returning(OnboardingPlan.id)

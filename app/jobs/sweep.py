@@ -10,7 +10,7 @@ nothing to do.
 * :func:`tick_nightly`: one queued ``recompute`` run with ``push`` (then every CRM is pushed).
 * :func:`sweep`: queued runs waiting longer than the grace (message lost), runs whose worker died
   (heartbeat stopped: a resumption is queued; its pass closes the dead row as abandoned and goes
-  on from the cursor), inbox events due, retriable sync errors due.
+  on from the cursor), inbox events due, retriable sync errors due, onboarding notices due.
 
 Schedules fire on every worker's huey scheduler; a *slot lease* (``schedule:<name>`` in
 ``job_leases``, never released, expiring just before the next slot) lets only the first one of
@@ -54,6 +54,7 @@ class SweepReport:
     resumed_runs: dict[int, int] = field(default_factory=dict)  # dead run -> its resumption
     inbox_events: list[int] = field(default_factory=list)
     sync_errors: list[int] = field(default_factory=list)
+    notices: list[int] = field(default_factory=list)  # plans whose notice was enqueued
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +62,7 @@ class SweepReport:
             "resumed_runs": {str(k): v for k, v in self.resumed_runs.items()},
             "inbox_events": self.inbox_events,
             "sync_errors": self.sync_errors,
+            "notices": self.notices,
         }
 
 
@@ -126,6 +128,7 @@ def sweep(
     enqueue_run: Callable[[int], None],
     enqueue_inbox: Callable[[int], None] | None,
     enqueue_error: Callable[[int], None] | None,
+    enqueue_notice: Callable[[int], None] | None = None,
 ) -> SweepReport:
     """Enqueue what the database says is pending (see the module docstring).
 
@@ -174,6 +177,10 @@ def sweep(
             session.commit()
             for error_id in report.sync_errors:
                 enqueue_error(error_id)
+        if enqueue_notice is not None:
+            for plan_id in job_store.due_notices(session, now - grace):
+                enqueue_notice(plan_id)
+                report.notices.append(plan_id)
     for parent_id in settled:
         with factory() as session:
             partition_runs.settle(session, parent_id)

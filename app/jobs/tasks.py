@@ -11,8 +11,8 @@ task                      does
                           CRM and object, push, recompute (:mod:`app.jobs.runs`)
 ``crmsync.webhook``       process one webhook inbox event (``process_inbox_event(event_id)``
                           in ``app.wiring.webhook_processing``)
-``crmsync.notice``        deliver one outbound notice (``deliver_notice(notice_id)`` in
-                          ``app.wiring.notices``)
+``crmsync.notice``        one delivery round of a plan's pending onboarding notice
+                          (``deliver_notice(plan_id)`` in ``app.wiring.notices``)
 ``crmsync.retry_error``   re-sync the record of one retriable ``sync_errors`` row
                           (``retry_sync_error(error_id)`` in ``app.wiring.error_retry``)
 ``crmsync.incremental``   periodic, every ``CRMSYNC_JOBS__INCREMENTAL_MINUTES``
@@ -226,6 +226,7 @@ class JobQueue:
             enqueue_run=self.enqueue_run,
             enqueue_inbox=self.enqueue_webhook if handler("webhook") else None,
             enqueue_error=self.enqueue_error_retry if handler("retry_error") else None,
+            enqueue_notice=self.enqueue_notice if handler("notice") else None,
         )
 
 

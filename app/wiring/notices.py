@@ -1,10 +1,16 @@
 """The new-onboarding notice (optional): one JSON POST per new plan to
 ``CRMSYNC_WEBHOOKS__NOTICE_URL`` (a chat or ticketing webhook), with httpx.
 
-Sent after the plan's commit (a notice never holds up, or undoes, the plan). Retried on a
-connection error, a timeout, 429 and 5xx, with a doubling pause, ``notice_attempts`` times in
-all; any other answer (a 4xx: the receiver refuses the message) is not retried. A notice that
-still fails is logged at WARNING: the plan is in the database and in ``GET /api/v1/onboarding``.
+An outbox: the plan is stored with ``notice_status = 'pending'`` in its own transaction
+(``create_plan_once(notice_at=...)``); the webhook job sends it right after the commit, and the
+sweeper enqueues the ``crmsync.notice`` job (:func:`deliver_notice`) for every pending notice
+that is due, so a process killed between the commit and the POST loses no notice. A notice
+never holds up, or undoes, the plan.
+
+A round tries ``notice_attempts`` times, on a connection error, a timeout, 429 and 5xx, with a
+doubling pause; a 4xx (the receiver refuses the message) ends it ``failed``. A round that
+fails otherwise leaves it ``pending`` for the next one, 5 minutes later and doubling, up to
+``notice_rounds``; then ``failed``. The state, attempts and last error are on the plan.
 """
 
 from __future__ import annotations
@@ -12,16 +18,30 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.db.base import utcnow
 from app.db.models import Account, Csm, HandoverNote, OnboardingPlan
 from app.logging import get_logger
 from app.settings import Settings
 
-__all__ = ["NoticeResult", "notice_message", "post_notice", "send_onboarding_notices"]
+__all__ = [
+    "NoticeResult",
+    "deliver_notice",
+    "notice_message",
+    "post_notice",
+    "send_onboarding_notices",
+]
+
+#: How long a delivery round holds its notice (longer than its tries and pauses take).
+CLAIM = timedelta(minutes=2)
+#: The pause before the second round; each further round waits twice as long.
+RETRY = timedelta(minutes=5)
 
 log = get_logger("crmsync.notices")
 
@@ -33,6 +53,7 @@ class NoticeResult:
     attempts: int
     status: int | None
     error: str | None = None
+    state: str = "sent"  # the notice's state afterwards: sent, pending (retried later), failed
 
 
 def notice_message(session: Session, plan: OnboardingPlan) -> dict[str, Any]:
@@ -103,31 +124,115 @@ def send_onboarding_notices(
     transport: httpx.BaseTransport | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[NoticeResult]:
-    """One notice per plan in ``plan_ids`` to the configured URL (none when it is unset)."""
+    """A delivery round of the pending notice of each plan in ``plan_ids`` that is due (none
+    when no URL is set): what the webhook job does right after its commit. A notice another
+    worker is sending, or already sent, is left alone."""
     tuning = settings.webhooks
-    url = tuning.notice_url
-    if not url or not plan_ids:
+    if not tuning.notice_url or not plan_ids:
         return []
     results: list[NoticeResult] = []
-    with (
-        httpx.Client(timeout=tuning.notice_timeout_seconds, transport=transport) as client,
-        factory() as session,
-    ):
+    with httpx.Client(timeout=tuning.notice_timeout_seconds, transport=transport) as client:
         for plan_id in plan_ids:
-            plan = session.get(OnboardingPlan, plan_id)
-            if plan is None:
-                continue
-            delivered, made, status, error = post_notice(
-                client,
-                url,
-                notice_message(session, plan),
-                attempts=tuning.notice_attempts,
-                backoff=tuning.notice_backoff_seconds,
-                sleep=sleep,
-            )
-            if not delivered:
-                log.warning(
-                    "notices.onboarding.failed", plan_id=plan_id, attempts=made, error=error
-                )
-            results.append(NoticeResult(plan_id, delivered, made, status, error))
+            result = _deliver(settings, factory, plan_id, client, sleep)
+            if result is not None:
+                results.append(result)
     return results
+
+
+def deliver_notice(
+    plan_id: int,
+    *,
+    settings: Settings | None = None,
+    factory: sessionmaker[Session] | None = None,
+    transport: httpx.BaseTransport | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """The ``crmsync.notice`` job: one delivery round of plan ``plan_id``'s pending notice.
+
+    Returns its state afterwards: ``sent``, ``pending`` (to be retried by the sweeper),
+    ``failed``, or ``not_due`` (none pending, not due yet, or another worker holds it).
+    """
+    if settings is None or factory is None:
+        from app.wiring.webhook_processing import default_context
+
+        context = default_context()
+        settings, factory = settings or context.settings, factory or context.session_factory
+    tuning = settings.webhooks
+    with httpx.Client(timeout=tuning.notice_timeout_seconds, transport=transport) as client:
+        result = _deliver(settings, factory, plan_id, client, sleep)
+    return "not_due" if result is None else result.state
+
+
+def _deliver(
+    settings: Settings,
+    factory: sessionmaker[Session],
+    plan_id: int,
+    client: httpx.Client,
+    sleep: Callable[[float], None],
+) -> NoticeResult | None:
+    """Claim the plan's due pending notice (a conditional UPDATE: of two workers one wins; the
+    claim lasts :data:`CLAIM`, so a worker killed mid-POST frees it), POST it, then record the
+    outcome: ``sent``; ``failed`` when the receiver refused it (a 4xx other than 429) or the
+    rounds are used up; else ``pending`` again, due after a doubling pause. Delivery is at
+    least once: a kill between the POST and its record sends it again."""
+    tuning = settings.webhooks
+    now = utcnow()
+    plans = OnboardingPlan
+    with factory() as session:
+        claimed = session.execute(
+            update(plans)
+            .where(
+                plans.id == plan_id,
+                plans.notice_status == "pending",
+                or_(plans.notice_due_at.is_(None), plans.notice_due_at <= now),
+            )
+            .values(notice_due_at=now + CLAIM, notice_attempts=plans.notice_attempts + 1)
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+        if not claimed.rowcount:  # type: ignore[attr-defined]
+            return None
+        plan = session.get(OnboardingPlan, plan_id)
+        assert plan is not None
+        rounds = plan.notice_attempts
+        url = tuning.notice_url
+        message = notice_message(session, plan) if url else None
+    error: str | None
+    if not url or message is None:
+        delivered, made, status, error = False, 0, None, "CRMSYNC_WEBHOOKS__NOTICE_URL is not set"
+    else:
+        delivered, made, status, error = post_notice(
+            client,
+            url,
+            message,
+            attempts=tuning.notice_attempts,
+            backoff=tuning.notice_backoff_seconds,
+            sleep=sleep,
+        )
+    refused = not url or (status is not None and status != 429 and 400 <= status < 500)
+    if delivered:
+        state, due = "sent", None
+    elif refused or rounds >= tuning.notice_rounds:
+        state, due = "failed", None
+    else:
+        state, due = "pending", utcnow() + RETRY * 2 ** (rounds - 1)
+    with factory() as session:
+        session.execute(
+            update(plans)
+            .where(plans.id == plan_id, plans.notice_status == "pending")
+            .values(
+                notice_status=state, notice_due_at=due, notice_error=(error or None) and error[:255]
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.commit()
+    if not delivered:
+        log.warning(
+            "notices.onboarding.failed",
+            plan_id=plan_id,
+            attempts=made,
+            round=rounds,
+            state=state,
+            error=error,
+        )
+    return NoticeResult(plan_id, delivered, made, status, error, state)

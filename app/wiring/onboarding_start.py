@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.types import CrmName
+from app.db.base import utcnow
 from app.db.cs_writes import stamp_cs_change
 from app.db.csm_store import assign_account_csm
 from app.db.enums import InboxStatus
@@ -227,6 +228,7 @@ def _start(
             t.owner_role: _assignee(t.owner_role, opportunity, csm_email, backup_email)
             for t in decision.tasks
         },
+        notice_at=utcnow() if context.settings.webhooks.notice_url else None,
     )
     if not created.created:
         raise _AlreadyStarted(created.plan_id)
