@@ -158,14 +158,24 @@ def demo(
 CONSOLE_URL = "http://127.0.0.1:8000/console/"
 
 
+DEMO_KEY_NAME = "demo-operator"
+
+
 def _console_key(factory: sessionmaker[Session]) -> str:
-    """An operator key stored in the demo's database, to sign in to the console with (the
-    database, and so the key, is new on every run)."""
+    """An operator key stored in the demo's database, to sign in to the console with.
+
+    Only its hash is stored, so each run makes a new one; the one an earlier run printed is
+    revoked first (a database named with ``--database-url`` is reused, and key names are
+    unique among live keys)."""
     from app.core.access import Role
-    from app.db.api_keys import create_key
+    from app.db.api_keys import create_key, list_keys, revoke_key
 
     with factory() as s:
-        _row, key = create_key(s, name="demo-operator", role=Role.OPERATOR)
+        for old in list_keys(s, include_revoked=False):
+            if old.name == DEMO_KEY_NAME:
+                revoke_key(s, old.id)
+        s.flush()
+        _row, key = create_key(s, name=DEMO_KEY_NAME, role=Role.OPERATOR)
         s.commit()
     return key
 

@@ -22,7 +22,7 @@ from app.cli.demo_db import DEMO_TRIGGER
 from app.core.access import Role
 from app.db.api_keys import Principal, authenticate
 from app.db.engine import make_engine, make_session_factory
-from app.db.models import Account, SyncRun
+from app.db.models import Account, AdminApiKey, SyncRun
 from tests.support.cli import clean_env, run_crmsync
 
 ACCOUNTS = "4"  # companies per CRM: enough to sync every object, small enough to be quick
@@ -141,6 +141,11 @@ def test_demo_writes_into_an_empty_database_and_reuses_it(
             triggers = set(conn.scalars(select(SyncRun.triggered_by)))
         assert triggers == {DEMO_TRIGGER}
         assert count(engine, Account) == 8
+        with engine.connect() as conn:  # a new console key each run, the earlier one revoked
+            keys = conn.execute(
+                select(AdminApiKey.revoked_at).where(AdminApiKey.name == "demo-operator")
+            ).all()
+        assert sorted(revoked is None for (revoked,) in keys) == [False, True]
     finally:
         engine.dispose()
     assert not (tmp_path / "var" / "demo.db").exists()
