@@ -148,6 +148,11 @@ def redis_env(sandbox: Sandbox, database_url: str) -> Iterator[dict[str, str]]:
         {
             "CRMSYNC_REDIS_URL": REDIS_URL,
             "CRMSYNC_JOBS__NAME": name,
+            # No schedule: at a minute divisible by 5 a worker's scheduler would queue
+            # incremental runs beside the test's own (more rows, a worker taken). The schedule
+            # itself is tested in tests/integration/test_jobs.py.
+            "CRMSYNC_JOBS__INCREMENTAL_MINUTES": "0",
+            "CRMSYNC_JOBS__NIGHTLY_HOUR": "-1",
             "CRMSYNC_LOG_LEVEL": "INFO",
             # HubSpot left out: these tests drive Salesforce only.
             "CRMSYNC_HUBSPOT_ACCESS_TOKEN": "",
@@ -363,9 +368,6 @@ def test_two_workers_on_redis_run_the_partitions_of_one_backfill_at_once(
         **redis_env,
         "CRMSYNC_SYNC__PAGE_SIZE": "200",
         "CRMSYNC_SYNC__BULK_THRESHOLD": "1000000",  # REST pages, each slowed below
-        # No schedule: a scheduled incremental would take a worker (at minutes divisible by 5).
-        "CRMSYNC_JOBS__INCREMENTAL_MINUTES": "0",
-        "CRMSYNC_JOBS__NIGHTLY_HOUR": "-1",
     }
     # Every query page takes 0.25 s: each partition lasts seconds, long enough to overlap.
     sandbox.control(
