@@ -22,14 +22,13 @@ from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from fastapi.responses import JSONResponse
 from pydantic import Field
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.api.auth import needs
 from app.api.deps import SessionDep
-from app.api.paging import decode_cursor, encode_cursor
+from app.api.paging import decode_cursor, encode_cursor, invalid
 from app.core.access import Role
 from app.db.models import Account, AccountEvent, HealthSnapshot
 from app.domain.lifecycle import LIFECYCLE_STAGE_ENTERED
@@ -44,15 +43,7 @@ WindowIn = Literal["none", "outside", "upcoming", "in_window", "overdue", "ended
 StageIn = Literal["trial", "onboarding", "adoption", "steady", "renewal", "expansion", "churned"]
 
 
-def _invalid(parameter: str, message: str, value: Any, where: str = "query") -> JSONResponse:
-    return JSONResponse(
-        status_code=422,
-        content={
-            "detail": [
-                {"loc": [where, parameter], "msg": message, "type": "value_error", "input": value}
-            ]
-        },
-    )
+_invalid = invalid  # the API's 422 naming the parameter (app.api.paging)
 
 
 def _days_to(renewal_on: date | None, today: date) -> int | None:

@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import JSONResponse
 
 from app.api.auth import needs
 from app.api.deps import SettingsDep
+from app.api.paging import invalid
 from app.core.access import Role
 from app.errors import ConfigError
 from app.wiring.push import push_objects, run_push
@@ -25,15 +25,7 @@ from app.wiring.push import push_objects, run_push
 router = APIRouter(prefix="/api/v1/push", tags=["push"])
 
 
-def _invalid(parameter: str, message: str, value: Any) -> JSONResponse:
-    return JSONResponse(
-        status_code=422,
-        content={
-            "detail": [
-                {"loc": ["query", parameter], "msg": message, "type": "value_error", "input": value}
-            ]
-        },
-    )
+_invalid = invalid  # the API's 422 naming the parameter (app.api.paging)
 
 
 @router.get("/preview", **needs(Role.VIEWER))

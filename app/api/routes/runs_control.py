@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import PrincipalDep, needs
 from app.api.deps import JobsDep, SessionDep, SettingsDep
+from app.api.paging import invalid
 from app.core.access import Role
 from app.core.runs import RunStatus
 from app.db import job_store, runs
@@ -82,14 +83,8 @@ class CancelAnswer(BaseModel):
 
 
 def _invalid(field: str, message: str, value: Any) -> JSONResponse:
-    return JSONResponse(
-        status_code=422,
-        content={
-            "detail": [
-                {"loc": ["body", field], "msg": message, "type": "value_error", "input": value}
-            ]
-        },
-    )
+    """The API's 422 naming a body field (app.api.paging.invalid)."""
+    return invalid(field, message, value, where="body")
 
 
 def plan_run(
