@@ -42,46 +42,12 @@ from bench.pull import (
     fresh_database,
     rss_mb,
     run_measured,
+    start_sandbox,
 )
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TICKS = os.sysconf("SC_CLK_TCK")
 TARGET = 1.6
-
-
-def start_sandbox_slowly(
-    workdir: Path, accounts: int, timeout: float = 3600
-) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    """:func:`bench.pull.start_sandbox` with room for 300,000 accounts on a loaded machine
-    (seeding them took over 10 minutes at load average 6-9) and its output kept for a
-    failure's message."""
-    info_file = workdir / "sandbox.json"
-    log = workdir / "sandbox.log"
-    with log.open("wb") as handle:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli.main",
-                "sandbox",
-                "--port",
-                "0",
-                "--accounts",
-                str(accounts),
-                "--no-rate-limits",
-                "--info-file",
-                str(info_file),
-            ],
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + timeout
-    while not info_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise SystemExit(f"the sandbox did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.5)
-    return proc, json.loads(info_file.read_text())
 
 
 def cpu_seconds(pid: int) -> float:
@@ -356,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         workdir = Path(tmp)
         console.print(f"partition bench: starting the sandbox with {args.accounts:,} accounts ...")
         seeded = time.perf_counter()
-        proc, info = start_sandbox_slowly(workdir, args.accounts)
+        proc, info = start_sandbox(workdir, args.accounts, timeout=3600)
         seed_secs = time.perf_counter() - seeded
         try:
             rows = []

@@ -103,29 +103,39 @@ def run_measured(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str
     return elapsed, usage.ru_maxrss / 1024, text
 
 
-def start_sandbox(workdir: Path, accounts: int) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+def start_sandbox(
+    workdir: Path, accounts: int, timeout: float = 600
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """Start ``crmsync sandbox`` with ``accounts`` seeded, rate limits off, and wait for its
+    info file. Its output goes to ``sandbox.log`` in ``workdir`` so a failure can show it; a
+    sandbox that exits or does not come up within ``timeout`` seconds is killed, not left
+    running behind the bench."""
     info_file = workdir / "sandbox.json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli.main",
-            "sandbox",
-            "--port",
-            "0",
-            "--accounts",
-            str(accounts),
-            "--no-rate-limits",
-            "--info-file",
-            str(info_file),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 600
+    log = workdir / "sandbox.log"
+    with log.open("wb") as handle:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "app.cli.main",
+                "sandbox",
+                "--port",
+                "0",
+                "--accounts",
+                str(accounts),
+                "--no-rate-limits",
+                "--info-file",
+                str(info_file),
+            ],
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + timeout
     while not info_file.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the sandbox did not start")
+            proc.kill()
+            proc.wait()
+            raise SystemExit(f"the sandbox did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.2)
     return proc, json.loads(info_file.read_text())
 
