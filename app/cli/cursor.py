@@ -2,9 +2,11 @@
 
 ``show`` lists the stored cursors (watermark stamp and id, state, last update): a table on a
 terminal, JSON otherwise. ``reset`` clears a stream (its next pass reads everything) or, with
-``--to``, sets its watermark to a moment that is not in the future. It takes the object's sync
-lease (``sync:<crm>:<object>``) for the change, so it refuses (exit 1) while a pass is running,
-and prints what it changed. Only the objects named on the command line are touched.
+``--to``, sets its watermark to a moment that is not in the future. It takes the stream's sync
+lease for the change (``sync:<crm>:<object>``; a partition's checkpoint ``backfill:p<i>`` of a
+partitioned backfill, ADR 0008, is held by that partition's own lease ``sync:<crm>:<object>:p<i>``),
+so it refuses (exit 1) while a pass on it is running, and prints what it changed. Only the
+objects named on the command line are touched.
 """
 
 from __future__ import annotations
@@ -32,10 +34,13 @@ from app.mappers.config import load_mapping_set
 from app.settings import Settings
 from app.sync import backfill as backfills
 from app.sync.cursor import CursorState
+from app.sync.partitions import MAX_PARTITIONS, STREAM_PREFIX, stream_index
 
 cursor_app = typer.Typer(help="Show and repair sync cursors (where each object's streams stand).")
 
 STREAMS = ("changes", "backfill")
+#: What ``--stream`` accepts, for messages.
+STREAM_CHOICES = f"changes, backfill or {STREAM_PREFIX}<0..{MAX_PARTITIONS - 1}>"
 # A reset holds the object's lease for milliseconds; a short expiry if it dies meanwhile.
 RESET_LEASE_TTL = timedelta(minutes=1)
 
@@ -84,14 +89,26 @@ def _as_dict(row: SyncCursor) -> dict[str, Any]:
     }
 
 
+def _is_backfill(stream: str) -> bool:
+    """A backfill's checkpoint: the object's own, or one partition's (``backfill:p<i>``)."""
+    return stream == "backfill" or stream_index(stream) is not None
+
+
+def _lease(crm: str, object_name: str, stream: str) -> str:
+    """The lease a pass writing ``stream`` holds: a partition's own, else the object's."""
+    index = stream_index(stream)
+    base = f"sync:{crm}:{object_name}"
+    return base if index is None else f"{base}:p{index}"
+
+
 def _state_text(stream: str, state: CursorState) -> str:
     """A few words for the table; the JSON output has the whole state."""
     parts: list[str] = []
     if state.in_progress:
         parts.append("in progress")
-    elif stream == "backfill" and state.completed_at is not None:
+    elif _is_backfill(stream) and state.completed_at is not None:
         parts.append("complete")
-    generation = backfills.read_generation(state) if stream == "backfill" else None
+    generation = backfills.read_generation(state) if _is_backfill(stream) else None
     if generation is not None:
         since = _iso(generation.since)
         parts.append(f"since {since[:10]}" if since else "everything")
@@ -150,18 +167,21 @@ def reset(
         None, "--to", help="Set the watermark to this date (default: clear, read everything)."
     ),
     stream: str = typer.Option(
-        "changes", "--stream", help="changes (incremental passes) or backfill."
+        "changes",
+        "--stream",
+        help="changes (incremental passes), backfill, or backfill:p<i> (partition i's "
+        "checkpoint of a partitioned backfill).",
     ),
 ) -> None:
     """Clear a stream's cursor, or set its watermark with --to; refused while a pass runs."""
     chosen = _crm(crm)
-    if stream not in STREAMS:
-        console.print(f"crmsync: --stream {stream!r}: expected {' or '.join(STREAMS)}")
+    if stream not in STREAMS and stream_index(stream) is None:
+        console.print(f"crmsync: --stream {stream!r}: expected {STREAM_CHOICES}")
         raise typer.Exit(code=ExitCode.USAGE)
     when = parse_past_instant(to, "--to") if to is not None else None
-    if when is not None and stream == "backfill":
+    if when is not None and _is_backfill(stream):
         console.print(
-            "crmsync: --to applies to --stream changes only; clear the backfill stream "
+            "crmsync: --to applies to --stream changes only; clear a backfill stream "
             "without it, or run `crmsync sync backfill --restart`"
         )
         raise typer.Exit(code=ExitCode.USAGE)
@@ -186,12 +206,13 @@ def _reset(
     stream: str,
     when: datetime | None,
 ) -> list[dict[str, Any]]:
-    """Hold every object's lease, change the cursors in one transaction, release the leases."""
+    """Hold the lease of every object's stream, change the cursors in one transaction, release
+    the leases."""
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     held: list[str] = []
     try:
         for object_name in objects:
-            name = f"sync:{crm}:{object_name}"
+            name = _lease(crm, object_name, stream)
             with factory() as session:
                 try:
                     leases.acquire(session, name, holder, datetime.now(UTC), RESET_LEASE_TTL)

@@ -117,6 +117,16 @@ def is_partition_kind(kind: str) -> bool:
     return kind.startswith(KIND_PREFIX) and kind[len(KIND_PREFIX) :].isdigit()
 
 
+def stream_index(stream: str) -> int | None:
+    """The partition index of checkpoint stream ``backfill:p<i>`` (None: not a partition's, or
+    an index no plan makes)."""
+    digits = stream[len(STREAM_PREFIX) :] if stream.startswith(STREAM_PREFIX) else ""
+    if not digits.isdigit() or str(int(digits)) != digits:
+        return None
+    index = int(digits)
+    return index if index < MAX_PARTITIONS else None
+
+
 def _second(value: datetime) -> datetime:
     """``value`` floored to a whole second (UTC)."""
     return value.astimezone(UTC).replace(microsecond=0)

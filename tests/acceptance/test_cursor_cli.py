@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,8 @@ from sqlalchemy import create_engine
 
 from app.db.engine import make_session_factory
 from app.db.sync_store import SqlSyncStore
+from app.sync import backfill as backfills
+from app.sync.cursor import CursorState
 from crmsync_sandbox import Sandbox
 from tests.acceptance.test_cli import crmsync, sandbox, sandbox_env
 
@@ -127,3 +129,62 @@ def test_a_completed_backfill_run_again_begins_a_new_one(
         "sync", "backfill", "--crm", "hubspot", "--since", "2026-01-01", env=env, cwd=tmp_path
     )
     assert other_since.returncode == 0, other_since.stderr  # nothing open: a new one, no conflict
+
+
+def test_reset_clears_one_partition_checkpoint_under_its_own_lease(
+    sandbox: Sandbox, database_url: str, tmp_path: Path
+) -> None:
+    """A partitioned backfill's checkpoints (``backfill:p<i>``, ADR 0008) are streams too: one
+    is cleared alone, refused while its partition's lease is held, never with ``--to``."""
+    env = sandbox_env(sandbox, database_url)
+    db = create_engine(database_url)
+    store = SqlSyncStore(make_session_factory(db))
+    generation = backfills.Generation(datetime(2026, 3, 1, tzinfo=UTC), None)
+    read = CursorState(at=datetime(2025, 6, 1, tzinfo=UTC), id="001A")
+    checkpoint = backfills.page_state(generation, read)
+    with store.page() as writer:
+        for stream in ("backfill:p0", "backfill:p1"):
+            writer.save_cursor("salesforce", "Account", stream, checkpoint)
+    shown = cursors(env, tmp_path, "--crm", "salesforce", "--object", "Account")
+    assert sorted(c["stream"] for c in shown) == ["backfill:p0", "backfill:p1"]
+
+    holder = f"{socket.gethostname()}:{os.getpid()}:test"
+    store.acquire_lease("sync:salesforce:Account:p1", holder, timedelta(minutes=5))
+    try:
+        held = crmsync(
+            "sync", "cursor", "reset", "--crm", "salesforce", "--object", "Account",
+            "--stream", "backfill:p1", env=env, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        store.release_lease("sync:salesforce:Account:p1", holder)
+    assert held.returncode == 1
+    assert "sync:salesforce:Account:p1" in held.stderr
+
+    with_to = crmsync(
+        "sync", "cursor", "reset", "--crm", "salesforce", "--object", "Account",
+        "--stream", "backfill:p1", "--to", "2026-01-01", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert with_to.returncode == 2
+    bad = crmsync(
+        "sync", "cursor", "reset", "--crm", "salesforce", "--object", "Account",
+        "--stream", "backfill:p99", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert bad.returncode == 2
+    assert "backfill:p<0..15>" in bad.stderr
+
+    # The object's own lease (a pass of the object) does not hold a partition's checkpoint.
+    store.acquire_lease("sync:salesforce:Account", holder, timedelta(minutes=5))
+    try:
+        cleared = crmsync(
+            "sync", "cursor", "reset", "--crm", "salesforce", "--object", "Account",
+            "--stream", "backfill:p1", env=env, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        store.release_lease("sync:salesforce:Account", holder)
+        db.dispose()
+    assert cleared.returncode == 0, cleared.stderr
+    change = json.loads(cleared.stdout)["reset"][0]
+    assert (change["stream"], change["after"]) == ("backfill:p1", None)
+    assert change["before"]["watermark_id"] == "001A"
+    left = cursors(env, tmp_path, "--crm", "salesforce", "--object", "Account")
+    assert [c["stream"] for c in left] == ["backfill:p0"]
