@@ -36,6 +36,7 @@ from app.cli.demo_health import CrmAccess, run_health_demo
 from app.core.runs import SyncKind
 from app.db.engine import make_engine, make_session_factory
 from app.db.models import Account, HandoverNote, Opportunity, SyncErrorRecord
+from app.logging import configure_logging
 from app.settings import ScoringSettings, Settings
 from app.sync.pull import PullResult
 
@@ -43,6 +44,9 @@ DEMO_DATABASE = Path("var/demo.db")
 DEMO_DATABASE_URL = f"sqlite:///./{DEMO_DATABASE}"
 #: The usage feed's file, loaded with the CSV import (the other signals go through the API).
 DEMO_SIGNALS_CSV = Path("var/demo-usage.csv")
+#: The demo tells its own story step by step; the runs' INFO logs (a start and an end line per
+#: run and push, dozens of them) would bury it. Warnings and errors still show.
+DEMO_LOG_LEVEL = "WARNING"
 
 
 class DemoSettings(Settings):
@@ -80,6 +84,7 @@ def demo(
     from app.wiring.sync import run_sync
     from crmsync_sandbox import Sandbox, SandboxConfig
 
+    configure_logging(DEMO_LOG_LEVEL)
     url = _prepare_database(database_url)
     console.print(f"[bold]1.[/bold] starting the CRM sandbox ({accounts} companies, seed {seed})")
     config = SandboxConfig(
@@ -89,6 +94,7 @@ def demo(
         sf, hs = sb.info.salesforce, sb.info.hubspot
         console.print(f"   Salesforce {sf.instance_url}  HubSpot {hs.base_url}")
         settings = DemoSettings(
+            log_level=DEMO_LOG_LEVEL,
             database_url=url,
             salesforce_instance_url=sf.instance_url,
             salesforce_api_version=sf.api_version,

@@ -150,7 +150,7 @@ def _print_plans(engine: Engine) -> None:
             .outerjoin(HandoverNote, HandoverNote.id == OnboardingPlan.handover_note_id)
         ).all()
     console.print(
-        "[bold]6.[/bold] closed-won webhooks: the sandbox announced its seed's won deals; inbox "
+        "[bold]8.[/bold] closed-won webhooks: the sandbox announced its seed's won deals; inbox "
         + ", ".join(f"{k} {v}" for k, v in sorted(statuses.items()))
     )
     by_tier: dict[str, list[Any]] = defaultdict(list)

@@ -36,6 +36,11 @@ def test_demo_puts_health_on_both_crms_and_prints_it(tmp_path: Path) -> None:
     assert (tmp_path / "var" / "demo-usage.csv").is_file()
     assert "(20 salesforce + 20 hubspot records)" in out
     assert "CRM values vs the CS database: all match" in out
+    # The demo's narrative is not buried under the runs' INFO log lines (one per run start/end).
+    assert "sync.run.start" not in out, out[:2000]
+    steps = re.findall(r"^(\d+)\. ", out, flags=re.MULTILINE)
+    assert steps == sorted(steps, key=int), steps
+    assert len(steps) == len(set(steps)), steps
 
     table = table_of(out)
     assert set(table) == {"green", "yellow", "red", "unknown", "total"}
