@@ -120,21 +120,22 @@ class DatabaseCollector(Collector):
     def _lag(self, session: Session) -> Iterator[Metric]:
         lag = GaugeMetricFamily(
             "crmsync_sync_lag_seconds",
-            "Seconds since the last successful pull or backfill of each CRM object finished.",
+            "Seconds since the last successful pull or backfill of each CRM object started: every "
+            "CRM change made before then is in CS (the same lag as GET /api/v1/status).",
             labels=["crm", "object"],
         )
         now = utcnow()
         rows = session.execute(
-            select(SyncRun.crm, SyncRun.object, func.max(SyncRun.finished_at))
+            select(SyncRun.crm, SyncRun.object, func.max(SyncRun.started_at))
             .where(
                 SyncRun.kind.in_(["pull", "backfill"]),
                 SyncRun.status.in_([RunStatus.SUCCEEDED, RunStatus.PARTIAL]),
             )
             .group_by(SyncRun.crm, SyncRun.object)
         ).all()
-        for crm, obj, finished in rows:
-            if finished is not None:
-                lag.add_metric([crm, obj], max(0.0, (now - finished).total_seconds()))
+        for crm, obj, started in rows:
+            if started is not None:
+                lag.add_metric([crm, obj], max(0.0, (now - started).total_seconds()))
         yield lag
 
     def _errors(self, session: Session) -> Iterator[Metric]:

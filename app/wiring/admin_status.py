@@ -2,8 +2,11 @@
 
 Per configured CRM and mapped object (and any other pair that has runs): the last successful
 sync run (``succeeded`` or ``partial``: it finished; its failed records are in ``open_errors``),
-the last run and whether one is running, the lag behind the CRM (now minus the change cursor's
-watermark: the newest CRM modification already synced), the live CS records, and the open
+the last run and whether one is running, the lag behind the CRM (now minus the start of the
+last successful pass: every CRM change made before that moment is in CS; the change cursor's
+watermark, the newest CRM modification seen, is shown beside it but is not the lag, since a
+CRM object nobody edited for a month is not a month behind), the live CS records (counted by
+the mapping's table even when the CRM is not configured here), and the open
 errors (all, and how many are retriable). Plus the webhook inbox by status, the API budget
 per configured CRM (crmsync's own calls in the last 24 h against its share of the daily limit,
 from the database: no API call, docs/budget.md) and the job queue (the caller passes the
@@ -19,6 +22,7 @@ from sqlalchemy import Table, case, func, select
 from sqlalchemy.orm import Session
 
 from app.core.runs import RunStatus, SyncKind
+from app.core.types import CRM_NAMES
 from app.db.base import Base, utcnow
 from app.db.inbox_admin import inbox_counts
 from app.db.models import SyncCursor, SyncErrorRecord, SyncRun
@@ -49,24 +53,43 @@ def _run_brief(run: SyncRun | None) -> dict[str, Any] | None:
     }
 
 
-def _targets(settings: Settings, session: Session) -> list[tuple[str, str, str | None, str]]:
-    """(crm, object, cs table, id column) of every mapped object of the configured CRMs, then
-    any other (crm, object) that has sync runs (a CRM since unconfigured)."""
-    out: list[tuple[str, str, str | None, str]] = []
-    for crm in settings.enabled_crms:
+def _targets(settings: Settings, session: Session) -> list[tuple[str, str, bool, str | None, str]]:
+    """(crm, object, configured, cs table, id column) of every mapped object of the configured
+    CRMs, then any other (crm, object) that has sync runs (a CRM since unconfigured, or a
+    database read without the CRM's credentials, like the demo's): its records are still
+    counted through the mapping's table when the mapping names that object."""
+    out: list[tuple[str, str, bool, str | None, str]] = []
+    tables: dict[tuple[str, str], tuple[str, str]] = {}
+    enabled = set(settings.enabled_crms)
+    with_runs = set(_crms_with_runs(session))
+    for crm in CRM_NAMES:
+        if crm not in enabled and crm not in with_runs:
+            continue
         mapping_set = load_mapping_set(
             crm, settings.mapping_file, default_currency=settings.default_currency
         )
         for mapping in mapping_set:
-            out.append((crm, mapping.crm_object, mapping.cs_table, mapping.id_column))
-    known = {(c, o) for c, o, _, _ in out}
+            tables[(crm, mapping.crm_object)] = (mapping.cs_table, mapping.id_column)
+            if crm in enabled:
+                out.append((crm, mapping.crm_object, True, mapping.cs_table, mapping.id_column))
+    known = {(c, o) for c, o, *_ in out}
     seen = session.execute(
         select(SyncRun.crm, SyncRun.object).where(SyncRun.kind.in_(SYNC_KINDS)).distinct()
     ).all()
     for other, obj in sorted(seen):
         if (other, obj) not in known:
-            out.append((str(other), str(obj), None, ""))
+            table, id_column = tables.get((str(other), str(obj)), (None, ""))
+            out.append((str(other), str(obj), False, table, id_column))
     return out
+
+
+def _crms_with_runs(session: Session) -> list[str]:
+    return [
+        str(crm)
+        for crm in session.scalars(
+            select(SyncRun.crm).where(SyncRun.kind.in_(SYNC_KINDS)).distinct()
+        )
+    ]
 
 
 def _records(session: Session, table_name: str | None, id_column: str) -> int | None:
@@ -117,7 +140,7 @@ def status(
     ).all():
         errors[(str(crm), str(obj))] = (int(total), int(retriable or 0))
     objects: list[dict[str, Any]] = []
-    for crm, obj, table, id_column in _targets(settings, session):
+    for crm, obj, configured, table, id_column in _targets(settings, session):
         base = select(SyncRun).where(
             SyncRun.crm == crm, SyncRun.object == obj, SyncRun.kind.in_(SYNC_KINDS)
         )
@@ -134,19 +157,22 @@ def status(
             )
         ).first()
         watermark = cursor.watermark_at if cursor is not None else None
+        caught_up_at = last_success.started_at if last_success is not None else None
         total, retriable = errors.get((crm, obj), (0, 0))
         objects.append(
             {
                 "crm": crm,
                 "object": obj,
                 "cs_table": table,
-                "configured": table is not None,
+                "configured": configured,
                 "last_successful_run": _run_brief(last_success),
                 "last_run": _run_brief(last_run),
                 "running_run_id": running.id if running is not None else None,
                 "watermark_at": _iso(watermark),
                 "lag_seconds": (
-                    round((now - watermark).total_seconds(), 1) if watermark is not None else None
+                    round(max(0.0, (now - caught_up_at).total_seconds()), 1)
+                    if caught_up_at is not None
+                    else None
                 ),
                 "records": _records(session, table, id_column),
                 "open_errors": total,
