@@ -31,3 +31,16 @@ class RunStatus(StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+
+#: The error of a run stopped at a page boundary for another run to carry on begins with one
+#: of these: its worker stopped (shutdown), or crmsync's share of the CRM's daily API budget
+#: ran out mid-run (docs/budget.md). The job engine queues such a run again at once (a new
+#: ``queued`` row, ``params.resumes``); a partitioned backfill's parent counts it as pending.
+WORKER_STOPPED = "its worker stopped"
+BUDGET_SPENT = "waiting for API budget"
+
+
+def resumed_elsewhere(error: str | None) -> bool:
+    """Whether a ``cancelled`` run with this error is carried on by a run queued after it."""
+    return bool(error) and str(error).startswith((WORKER_STOPPED, BUDGET_SPENT))

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from app.core.runs import RunStatus, SyncKind
+from app.core.runs import RunStatus, SyncKind, resumed_elsewhere
 from app.db import cursors
 from app.db.base import utcnow
 from app.db.models import SyncRun
@@ -36,9 +36,6 @@ from app.sync.partitions import Partition
 
 _DONE = (RunStatus.SUCCEEDED, RunStatus.PARTIAL)
 _PENDING = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELLING)
-#: A child its worker stopped is queued again right after it closed (``JobQueue._requeue``):
-#: still pending for its parent.
-_REQUEUED_PREFIX = "its worker stopped"
 
 
 def is_parent(params: dict[str, Any] | None) -> bool:
@@ -165,7 +162,9 @@ def children(session: Session, parent: SyncRun) -> dict[int, list[SyncRun]]:
 def _pending(row: SyncRun) -> bool:
     if row.status in _PENDING:
         return True
-    return row.status == RunStatus.CANCELLED and (row.error or "").startswith(_REQUEUED_PREFIX)
+    # A child its worker stopped, or the budget guard, is queued again right after it closed
+    # (``JobQueue._requeue``): still pending for its parent.
+    return row.status == RunStatus.CANCELLED and resumed_elsewhere(row.error)
 
 
 def settle(session: Session, parent_id: int) -> Settled:

@@ -136,6 +136,7 @@ def claim_queued_run(
             cursor_from=cursor_from,
             started_at=now,
             heartbeat_at=now,
+            error=None,  # why it waited (a budget wait), if it did
         )
         .execution_options(synchronize_session=False)
     )

@@ -11,7 +11,12 @@ its id. A worker then:
 3. a pass refused because another pass holds the lease leaves the row ``queued`` and is tried
    again after ``CRMSYNC_JOBS__LEASE_WAIT_SECONDS`` (a scheduled message); if that message is
    lost, the sweeper enqueues the row again later. Nothing is lost and nothing runs twice at
-   once.
+   once;
+4. the budget guard (docs/budget.md): before the pass, a run whose CRM has no budget left
+   stays ``queued`` (its ``error`` says until when; the sweeper offers it again); during it,
+   at each commit point (:class:`app.wiring.budget.RunBudgetGate`), a pass whose CRM's share
+   runs out stops there, ``cancelled`` "waiting for API budget", and is listed in
+   :attr:`JobOutcome.requeue` for the job to queue again. ``allow_over_budget`` skips both.
 
 When the entry point ends without claiming the row (a backfill already complete, a
 configuration error found before any pass), the row is closed here with that outcome, so no
@@ -22,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,7 +35,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.contextvars import bound_contextvars
 
-from app.core.runs import RunStatus, SyncKind
+from app.core.runs import BUDGET_SPENT, RunStatus, SyncKind, resumed_elsewhere
 from app.core.types import CRM_NAMES, CrmName
 from app.db.base import utcnow
 from app.db.models import SyncRun
@@ -38,7 +43,7 @@ from app.errors import CrmsyncError
 from app.logging import get_logger
 from app.settings import Settings
 from app.sync.partitions import is_partition_kind
-from app.sync.run_scope import QueuedRun, RunResult, adopting
+from app.sync.run_scope import QueuedRun, RunResult, adopting, budget_gated
 
 log = get_logger("crmsync.jobs")
 
@@ -63,6 +68,10 @@ class JobOutcome:
     #: Seconds after which the run should be tried again (a lease held by another run); None:
     #: nothing to retry soon (a budget wait is re-enqueued by the sweeper when it is over).
     retry_in: float | None = None
+    #: Runs this job carried (its own, or the pushes of a recompute) that stopped at a page
+    #: boundary to be carried on by a new queued run: their worker stopped, or their CRM's
+    #: budget share ran out (:func:`app.core.runs.resumed_elsewhere`).
+    requeue: list[int] = field(default_factory=list)
 
 
 def execute_run(
@@ -108,13 +117,19 @@ def _execute(
     log.info("job.run.start", run_id=run_id, kind=kind, crm=crm, object=object_name)
     results: list[RunResult] = []
     error: str | None = None
+    gate = None if params.get("allow_over_budget") else _budget_gate(settings, factory)
     try:
-        with adopting(queued):
+        with adopting(queued), budget_gated(gate):
             results = _dispatch(settings, factory, queued, params, triggered_by)
     except CrmsyncError as exc:  # configuration found wrong before the pass: close the row
         error = str(exc)
     mine = [r for r in results if r.run_id == run_id]
     outcome = JobOutcome(run_id, "ran", seconds=time.monotonic() - began)
+    outcome.requeue = [
+        r.run_id
+        for r in results
+        if r.run_id is not None and r.status is RunStatus.CANCELLED and resumed_elsewhere(r.error)
+    ]
     if mine:
         outcome.status = str(mine[0].status)
         outcome.error = mine[0].error
@@ -180,13 +195,26 @@ def _plan_partitions(
     )
 
 
+def _budget_gate(settings: Settings, factory: sessionmaker[Session]) -> Any:
+    from app.wiring.budget import RunBudgetGate
+
+    return RunBudgetGate(settings, factory)
+
+
 def _budget_hold(
     settings: Settings, factory: sessionmaker[Session], queued: QueuedRun, params: dict[str, Any]
 ) -> JobOutcome | None:
     """The budget guard before a run starts (docs/budget.md): a backfill over crmsync's share is
     refused (closed ``cancelled``) unless ``allow_over_budget``; any run waits, queued, while a
-    CRM it calls has no budget left. None: go ahead."""
-    from app.wiring.budget import OverBudgetError, check_backfill, scheduled_wait
+    CRM it calls has no budget left for a pass's next pages (the run's ``error`` says until
+    when). None: go ahead."""
+    from app.wiring.budget import (
+        OverBudgetError,
+        check_backfill,
+        pass_need,
+        refresh_limit,
+        scheduled_wait,
+    )
 
     if params.get("allow_over_budget"):
         return None
@@ -197,10 +225,16 @@ def _budget_hold(
         crms = list(settings.enabled_crms)
     if not crms:
         return None
-    until = scheduled_wait(settings, factory, crms)
+    for crm in crms:
+        if settings.budget_guarded(crm):
+            # The limit the guard works from, here and at each commit point of the pass (one
+            # call when none was seen within the hour).
+            refresh_limit(settings, factory, crm)
+    until = scheduled_wait(settings, factory, crms, pass_need(settings))
     if until is not None:
-        message = f"waiting for API budget until about {until.isoformat(timespec='minutes')}"
+        message = f"{BUDGET_SPENT} until about {until.isoformat(timespec='minutes')}"
         log.info("job.run.budget_wait", run_id=queued.run_id, crms=crms, until=until.isoformat())
+        _note_queued(factory, queued.run_id, message)
         return JobOutcome(queued.run_id, "waiting", str(RunStatus.QUEUED), message)
     if queued.kind == str(SyncKind.BACKFILL):
         try:
@@ -225,6 +259,17 @@ def _close_unclaimed(
             update(SyncRun)
             .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
             .values(status=status, error=error, finished_at=utcnow())
+        )
+        session.commit()
+
+
+def _note_queued(factory: sessionmaker[Session], run_id: int, message: str) -> None:
+    """Say on a run that stays ``queued`` why it waits (its claim clears it)."""
+    with factory() as session:
+        session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED)
+            .values(error=message)
         )
         session.commit()
 
@@ -303,5 +348,7 @@ def _dispatch(
             )
         except RecomputeInterrupted as exc:
             outcome = exc.outcome
-        return [outcome.result] if outcome.result is not None else []
+        # Its pushes too: one stopped for budget (or by the worker) is queued again on its own.
+        pushes = [r for pushed in outcome.pushes for r in pushed.results]
+        return ([outcome.result] if outcome.result is not None else []) + pushes
     raise ValueError(f"run {queued.run_id} has kind {kind!r}, which no job runs")

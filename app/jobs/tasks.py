@@ -37,7 +37,6 @@ from huey.api import Huey
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.runs import RunStatus
 from app.db.engine import make_engine, make_session_factory
 from app.jobs import runs as run_jobs
 from app.jobs import sweep as sweeps
@@ -145,8 +144,11 @@ class JobQueue:
     def _run(self, run_id: int) -> str:
         began = datetime.now().astimezone()
         outcome = run_jobs.execute_run(self.settings, self.factory, run_id, self.enqueue_run)
-        if outcome.status == str(RunStatus.CANCELLED) and _stopped_by_worker(outcome.error):
-            self._requeue(run_id)
+        if outcome.requeue:
+            # Stopped at a page boundary (worker stopping, budget spent): a new queued run goes
+            # on from the cursor; one waiting for budget stays queued until it frees.
+            for stopped in outcome.requeue:
+                self._requeue(stopped)
         elif outcome.retry_in is not None:
             # Another run holds this (CRM, object): try again soon rather than at the next sweep.
             self.run_task.schedule(args=(int(run_id),), delay=outcome.retry_in)
@@ -155,7 +157,8 @@ class JobQueue:
         return outcome.action
 
     def _requeue(self, run_id: int) -> None:
-        """A run its worker stopped (shutdown) is queued again, to go on from its cursor."""
+        """A run stopped at a page boundary (its worker shutting down, its CRM's budget share
+        spent) is queued again, to go on from its cursor."""
         from app.db import job_store
         from app.db.models import SyncRun
 
@@ -228,7 +231,3 @@ class JobQueue:
             enqueue_error=self.enqueue_error_retry if handler("retry_error") else None,
             enqueue_notice=self.enqueue_notice if handler("notice") else None,
         )
-
-
-def _stopped_by_worker(error: str | None) -> bool:
-    return bool(error) and str(error).startswith("its worker stopped")

@@ -29,6 +29,11 @@ Two more ways in, for jobs (:mod:`app.jobs`):
   or chunk, and that assignment checks. It raises :class:`RunCancelled`, a
   ``KeyboardInterrupt`` like SIGINT's, so every engine closes the run ``cancelled`` at the last
   committed page, with the cursor there, exactly as on Ctrl-C.
+* **The budget guard mid-run.** A job runs its pass inside :func:`budget_gated` with a
+  :class:`BudgetGate` (``app.wiring.budget``): at the same commit points, a pass over a CRM
+  whose share of the daily API budget is spent stops the same way, closed ``cancelled`` with
+  an error beginning "waiting for API budget" (:data:`app.core.runs.BUDGET_SPENT`); the job
+  queues it again, and that run waits, queued, until the budget frees (docs/budget.md).
 
 A process killed outright (kill -9) runs none of step 4: its row stays ``running`` and its lease
 stays behind. The next pass takes the lease over at once when the dead holder ran on this host
@@ -68,9 +73,9 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
-from app.core.runs import RunStatus
+from app.core.runs import BUDGET_SPENT, WORKER_STOPPED, RunStatus
 from app.errors import CrmsyncError, ErrorCategory
 from app.logging import get_logger
 from app.sync.ports import Counts, LeaseHeldError, SyncStore
@@ -175,7 +180,17 @@ class QueuedRun:
         return (self.kind, self.crm, self.object_name) == (spec.kind, spec.crm, spec.object_name)
 
 
+class BudgetGate(Protocol):
+    """The budget guard at a pass's commit points (implemented in ``app.wiring.budget``)."""
+
+    def stop_reason(self, crm: str) -> str | None:
+        """Why a pass over ``crm`` must stop now (crmsync's share is spent: "until about
+        <time>"), or None to go on."""
+        ...
+
+
 _QUEUED: ContextVar[QueuedRun | None] = ContextVar("crmsync_queued_run", default=None)
+_GATE: ContextVar[BudgetGate | None] = ContextVar("crmsync_budget_gate", default=None)
 _STOPPING = threading.Event()
 
 
@@ -193,6 +208,17 @@ def adopting(queued: QueuedRun) -> Iterator[QueuedRun]:
         _QUEUED.reset(token)
 
 
+@contextmanager
+def budget_gated(gate: BudgetGate | None) -> Iterator[None]:
+    """Inside this block every pass (and the passes it starts: a recompute's pushes) asks
+    ``gate`` at each commit point whether its CRM's budget is spent (None: no gate)."""
+    token = _GATE.set(gate)
+    try:
+        yield
+    finally:
+        _GATE.reset(token)
+
+
 def request_stop() -> None:
     """Stop every run of this process at its next commit point (a worker shutting down)."""
     _STOPPING.set()
@@ -208,8 +234,13 @@ def stop_requested() -> bool:
 
 
 class RunCancelled(KeyboardInterrupt):
-    """The run was asked to stop (by an operator, or its worker shutting down); raised at a
-    commit point, so it ends ``cancelled`` at its last committed page, like SIGINT."""
+    """The run was asked to stop (by an operator, its worker shutting down, or the budget
+    guard); raised at a commit point, so it ends ``cancelled`` at its last committed page, like
+    SIGINT."""
+
+
+class BudgetSpent(RunCancelled):
+    """The budget guard stopped the run at a commit point; the message says until when."""
 
 
 class RunRefused(Exception):
@@ -287,6 +318,7 @@ class RunScope:
         self._api_calls: Callable[[], int] | None = None
         self._calls_before = 0
         self._began = 0.0
+        self.gate = _GATE.get()
 
     @property
     def cursor_to(self) -> dict[str, Any] | None:
@@ -301,12 +333,17 @@ class RunScope:
             self.check_cancelled()
 
     def check_cancelled(self) -> None:
-        """Raise :class:`RunCancelled` if this run was asked to stop (or its worker stops)."""
+        """Raise :class:`RunCancelled` if this run was asked to stop (or its worker stops), and
+        :class:`BudgetSpent` if its gate says the CRM's budget share is spent."""
         if _STOPPING.is_set():
             raise RunCancelled("worker stopping")
         assert self.run_id is not None
         if self.store.cancel_requested(self.run_id):
             raise RunCancelled("cancel requested")
+        if self.gate is not None:
+            reason = self.gate.stop_reason(self.spec.crm)
+            if reason is not None:
+                raise BudgetSpent(reason)
 
     # -- the lease ---------------------------------------------------------------------------
 
@@ -490,9 +527,16 @@ class RunScope:
     def _close_on_exit(self, exc: BaseException | None) -> None:
         if exc is None:
             self.finish(RunStatus.PARTIAL if self.counts.failed else RunStatus.SUCCEEDED)
+        elif isinstance(exc, BudgetSpent):
+            self.finish(
+                RunStatus.CANCELLED,
+                error=f"{BUDGET_SPENT} (crmsync's share of the daily API limit is spent) {exc}: "
+                "stopped after its last committed page (the cursor is there); queued again, it "
+                "resumes there once the budget frees",
+            )
         elif isinstance(exc, RunCancelled):
             why = (
-                "its worker stopped; the schedule or the sweeper runs it again"
+                f"{WORKER_STOPPED}; the schedule or the sweeper runs it again"
                 if str(exc) == "worker stopping"
                 else "cancelled on request"
             )

@@ -8,6 +8,8 @@
 * :func:`check_backfill`: estimate a backfill's calls (one count call per object) and refuse
   when they would exceed the share (:class:`OverBudgetError`, exit 2) unless allowed.
 * :func:`scheduled_wait`: for a job, whether it must wait for budget, and until when.
+* :class:`RunBudgetGate`: the same question at every commit point of a job's pass
+  (:func:`app.sync.run_scope.budget_gated`): a pass whose CRM's share is spent stops there.
 
 Acknowledging a webhook never goes through here: the webhook routes store and answer at once;
 only the work queued after them is budgeted.
@@ -21,7 +23,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.types import CrmName
+from app.core.types import CRM_NAMES, CrmName
 from app.crm.base import ReadFrom
 from app.crm.budget import ApiBudget, read_daily_budget
 from app.crm.factory import build_client
@@ -203,3 +205,32 @@ def scheduled_wait(
                 when = max(when, now + LIMIT_MAX_AGE)
             latest = when if latest is None else max(latest, when)
     return latest
+
+
+def pass_need(settings: Settings) -> int:
+    """Calls a pass may make between two commit points: its next page and the pages it reads
+    ahead (``CRMSYNC_SYNC__PREFETCH_PAGES``). A job starts, and goes on after a page, only
+    while this many are left, so the pages in flight never take it over its share."""
+    return 1 + settings.sync.prefetch_pages
+
+
+class RunBudgetGate:
+    """The budget guard at a job's commit points (:class:`app.sync.run_scope.BudgetGate`).
+
+    Asks :func:`scheduled_wait` (the database only, no API call) after each committed page or
+    chunk; every run's calls are stored with its page, so other workers' runs count too."""
+
+    def __init__(self, settings: Settings, factory: sessionmaker[Session]) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.need = pass_need(settings)
+
+    def stop_reason(self, crm: str) -> str | None:
+        name = next((c for c in CRM_NAMES if c == crm), None)
+        if name is None:
+            return None  # the CS database ("cs"): no API budget
+        until = scheduled_wait(self.settings, self.factory, [name], self.need)
+        if until is None:
+            return None
+        log.info("budget.run.spent", crm=crm, until=until.isoformat())
+        return f"until about {until.isoformat(timespec='minutes')}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -120,4 +121,102 @@ def test_the_guard_refuses_a_backfill_over_the_share_and_holds_scheduled_work(
         assert row.status == "succeeded"
         assert 0 < row.api_calls <= 6
     finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def small_limit_sandbox() -> Iterator[Sandbox]:
+    """Its own sandbox: the test above spends calls of the sandbox's day."""
+    config = SandboxConfig(accounts=3000, hs_rate_limits=False, sf_daily_api_limit=MID_RUN_LIMIT)
+    with Sandbox(config) as sb:
+        yield sb
+
+
+#: 0.15 of 60 is 9 calls: an incremental pull of 3000 accounts in REST pages of 200 (15 pages
+#: and a token) needs about twice that, so the share runs out in the middle of it.
+MID_RUN_LIMIT = 60
+
+
+def test_a_scheduled_pull_stops_at_a_page_when_the_share_is_spent_and_resumes_later(
+    small_limit_sandbox: Sandbox, database_url: str, tmp_path: Path
+) -> None:
+    from huey import MemoryHuey
+
+    from app.db.models import Account
+    from app.jobs.tasks import JobQueue
+    from app.settings import SyncSettings
+
+    env = salesforce_env(small_limit_sandbox, database_url, tmp_path / "data")
+    base = settings_from(env)
+    # No lookback: every record is read exactly once across the stops, so the counts add up.
+    settings = base.model_copy(update={"sync": SyncSettings(page_size=200, lookback_seconds=0)})
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    jobs = JobQueue(settings, session_factory=factory, huey=MemoryHuey(), periodic=False)
+    try:
+        with factory() as s:
+            run_id, _ = job_store.queue_run(
+                s,
+                kind="pull",
+                crm="salesforce",
+                object_name="Account",
+                triggered_by="schedule",
+                params={},
+            )
+        stops = 0
+        chain = [run_id]
+        while True:
+            jobs._run(chain[-1])
+            with factory() as s:
+                row = s.get(SyncRun, chain[-1])
+                assert row is not None
+                assert row.api_calls <= 9, "a run went over crmsync's share"
+                if row.status == "succeeded":
+                    break
+                assert row.status == "cancelled", row.error
+                assert (row.error or "").startswith("waiting for API budget"), row.error
+                stops += 1
+                assert stops < 6, "the pull makes no progress"
+                state = budget_status(settings, factory)["salesforce"]
+                assert state.allowed == 9
+                assert state.used <= 9
+                # Queued again at once, from the page where it stopped; it waits for budget.
+                resumption = s.scalars(
+                    select(SyncRun).where(SyncRun.status == "queued").order_by(SyncRun.id)
+                ).one()
+                assert resumption.params["resumes"] == chain[-1]
+            waiting = execute_run(settings, factory, resumption.id)
+            assert waiting.action == "waiting"
+            with factory() as s:
+                queued_row = s.get(SyncRun, resumption.id)
+                assert queued_row is not None
+                assert queued_row.status == "queued"
+                assert "waiting for API budget until" in (queued_row.error or "")
+                # A day passes: the calls leave the rolling window.
+                day_ago = utcnow() - timedelta(hours=25)
+                s.execute(
+                    update(SyncRun)
+                    .where(SyncRun.status != "queued")
+                    .values(started_at=day_ago, heartbeat_at=day_ago, finished_at=day_ago)
+                )
+                s.commit()
+            chain.append(resumption.id)
+
+        assert stops >= 1, "the share never ran out mid-run: the test proves nothing"
+        with factory() as s:
+            rows = [s.get(SyncRun, i) for i in chain]
+            ids = s.scalars(select(Account.sf_id)).all()
+        done = [r for r in rows if r is not None]
+        assert len(done) == len(chain)
+        # Each resumption went on from where the stopped run's cursor was, page for page.
+        for stopped, resumed in pairwise(done):
+            assert stopped.read_count > 0
+            assert stopped.cursor_to is not None
+            assert resumed.cursor_from == stopped.cursor_to
+        total = small_limit_sandbox.config.accounts
+        assert sum(r.read_count for r in done) == total  # nothing read twice
+        assert sum(r.created_count for r in done) == total
+        assert len(ids) == len(set(ids)) == total  # nothing lost, nothing stored twice
+    finally:
+        jobs.close()
         engine.dispose()

@@ -344,3 +344,80 @@ def test_partitions_of_one_object_hold_different_leases_and_exclude_nobody_else(
     assert jobs._run(second) == "ran"
     assert run_row(factory, parent).status == "succeeded"
     assert sorted(stored_ids(factory)) == sorted(crm.objects["Account"])
+
+
+def test_a_child_stops_at_a_page_when_the_budget_runs_out_and_resumes_once_it_frees(
+    database_url: str,
+    factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.settings import BudgetSettings
+    from app.wiring.budget import budget_status
+
+    crm = HookedSalesforce()
+    stamped_accounts(crm, 1200)
+    use_crm(monkeypatch, crm)
+    settings = job_settings(database_url, tmp_path).model_copy(
+        update={"salesforce": BudgetSettings(daily_limit=200)}
+    )
+    jobs, enqueued = make_queue(factory, settings, monkeypatch)
+    parent = queue_partitioned(factory, 2)
+    assert jobs._run(parent) == "planned"  # the estimate fits in what is left
+    first, second = enqueued
+    enqueued.clear()
+    # Another run (an incremental pull of another object) spends all but 4 calls meanwhile.
+    left = budget_status(settings, factory)["salesforce"].left
+    assert left is not None
+    assert left > 4
+    with factory() as s:
+        other = runs.create_queued_run(
+            s,
+            kind="pull",
+            crm="salesforce",
+            object_name="Opportunity",
+            triggered_by="schedule",
+            params={},
+        )
+        s.execute(
+            update(SyncRun)
+            .where(SyncRun.id == other.id)
+            .values(status="succeeded", api_calls=left - 4, finished_at=utcnow())
+        )
+        s.commit()
+
+    jobs._run(first)
+
+    stopped = run_row(factory, first)
+    assert stopped.status == "cancelled"
+    assert (stopped.error or "").startswith("waiting for API budget"), stopped.error
+    assert budget_status(settings, factory)["salesforce"].used <= 200  # never over the share
+    assert run_row(factory, parent).status == "running"  # the stopped partition is pending
+    with factory() as s:
+        (resumption,) = s.scalars(
+            select(SyncRun).where(SyncRun.status == "queued", SyncRun.kind == "backfill:p0")
+        )
+    assert resumption.params["resumes"] == first
+    assert resumption.params["partition"] == stopped.params["partition"]
+    assert jobs._run(resumption.id) == "waiting"  # no budget yet: it stays queued
+    assert run_row(factory, resumption.id).status == "queued"
+
+    # A day passes: every call made so far leaves the rolling window.
+    day_ago = utcnow() - timedelta(hours=25)
+    with factory() as s:
+        s.execute(
+            update(SyncRun)
+            .where(SyncRun.status != "queued")
+            .values(started_at=day_ago, heartbeat_at=day_ago, finished_at=day_ago)
+        )
+        s.commit()
+    assert jobs._run(resumption.id) == "ran"
+    assert jobs._run(second) == "ran"
+
+    resumed = run_row(factory, resumption.id)
+    assert resumed.status == "succeeded"
+    assert resumed.cursor_from == stopped.cursor_to  # from the stopped page's checkpoint
+    assert run_row(factory, parent).status == "succeeded"
+    reads = [run_row(factory, i).read_count for i in (first, resumption.id, second)]
+    assert sum(reads) == 1200  # nothing read twice
+    assert sorted(stored_ids(factory)) == sorted(crm.objects["Account"])  # nothing lost
