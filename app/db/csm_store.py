@@ -6,7 +6,8 @@
   nothing, in the caller's transaction; running the same file twice changes nothing.
 * :func:`csm_candidates`: every CSM with the load the assignment needs (domain.md 8.2), computed
   from the accounts they own and back up, never stored: units per tier x 1.5 while onboarding,
-  2 per backup; their ARR; their new onboardings in the last 30 days.
+  2 per backup; their ARR; their new onboardings in the last 30 days. :class:`CsmLoads` reads
+  them once for a batch of accounts and keeps them current as the batch assigns.
 * :func:`assign_account_csm`: 8.3 for one account (:func:`app.domain.csm_assignment.assign_csm`)
   and, with ``apply=True``, the choice written to ``accounts.csm_id`` / ``backup_csm_id``,
   stamped as CS-side writes so the push sends them.
@@ -21,7 +22,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -356,6 +357,130 @@ def _tier(value: str | None, cfg: ScoringConfig) -> Tier:
     return value if value in TIERS else cfg.tiering.unknown_arr_tier
 
 
+class CsmLoads:
+    """The CSMs with their loads (8.2), read once for a set of accounts being assigned and kept
+    current in memory as they are assigned (a batch of closed-won events: 3 aggregates and the
+    roster per batch, not per event).
+
+    The stored loads leave ``held`` out; each held account counts with its **current** in-memory
+    state (``csm_id``, ``backup_csm_id``, tier, onboarding, ARR) whenever :meth:`candidates` is
+    asked, so an account assigned earlier in the batch weighs on the next choice exactly as it
+    would after a commit. :meth:`count_plan` adds a new plan to its CSM's recent onboardings.
+    """
+
+    def __init__(
+        self,
+        roster: Sequence[CsmCandidate],
+        items: Mapping[int, Sequence[LoadItem]],
+        arr: Mapping[int, Decimal],
+        recent: Mapping[int, int],
+        since: date,
+        held: Mapping[int, Account],
+        cfg: ScoringConfig,
+    ) -> None:
+        self.roster = list(roster)
+        self.emails = {c.id: c.email for c in self.roster}
+        self._items = {k: list(v) for k, v in items.items()}
+        self._arr = dict(arr)
+        self._recent = dict(recent)
+        self._since = since
+        self.held = dict(held)
+        self._cfg = cfg
+
+    @classmethod
+    def read(
+        cls,
+        session: Session,
+        *,
+        today: date,
+        held: Sequence[Account] = (),
+        exclude_account_ids: Collection[int] = (),
+        cfg: ScoringConfig = DEFAULT_CONFIG,
+    ) -> CsmLoads:
+        """The stored loads over every live account except ``held`` and ``exclude_account_ids``
+        (flushed first: the session's pending changes count)."""
+        items: dict[int, list[LoadItem]] = defaultdict(list)
+        arr: dict[int, Decimal] = defaultdict(Decimal)
+        live = Account.deleted_at.is_(None)
+        excluded = sorted({*exclude_account_ids, *(a.id for a in held)})
+        not_these = Account.id.not_in(excluded) if excluded else live
+        onboarding = case((Account.lifecycle_stage == "onboarding", 1), else_=0)
+        for csm_id, tier, is_onboarding, count, arr_sum in session.execute(
+            select(Account.csm_id, Account.tier, onboarding, func.count(), func.sum(Account.arr))
+            .where(Account.csm_id.is_not(None), live, not_these)
+            .group_by(Account.csm_id, Account.tier, onboarding)
+        ):
+            item = LoadItem(_tier(tier, cfg), onboarding=bool(is_onboarding))
+            items[csm_id].extend([item] * int(count))
+            arr[csm_id] += Decimal(arr_sum or 0)
+        for csm_id, count in session.execute(
+            select(Account.backup_csm_id, func.count())
+            .where(Account.backup_csm_id.is_not(None), live, not_these)
+            .group_by(Account.backup_csm_id)
+        ):
+            if csm_id is not None:
+                items[csm_id].extend([LoadItem("key", backup=True)] * int(count))
+        since = today - timedelta(days=cfg.assignment.recent_onboarding_days)
+        recent = {
+            int(k): int(v)
+            for k, v in session.execute(
+                select(OnboardingPlan.csm_id, func.count())
+                .where(OnboardingPlan.csm_id.is_not(None), OnboardingPlan.started_on >= since)
+                .group_by(OnboardingPlan.csm_id)
+            ).all()
+            if k is not None
+        }
+        roster = [
+            CsmCandidate(
+                id=c.id,
+                email=c.email,
+                name=c.name,
+                tiers=tuple(c.tiers or ()),
+                capacity_units=float(c.capacity_units),
+                active=c.active,
+                out_of_office_until=c.out_of_office_until,
+                region=c.region,
+                language=c.language,
+                is_pool=c.is_pool,
+            )
+            for c in session.scalars(select(Csm).order_by(Csm.id))
+        ]
+        return cls(roster, items, arr, recent, since, {a.id: a for a in held}, cfg)
+
+    def candidates(self, exclude_account_id: int | None = None) -> list[CsmCandidate]:
+        """Every CSM with their load now, ``exclude_account_id`` (the account being assigned)
+        left out."""
+        items: dict[int, list[LoadItem]] = defaultdict(list)
+        for csm_id, stored in self._items.items():
+            items[csm_id].extend(stored)
+        arr: dict[int, Decimal] = defaultdict(Decimal, self._arr)
+        for account in self.held.values():
+            if account.id == exclude_account_id or account.deleted_at is not None:
+                continue
+            if account.csm_id is not None:
+                onboarding = account.lifecycle_stage == "onboarding"
+                items[account.csm_id].append(
+                    LoadItem(_tier(account.tier, self._cfg), onboarding=onboarding)
+                )
+                arr[account.csm_id] += Decimal(account.arr or 0)
+            if account.backup_csm_id is not None:
+                items[account.backup_csm_id].append(LoadItem("key", backup=True))
+        return [
+            replace(
+                c,
+                load_units=load_units(items.get(c.id, ()), self._cfg),
+                recent_onboardings=self._recent.get(c.id, 0),
+                arr=arr.get(c.id, Decimal(0)),
+            )
+            for c in self.roster
+        ]
+
+    def count_plan(self, csm_id: int | None, started_on: date) -> None:
+        """A plan created for ``csm_id`` (a new onboarding of theirs if recent enough)."""
+        if csm_id is not None and started_on >= self._since:
+            self._recent[csm_id] = self._recent.get(csm_id, 0) + 1
+
+
 def csm_candidates(
     session: Session,
     *,
@@ -366,55 +491,10 @@ def csm_candidates(
 ) -> list[CsmCandidate]:
     """Every CSM with their current load over their accounts except ``exclude_account_id`` /
     ``exclude_account_ids`` (the accounts being assigned are counted with their new units)."""
-    items: dict[int, list[LoadItem]] = defaultdict(list)
-    arr: dict[int, Decimal] = defaultdict(Decimal)
-    live = Account.deleted_at.is_(None)
-    excluded = sorted(
-        {*exclude_account_ids, *(() if exclude_account_id is None else (exclude_account_id,))}
-    )
-    not_this = Account.id.not_in(excluded) if excluded else live
-    onboarding = case((Account.lifecycle_stage == "onboarding", 1), else_=0)
-    for csm_id, tier, is_onboarding, count, arr_sum in session.execute(
-        select(Account.csm_id, Account.tier, onboarding, func.count(), func.sum(Account.arr))
-        .where(Account.csm_id.is_not(None), live, not_this)
-        .group_by(Account.csm_id, Account.tier, onboarding)
-    ):
-        item = LoadItem(_tier(tier, cfg), onboarding=bool(is_onboarding))
-        items[csm_id].extend([item] * int(count))
-        arr[csm_id] += Decimal(arr_sum or 0)
-    for csm_id, count in session.execute(
-        select(Account.backup_csm_id, func.count())
-        .where(Account.backup_csm_id.is_not(None), live, not_this)
-        .group_by(Account.backup_csm_id)
-    ):
-        if csm_id is not None:
-            items[csm_id].extend([LoadItem("key", backup=True)] * int(count))
-    since = today - timedelta(days=cfg.assignment.recent_onboarding_days)
-    recent = dict(
-        session.execute(
-            select(OnboardingPlan.csm_id, func.count())
-            .where(OnboardingPlan.csm_id.is_not(None), OnboardingPlan.started_on >= since)
-            .group_by(OnboardingPlan.csm_id)
-        ).all()
-    )
-    return [
-        CsmCandidate(
-            id=c.id,
-            email=c.email,
-            name=c.name,
-            tiers=tuple(c.tiers or ()),
-            capacity_units=float(c.capacity_units),
-            load_units=load_units(items.get(c.id, ()), cfg),
-            active=c.active,
-            out_of_office_until=c.out_of_office_until,
-            region=c.region,
-            language=c.language,
-            is_pool=c.is_pool,
-            recent_onboardings=int(recent.get(c.id, 0)),
-            arr=arr.get(c.id, Decimal(0)),
-        )
-        for c in session.scalars(select(Csm).order_by(Csm.id))
-    ]
+    excluded = set(exclude_account_ids)
+    if exclude_account_id is not None:
+        excluded.add(exclude_account_id)
+    return CsmLoads.read(session, today=today, exclude_account_ids=excluded, cfg=cfg).candidates()
 
 
 def assign_account_csm(
@@ -428,6 +508,7 @@ def assign_account_csm(
     apply: bool = True,
     now: datetime | None = None,
     cfg: ScoringConfig = DEFAULT_CONFIG,
+    loads: CsmLoads | None = None,
 ) -> Assignment:
     """domain.md 8.3 for one account, in the caller's transaction.
 
@@ -435,8 +516,13 @@ def assign_account_csm(
     account, stamped as CS-side writes (``csm_id``, ``backup_csm_id``) so the push sends them.
     A choice without a CSM row (a configured owner e-mail, or nobody) leaves the column as it is;
     the caller acts on the flags (``csm_capacity_exceeded``: notice the CS manager).
+
+    ``loads``: loads read once for a batch that holds this account (:class:`CsmLoads`), instead
+    of reading them now; the account is then taken from it, already locked by the caller.
     """
-    account = session.get(Account, account_id, with_for_update=True)
+    account = loads.held.get(account_id) if loads is not None else None
+    if account is None:
+        account = session.get(Account, account_id, with_for_update=True)
     if account is None:
         raise LookupError(f"account {account_id} not found")
     request = AssignmentRequest(
@@ -448,7 +534,10 @@ def assign_account_csm(
         arr=account.arr,
         onboarding=onboarding,
     )
-    candidates = csm_candidates(session, today=today, exclude_account_id=account_id, cfg=cfg)
+    if loads is not None:
+        candidates = loads.candidates(exclude_account_id=account_id)
+    else:
+        candidates = csm_candidates(session, today=today, exclude_account_id=account_id, cfg=cfg)
     result = assign_csm(request, candidates, cfg)
     if apply:
         changed: list[str] = []
@@ -608,6 +697,7 @@ __all__ = [
     "CSV_COLUMNS",
     "CsmConflict",
     "CsmFields",
+    "CsmLoads",
     "CsmPatch",
     "ImportResult",
     "RowError",

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -39,7 +39,9 @@ __all__ = [
     "due_ids",
     "fail",
     "finish",
+    "finish_many",
     "insert_events",
+    "renew_lease",
     "retry",
 ]
 
@@ -184,6 +186,54 @@ def finish(
     event.handled_at = now
     event.next_attempt_at = None
     event.last_error = note
+
+
+def finish_many(
+    session: Session, outcomes: Sequence[tuple[int, InboxStatus, str | None]], now: datetime
+) -> None:
+    """:func:`finish` for many events by id, in one executemany ``UPDATE`` (not committed: the
+    caller commits it with the work the events did)."""
+    if not outcomes:
+        return
+    session.connection().execute(
+        _FINISH,
+        [
+            {"b_id": event_id, "b_status": status.value, "b_now": now, "b_note": note}
+            for event_id, status, note in outcomes
+        ],
+    )
+
+
+_FINISH = (
+    update(_TABLE)
+    .where(_TABLE.c.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        handled_at=bindparam("b_now"),
+        next_attempt_at=None,
+        last_error=bindparam("b_note"),
+    )
+)
+
+
+def renew_lease(session: Session, event_ids: Sequence[int], now: datetime, lease: timedelta) -> int:
+    """Move the lease of ``event_ids`` still ``processing`` to ``now + lease`` (not committed).
+
+    The webhook worker's batch transaction starts with it: on SQLite, a write first takes the
+    database's write lock, so every read of the batch (plans, loads) sees what the commit will
+    build on; on PostgreSQL it locks the batch's own inbox rows. Returns the rows renewed."""
+    if not event_ids:
+        return 0
+    result = session.execute(
+        update(WebhookEvent)
+        .where(
+            WebhookEvent.id.in_(sorted(set(event_ids))),
+            WebhookEvent.status == InboxStatus.PROCESSING.value,
+        )
+        .values(next_attempt_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def fail(

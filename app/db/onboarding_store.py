@@ -6,7 +6,8 @@
   concurrent calls (two workers handling two deliveries of one event) one insert wins, the other
   finds the winner's plan once it commits (PostgreSQL waits on the conflicting row; SQLite
   serialises writers). The tasks go in the same transaction as the plan, so a plan never exists
-  without its tasks, whatever is killed when. The caller commits.
+  without its tasks, whatever is killed when. The caller commits. :func:`create_plans_once`
+  does the same for a batch of opportunities in two statements (the webhook worker's batch).
 * :func:`list_plans`, :func:`plan_view`: plans with their tasks and progress for the API.
 * :func:`set_task_status`: a task done or skipped with a note; when the plan's exit criteria
   (domain.md 7.4) are then met the plan completes and the account enters ``adoption``, stamped
@@ -55,6 +56,19 @@ def _insert(session: Session) -> Any:
     return postgresql.insert if dialect == "postgresql" else sqlite.insert
 
 
+@dataclass(frozen=True)
+class PlanRequest:
+    """One plan to store once for its opportunity (the arguments of :func:`create_plan_once`)."""
+
+    account_id: int
+    opportunity_id: int | None  # None: a plan of no deal (tools, tests), never deduplicated
+    decision: PlanDecision
+    csm_id: int | None = None
+    handover_note_id: int | None = None
+    assignees: Mapping[str, str | None] | None = None
+    notice_at: datetime | None = None
+
+
 def create_plan_once(
     session: Session,
     *,
@@ -75,34 +89,84 @@ def create_plan_once(
     transaction; the caller commits. A decision without a plan (a renewal) is refused: there is
     nothing to store.
     """
-    if decision.kind is None:
-        raise ValueError(f"{decision.reason}: nothing to store")
-    insert = _insert(session)
-    statement = (
-        insert(OnboardingPlan)
-        .values(
-            account_id=account_id,
-            opportunity_id=opportunity_id,
-            handover_note_id=handover_note_id,
-            kind=decision.kind,
-            tier_at_close=decision.tier,
-            started_on=decision.started_on,
-            status="active",
-            csm_id=csm_id,
-            notice_status="pending" if notice_at is not None else None,
-            notice_due_at=notice_at,
-        )
-        .on_conflict_do_nothing(index_elements=["opportunity_id"])
-        .returning(OnboardingPlan.id)
+    request = PlanRequest(
+        account_id, opportunity_id, decision, csm_id, handover_note_id, assignees, notice_at
     )
-    plan_id = session.execute(statement).scalar_one_or_none()
-    if plan_id is None:
-        existing = session.execute(
-            select(OnboardingPlan.id).where(OnboardingPlan.opportunity_id == opportunity_id)
-        ).scalar_one()
-        return PlanCreated(int(existing), False)
-    people = dict(assignees or {})
-    rows = [
+    return create_plans_once(session, [request])[0]
+
+
+def create_plans_once(session: Session, requests: Sequence[PlanRequest]) -> list[PlanCreated]:
+    """:func:`create_plan_once` for many opportunities (one per request): the plans in one
+    multi-row ``INSERT .. ON CONFLICT (opportunity_id) DO NOTHING RETURNING``, the tasks of the
+    new ones in one more. Returns one :class:`PlanCreated` per request, in order; a request
+    whose opportunity already had a plan (or appears twice) gets that plan, ``created=False``."""
+    for request in requests:
+        if request.decision.kind is None:
+            raise ValueError(f"{request.decision.reason}: nothing to store")
+    insert = _insert(session)
+    table = OnboardingPlan.__table__
+    statement = (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["opportunity_id"])
+        .returning(table.c.id, table.c.opportunity_id)
+    )
+    connection = session.connection()
+    # The first request per opportunity is the one that may create its plan.
+    first: dict[int, PlanRequest] = {}
+    for request in requests:
+        if request.opportunity_id is not None:
+            first.setdefault(request.opportunity_id, request)
+    new: dict[int, int] = {}  # opportunity id -> the plan inserted now
+    if first:
+        # An executemany with RETURNING: SQLAlchemy sends multi-row INSERTs ("insertmanyvalues")
+        # and returns the rows actually inserted (a conflicting one returns nothing).
+        rows = [_plan_row(r) for r in first.values()]
+        new = {int(opp): int(plan) for plan, opp in connection.execute(statement, rows)}
+    missing = [o for o in first if o not in new]
+    existing: dict[int, int] = {}
+    if missing:
+        found = session.execute(
+            select(OnboardingPlan.opportunity_id, OnboardingPlan.id).where(
+                OnboardingPlan.opportunity_id.in_(missing)
+            )
+        )
+        existing = {int(opp): int(plan) for opp, plan in found if opp is not None}
+    out: list[PlanCreated] = []
+    tasks: list[dict[str, Any]] = []
+    for request in requests:
+        opportunity_id = request.opportunity_id
+        if opportunity_id is None:  # no deal (a tool's plan): nothing to keep it once by
+            plan_id = int(connection.execute(statement, _plan_row(request)).scalar_one())
+            out.append(PlanCreated(plan_id, True))
+            tasks.extend(_task_rows(plan_id, request))
+        elif first[opportunity_id] is request and opportunity_id in new:
+            out.append(PlanCreated(new[opportunity_id], True))
+            tasks.extend(_task_rows(new[opportunity_id], request))
+        else:
+            out.append(PlanCreated(new.get(opportunity_id) or existing[opportunity_id], False))
+    if tasks:
+        connection.execute(insert(OnboardingTask.__table__), tasks)
+    return out
+
+
+def _plan_row(request: PlanRequest) -> dict[str, Any]:
+    return {
+        "account_id": request.account_id,
+        "opportunity_id": request.opportunity_id,
+        "handover_note_id": request.handover_note_id,
+        "kind": request.decision.kind,
+        "tier_at_close": request.decision.tier,
+        "started_on": request.decision.started_on,
+        "status": "active",
+        "csm_id": request.csm_id,
+        "notice_status": "pending" if request.notice_at is not None else None,
+        "notice_due_at": request.notice_at,
+    }
+
+
+def _task_rows(plan_id: int, request: PlanRequest) -> list[dict[str, Any]]:
+    people = dict(request.assignees or {})
+    return [
         {
             "plan_id": plan_id,
             "code": t.code,
@@ -115,11 +179,8 @@ def create_plan_once(
             "status": "open",
             "detail": t.detail,
         }
-        for t in decision.tasks
+        for t in request.decision.tasks
     ]
-    if rows:
-        session.execute(insert(OnboardingTask), rows)
-    return PlanCreated(int(plan_id), True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,10 +437,12 @@ __all__ = [
     "PLAN_STATUSES",
     "NotFound",
     "PlanCreated",
+    "PlanRequest",
     "PlanView",
     "TaskChange",
     "close_plan",
     "create_plan_once",
+    "create_plans_once",
     "csm_ids_for",
     "list_plans",
     "plan_view",
