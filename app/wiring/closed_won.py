@@ -15,9 +15,11 @@ own mapping and upsert (so the CS rows are exactly what the next pull would make
 
 :meth:`ClosedWonHandler.handle_batch` does the same for many events at once (the worker's
 path): the deals of all of them in one CRM batch read, their accounts in one, their handover
-notes in one or two (HubSpot: the associations, then the notes), each stored once; then each
-won event is started in its own transaction, as above. A CRM read that fails fails the events
-that needed it (retried); one event's failure to start fails only that event.
+notes in one or two (HubSpot: the associations, then the notes), each stored once; then the won
+events are started together in one transaction
+(:func:`app.wiring.onboarding_start.start_onboarding_batch`), and the ignored ones are closed
+together in another. A CRM read that fails fails the events that needed it (retried); one
+event's failure to start fails only that event.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from app.core.types import CrmName
 from app.crm.base import CrmClient, RecordPage, WireRecord
 from app.crm.factory import build_client
 from app.db.enums import InboxStatus
-from app.db.inbox_store import finish
-from app.db.models import Opportunity, WebhookEvent
+from app.db.inbox_store import finish_many
+from app.db.models import Opportunity
 from app.db.sync_store import SqlSyncStore
 from app.errors import ConfigError
 from app.logging import get_logger
@@ -72,12 +74,18 @@ def finish_event(
     context: ProcessingContext, event_id: int, status: InboxStatus, note: str | None
 ) -> HandlerResult:
     """Close an event that did no other database work."""
-    with context.session_factory() as session:
-        row = session.get(WebhookEvent, event_id)
-        if row is not None:
-            finish(session, row, status, context.clock(), note)
+    return finish_events(context, [(event_id, status, note)])[event_id]
+
+
+def finish_events(
+    context: ProcessingContext, outcomes: Sequence[tuple[int, InboxStatus, str | None]]
+) -> dict[int, HandlerResult]:
+    """Close events that did no other database work, in one transaction."""
+    if outcomes:
+        with context.session_factory() as session:
+            finish_many(session, outcomes, context.clock())
             session.commit()
-    return HandlerResult(status, note)
+    return {event_id: HandlerResult(status, note) for event_id, status, note in outcomes}
 
 
 class CrmState:
@@ -140,13 +148,13 @@ class ClosedWonHandler:
         mappings = self._mappings(context, crm)
         opp_mapping = mappings.for_table("opportunities")
         deals: list[EventView] = []
+        other: list[tuple[int, InboxStatus, str | None]] = []
         for event in events:
             if not deal_event(event, opp_mapping.crm_object) or not event.object_id:
-                out[event.id] = finish_event(
-                    context, event.id, InboxStatus.IGNORED, "not a deal stage event"
-                )
+                other.append((event.id, InboxStatus.IGNORED, "not a deal stage event"))
             else:
                 deals.append(event)
+        out.update(finish_events(context, other))
         if not deals:
             return
         if crm not in context.settings.enabled_crms:
@@ -162,36 +170,30 @@ class ClosedWonHandler:
         with context.session_factory() as session:
             stored = _opportunities(session, opp_mapping, record_ids)
         won: list[EventView] = []
+        ignored: list[tuple[int, InboxStatus, str | None]] = []
         for event in deals:
             record_id = str(event.object_id)
             if record_id not in wires or record_id in deleted:
-                out[event.id] = finish_event(
-                    context, event.id, InboxStatus.IGNORED, "deleted in the CRM before processing"
+                ignored.append(
+                    (event.id, InboxStatus.IGNORED, "deleted in the CRM before processing")
                 )
                 continue
             is_won, stage = stored.get(record_id, (False, None))
             if not is_won:
-                out[event.id] = finish_event(
-                    context,
-                    event.id,
-                    InboxStatus.IGNORED,
-                    f"not won in the CRM now (stage {stage})",
+                ignored.append(
+                    (event.id, InboxStatus.IGNORED, f"not won in the CRM now (stage {stage})")
                 )
                 continue
             won.append(event)
+        out.update(finish_events(context, ignored))
         if not won:
             return
         won_wires = [wires[i] for i in dict.fromkeys(str(e.object_id) for e in won)]
         self._read_related(client, store, mappings, opp_mapping, won_wires)
-        from app.wiring.onboarding_start import start_onboarding
+        from app.wiring.onboarding_start import start_onboarding_batch
 
-        for event in won:
-            try:
-                out[event.id] = start_onboarding(
-                    context, event, crm, mappings, str(event.object_id)
-                )
-            except Exception as exc:
-                out[event.id] = exc
+        items = [(event, str(event.object_id)) for event in won]
+        out.update(start_onboarding_batch(context, items, crm, mappings))
 
     def _client(self, context: ProcessingContext, crm: CrmName) -> CrmClient:
         clients: dict[str, CrmClient] | None = getattr(context.local, "clients", None)

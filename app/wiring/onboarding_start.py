@@ -1,60 +1,75 @@
-"""Starting onboarding for a won opportunity, exactly once (domain.md 6-8).
+"""Starting onboarding for won opportunities, exactly once each (domain.md 6-8), a batch at a time.
 
-Called by :mod:`app.wiring.closed_won` once the opportunity, its account and its handover notes
-are stored as the CRM has them now. In **one transaction**:
+Called by :mod:`app.wiring.closed_won` once the opportunities, their accounts and their handover
+notes are stored as the CRM has them now. :func:`start_onboarding_batch` handles the won events
+of one worker batch in **one transaction**, which commits every event's work together with its
+final inbox state (a kill leaves the whole batch due again, nothing half-done):
 
-1. the plan already exists for this opportunity (a duplicate, a retry, won -> lost -> won):
-   nothing more, the event is ``done``;
-2. the deal's kind (7.3, :func:`app.domain.onboarding.classify_deal`): a renewal starts no
-   onboarding and only moves ``renewal_on`` a term on (stamped: the push writes it back);
-3. the tier at close (the account's, else computed from its ARR and this deal, 3.3);
-4. the handover (6.2-6.3): the CRM's handover note of the opportunity (else of the account)
-   plus the deal's own fields, its completeness for the tier, and crmsync's handover note on the
-   account (``origin = cs``, ``title``/``body`` stamped, so the push creates it in the CRM and
-   stores its CRM id: the next pull updates that row instead of adding a second one);
-5. the CSM (8.3) with :func:`app.db.csm_store.assign_account_csm`, the same store the CSM API
-   uses (candidates and loads from :func:`app.db.csm_store.csm_candidates`, the choice written
-   to ``csm_id`` / ``backup_csm_id`` and stamped); ``csm_email`` and ``onboarding_status`` on
-   the account are stamped too (the push writes them to the CRM); ``lifecycle_stage`` becomes
-   ``onboarding`` (new business and winback);
-6. the plan (7.2 / 7.3, :func:`app.domain.onboarding.build_plan`) with its tasks, the
-   ``handover_complete`` task for the sales rep listing what is missing, stored with
-   :func:`app.db.onboarding_store.create_plan_once` (the API's and tests' path too);
-7. the inbox event is ``done``.
+0. the events' leases are renewed: the transaction's first write, so on SQLite it holds the
+   write lock from here and every read below sees what the commit builds on;
+1. the opportunities, their existing plans, their accounts (``SELECT ... FOR UPDATE`` in id
+   order on PostgreSQL), the handover notes and the CSM loads are read **once** for the batch;
+2. then each event in id order, in memory, as it would run alone after the ones before it:
 
-``create_plan_once`` inserts with ``ON CONFLICT (opportunity_id) DO NOTHING``: a second,
-concurrent attempt finds the winner's plan, rolls back what it wrote (note, CSM) and is ``done``
-too. On PostgreSQL the account row is locked first (``SELECT ... FOR UPDATE``) so two deals of
-one account do not both read the same CSM loads.
+   a. the plan already exists for this opportunity (a duplicate, a retry, won -> lost -> won),
+      or an earlier event of this batch starts it: nothing more, the event is ``done``;
+   b. the deal's kind (7.3, :func:`app.domain.onboarding.classify_deal`): a renewal starts no
+      onboarding and only moves ``renewal_on`` a term on (stamped: the push writes it back);
+   c. the tier at close (the account's, else computed from its ARR and this deal, 3.3);
+   d. the handover (6.2-6.3): the CRM's handover note of the opportunity (else of the account)
+      plus the deal's own fields, its completeness for the tier, and crmsync's handover note on
+      the account (``origin = cs``, ``title``/``body`` stamped, so the push creates it in the
+      CRM and stores its CRM id: the next pull updates that row instead of adding a second);
+   e. the CSM (8.3) with :func:`app.db.csm_store.assign_account_csm` on the batch's
+      :class:`~app.db.csm_store.CsmLoads` (the loads read once and kept current as the batch
+      assigns, so each choice is the one a transaction of its own would make); ``csm_email``
+      and ``onboarding_status`` stamped; ``lifecycle_stage`` becomes ``onboarding`` (new
+      business and winback);
+   f. the plan (7.2 / 7.3, :func:`app.domain.onboarding.build_plan`) with its tasks, the
+      ``handover_complete`` task for the sales rep listing what is missing.
+
+   An event that raises here has its account's columns put back and fails alone (retried);
+3. the writes, set-based: the handover notes, the plans and their tasks
+   (:func:`app.db.onboarding_store.create_plans_once`: ``INSERT .. ON CONFLICT
+   (opportunity_id) DO NOTHING``), the account events, the changed accounts, and every event's
+   final state (:func:`app.db.inbox_store.finish_many`).
+
+A plan another transaction stored meanwhile (it cannot happen on SQLite, whose write lock the
+batch holds from step 0; on PostgreSQL a concurrent batch with the same opportunity) or any other
+database error in step 3 rolls the batch back, and its events are redone one per transaction
+(batches of one; a lone event that meets a conflict looks once more and finds the winner's plan,
+``done``). So one bad event never fails the others, and the unique ``opportunity_id`` keeps one
+plan per opportunity whatever runs concurrently.
 """
 
 from __future__ import annotations
 
 import uuid
 from calendar import monthrange
-from datetime import date, datetime
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, and_, insert, or_, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.types import CrmName
 from app.db.base import utcnow
 from app.db.cs_writes import stamp_cs_change
-from app.db.csm_store import assign_account_csm
+from app.db.csm_store import CsmLoads, assign_account_csm
 from app.db.enums import InboxStatus
-from app.db.inbox_store import finish
+from app.db.inbox_store import finish_many, renew_lease
 from app.db.models import (
     Account,
     AccountEvent,
-    Csm,
     HandoverNote,
     OnboardingPlan,
     Opportunity,
-    WebhookEvent,
 )
-from app.db.onboarding_store import create_plan_once
+from app.db.onboarding_store import PlanRequest, create_plans_once
 from app.domain.config import ScoringConfig
 from app.domain.handover import (
     DealFacts,
@@ -65,23 +80,31 @@ from app.domain.handover import (
     handover_note_title,
 )
 from app.domain.lifecycle import LIFECYCLE_STAGE_ENTERED
-from app.domain.onboarding import build_plan, classify_deal, services_sold
+from app.domain.onboarding import PlanDecision, build_plan, classify_deal, services_sold
 from app.domain.tier import ClosedWonDeal, TierInput, compute_tier
 from app.domain.values import Tier
+from app.logging import get_logger
 from app.mappers.handover import STRUCTURED_COLUMNS
 from app.mappers.spec import MappingSet
 from app.wiring.webhook_processing import EventView, HandlerResult, ProcessingContext
 
-__all__ = ["ONBOARDING_STARTED", "start_onboarding"]
+__all__ = ["ONBOARDING_STARTED", "start_onboarding", "start_onboarding_batch"]
+
+log = get_logger("crmsync.webhooks")
 
 ONBOARDING_STARTED = "onboarding_started"  # account_events.kind
 _TIERS: tuple[Tier, ...] = ("key", "high", "low", "tech")
+#: The account's column attributes, saved before an event changes it and put back if it fails.
+_ACCOUNT_COLUMNS: tuple[str, ...] = tuple(a.key for a in sa_inspect(Account).column_attrs)
+
+_EVENTS = cast(Table, AccountEvent.__table__)
+
+#: One won event and the CRM id of its opportunity.
+WonEvent = tuple[EventView, str]
 
 
-class _AlreadyStarted(Exception):
-    def __init__(self, plan_id: int) -> None:
-        super().__init__(plan_id)
-        self.plan_id = plan_id
+class _Conflict(Exception):
+    """A plan of this batch was stored by another transaction after the batch looked."""
 
 
 def start_onboarding(
@@ -91,79 +114,270 @@ def start_onboarding(
     mappings: MappingSet,
     opportunity_crm_id: str,
 ) -> HandlerResult:
-    """Start (once) what a won opportunity starts; see the module docstring."""
+    """Start (once) what one won opportunity starts: a batch of one."""
+    outcome = start_onboarding_batch(context, [(event, opportunity_crm_id)], crm, mappings)
+    result = outcome[event.id]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def start_onboarding_batch(
+    context: ProcessingContext, items: Sequence[WonEvent], crm: CrmName, mappings: MappingSet
+) -> dict[int, HandlerResult | Exception]:
+    """Each event's result, or the exception that fails it (see the module docstring)."""
+    if not items:
+        return {}
+    failure: Exception | None = None
+    for _attempt in range(1 if len(items) > 1 else 2):
+        try:
+            return _run_batch(context, items, crm, mappings)
+        except Exception as exc:
+            failure = exc
+            if not isinstance(exc, _Conflict | IntegrityError):
+                break
+    assert failure is not None
+    if len(items) == 1:
+        return {items[0][0].id: failure}
+    log.warning(
+        "webhooks.batch.one_by_one",
+        events=len(items),
+        error=f"{type(failure).__name__}: {failure}",
+    )
+    out: dict[int, HandlerResult | Exception] = {}
+    for item in items:
+        out.update(start_onboarding_batch(context, [item], crm, mappings))
+    return out
+
+
+@dataclass
+class _Started:
+    """One event's onboarding, decided in memory; written with the batch once ids are known."""
+
+    event: EventView
+    account: Account
+    opportunity: Opportunity
+    decision: PlanDecision
+    note: HandoverNote
+    csm_id: int | None
+    assignees: dict[str, str | None]
+    notice_at: datetime | None
+    summary: dict[str, Any]  # the onboarding_started payload, without the plan id
+    text: str  # the event's note after "plan N"
+    account_events: list[dict[str, Any]] = field(default_factory=list)  # before the started one
+
+
+@dataclass
+class _Batch:
+    """What the batch read once: its opportunities, their plans and accounts, the CRM handover
+    notes (newest first) and the CSM loads."""
+
+    opportunities: dict[str, Opportunity]
+    plans: dict[int, int]  # opportunity id -> plan id
+    accounts: dict[int, Account]
+    by_opportunity: dict[int, HandoverNote]
+    by_account: dict[int, HandoverNote]
+    loads: CsmLoads
+
+
+def _read_batch(
+    session: Session, id_column: str, crm_ids: Sequence[str], today: date, cfg: ScoringConfig
+) -> _Batch:
+    column = getattr(Opportunity, id_column)
+    opportunities = {
+        str(getattr(o, id_column)): o
+        for o in session.scalars(select(Opportunity).where(column.in_(sorted(set(crm_ids)))))
+    }
+    opportunity_ids = sorted(o.id for o in opportunities.values())
+    plans = {
+        int(opp): int(plan)
+        for opp, plan in session.execute(
+            select(OnboardingPlan.opportunity_id, OnboardingPlan.id).where(
+                OnboardingPlan.opportunity_id.in_(opportunity_ids)
+            )
+        )
+        if opp is not None
+    }
+    account_ids = sorted({o.account_id for o in opportunities.values() if o.account_id})
+    accounts = {
+        a.id: a
+        for a in session.scalars(
+            select(Account)
+            .where(Account.id.in_(account_ids))
+            .order_by(Account.id)
+            .with_for_update()
+        )
+    }
+    # The CRM's handover notes: of the opportunity (newest), else of the account naming no
+    # opportunity; crmsync's own notes (origin = cs) are not a source.
+    by_opportunity: dict[int, HandoverNote] = {}
+    by_account: dict[int, HandoverNote] = {}
+    for note in session.scalars(
+        select(HandoverNote)
+        .where(
+            HandoverNote.origin == "crm",
+            HandoverNote.deleted_at.is_(None),
+            or_(
+                HandoverNote.opportunity_id.in_(opportunity_ids),
+                and_(
+                    HandoverNote.account_id.in_(account_ids), HandoverNote.opportunity_id.is_(None)
+                ),
+            ),
+        )
+        .order_by(HandoverNote.updated_at.desc(), HandoverNote.id.desc())
+    ):
+        if note.opportunity_id is not None:
+            by_opportunity.setdefault(note.opportunity_id, note)
+        elif note.account_id is not None:
+            by_account.setdefault(note.account_id, note)
+    loads = CsmLoads.read(session, today=today, held=list(accounts.values()), cfg=cfg)
+    return _Batch(opportunities, plans, accounts, by_opportunity, by_account, loads)
+
+
+def _run_batch(
+    context: ProcessingContext, items: Sequence[WonEvent], crm: CrmName, mappings: MappingSet
+) -> dict[int, HandlerResult | Exception]:
+    cfg = context.settings.scoring.config
+    now = context.clock()
+    today = now.date()
     id_column = mappings.for_table("opportunities").id_column
-    for attempt in (1, 2):
-        with context.session_factory() as session:
+    account_object = mappings.for_table("accounts").crm_object
+    note_object = mappings.for_table("handover_notes").crm_object
+    out: dict[int, HandlerResult | Exception] = {}
+    finished: list[tuple[int, InboxStatus, str | None]] = []
+    started: list[_Started] = []
+    repeats: list[tuple[EventView, int]] = []  # a later event of this batch, same opportunity
+    with context.session_factory() as session:
+        lease = timedelta(seconds=context.settings.webhooks.lease_seconds)
+        renew_lease(session, [e.id for e, _ in items], now, lease)
+        batch = _read_batch(session, id_column, [c for _, c in items], today, cfg)
+        starting: set[int] = set()
+        for event, crm_id in items:
+            opportunity = batch.opportunities.get(crm_id)
+            if opportunity is None:
+                out[event.id] = RuntimeError(
+                    f"opportunity {crm_id} is not stored (it was just read)"
+                )
+                continue
+            existing = batch.plans.get(opportunity.id)
+            if existing is not None:
+                text = f"onboarding plan {existing} exists"
+                finished.append((event.id, InboxStatus.DONE, text))
+                out[event.id] = HandlerResult(InboxStatus.DONE, text)
+                continue
+            if opportunity.id in starting:
+                repeats.append((event, opportunity.id))
+                continue
+            account = batch.accounts.get(opportunity.account_id or 0)
+            if account is None:
+                out[event.id] = RuntimeError(
+                    f"opportunity {crm_id} has no account in the CS database yet; retried later"
+                )
+                continue
+            saved = {k: getattr(account, k) for k in _ACCOUNT_COLUMNS}
             try:
-                result = _start(
-                    context, session, event, crm, mappings, id_column, opportunity_crm_id
+                step = _decide(
+                    context, session, event, crm, account, opportunity, crm_id, batch, now
                 )
-                session.commit()
-                return result
-            except _AlreadyStarted as done:
-                session.rollback()
-                return _finish_only(
-                    context, session, event, f"onboarding plan {done.plan_id} exists"
-                )
-            except IntegrityError:
-                # A unique row another attempt committed first (the plan's conflict is
-                # handled by create_plan_once; this is the belt to its braces): look again.
-                session.rollback()
-                if attempt == 2:
-                    raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _finish_only(
-    context: ProcessingContext, session: Session, event: EventView, note: str
-) -> HandlerResult:
-    row = session.get(WebhookEvent, event.id)
-    if row is not None:
-        finish(session, row, InboxStatus.DONE, context.clock(), note)
+            except Exception as exc:  # this event fails alone; its account is as it was
+                for key, value in saved.items():
+                    if getattr(account, key) is not value:
+                        setattr(account, key, value)
+                out[event.id] = exc
+                continue
+            if isinstance(step, HandlerResult):  # a renewal
+                step.writebacks = {crm: {account_object: [account.id]}}
+                finished.append((event.id, step.status, step.note))
+                out[event.id] = step
+                continue
+            started.append(step)
+            starting.add(opportunity.id)
+            batch.loads.count_plan(step.csm_id, step.decision.started_on)
+        plan_of = _write_started(session, started, now)
+        for step in started:
+            plan_id = plan_of[step.opportunity.id]
+            text = f"plan {plan_id} {step.text}"
+            finished.append((step.event.id, InboxStatus.DONE, text))
+            out[step.event.id] = HandlerResult(
+                InboxStatus.DONE,
+                text,
+                writebacks={crm: {account_object: [step.account.id], note_object: [step.note.id]}},
+                new_plan_ids=[plan_id],
+            )
+        for event, opportunity_id in repeats:
+            text = f"onboarding plan {plan_of[opportunity_id]} exists"
+            finished.append((event.id, InboxStatus.DONE, text))
+            out[event.id] = HandlerResult(InboxStatus.DONE, text)
+        session.flush()  # the accounts' changes
+        finish_many(session, finished, now)
         session.commit()
-    return HandlerResult(InboxStatus.DONE, note)
+    return out
 
 
-def _start(
+def _write_started(session: Session, started: Sequence[_Started], now: datetime) -> dict[int, int]:
+    """The notes, plans, tasks and account events of the batch's new onboardings; returns
+    opportunity id -> plan id. Raises :class:`_Conflict` when a plan was there already."""
+    if not started:
+        return {}
+    session.add_all([s.note for s in started])
+    session.flush()  # the notes' ids (one multi-row INSERT), and the accounts' changes
+    created = create_plans_once(
+        session,
+        [
+            PlanRequest(
+                account_id=s.account.id,
+                opportunity_id=s.opportunity.id,
+                decision=s.decision,
+                csm_id=s.csm_id,
+                handover_note_id=s.note.id,
+                assignees=s.assignees,
+                notice_at=s.notice_at,
+            )
+            for s in started
+        ],
+    )
+    lost = [s.opportunity.id for s, c in zip(started, created, strict=True) if not c.created]
+    if lost:
+        raise _Conflict(f"opportunities {lost} got their plan from another transaction")
+    plan_of: dict[int, int] = {}
+    rows: list[dict[str, Any]] = []
+    for s, c in zip(started, created, strict=True):
+        plan_of[s.opportunity.id] = c.plan_id
+        rows.extend(s.account_events)
+        rows.append(
+            {
+                "account_id": s.account.id,
+                "kind": ONBOARDING_STARTED,
+                "payload": {"plan_id": c.plan_id, **s.summary},
+                "occurred_at": now,
+            }
+        )
+    session.connection().execute(insert(_EVENTS), rows)
+    return plan_of
+
+
+def _decide(
     context: ProcessingContext,
     session: Session,
     event: EventView,
     crm: CrmName,
-    mappings: MappingSet,
-    id_column: str,
+    account: Account,
+    opportunity: Opportunity,
     crm_id: str,
-) -> HandlerResult:
+    batch: _Batch,
+    now: datetime,
+) -> _Started | HandlerResult:
+    """One event's onboarding, in memory: the account's columns changed, the rest returned."""
     cfg = context.settings.scoring.config
-    now = context.clock()
     today = now.date()
-    opportunity = session.scalars(
-        select(Opportunity).where(getattr(Opportunity, id_column) == crm_id)
-    ).first()
-    if opportunity is None:
-        raise RuntimeError(f"opportunity {crm_id} is not stored (it was just read)")
-    existing = session.scalar(
-        select(OnboardingPlan.id).where(OnboardingPlan.opportunity_id == opportunity.id)
-    )
-    if existing is not None:
-        raise _AlreadyStarted(existing)
-    if opportunity.account_id is None:
-        raise RuntimeError(
-            f"opportunity {crm_id} has no account in the CS database yet; retried later"
-        )
-    account = session.scalars(
-        select(Account).where(Account.id == opportunity.account_id).with_for_update()
-    ).one()
     d0 = opportunity.close_on or today
     stage_before = account.lifecycle_stage
     deal_kind = classify_deal(opportunity.type, account_stage=stage_before, cfg=cfg)
-    account_object = mappings.for_table("accounts").crm_object
-    note_object = mappings.for_table("handover_notes").crm_object
     tier, tier_changed = _tier_at_close(account, opportunity, today, cfg)
     if deal_kind == "renewal":
-        return _renewal(context, session, event, crm, account, opportunity, account_object, now)
+        return _renewal(account, opportunity, now)
 
-    source_note = _handover_source(session, account, opportunity)
+    source_note = batch.by_opportunity.get(opportunity.id) or batch.by_account.get(account.id)
     deal = DealFacts(
         name=opportunity.name,
         amount=opportunity.amount,
@@ -190,8 +404,8 @@ def _start(
         cfg=cfg,
     )
     onboarding = decision.kind == "full"
-    # 8.3 through the store the CSM API uses: candidates with their loads (this account left
-    # out), the choice written to csm_id / backup_csm_id and stamped for the push.
+    # 8.3 through the store the CSM API uses, on the batch's loads: candidates with their loads
+    # (this account left out), the choice written to csm_id / backup_csm_id and stamped.
     assignment = assign_account_csm(
         session,
         account_id=account.id,
@@ -202,38 +416,18 @@ def _start(
         apply=True,
         now=now,
         cfg=cfg,
+        loads=batch.loads,
     )
-    csm = session.get(Csm, assignment.csm.csm_id) if assignment.csm.csm_id else None
+    emails = batch.loads.emails
+    csm_id = assignment.csm.csm_id
+    csm_email = emails.get(csm_id, assignment.csm.email) if csm_id else assignment.csm.email
     backup = assignment.backup
-    backup_csm = session.get(Csm, backup.csm_id) if backup and backup.csm_id else None
-    csm_email = csm.email if csm is not None else assignment.csm.email
-    backup_email = (
-        backup_csm.email if backup_csm is not None else (backup.email if backup else None)
-    )
-
+    backup_email = None
+    if backup is not None:
+        backup_email = emails.get(backup.csm_id, backup.email) if backup.csm_id else backup.email
     note = _handover_note(crm, account, opportunity, facts, check, crm_id, now)
-    session.add(note)
-    session.flush()
-    # The plan and its tasks, once per opportunity (INSERT .. ON CONFLICT DO NOTHING on the
-    # unique opportunity_id): a concurrent attempt that lost finds the winner's plan and rolls
-    # back everything it wrote here (note, CSM), then finishes the event only.
-    created = create_plan_once(
-        session,
-        account_id=account.id,
-        opportunity_id=opportunity.id,
-        decision=decision,
-        csm_id=csm.id if csm is not None else None,
-        handover_note_id=note.id,
-        assignees={
-            t.owner_role: _assignee(t.owner_role, opportunity, csm_email, backup_email)
-            for t in decision.tasks
-        },
-        notice_at=utcnow() if context.settings.webhooks.notice_url else None,
-    )
-    if not created.created:
-        raise _AlreadyStarted(created.plan_id)
-    plan_id = created.plan_id
 
+    account_events: list[dict[str, Any]] = []
     changed: list[str] = []
     if tier_changed:
         changed.append("tier")
@@ -248,17 +442,17 @@ def _start(
             account.lifecycle_stage = decision.lifecycle_stage
             account.lifecycle_entered_at = now
             changed.append("lifecycle_stage")
-            session.add(
-                AccountEvent(
-                    account_id=account.id,
-                    kind=LIFECYCLE_STAGE_ENTERED,
-                    payload={
+            account_events.append(
+                {
+                    "account_id": account.id,
+                    "kind": LIFECYCLE_STAGE_ENTERED,
+                    "payload": {
                         "stage": decision.lifecycle_stage,
                         "entered_on": today.isoformat(),
                         "reason": "winback" if deal_kind == "winback" else "closed-won",
                     },
-                    occurred_at=now,
-                )
+                    "occurred_at": now,
+                }
             )
         if account.customer_since_on is None:
             account.customer_since_on = d0
@@ -266,39 +460,38 @@ def _start(
     if flags:
         account.flags = [*(account.flags or []), *flags]
     stamp_cs_change(account, changed, now)
-    session.add(
-        AccountEvent(
-            account_id=account.id,
-            kind=ONBOARDING_STARTED,
-            payload={
-                "plan_id": plan_id,
-                "opportunity_id": opportunity.id,
-                "deal_kind": deal_kind,
-                "plan_kind": decision.kind,
-                "tier": tier,
-                "csm": csm_email,
-                "csm_reason": assignment.csm.reason,
-                "backup_csm": backup_email,
-                "flags": list(assignment.flags),
-                "handover_status": note.status,
-                "handover_completeness": note.completeness,
-            },
-            occurred_at=now,
-        )
-    )
+    summary = {
+        "opportunity_id": opportunity.id,
+        "deal_kind": deal_kind,
+        "plan_kind": decision.kind,
+        "tier": tier,
+        "csm": csm_email,
+        "csm_reason": assignment.csm.reason,
+        "backup_csm": backup_email,
+        "flags": list(assignment.flags),
+        "handover_status": note.status,
+        "handover_completeness": note.completeness,
+    }
     text = (
-        f"plan {plan_id} ({decision.kind}, {tier}, {len(decision.tasks)} tasks), CSM "
+        f"({decision.kind}, {tier}, {len(decision.tasks)} tasks), CSM "
         f"{csm_email or 'none'} ({assignment.csm.reason}), handover {note.status} "
         f"{note.completeness} %"
     )
-    row = session.get(WebhookEvent, event.id)
-    if row is not None:
-        finish(session, row, InboxStatus.DONE, now, text)
-    return HandlerResult(
-        InboxStatus.DONE,
-        text,
-        writebacks={crm: {account_object: [account.id], note_object: [note.id]}},
-        new_plan_ids=[plan_id],
+    return _Started(
+        event=event,
+        account=account,
+        opportunity=opportunity,
+        decision=decision,
+        note=note,
+        csm_id=csm_id,
+        assignees={
+            t.owner_role: _assignee(t.owner_role, opportunity, csm_email, backup_email)
+            for t in decision.tasks
+        },
+        notice_at=utcnow() if context.settings.webhooks.notice_url else None,
+        summary=summary,
+        text=text,
+        account_events=account_events,
     )
 
 
@@ -329,25 +522,6 @@ def _tier_at_close(
     )
     account.tier = result.tier
     return result.tier, True
-
-
-def _handover_source(
-    session: Session, account: Account, opportunity: Opportunity
-) -> HandoverNote | None:
-    """The CRM's handover note of the opportunity (newest), else one on the account that names
-    no opportunity; crmsync's own notes (``origin = cs``) are not a source."""
-    for where in (
-        HandoverNote.opportunity_id == opportunity.id,
-        (HandoverNote.account_id == account.id) & HandoverNote.opportunity_id.is_(None),
-    ):
-        found = session.scalars(
-            select(HandoverNote)
-            .where(where, HandoverNote.origin == "crm", HandoverNote.deleted_at.is_(None))
-            .order_by(HandoverNote.updated_at.desc(), HandoverNote.id.desc())
-        ).first()
-        if found is not None:
-            return found
-    return None
 
 
 def _handover_note(
@@ -399,16 +573,7 @@ def _assignee(
     return None
 
 
-def _renewal(
-    context: ProcessingContext,
-    session: Session,
-    event: EventView,
-    crm: CrmName,
-    account: Account,
-    opportunity: Opportunity,
-    account_object: str,
-    now: datetime,
-) -> HandlerResult:
+def _renewal(account: Account, opportunity: Opportunity, now: datetime) -> HandlerResult:
     """7.3: a renewal won starts no onboarding; the renewal date moves one term on and the
     account is ``steady`` (domain.md 2: renewal closed-won -> steady)."""
     months = opportunity.contract_term_months or 12
@@ -424,10 +589,7 @@ def _renewal(
         changed.append("lifecycle_stage")
     stamp_cs_change(account, changed, now)
     text = f"renewal won: renewal_on {renewal_on.isoformat()}, no onboarding (7.3)"
-    row = session.get(WebhookEvent, event.id)
-    if row is not None:
-        finish(session, row, InboxStatus.DONE, now, text)
-    return HandlerResult(InboxStatus.DONE, text, writebacks={crm: {account_object: [account.id]}})
+    return HandlerResult(InboxStatus.DONE, text)
 
 
 def _add_months(day: date, months: int) -> date:
