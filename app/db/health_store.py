@@ -517,14 +517,40 @@ def _plan(dialect_name: str, table_name: str, columns: tuple[str, ...], dialect:
     return _Plan(table, columns, processors)
 
 
+def _memo(proc: Processor) -> Processor:
+    """``proc`` remembering its last value by identity: a chunk's rows share the same
+    ``computed_at``, ``stamped_at`` and day objects, encoded once instead of once a row."""
+    last: list[Any] = [object(), None]
+
+    def encode(value: Any) -> Any:
+        if value is not last[0]:
+            last[0] = value
+            last[1] = proc(value)
+        return last[1]
+
+    return encode
+
+
 def _records(plan: _Plan, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-    out = []
-    pairs = list(zip(plan.columns, plan.processors, strict=True))
-    for row in rows:
-        out.append(
-            tuple((proc(row[name]) if proc is not None else row[name]) for name, proc in pairs)
-        )
-    return out
+    """The rows as driver tuples in ``plan.columns`` order, bound as the ORM binds them."""
+    getters = [
+        (name, _memo(proc) if proc is not None and name in _SHARED_VALUES else proc)
+        for name, proc in zip(plan.columns, plan.processors, strict=True)
+    ]
+    plain = all(proc is None for _name, proc in getters)
+    if plain:
+        names = plan.columns
+        return [tuple([row[name] for name in names]) for row in rows]
+    return [
+        tuple([row[name] if proc is None else proc(row[name]) for name, proc in getters])
+        for row in rows
+    ]
+
+
+#: Columns whose value is the same object for a whole chunk (or most of it).
+_SHARED_VALUES = frozenset(
+    {"computed_at", "computed_on", "cs_changed_at", "health_computed_at", "occurred_at"}
+)
 
 
 def _driver(conn: Connection) -> Any:
@@ -663,8 +689,7 @@ def write_chunk(
     for out in outcomes:
         if out.changed:
             stored = facts[out.account_id].stored
-            stamps = dict(stored.get("field_stamps") or {})
-            stamps.update((c, stamp) for c in out.changed)
+            stamps = {**(stored.get("field_stamps") or {}), **dict.fromkeys(out.changed, stamp)}
             previous = stored.get("cs_changed_at")
             changed_rows.append(
                 {

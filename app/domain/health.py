@@ -9,13 +9,13 @@ read, so the API can show why. Must not import the database, the CRM adapters or
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from app.domain.components import COMPONENTS, SCORERS, ComponentScore
+from app.domain.components import COMPONENTS, SCORERS, ComponentName, ComponentScore
 from app.domain.config import DEFAULT_CONFIG, ScoringConfig
-from app.domain.reasons import FLAG_ORDER, Reason, build_reasons, join_reasons
+from app.domain.reasons import Reason, build_reasons, flag_rank, join_reasons
 from app.domain.signals import HealthInput, SnapshotPoint
 from app.domain.values import Band, LoyaltyType, Tier, Trend, round_half_up
 
@@ -123,30 +123,50 @@ def _cap(
     return band, ()
 
 
-def _flag_rank(flag: str) -> tuple[int, str]:
-    return (FLAG_ORDER.index(flag) if flag in FLAG_ORDER else len(FLAG_ORDER), flag)
+Scorer = Callable[[HealthInput, date, ScoringConfig], ComponentScore]
+#: Per configuration (by identity; a configuration is frozen): each component with its weight
+#: and scorer, and the enabled weight. A recompute scores every account with one configuration.
+_PLANS: dict[int, tuple[ScoringConfig, tuple[tuple[ComponentName, int, Scorer], ...], int]] = {}
+
+
+def _plan(cfg: ScoringConfig) -> tuple[tuple[tuple[ComponentName, int, Scorer], ...], int]:
+    cached = _PLANS.get(id(cfg))
+    if cached is not None and cached[0] is cfg:
+        return cached[1], cached[2]
+    weights = cfg.weights.as_dict()
+    plan = tuple((name, weights[name], SCORERS[name]) for name in COMPONENTS)
+    enabled = sum(w for _n, w, _s in plan if w > 0)
+    if len(_PLANS) > 16:  # configurations are few; tests make many, keep it bounded
+        _PLANS.clear()
+    _PLANS[id(cfg)] = (cfg, plan, enabled)
+    return plan, enabled
 
 
 def compute_health(
     inp: HealthInput, as_of: date, cfg: ScoringConfig = DEFAULT_CONFIG
 ) -> HealthResult:
     """One account's health on ``as_of`` (domain.md 4.3-4.8)."""
-    weights = cfg.weights.as_dict()
+    plan, enabled = _plan(cfg)
     components: list[ComponentScore] = []
-    for name in COMPONENTS:
-        weight = weights[name]
+    available: list[ComponentScore] = []
+    avail_weight = 0
+    flags: list[str] = []
+    for name, weight, scorer in plan:
         if weight <= 0:  # 4.4: disabled is not missing
             components.append(ComponentScore(name, None, "disabled"))
             continue
-        # Built directly, not with dataclasses.replace: a recompute scores every account.
-        c = SCORERS[name](inp, as_of, cfg)
-        components.append(
-            ComponentScore(c.name, c.value, c.status, c.subscores, c.inputs, c.flags, weight)
-        )
+        c = scorer(inp, as_of, cfg)
+        # The scorer's own new instance, given its weight in place: a recompute scores every
+        # account, and building each component twice cost a tenth of it.
+        object.__setattr__(c, "weight", weight)
+        components.append(c)
+        if c.value is not None:
+            available.append(c)
+            avail_weight += weight
+        for f in c.flags:
+            if f not in flags:
+                flags.append(f)
 
-    enabled = sum(c.weight for c in components)
-    available = [c for c in components if c.value is not None and c.weight > 0]
-    avail_weight = sum(c.weight for c in available)
     coverage_exact = 100.0 * avail_weight / enabled
     coverage = round_half_up(coverage_exact)
     score = (
@@ -155,9 +175,6 @@ def compute_health(
         else None
     )
 
-    flags: list[str] = []
-    for c in components:
-        flags.extend(f for f in c.flags if f not in flags)
     by_name = {c.name: c for c in components}
     usage = by_name["usage"].value
     sentiment = by_name["sentiment"].value
@@ -185,7 +202,7 @@ def compute_health(
         uncapped_band=uncapped,
         coverage=coverage,
         components=tuple(components),
-        flags=tuple(sorted(flags, key=_flag_rank)),
+        flags=tuple(sorted(flags, key=flag_rank)),
         caps=caps,
         reasons=reasons,
         reasons_text=join_reasons(reasons, cfg.reasons.max_chars),

@@ -258,20 +258,19 @@ def build_reasons(
     rc = cfg.reasons
     facts = _Facts(components)
     reasons: list[Reason] = []
-    ordered = [f for f in FLAG_ORDER if f in flags] + sorted(set(flags) - set(FLAG_ORDER))
+    # FLAG_ORDER's flags in its order, then any other flag alphabetically (each once).
+    ordered = sorted(set(flags), key=flag_rank) if flags else []
     for flag in ordered:
         reasons.append(Reason(flag, _flag_text(flag, facts, coverage, cfg)))
-    available = [c for c in components if c.value is not None and c.weight > 0]
-    avail_weight = sum(c.weight for c in available)
+    available = [(i, c) for i, c in enumerate(components) if c.value is not None and c.weight > 0]
+    avail_weight = sum(c.weight for _i, c in available)
     if band == "green" and not ordered:
-        strongest = sorted(
-            available, key=lambda c: (-(c.value or 0.0), -c.weight, components.index(c))
-        )
-        reasons.extend(_strong_reason(c) for c in strongest[: rc.strong_count])
+        strongest = sorted(available, key=lambda t: (-(t[1].value or 0.0), -t[1].weight, t[0]))
+        reasons.extend(_strong_reason(c) for _i, c in strongest[: rc.strong_count])
     elif avail_weight > 0:
         lost = [
             (c.weight * (100.0 - (c.value or 0.0)) / avail_weight, i, c)
-            for i, c in enumerate(available)
+            for i, (_index, c) in enumerate(available)
         ]
         lost.sort(key=lambda t: (-t[0], t[1]))
         codes = {r.code for r in reasons}
@@ -284,10 +283,19 @@ def build_reasons(
             if reason.code not in codes:
                 reasons.append(reason)
                 codes.add(reason.code)
+    limit = rc.max_chars
     return tuple(
-        Reason(r.code, r.text if len(r.text) <= rc.max_chars else r.text[: rc.max_chars])
+        r if len(r.text) <= limit else Reason(r.code, r.text[:limit])
         for r in reasons[: rc.max_count]
     )
+
+
+_FLAG_RANK: dict[str, int] = {flag: i for i, flag in enumerate(FLAG_ORDER)}
+
+
+def flag_rank(flag: str) -> tuple[int, str]:
+    """Sort key: the flags of :data:`FLAG_ORDER` in its order, then any other alphabetically."""
+    return (_FLAG_RANK.get(flag, len(FLAG_ORDER)), flag)
 
 
 def join_reasons(reasons: Sequence[Reason], max_chars: int = 255) -> str:

@@ -241,21 +241,29 @@ def tier_input(facts: AccountFacts, as_of: date, cfg: ScoringConfig) -> TierInpu
 
 
 def _last_won(opps: Sequence[Opp], types: tuple[str | None, ...]) -> Opp | None:
+    if not opps:
+        return None
     won = [o for o in opps if o.is_won and o.close_on is not None and o.type in types]
     return max(won, key=lambda o: o.close_on or date.min) if won else None
 
 
 def _usage(facts: AccountFacts, as_of: date, cfg: ScoringConfig) -> UsageSignals | None:
-    rows = [r for r in facts.usage if r.observed_on <= as_of]
+    rows = facts.usage
+    if rows and rows[-1].observed_on > as_of:
+        rows = [r for r in rows if r.observed_on <= as_of]
     if not rows:
         return None
     latest = rows[-1]
-    # The snapshot closest to 30 days before the latest (23-37 days), for usage_drop.
+    # The snapshot closest to 30 days before the latest (23-37 days), for usage_drop; ties go to
+    # the older one.
     target = latest.observed_on - timedelta(days=cfg.trend.days)
-    prev = [r for r in rows[:-1] if abs((r.observed_on - target).days) <= cfg.trend.tolerance_days]
-    before = min(
-        prev, key=lambda r: (abs((r.observed_on - target).days), r.observed_on), default=None
-    )
+    tolerance = cfg.trend.tolerance_days
+    before: UsageRow | None = None
+    best: tuple[int, date] | None = None
+    for r in rows[:-1]:
+        distance = abs((r.observed_on - target).days)
+        if distance <= tolerance and (best is None or (distance, r.observed_on) < best):
+            best, before = (distance, r.observed_on), r
     seats = (
         latest.licensed_seats
         if latest.licensed_seats is not None
@@ -276,14 +284,21 @@ def _usage(facts: AccountFacts, as_of: date, cfg: ScoringConfig) -> UsageSignals
 def _engagement(facts: AccountFacts, feeds: Feeds) -> EngagementSignals | None:
     if not feeds.touchpoints:
         return None
-    t = facts.touches
-    lasts = [a.last_two_way_on for a in t if a.last_two_way_on is not None]
+    last: date | None = None
+    scheduled = attended = emails = answered = 0
+    for a in facts.touches:
+        if a.last_two_way_on is not None and (last is None or a.last_two_way_on > last):
+            last = a.last_two_way_on
+        scheduled += a.meetings_180d
+        attended += a.meetings_attended_180d
+        emails += a.emails_90d
+        answered += a.emails_answered_90d
     return EngagementSignals(
-        last_two_way_touch_on=max(lasts) if lasts else None,
-        meetings_scheduled_180d=sum(a.meetings_180d for a in t),
-        meetings_attended_180d=sum(a.meetings_attended_180d for a in t),
-        csm_emails_90d=sum(a.emails_90d for a in t),
-        csm_emails_answered_90d=sum(a.emails_answered_90d for a in t),
+        last_two_way_touch_on=last,
+        meetings_scheduled_180d=scheduled,
+        meetings_attended_180d=attended,
+        csm_emails_90d=emails,
+        csm_emails_answered_90d=answered,
     )
 
 
@@ -362,7 +377,8 @@ def health_input(
     )
 
 
-def renewal_input(facts: AccountFacts) -> RenewalInput:
+def renewal_input(facts: AccountFacts, ended: bool | None = None) -> RenewalInput:
+    """``ended``: whether :func:`churned_on` gives a day (computed here when not given)."""
     s = facts.stored
     contracts: tuple[Contract, ...] = ()
     end, start = _date(s.get("contract_end_on")), _date(s.get("contract_start_on"))
@@ -383,7 +399,7 @@ def renewal_input(facts: AccountFacts) -> RenewalInput:
             else None
         ),
         open_renewal_close_on=min(open_renewals) if open_renewals else None,
-        ended=churned_on(facts) is not None,
+        ended=churned_on(facts) is not None if ended is None else ended,
     )
 
 
@@ -404,6 +420,13 @@ def churned_on(facts: AccountFacts) -> date | None:
     if explicit is not None and won is not None and (won.close_on or date.min) > explicit:
         return None  # won back since
     return explicit
+
+
+class _Unset:
+    """The default of an argument whose ``None`` is a value."""
+
+
+UNSET = _Unset()
 
 
 def _onboarding(facts: AccountFacts, usage: UsageSignals | None) -> OnboardingProgress | None:
@@ -430,22 +453,24 @@ def lifecycle_facts(
     health: HealthResult,
     usage: UsageSignals | None,
     renewal: RenewalResult,
+    churned: date | _Unset | None = UNSET,
 ) -> LifecycleFacts:
+    """``churned``: :func:`churned_on` of the account (computed here when not given)."""
     s = facts.stored
-    close = _last_won(facts.opportunities, ("new_business", None))
+    opps = facts.opportunities
+    close = _last_won(opps, ("new_business", None))
     current_usage = health.component("usage").value
     return LifecycleFacts(
         tier=tier,
         has_contract=bool(s.get("contract_end_on") or s.get("contract_start_on"))
-        or _last_won(facts.opportunities, ("new_business", "renewal", "expansion", None))
-        is not None,
+        or _last_won(opps, ANY_TYPE) is not None,
         last_close_on=close.close_on if close is not None else None,
-        churned_on=churned_on(facts),
+        churned_on=churned_on(facts) if isinstance(churned, _Unset) else churned,
         churn_reason=s.get("churn_reason") or "",
         onboarding=_onboarding(facts, usage),
         usage_monthly=(facts.previous_usage, current_usage),
         success_criterion_met=facts.criteria.get("met", 0) > 0,
-        open_expansion=any(o.type == "expansion" and not o.is_closed for o in facts.opportunities),
+        open_expansion=any(o.type == "expansion" and not o.is_closed for o in opps),
         days_to_renewal=renewal.days_to_renewal,
         term_months=renewal.term_months,
     )
@@ -476,13 +501,16 @@ def _stage_history(s: Mapping[str, Any]) -> tuple[StageEntry, ...]:
 
 def component_doc(c: ComponentScore) -> dict[str, Any]:
     """A component as the snapshot and the API show it: its value with the numbers it read."""
+    value = c.value
     return {
-        "value": None if c.value is None else round(c.value, 2),
+        "value": None if value is None else round(value, 2),
         "status": c.status,
         "weight": c.weight,
-        "subscores": {s.name: None if s.value is None else round(s.value, 2) for s in c.subscores},
-        "inputs": dict(c.inputs),
-        "flags": list(c.flags),
+        "subscores": {s.name: None if s.value is None else round(s.value, 2) for s in c.subscores}
+        if c.subscores
+        else {},
+        "inputs": dict(c.inputs) if c.inputs else {},
+        "flags": list(c.flags) if c.flags else [],
     }
 
 
@@ -505,8 +533,9 @@ def compute_account(
     tier = compute_tier(tier_input(facts, as_of, cfg), as_of, cfg)
     inp = health_input(facts, tier.tier, as_of, feeds, cfg)
     health = compute_health(inp, as_of, cfg)
+    churned = churned_on(facts)
     renewal = compute_renewal(
-        renewal_input(facts),
+        renewal_input(facts, churned is not None),
         as_of,
         tier=tier.tier,
         band=health.band,
@@ -516,7 +545,7 @@ def compute_account(
     )
     lifecycle = compute_lifecycle(
         _stage_history(s),
-        lifecycle_facts(facts, tier.tier, health, inp.usage, renewal),
+        lifecycle_facts(facts, tier.tier, health, inp.usage, renewal, churned),
         as_of,
         cfg,
     )
@@ -541,7 +570,8 @@ def compute_account(
         "lifecycle_entered_at": entered_at,
         "flags": flags,
     }
-    changed = tuple(c for c in OUTPUT_COLUMNS if not _same(values[c], s.get(c)))
+    get = s.get
+    changed = tuple(c for c in OUTPUT_COLUMNS if not _same(values[c], get(c)))
     events: list[tuple[str, dict[str, Any]]] = []
     if tier.change is not None:
         events.append((tier.change.kind, dict(tier.change.payload())))

@@ -19,8 +19,10 @@ What is selected, and how the result reaches the CRM: docs/recompute.md.
 
 from __future__ import annotations
 
+import gc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -247,6 +249,24 @@ def _recompute(
         )
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """The cyclic collector paused while one chunk is read, computed and written.
+
+    A chunk holds some hundred thousand live objects (its facts and outcomes) that reference
+    counting frees when the chunk ends; with the collector on, every generation-2 pass walks them
+    all again (a quarter of the compute at 5,000 accounts a chunk). Cycles made meanwhile are
+    found by the passes between chunks, so memory stays that of a chunk.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def _one_chunk(
     factory: sessionmaker[Session],
     scope: RunScope,
@@ -258,7 +278,7 @@ def _one_chunk(
     outcome: RecomputeOutcome,
 ) -> None:
     """Read, compute and write one chunk in one transaction, under the run's lease."""
-    with factory() as session:
+    with _no_cyclic_gc(), factory() as session:
         conn = session.connection()
         computed_at = datetime.now(UTC)
         began = time.perf_counter()
