@@ -143,3 +143,14 @@ def engine(database_url: str) -> Iterator[Engine]:
 def session(engine: Engine) -> Iterator[Session]:
     with make_session_factory(engine)() as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def _no_stray_api_usage() -> None:
+    """CRM calls made outside runs wait in a per-process ledger until stored
+    (:mod:`app.crm.usage`); each test starts with none left over from another test's database,
+    and with no store hook bound to another test's database."""
+    from app.crm import usage
+
+    usage.install(None)
+    usage.take()

@@ -3,31 +3,47 @@
 Own calls come from ``sync_runs.api_calls`` (every pass records the calls it made, page by page),
 each run's calls dated at its last sign of life (finished, else heartbeat, else start). A run
 that straddles the window's edge is counted whole while any of it is inside: the count errs on
-the side of spending less. Calls made outside a run (``crm check``, the guard's own limit
-reads) are not counted; they are a handful a day.
+the side of spending less. Calls made outside a run (a webhook's CRM reads, the guard's own
+limit reads, a backfill's count calls) are ``api_usage`` rows, stored by each process as it
+makes them (:mod:`app.crm.usage`), and counted beside the runs'.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
-from app.db.models import ApiLimit, SyncRun
+from app.db.models import ApiLimit, ApiUsage, SyncRun
 from app.domain.budget import WINDOW
 
 
 def own_usage(session: Session, crm: str, now: datetime) -> list[tuple[datetime, int]]:
-    """(when, calls) of every run of ``crm`` with API calls in the 24 h before ``now``."""
+    """(when, calls) of every run of ``crm`` with API calls in the 24 h before ``now``, and of
+    the calls made outside runs."""
     at = func.coalesce(SyncRun.finished_at, SyncRun.heartbeat_at, SyncRun.started_at)
     rows = session.execute(
         select(at, SyncRun.api_calls).where(
             SyncRun.crm == crm, SyncRun.api_calls > 0, at > now - WINDOW
         )
     ).all()
-    return [(when, int(calls)) for when, calls in rows]
+    outside = session.execute(
+        select(ApiUsage.at, ApiUsage.calls).where(ApiUsage.crm == crm, ApiUsage.at > now - WINDOW)
+    ).all()
+    return [(when, int(calls)) for when, calls in (*rows, *outside)]
+
+
+def add_usage(session: Session, calls: dict[str, int], now: datetime | None = None) -> None:
+    """Store calls made outside any run (per CRM), and prune rows the window no longer sees;
+    commits."""
+    now = now or utcnow()
+    for crm, made in calls.items():
+        if made > 0:
+            session.add(ApiUsage(crm=crm, at=now, calls=made))
+    session.execute(delete(ApiUsage).where(ApiUsage.at < now - 2 * WINDOW))
+    session.commit()
 
 
 def load_limit(session: Session, crm: str) -> ApiLimit | None:

@@ -696,6 +696,21 @@ class ApiLimit(Base):
     observed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
 
 
+class ApiUsage(IdMixin, Base):
+    """CRM calls crmsync made outside any run (a webhook's CRM reads, the budget guard's limit
+    read, a backfill's count calls), ``calls`` of them up to ``at``: the budget guard adds them
+    to the runs' ``sync_runs.api_calls`` (:mod:`app.db.budget_store`). Rows older than two days
+    are pruned as new ones are written.
+    """
+
+    __tablename__ = "api_usage"
+    __table_args__ = (Index("ix_api_usage_crm_at", "crm", "at"),)
+
+    crm: Mapped[str] = mapped_column(String(16), nullable=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    calls: Mapped[int] = mapped_column(Integer, nullable=False)
+
+
 class AdminApiKey(IdMixin, Base):
     """An API key of the admin API (``/api/v1``) with its role; only a hash is stored.
 

@@ -44,6 +44,7 @@ from app.jobs.queue import build_huey
 from app.logging import get_logger
 from app.metrics import observe_job
 from app.settings import Settings
+from app.wiring.budget import install_usage_store, store_usage
 
 log = get_logger("crmsync.jobs")
 
@@ -87,6 +88,9 @@ class JobQueue:
         self.factory = session_factory
         self.huey = huey if huey is not None else build_huey(settings)
         self.on_job_done: list[Callable[[str, float, str], None]] = [observe_job]
+        # CRM calls made outside runs (a webhook's CRM reads) are stored as they pile up and
+        # after every job, so the budget guard counts them (docs/budget.md).
+        self._uninstall_usage = install_usage_store(session_factory)
         self._register(periodic)
 
     # -- registration --------------------------------------------------------------------------
@@ -113,6 +117,7 @@ class JobQueue:
         huey.periodic_task(crontab(), name="crmsync.sweep")(self.scheduled_sweep)
 
     def close(self) -> None:
+        self._uninstall_usage()
         if self._engine is not None:
             self._engine.dispose()
 
@@ -138,6 +143,7 @@ class JobQueue:
 
     def _timed(self, kind: str, began: datetime, outcome: str) -> None:
         seconds = (datetime.now().astimezone() - began).total_seconds()
+        store_usage(self.factory)
         for hook in self.on_job_done:
             hook(kind, seconds, outcome)
 

@@ -10,6 +10,8 @@
 * :func:`scheduled_wait`: for a job, whether it must wait for budget, and until when.
 * :class:`RunBudgetGate`: the same question at every commit point of a job's pass
   (:func:`app.sync.run_scope.budget_gated`): a pass whose CRM's share is spent stops there.
+* :func:`store_usage` / :func:`install_usage_store`: store the calls this process made outside
+  any run (:mod:`app.crm.usage`), so the guard counts them too.
 
 Acknowledging a webhook never goes through here: the webhook routes store and answer at once;
 only the work queued after them is budgeted.
@@ -17,13 +19,15 @@ only the work queued after them is budgeted.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.types import CRM_NAMES, CrmName
+from app.crm import usage
 from app.crm.base import ReadFrom
 from app.crm.budget import ApiBudget, read_daily_budget
 from app.crm.factory import build_client
@@ -43,6 +47,33 @@ LIMIT_MAX_AGE = timedelta(hours=1)
 
 class OverBudgetError(ConfigError):
     """A backfill would spend more than crmsync's share of the daily API budget."""
+
+
+def store_usage(factory: sessionmaker[Session]) -> None:
+    """Store the calls this process made outside any run (``api_usage``); never raises (what
+    could not be stored stays pending for the next time)."""
+    taken = usage.take()
+    if not any(taken.values()):
+        return
+    try:
+        with factory() as session:
+            budget_store.add_usage(session, taken)
+    except Exception as exc:
+        usage.restore(taken)
+        log.warning("budget.usage_unstored", calls=taken, error=f"{type(exc).__name__}: {exc}")
+
+
+def install_usage_store(factory: sessionmaker[Session]) -> Callable[[], None]:
+    """From now on, store this process's outside-run calls as soon as a few are pending (a
+    long webhook batch does not wait for its job's end). Returns the call that undoes it."""
+    mine = functools.partial(store_usage, factory)
+    previous = usage.install(mine)
+
+    def uninstall() -> None:
+        store_usage(factory)
+        usage.install(previous)
+
+    return uninstall
 
 
 def state_for(
@@ -67,6 +98,7 @@ def budget_status(
     settings: Settings, factory: sessionmaker[Session], crms: Sequence[CrmName] | None = None
 ) -> dict[str, BudgetState]:
     """Used / left per configured CRM (``crms``: those only). No API call."""
+    store_usage(factory)
     with factory() as session:
         return {crm: state_for(settings, session, crm) for crm in (crms or settings.enabled_crms)}
 
@@ -97,9 +129,11 @@ def refresh_limit(
             client.close()
     except Exception as exc:  # the guard then works from what it knew (or not at all)
         log.warning("budget.limit_unread", crm=crm, error=f"{type(exc).__name__}: {exc}")
+        store_usage(factory)
         return
     with factory() as session:
         budget_store.save_limit(session, crm, budget.max, budget.used, "limits")
+    store_usage(factory)
 
 
 @dataclass(frozen=True)
@@ -157,6 +191,7 @@ def estimate_backfill(
             calls += backfill_calls(crm, expected or 0, page_size=page, bulk_threshold=bulk)
     finally:
         client.close()
+        store_usage(factory)
     return BackfillEstimate(crm, calls, rows, state)
 
 
@@ -191,6 +226,7 @@ def scheduled_wait(
 ) -> datetime | None:
     """When a job for ``crms`` may start: None now, else the time budget frees (``need`` calls
     left in every CRM's share). Reads the database only."""
+    store_usage(factory)
     now = utcnow()
     latest: datetime | None = None
     with factory() as session:

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.runs import RunStatus, SyncKind
+from app.crm import usage
 from app.crm.base import CrmClient, CrmName, ReadFrom, RecordPage
 from app.crm.factory import build_client
 from app.db import runs
@@ -281,7 +282,7 @@ def _retry_object(
         if object_name not in mappings:
             all_of("crm_failed", f"{object_name} is not a mapped {crm} object")
             return
-        client = client_factory(name, settings)
+        client = usage.for_runs(client_factory(name, settings))  # counted by the retry run
     except CrmsyncError as exc:
         all_of("crm_failed", str(exc))
         return

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.runs import RunStatus
 from app.core.types import CRM_NAMES, CrmName
+from app.crm import usage
 from app.crm.base import ReadFrom
 from app.crm.factory import build_client
 from app.db import partition_runs
@@ -111,7 +112,8 @@ def plan(
     plan_sync(settings, [_crm(crm)], [object_name])  # the object must exist in the mapping
     since = _since(params)
     until = clock()
-    client = build_client(_crm(crm), settings)
+    # The plan's count calls are stored on the parent run at its claim (app.crm.usage).
+    client = usage.for_runs(build_client(_crm(crm), settings))
     try:
 
         def count(upper: datetime) -> int:
@@ -174,7 +176,7 @@ def run_child(
             done = build_result(spec, RunStatus.SUCCEEDED)
             done.extra["backfill"] = {**generation.as_dict(), "step": "already_complete"}
             return [done]
-        client = build_client(_crm(crm), settings)
+        client = usage.for_runs(build_client(_crm(crm), settings))
         try:
             engine = PullEngine(
                 store,

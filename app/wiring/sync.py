@@ -21,6 +21,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.runs import RunStatus, SyncKind
+from app.crm import usage
 from app.crm.base import CrmName
 from app.crm.budget import ApiBudget
 from app.crm.factory import build_client
@@ -179,7 +180,8 @@ def _run_crm(
 ) -> None:
     """Pull one CRM's objects into ``results``; a failure is recorded and the next one runs."""
     try:
-        client = build_client(plan.crm, settings)
+        # The pass's own client: its run counts its calls (app.crm.usage).
+        client = usage.for_runs(build_client(plan.crm, settings))
     except Exception as exc:
         log.exception("sync.crm.unavailable", crm=plan.crm)
         message = f"not started: {plan.crm} client: {type(exc).__name__}: {exc}"

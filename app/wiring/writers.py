@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from app.crm import usage
 from app.crm.base import CrmName
 from app.crm.writes import CrmWriter, WriteTuning
 from app.errors import ConfigError
@@ -25,13 +26,16 @@ def write_tuning(settings: Settings) -> WriteTuning:
 def build_writer(
     settings: Settings, crm: CrmName, *, token_cache: TokenCache | None = None
 ) -> CrmWriter:
-    """A ready writer for ``crm``; raises :class:`ConfigError` for an unknown name."""
+    """A ready writer for ``crm``; raises :class:`ConfigError` for an unknown name. Writers
+    serve push runs, which count their calls (:mod:`app.crm.usage`)."""
     if crm == "salesforce":
         from app.crm.salesforce.writer import SalesforceWriter
 
-        return SalesforceWriter(settings, tuning=write_tuning(settings), token_cache=token_cache)
+        return usage.for_runs(
+            SalesforceWriter(settings, tuning=write_tuning(settings), token_cache=token_cache)
+        )
     if crm == "hubspot":
         from app.crm.hubspot.writer import HubSpotWriter
 
-        return HubSpotWriter(settings, tuning=write_tuning(settings))
+        return usage.for_runs(HubSpotWriter(settings, tuning=write_tuning(settings)))
     raise ConfigError(f"unknown CRM {crm!r}; expected 'salesforce' or 'hubspot'", crm=str(crm))

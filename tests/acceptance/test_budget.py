@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from app.db import job_store
 from app.db.base import utcnow
 from app.db.engine import make_engine, make_session_factory
-from app.db.models import ApiLimit, SyncRun
+from app.db.models import ApiLimit, ApiUsage, SyncRun
 from app.jobs.runs import execute_run
 from app.settings import BudgetSettings, Settings
 from app.wiring.budget import budget_status
@@ -70,7 +70,8 @@ def test_the_guard_refuses_a_backfill_over_the_share_and_holds_scheduled_work(
     refused = run_crmsync("sync", "backfill", "--crm", "salesforce", env=env, cwd=tmp_path)
     assert refused.returncode == 2, refused.stderr
     assert "--allow-over-budget" in refused.stderr
-    assert "more than the 6 left" in refused.stderr
+    # 6 calls are crmsync's share; the guard's own /limits read (outside any run) took one.
+    assert "more than the 5 left" in refused.stderr
     assert json.loads(refused.stdout)["runs"] == []
 
     insisted = run_crmsync(
@@ -85,7 +86,12 @@ def test_the_guard_refuses_a_backfill_over_the_share_and_holds_scheduled_work(
     factory = make_session_factory(engine)
     try:
         state = budget_status(settings, factory)["salesforce"]
-        assert (state.limit, state.allowed, state.used, state.left) == (DAILY_LIMIT, 6, spent, 0)
+        with factory() as s:
+            # The limit read and the count calls of both commands, made outside any run.
+            outside = int(s.scalar(select(func.sum(ApiUsage.calls))) or 0)
+        assert outside > 0
+        assert (state.limit, state.allowed, state.left) == (DAILY_LIMIT, 6, 0)
+        assert state.used == spent + outside
         with factory() as s:
             limit = s.get(ApiLimit, "salesforce")
             assert limit is not None
@@ -112,6 +118,7 @@ def test_the_guard_refuses_a_backfill_over_the_share_and_holds_scheduled_work(
                 .where(SyncRun.id != run_id)
                 .values(started_at=day_ago, heartbeat_at=day_ago, finished_at=day_ago)
             )
+            s.execute(update(ApiUsage).values(at=day_ago))
             s.commit()
 
         resumed = execute_run(settings, factory, run_id)
@@ -199,6 +206,7 @@ def test_a_scheduled_pull_stops_at_a_page_when_the_share_is_spent_and_resumes_la
                     .where(SyncRun.status != "queued")
                     .values(started_at=day_ago, heartbeat_at=day_ago, finished_at=day_ago)
                 )
+                s.execute(update(ApiUsage).values(at=day_ago))
                 s.commit()
             chain.append(resumption.id)
 
@@ -220,3 +228,85 @@ def test_a_scheduled_pull_stops_at_a_page_when_the_share_is_spent_and_resumes_la
     finally:
         jobs.close()
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def plain_sandbox() -> Iterator[Sandbox]:
+    with Sandbox(SandboxConfig(accounts=50, hs_rate_limits=False)) as sb:
+        yield sb
+
+
+def test_calls_outside_runs_are_counted_once_and_a_runs_calls_are_not_counted_twice(
+    plain_sandbox: Sandbox, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huey import MemoryHuey
+
+    from app.crm import usage
+    from app.crm.factory import build_client
+    from app.jobs import tasks
+    from app.jobs.tasks import JobQueue
+
+    env = salesforce_env(plain_sandbox, database_url, tmp_path / "data")
+    # A configured limit: the guard reads none from the CRM (no call of its own here).
+    settings = settings_from(env).model_copy(
+        update={"salesforce": BudgetSettings(budget_share=0.5, daily_limit=10_000)}
+    )
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    jobs = JobQueue(settings, session_factory=factory, huey=MemoryHuey(), periodic=False)
+
+    def outside() -> int:
+        with factory() as s:
+            return int(s.scalar(select(func.sum(ApiUsage.calls))) or 0)
+
+    try:
+        with factory() as s:
+            run_id, _ = job_store.queue_run(
+                s,
+                kind="pull",
+                crm="salesforce",
+                object_name="Account",
+                triggered_by="schedule",
+                params={},
+            )
+        assert jobs._run(run_id) == "ran"
+        with factory() as s:
+            run = s.get(SyncRun, run_id)
+            assert run is not None
+            run_calls = run.api_calls
+        assert run_calls > 0
+        assert outside() == 0  # the run's calls are on its row, and only there
+
+        # A job reading the CRM outside any run, as webhook processing's closed-won handler
+        # does (a client of its own, reads by id).
+        made: list[int] = []
+
+        def reads(_event_id: int) -> None:
+            client = build_client("salesforce", settings)
+            try:
+                for _ in range(3):
+                    client.estimate_changes("Account", None)
+            finally:
+                client.close()
+            made.append(client.api_calls)
+
+        monkeypatch.setattr(tasks, "handler", lambda _kind: reads)
+        assert jobs._webhook(1) == "ran"
+        assert made[0] >= 3  # its reads (and its token)
+        assert outside() == made[0]  # stored when the job ended
+        state = budget_status(settings, factory)["salesforce"]
+        assert state.used == run_calls + made[0]
+
+        # A long job stores them as they pile up, not only at its end.
+        client = build_client("salesforce", settings)
+        try:
+            for _ in range(usage.FLUSH_EVERY):
+                client.estimate_changes("Account", None)
+            assert outside() >= made[0] + usage.FLUSH_EVERY - 1
+        finally:
+            client.close()
+    finally:
+        jobs.close()
+        engine.dispose()
+    assert sum(usage.pending().values()) == 0  # closing the queue stored the rest
+    assert usage.install(None) is None  # and took its hook away

@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 
 from hubspot import HubSpot
 
+from app.crm import usage
 from app.crm.base import CrmName, ReadFrom, RecordPage, StreamKey, WireRecord, key_order
 from app.crm.budget import ApiBudget
 from app.crm.hubspot import windows
@@ -104,6 +105,8 @@ def _next_after(response: Mapping[str, Any]) -> str | None:
 class HubSpotClient:
     """HubSpot through hubspot-api-client, with window search, retries and call counting."""
 
+    #: True for a run's own client: its run counts its calls (:mod:`app.crm.usage`).
+    metered_by_run: bool = False
     name: CrmName = "hubspot"
 
     def __init__(
@@ -161,6 +164,8 @@ class HubSpotClient:
 
     def _count(self) -> None:
         self._calls += 1
+        if not self.metered_by_run:  # a run counts its own client's calls (app.crm.usage)
+            usage.count(self.name)
 
     def _api(self, object_name: str, kind: str) -> Any:
         """Cached ``search_api`` / ``basic_api`` of an object type (one pool each)."""

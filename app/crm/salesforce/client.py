@@ -51,6 +51,7 @@ from simple_salesforce.exceptions import (
 )
 from simple_salesforce.util import exception_handler
 
+from app.crm import usage
 from app.crm.base import CrmName, ReadFrom, RecordPage, StreamKey, WireRecord, key_order
 from app.crm.budget import ApiBudget
 from app.crm.http import build_session
@@ -131,6 +132,8 @@ def _key(record: Mapping[str, Any]) -> StreamKey:
 class SalesforceClient:
     """Salesforce through simple-salesforce, with retries, re-auth and call counting."""
 
+    #: True for a run's own client: its run counts its calls (:mod:`app.crm.usage`).
+    metered_by_run: bool = False
     name: CrmName = "salesforce"
 
     def __init__(
@@ -201,6 +204,8 @@ class SalesforceClient:
 
     def _count(self) -> None:
         self._calls += 1
+        if not self.metered_by_run:  # a run counts its own client's calls (app.crm.usage)
+            usage.count(self.name)
 
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.budget.update_salesforce(response.headers)
