@@ -32,10 +32,10 @@ from sqlalchemy import (
     Table,
     and_,
     case,
-    exists,
     func,
     or_,
     select,
+    union,
 )
 from sqlalchemy.engine import Dialect
 
@@ -107,30 +107,55 @@ def day_start(day: date) -> datetime:
 
 
 def due_condition(as_of: date) -> ColumnElement[bool]:
-    """An account is due when (docs/recompute.md): it was never computed; it was last computed
-    on an earlier day (trend, staleness and days to renewal move with the date); a signal for it
-    arrived since (``signals_changed_at``); or the account, one of its opportunities, contacts,
-    onboarding plans or success criteria changed since (``updated_at``)."""
+    """An account is due by its own row when (docs/recompute.md): it was never computed; it was
+    last computed on an earlier day (trend, staleness and days to renewal move with the date); a
+    signal for it arrived since (``signals_changed_at``); or the account itself changed since
+    (``updated_at``). Its opportunities, contacts, success criteria and onboarding plans and
+    tasks are :func:`changed_children`."""
     a = Account.__table__.c
     at = a.health_computed_at
-
-    def child_changed(table: Any) -> ColumnElement[bool]:
-        return exists().where(table.c.account_id == a.id, table.c.updated_at > at)
-
     return or_(
         at.is_(None),
         at < day_start(as_of),
         a.signals_changed_at > at,
         a.updated_at > at,
-        child_changed(Opportunity.__table__),
-        child_changed(Contact.__table__),
-        child_changed(SuccessCriterion.__table__),
-        child_changed(OnboardingPlan.__table__),
-        exists().where(
-            OnboardingPlan.account_id == a.id,
-            OnboardingTask.plan_id == OnboardingPlan.id,
-            OnboardingTask.updated_at > at,
-        ),
+    )
+
+
+def changed_children(as_of: date) -> Any:
+    """The live accounts computed today (the others are due anyway) one of whose opportunities,
+    contacts, success criteria, onboarding plans or onboarding tasks changed since.
+
+    One scan of each child table for the rows changed today, joined to their accounts: a
+    per-account ``EXISTS`` probe into five tables, ORed with the account's own conditions, cost
+    PostgreSQL a correlated sub-plan per account (and, on a table the planner thinks large, a
+    JIT compilation of a second), 1.2 s at 20,000 accounts with nothing due.
+    """
+    a = Account.__table__.c
+    start = day_start(as_of)
+    computed_today = and_(a.deleted_at.is_(None), a.health_computed_at >= start)
+
+    def changed(table: Any) -> Any:
+        c = table.c
+        return (
+            select(c.account_id)
+            .join_from(table, Account, a.id == c.account_id)
+            .where(c.updated_at >= start, computed_today, c.updated_at > a.health_computed_at)
+        )
+
+    p, pt = OnboardingPlan.__table__.c, OnboardingTask.__table__.c
+    tasks = (
+        select(p.account_id)
+        .join_from(OnboardingTask, OnboardingPlan, p.id == pt.plan_id)
+        .join(Account, a.id == p.account_id)
+        .where(pt.updated_at >= start, computed_today, pt.updated_at > a.health_computed_at)
+    )
+    return union(
+        changed(Opportunity.__table__),
+        changed(Contact.__table__),
+        changed(SuccessCriterion.__table__),
+        changed(OnboardingPlan.__table__),
+        tasks,
     )
 
 
@@ -142,14 +167,18 @@ def due_account_ids(
     everything: bool = False,
 ) -> list[int]:
     """Live accounts to recompute, by id: all of them with ``everything``, else the due ones
-    (:func:`due_condition`); ``only`` narrows to those ids."""
+    (:func:`due_condition`, :func:`changed_children`); ``only`` narrows to those ids."""
     a = Account.__table__.c
     stmt = select(a.id).where(a.deleted_at.is_(None))
     if only is not None:
         stmt = stmt.where(a.id.in_(list(only)))
-    if not everything:
-        stmt = stmt.where(due_condition(as_of))
-    return list(conn.scalars(stmt.order_by(a.id)))
+    if everything:
+        return list(conn.scalars(stmt.order_by(a.id)))
+    due = set(conn.scalars(stmt.where(due_condition(as_of))))
+    children = set(conn.scalars(changed_children(as_of)))
+    if only is not None:
+        children.intersection_update(only)
+    return sorted(due | children)
 
 
 def live_account_ids(conn: Connection, ids: Sequence[int]) -> list[int]:
@@ -735,6 +764,7 @@ def write_chunk(
 __all__ = [
     "AccountEvent",
     "ChunkWrite",
+    "changed_children",
     "due_account_ids",
     "due_condition",
     "live_account_ids",

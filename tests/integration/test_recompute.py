@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from uuid import uuid4
 
 import pytest
 from sqlalchemy import Engine, func, select, update
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.runs import RunStatus
 from app.db.engine import make_session_factory
+from app.db.health_store import due_account_ids
 from app.db.models import (
     Account,
     AccountEvent,
@@ -21,7 +23,10 @@ from app.db.models import (
     HealthSnapshot,
     Invoice,
     NpsResponse,
+    OnboardingPlan,
+    OnboardingTask,
     Opportunity,
+    SuccessCriterion,
     SupportTicket,
     SyncRun,
     Touchpoint,
@@ -287,6 +292,59 @@ def test_only_changed_inputs_are_selected(
             "low",
             "tech",
         )
+
+
+def _child_of(kind: str, account_id: int, s: Session) -> Any:
+    """A row of ``kind`` belonging to ``account_id`` (a task through its plan)."""
+    if kind == "opportunity":
+        return Opportunity(account_id=account_id, name="Deal", is_closed=False, is_won=False)
+    if kind == "contact":
+        return Contact(account_id=account_id, name="New contact", roles=["user"])
+    if kind == "success_criterion":
+        return SuccessCriterion(account_id=account_id, text="Go live", external_id=f"sc-{uuid4()}")
+    plan = OnboardingPlan(account_id=account_id, tier_at_close="low", started_on=TODAY)
+    s.add(plan)
+    s.flush()
+    if kind == "onboarding_plan":
+        return plan
+    return OnboardingTask(
+        plan_id=plan.id,
+        code="kickoff",
+        phase="start",
+        title="Kick-off",
+        owner_role="csm",
+        due_on=TODAY,
+    )
+
+
+@pytest.mark.parametrize(
+    "kind", ["opportunity", "contact", "success_criterion", "onboarding_plan", "onboarding_task"]
+)
+def test_a_changed_child_row_selects_its_account_only(
+    kind: str, database_url: str, factory: sessionmaker[Session], accounts: dict[str, int]
+) -> None:
+    """docs/recompute.md rule 4: a row of the account's opportunities, contacts, success
+    criteria, onboarding plans or tasks changed after its computation selects it; the same
+    change before the computation, or on a deleted account, does not."""
+    with factory() as s, s.begin():
+        s.add(_child_of(kind, accounts["risky"], s))
+        s.add(_child_of(kind, accounts["healthy"], s))
+    run_recompute(settings(database_url), session_factory=factory)
+    with factory() as s:
+        assert due_account_ids(s.connection(), TODAY) == []
+    with factory() as s, s.begin():  # created now: after the computation
+        s.add(_child_of(kind, accounts["empty"], s))
+        s.add(_child_of(kind, accounts["risky"], s))
+        s.execute(
+            update(Account)
+            .where(Account.id == accounts["risky"])
+            .values(deleted_at=datetime.now(UTC))
+        )
+    with factory() as s:
+        assert due_account_ids(s.connection(), TODAY) == [accounts["empty"]]
+        only = [accounts["healthy"], accounts["empty"]]
+        assert due_account_ids(s.connection(), TODAY, only=only) == [accounts["empty"]]
+        assert due_account_ids(s.connection(), TODAY, only=[accounts["healthy"]]) == []
 
 
 def test_an_earlier_days_computation_is_due_again(
