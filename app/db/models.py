@@ -195,6 +195,20 @@ for _column in ("name", "domain"):
         postgresql_ops={f"{_column}_lower": "text_pattern_ops"},
     )
 
+# The push's creates (``SqlPushStore.rows_to_create``): accounts with no id in either CRM, by
+# id. Partial, so it holds only those (a handful); the columns are in the order both CRMs'
+# queries test them, which makes it the planner's choice over the ``sf_id`` / ``hs_id`` unique
+# indexes (a walk through every account of the other CRM). Migration 0012.
+_no_crm_id = text("hs_id IS NULL AND sf_id IS NULL")
+Index(
+    "ix_accounts_no_crm_id",
+    Account.__table__.c.hs_id,
+    Account.__table__.c.sf_id,
+    Account.__table__.c.id,
+    sqlite_where=_no_crm_id,
+    postgresql_where=_no_crm_id,
+)
+
 
 class Opportunity(IdMixin, CrmMirrorMixin, TimestampMixin, Base):
     """A Salesforce Opportunity / HubSpot deal."""

@@ -61,6 +61,56 @@ def _rows(session: Session, stmt: Any) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in session.execute(stmt)]
 
 
+def create_candidates(
+    table: str,
+    id_column: str,
+    other_id_columns: Sequence[str],
+    *,
+    after_id: int,
+    limit: int,
+) -> Any:
+    """The ``SELECT`` of :meth:`SqlPushStore.rows_to_create`: rows of ``table`` with no id in
+    this CRM (nor, unless written on the CS side, in another one), changed on the CS side, by
+    id. For accounts it is served by the partial index ``ix_accounts_no_crm_id`` (migration
+    0012): the rows without any CRM id, not a walk through the other CRM's accounts."""
+    t = _table(table)
+    fills = CREATE_PARENT_IDS.get(table, {})
+    joined: Any = t
+    parents: dict[tuple[str, str], Any] = {}
+    for sources in fills.values():
+        for parent_table, link, _column in sources:
+            if (parent_table, link) not in parents:
+                alias = _table(parent_table).alias(f"p_{len(parents)}")
+                parents[(parent_table, link)] = alias
+                joined = joined.outerjoin(alias, alias.c.id == t.c[link])
+    columns = [
+        func.coalesce(
+            t.c[name], *(parents[(p, link)].c[column] for p, link, column in sources)
+        ).label(name)
+        if name in fills
+        else t.c[name]
+        for name, sources in ((c.name, fills.get(c.name, ())) for c in t.c)
+    ]
+    # A row holding another CRM's id is that CRM's record, never created here; a row
+    # written on the CS side (``origin`` cs: a note) belongs in every CRM its parent is in.
+    others: list[ColumnElement[bool]] = [t.c[c].is_(None) for c in other_id_columns]
+    if others and "origin" in t.c:
+        others = [or_(and_(*others), t.c.origin == "cs")]
+    return (
+        select(*columns)
+        .select_from(joined)
+        .where(
+            t.c[id_column].is_(None),
+            *others,
+            t.c.deleted_at.is_(None),
+            t.c.cs_changed_at.is_not(None),
+            t.c.id > after_id,
+        )
+        .order_by(t.c.id)
+        .limit(limit)
+    )
+
+
 class SqlPushPageWriter:
     """One push transaction on an open session."""
 
@@ -224,42 +274,7 @@ class SqlPushStore(SqlSyncStore):
         after_id: int,
         limit: int,
     ) -> list[dict[str, Any]]:
-        t = _table(table)
-        fills = CREATE_PARENT_IDS.get(table, {})
-        joined: Any = t
-        parents: dict[tuple[str, str], Any] = {}
-        for sources in fills.values():
-            for parent_table, link, _column in sources:
-                if (parent_table, link) not in parents:
-                    alias = _table(parent_table).alias(f"p_{len(parents)}")
-                    parents[(parent_table, link)] = alias
-                    joined = joined.outerjoin(alias, alias.c.id == t.c[link])
-        columns = [
-            func.coalesce(
-                t.c[name], *(parents[(p, link)].c[column] for p, link, column in sources)
-            ).label(name)
-            if name in fills
-            else t.c[name]
-            for name, sources in ((c.name, fills.get(c.name, ())) for c in t.c)
-        ]
-        # A row holding another CRM's id is that CRM's record, never created here; a row
-        # written on the CS side (``origin`` cs: a note) belongs in every CRM its parent is in.
-        others: list[ColumnElement[bool]] = [t.c[c].is_(None) for c in other_id_columns]
-        if others and "origin" in t.c:
-            others = [or_(and_(*others), t.c.origin == "cs")]
-        stmt = (
-            select(*columns)
-            .select_from(joined)
-            .where(
-                t.c[id_column].is_(None),
-                *others,
-                t.c.deleted_at.is_(None),
-                t.c.cs_changed_at.is_not(None),
-                t.c.id > after_id,
-            )
-            .order_by(t.c.id)
-            .limit(limit)
-        )
+        stmt = create_candidates(table, id_column, other_id_columns, after_id=after_id, limit=limit)
         with self.session_factory() as session:
             return _rows(session, stmt)
 

@@ -80,6 +80,30 @@ def test_account_search_indexes_exist_and_serve_the_search(empty_database_url: s
     assert {"ix_accounts_name_lower", "ix_accounts_domain_lower", "ix_accounts_csm_id"} <= names
 
 
+def test_accounts_to_create_index_serves_the_push_creates(empty_database_url: str) -> None:
+    """Migration 0012: the push's search for accounts to create (no id in either CRM) reads the
+    partial index ``ix_accounts_no_crm_id``, for both CRMs, not the other CRM's id index (on
+    SQLite, whose planner is asked; on PostgreSQL the index exists)."""
+    from app.db.push_store import create_candidates
+
+    upgrade(empty_database_url)
+    engine = make_engine(empty_database_url)
+    try:
+        names = {i["name"] for i in inspect(engine).get_indexes("accounts") if i.get("name")}
+        assert "ix_accounts_no_crm_id" in names
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as conn:
+                for own, other in (("hs_id", "sf_id"), ("sf_id", "hs_id")):
+                    stmt = create_candidates("accounts", own, [other], after_id=0, limit=2000)
+                    compiled = stmt.compile(engine, compile_kwargs={"literal_binds": True})
+                    plan = " ".join(
+                        str(r[-1]) for r in conn.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
+                    )
+                    assert "ix_accounts_no_crm_id" in plan, (own, plan)
+    finally:
+        engine.dispose()
+
+
 def test_downgrade_to_base_drops_everything_and_upgrade_again_works(
     empty_database_url: str,
 ) -> None:
