@@ -127,8 +127,12 @@ class ObjectPreview:
     errors: list[PlanError] = field(default_factory=list)
     planned_calls: int = 0
 
-    def as_dict(self, limit: int | None = None) -> dict[str, Any]:
-        shown = self.records if limit is None else self.records[:limit]
+    def as_dict(self, limit: int | None = None, offset: int = 0) -> dict[str, Any]:
+        """The preview as JSON: every count covers all the records; ``records`` lists
+        ``limit`` of them from ``offset`` (in the push's order), so a page of a long preview
+        costs its page, not the whole list (``truncated``: more follow this page)."""
+        end = None if limit is None else offset + limit
+        shown = self.records[offset:end]
         return {
             "crm": self.crm,
             "object": self.object_name,
@@ -140,8 +144,9 @@ class ObjectPreview:
             "agreed_fields": self.agreed,
             "skipped": self.skipped,
             "errors": [_error_dict(e) for e in self.errors],
+            "offset": offset,
             "records": [record_dict(r) for r in shown],
-            "truncated": limit is not None and len(self.records) > limit,
+            "truncated": end is not None and len(self.records) > end,
         }
 
 

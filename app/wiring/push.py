@@ -216,13 +216,13 @@ class PushOutcome:
         writes = sum(p.planned_calls for p in self.previews)
         return writes + self.login_calls + self.check_calls if writes else 0
 
-    def summary(self, limit: int | None = None) -> dict[str, Any]:
+    def summary(self, limit: int | None = None, offset: int = 0) -> dict[str, Any]:
         out: dict[str, Any] = {"crm": self.crm, "dry_run": self.dry_run}
         if self.dry_run:
             out["planned_calls"] = self.planned_calls
             out["login_calls"] = self.login_calls if self.planned_calls else 0
             out["check_calls"] = self.check_calls if self.planned_calls else 0
-            out["objects"] = [p.as_dict(limit) for p in self.previews]
+            out["objects"] = [p.as_dict(limit, offset) for p in self.previews]
         else:
             out["runs"] = [r.summary() for r in self.results]
         return out

@@ -247,6 +247,38 @@ def test_preview_endpoint(api: TestClient, changed: list[int]) -> None:
     assert change["reason"] == "never_pushed"
 
 
+def test_preview_endpoint_pages_the_records_and_counts_the_whole_push(
+    api: TestClient, changed: list[int]
+) -> None:
+    """``limit`` / ``offset`` page the listed records; the counts and ``planned_calls`` on every
+    page are the whole push's; the pages together are the full list, in order, once."""
+    whole = api.get("/api/v1/push/preview", params={"crm": "salesforce", "limit": 10_000}).json()
+    full = next(o for o in whole["objects"] if o["object"] == "Account")
+    assert full["truncated"] is False
+    listed: list[int] = []
+    offset = 0
+    while True:
+        body = api.get(
+            "/api/v1/push/preview", params={"crm": "salesforce", "limit": 100, "offset": offset}
+        ).json()
+        assert body["planned_calls"] == whole["planned_calls"]
+        account = next(o for o in body["objects"] if o["object"] == "Account")
+        assert account["planned_records"] == full["planned_records"] == 250
+        assert account["offset"] == offset
+        listed += [r["row_id"] for r in account["records"]]
+        if not account["truncated"]:
+            break
+        offset += 100
+    assert offset == 200
+    assert listed == [r["row_id"] for r in full["records"]]
+    past = api.get("/api/v1/push/preview", params={"crm": "salesforce", "offset": 5_000}).json()
+    assert past["planned_calls"] == whole["planned_calls"]
+    assert all(o["records"] == [] and not o["truncated"] for o in past["objects"])
+    bad = api.get("/api/v1/push/preview", params={"crm": "salesforce", "offset": -1})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"] == ["query", "offset"]
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [

@@ -1,9 +1,11 @@
 """Push preview: what ``crmsync push`` would write, and a button that starts it.
 
-* ``GET /console/push?crm=salesforce[&object=Account]``: ``GET /api/v1/push/preview``
+* ``GET /console/push?crm=salesforce[&object=Account][&page=N]``: ``GET /api/v1/push/preview``
   (:func:`app.api.routes.push.preview`, i.e. :func:`app.wiring.push.run_push` with ``dry_run``):
   per object the records with each field's old -> new value and why, and ``planned_calls``, the
-  exact number of API calls the push will make without faults. No CRM call.
+  exact number of API calls the whole push will make without faults. No CRM call. The records
+  are server-paginated (:data:`PAGE_SIZE` per object a page, the API's ``limit`` / ``offset``):
+  the counts and the call count on every page are the whole push's, only the list is a page.
 * ``POST /console/push`` (operator, CSRF) ``crm``, ``object``: ``POST /api/v1/sync/runs``
   ``{"kind": "push", ...}`` through the same route function (:func:`trigger_run`): queued runs
   that a worker picks up, audited as the signed-in key; then the run's page.
@@ -29,12 +31,28 @@ from app.console.web import Answer, build, call_api, render
 router = APIRouter(prefix="/console", include_in_schema=False)
 
 CRMS = ("salesforce", "hubspot")
-#: Records listed per object (the counts and the call count cover all of them).
-SHOWN = 100
+#: Records listed per object on a page (the counts and the call count cover all of them).
+PAGE_SIZE = 50
+
+
+def page_number(raw: str | None) -> tuple[int, str | None]:
+    """The ``page`` query parameter (1-based) and, when it is not a page number, the field
+    error to show next to it (the first page is shown then)."""
+    if raw is None or raw == "":
+        return 1, None
+    if raw.isdigit() and 1 <= int(raw) <= 200_000:
+        return int(raw), None
+    return 1, f"page is a whole number from 1, not {raw[:20]!r}"
+
+
+def pages(body: dict[str, Any] | None) -> int:
+    """How many pages the longest object's records fill (at least 1)."""
+    longest = max((o["planned_records"] for o in (body or {}).get("objects", [])), default=0)
+    return max(1, -(-longest // PAGE_SIZE))
 
 
 def _preview(
-    request: Request, settings: SettingsDep, crm: str | None, objects: list[str]
+    request: Request, settings: SettingsDep, crm: str | None, objects: list[str], page: int
 ) -> Answer | None:
     if crm is None:
         return None
@@ -44,7 +62,8 @@ def _preview(
         settings=settings,
         crm=crm,
         object_name=objects or None,
-        limit=SHOWN,
+        limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE,
     )
 
 
@@ -56,14 +75,16 @@ def _page(
     objects: list[str],
     errors: dict[str, str] | None = None,
     status_code: int = 200,
+    page: int = 1,
 ) -> HTMLResponse:
-    answer = _preview(request, settings, crm, objects)
+    answer = _preview(request, settings, crm, objects, page)
     errors = dict(errors or {})
     if answer is not None and not answer.ok:
         errors.update(answer.errors or {"form": answer.message})
         status_code = max(status_code, answer.status)
     if crm is not None and crm not in CRMS:
         errors.setdefault("crm", f"unknown CRM {crm!r}: salesforce or hubspot")
+    body = answer.body if answer is not None and answer.ok else None
     return render(
         request,
         "push_preview/page.html",
@@ -71,9 +92,11 @@ def _page(
             "crm": crm,
             "objects": objects,
             "crms": [c for c in CRMS if c in settings.enabled_crms] or list(CRMS),
-            "preview": answer.body if answer is not None and answer.ok else None,
+            "preview": body,
             "errors": errors,
-            "shown": SHOWN,
+            "page": page,
+            "pages": pages(body),
+            "page_size": PAGE_SIZE,
         },
         user=user,
         nav="push",
@@ -87,7 +110,9 @@ def push_page(request: Request, user: Viewer, settings: SettingsDep) -> HTMLResp
     if crm is None and len(settings.enabled_crms) == 1:
         crm = next(iter(settings.enabled_crms))
     objects = [o for o in request.query_params.getlist("object") if o]
-    return _page(request, user, settings, crm, objects)
+    page, problem = page_number(request.query_params.get("page"))
+    errors = {"page": problem} if problem else None
+    return _page(request, user, settings, crm, objects, errors, 422 if problem else 200, page=page)
 
 
 @router.post("/push", response_class=HTMLResponse, response_model=None)
