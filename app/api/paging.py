@@ -41,6 +41,28 @@ def decode_cursor(cursor: str, filters: dict[str, Any]) -> int:
     return last
 
 
+def encode_key_cursor(key: tuple[str, int], filters: dict[str, Any]) -> str:
+    """A cursor for a list ordered by (a text key, id): the last row's key and id."""
+    raw = json.dumps({"after": list(key), "f": _fingerprint(filters)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_key_cursor(cursor: str, filters: dict[str, Any]) -> tuple[str, int]:
+    """The (key, id) of the previous page's last row; ValueError with the reason otherwise."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        key, last = data["after"]
+        fingerprint = data["f"]
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise ValueError("not a cursor this API returned") from None
+    if not isinstance(key, str) or not isinstance(last, int) or isinstance(last, bool) or last < 0:
+        raise ValueError("not a cursor this API returned")
+    if fingerprint != _fingerprint(filters):
+        raise ValueError("the cursor was made with other filters: repeat the same filters")
+    return key, last
+
+
 def invalid(parameter: str, message: str, value: Any, where: str = "query") -> JSONResponse:
     """422 in FastAPI's validation shape, naming the parameter and the reason."""
     return JSONResponse(

@@ -8,7 +8,9 @@
   serialises writers). The tasks go in the same transaction as the plan, so a plan never exists
   without its tasks, whatever is killed when. The caller commits. :func:`create_plans_once`
   does the same for a batch of opportunities in two statements (the webhook worker's batch).
-* :func:`list_plans`, :func:`plan_view`: plans with their tasks and progress for the API.
+* :func:`list_plans`, :func:`plan_view`: plans with their tasks and progress for the API;
+  listed by id, or by urgency (``order="due"``: the plan's earliest open task first, so the
+  plans with late tasks lead, the most overdue first), keyset-paged in both orders.
 * :func:`set_task_status`: a task done or skipped with a note; when the plan's exit criteria
   (domain.md 7.4) are then met the plan completes and the account enters ``adoption``, stamped
   as a CS-side write (:func:`app.db.cs_writes.stamp_cs_change`) so the push sends it.
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Date, and_, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -39,6 +41,10 @@ from app.domain.values import TIERS, Tier
 
 PlanStatus = Literal["active", "completed", "closed"]
 PLAN_STATUSES: tuple[PlanStatus, ...] = ("active", "completed", "closed")
+PlanOrder = Literal["id", "due"]
+PLAN_ORDERS: tuple[PlanOrder, ...] = ("id", "due")
+#: The ``due`` order's key of a plan without an open task: after every real date.
+NO_OPEN_TASK = date(9999, 12, 31)
 
 
 class NotFound(LookupError):
@@ -195,6 +201,14 @@ class PlanView:
     progress: PlanProgress
     account_name: str | None
     csm_email: str | None
+    #: The earliest due date of the plan's open tasks (None: no open task): the ``due``
+    #: order's key, with the plan's id (:func:`list_plans`).
+    next_due_on: date | None = None
+
+    @property
+    def due_key(self) -> tuple[date, int]:
+        """Where the plan stands in the ``due`` order (a keyset cursor's position)."""
+        return (self.next_due_on or NO_OPEN_TASK, self.plan.id)
 
 
 def _overdue_clause(today: date, cfg: ScoringConfig) -> ColumnElement[bool]:
@@ -255,9 +269,31 @@ def _progress(
     )
 
 
+def _next_due() -> ColumnElement[date]:
+    """The ``due`` order's key in SQL: a plan's earliest open task's due date, or
+    :data:`NO_OPEN_TASK` (a correlated ``min`` over the plan's tasks, on their
+    ``(plan_id, code)`` unique index). It does not depend on today, so a cursor stays valid
+    across days; the plans with late tasks come first because a late task is due before today
+    and every other open task is not."""
+    t = OnboardingTask
+    earliest = (
+        select(func.min(t.due_on))
+        .where(t.plan_id == OnboardingPlan.id, t.status == "open")
+        .correlate(OnboardingPlan)
+        .scalar_subquery()
+    )
+    return func.coalesce(earliest, literal(NO_OPEN_TASK, Date()), type_=Date())
+
+
 def _views(
-    session: Session, plans: Sequence[OnboardingPlan], today: date, cfg: ScoringConfig
+    session: Session,
+    plans: Sequence[OnboardingPlan],
+    today: date,
+    cfg: ScoringConfig,
+    next_due: Mapping[int, date] | None = None,
 ) -> list[PlanView]:
+    """Plans with their tasks, progress, names; ``next_due``: the ``due`` order's keys as the
+    listing query read them (else computed from the tasks, by the same rule)."""
     ids = [p.id for p in plans]
     tasks: dict[int, list[OnboardingTask]] = defaultdict(list)
     if ids:
@@ -281,9 +317,19 @@ def _views(
             progress=_progress(p, tasks[p.id], usage.get(p.account_id), today, cfg),
             account_name=names.get(p.account_id),
             csm_email=emails.get(p.csm_id) if p.csm_id is not None else None,
+            next_due_on=_due_on(p.id, tasks[p.id], next_due),
         )
         for p in plans
     ]
+
+
+def _due_on(
+    plan_id: int, tasks: Sequence[OnboardingTask], read: Mapping[int, date] | None
+) -> date | None:
+    if read is not None and plan_id in read:
+        found = read[plan_id]
+        return None if found == NO_OPEN_TASK else found
+    return min((t.due_on for t in tasks if t.status == "open"), default=None)
 
 
 def list_plans(
@@ -296,9 +342,27 @@ def list_plans(
     after_id: int = 0,
     limit: int = 50,
     cfg: ScoringConfig = DEFAULT_CONFIG,
+    order: PlanOrder = "id",
+    after_due: tuple[date, int] | None = None,
 ) -> list[PlanView]:
-    """One page of plans by id (keyset: ``id > after_id``), filtered; with progress."""
-    query = select(OnboardingPlan).where(OnboardingPlan.id > after_id)
+    """One page of plans, filtered, with progress.
+
+    ``order="id"``: by id (keyset: ``id > after_id``). ``order="due"``: by the earliest due
+    date of each plan's open tasks, then id (keyset: after ``after_due``, a previous page's last
+    :attr:`PlanView.due_key`), plans without an open task last. So the plans with late tasks
+    come first across all pages, the most overdue first. A plan whose tasks change between two
+    pages moves in the order (it may then show twice or not at all), as with any keyset order on
+    a changing key; the plans that did not change are each listed exactly once."""
+    query = select(OnboardingPlan)
+    key = _next_due()
+    if order == "due":
+        query = query.add_columns(key)
+        if after_due is not None:
+            at, last_id = after_due
+            query = query.where(or_(key > at, and_(key == at, OnboardingPlan.id > last_id)))
+        query = query.order_by(key, OnboardingPlan.id)
+    else:
+        query = query.where(OnboardingPlan.id > after_id).order_by(OnboardingPlan.id)
     if status:
         query = query.where(OnboardingPlan.status.in_(list(status)))
     if csm_ids:
@@ -307,8 +371,12 @@ def list_plans(
         query = query.where(_overdue_clause(today, cfg))
     elif overdue is False:
         query = query.where(~_overdue_clause(today, cfg))
-    plans = list(session.scalars(query.order_by(OnboardingPlan.id).limit(limit)))
-    return _views(session, plans, today, cfg)
+    if order != "due":
+        plans = list(session.scalars(query.limit(limit)))
+        return _views(session, plans, today, cfg)
+    rows: list[Any] = list(session.execute(query.limit(limit)).all())
+    keys = {row[0].id: row[1] for row in rows}
+    return _views(session, [row[0] for row in rows], today, cfg, keys)
 
 
 def plan_view(
@@ -434,6 +502,7 @@ def close_plan(
 
 
 __all__ = [
+    "PLAN_ORDERS",
     "PLAN_STATUSES",
     "NotFound",
     "PlanCreated",

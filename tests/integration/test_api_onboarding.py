@@ -317,3 +317,55 @@ def test_csm_duplicates_are_409_naming_the_field(client: TestClient) -> None:
     assert null.status_code == 422
     assert null.json()["detail"][0]["loc"] == ["body", "name"]
     assert client.patch("/api/v1/csms/99999", json={"name": "x"}).status_code == 404
+
+
+def test_order_due_puts_plans_with_late_tasks_first_across_pages(
+    client: TestClient, factory: sessionmaker[Session]
+) -> None:
+    """``order=due``: by the earliest open task's due date, then id, keyset-paged: the plans
+    with late tasks lead across all pages, the most overdue first; plans with nothing open
+    last; every plan exactly once. The default order stays by id."""
+    fresh = [make_plan(factory) for _ in range(3)]  # started today: nothing late yet
+    late = make_plan(factory, "low", TODAY - timedelta(days=30))  # created after the fresh ones
+    later = make_plan(factory, "low", TODAY - timedelta(days=10))
+    done = make_plan(factory)
+    with factory() as s, s.begin():
+        for task in s.scalars(select(OnboardingTask).where(OnboardingTask.plan_id == done)):
+            task.status = "done"
+    ordered = all_pages(client, {"order": "due", "limit": 2})
+    ids = [p["id"] for p in ordered]
+    assert sorted(ids) == sorted([*fresh, late, later, done])  # each plan once
+    assert ids[:2] == [late, later]  # the oldest late task first, on the first page
+    assert ids[-1] == done  # no open task: last
+    assert all(p["progress"]["late_tasks"] for p in ordered[:2])
+    assert not any(p["progress"]["late_tasks"] for p in ordered[2:])
+    keys = [(p["next_due_on"] or "9999-12-31", p["id"]) for p in ordered]
+    assert keys == sorted(keys)
+    assert ordered[0]["next_due_on"] == min(
+        t["due_on"] for t in ordered[0]["tasks"] if t["status"] == "open"
+    )
+    assert ordered[-1]["next_due_on"] is None
+    # the default order is unchanged (by id)
+    assert [p["id"] for p in all_pages(client, {"limit": 2})] == sorted(ids)
+    # filters still apply, with the order
+    assert [p["id"] for p in all_pages(client, {"order": "due", "overdue": "true"})] == []
+
+
+def test_order_due_cursor_is_bound_to_its_order(
+    client: TestClient, factory: sessionmaker[Session]
+) -> None:
+    for _ in range(3):
+        make_plan(factory)
+    by_id = client.get("/api/v1/onboarding", params={"limit": 1}).json()["next_cursor"]
+    by_due = client.get("/api/v1/onboarding", params={"limit": 1, "order": "due"}).json()
+    assert by_due["next_cursor"]
+    for params in (
+        {"limit": 1, "order": "due", "cursor": by_id},  # an id cursor in the due order
+        {"limit": 1, "cursor": by_due["next_cursor"]},  # and the other way round
+    ):
+        answer = client.get("/api/v1/onboarding", params=params)
+        assert answer.status_code == 422, params
+        assert answer.json()["detail"][0]["loc"][:2] == ["query", "cursor"]
+    bad = client.get("/api/v1/onboarding", params={"order": "urgency"})
+    assert bad.status_code == 422
+    assert bad.json()["detail"][0]["loc"][:2] == ["query", "order"]

@@ -251,6 +251,56 @@ def test_onboarding_by_csm_late_first_viewer_has_no_button_and_a_forged_post_is_
         assert s.get(OnboardingTask, data["late_task"]).status == "open"  # type: ignore[union-attr]
 
 
+def test_onboarding_late_plans_come_first_across_pages(
+    app: FastAPI, viewer: TestClient, data: dict[str, Any]
+) -> None:
+    """The late plan is the newest of more plans than a page holds, yet it is on the first
+    page (the API's ``order=due``), and the pages together list every plan once."""
+    from app.console.pages.onboarding import PAGE_SIZE
+
+    with app.state.session_factory() as s, s.begin():
+        for i in range(PAGE_SIZE + 5):
+            account = Account(name=f"Fresh {i:02d}")
+            s.add(account)
+            s.flush()
+            opp = Opportunity(name="deal", account_id=account.id, is_won=True, is_closed=True)
+            s.add(opp)
+            s.flush()
+            create_plan_once(
+                s,
+                account_id=account.id,
+                opportunity_id=opp.id,
+                decision=build_plan("high", "new_business", TODAY, TODAY, handover=None),
+            )
+        account = Account(name="Very Late")
+        s.add(account)
+        s.flush()
+        opp = Opportunity(name="deal", account_id=account.id, is_won=True, is_closed=True)
+        s.add(opp)
+        s.flush()
+        d0 = TODAY - timedelta(days=40)
+        newest = create_plan_once(
+            s,
+            account_id=account.id,
+            opportunity_id=opp.id,
+            decision=build_plan("high", "new_business", d0, d0, handover=None),
+        ).plan_id
+    assert newest > data["plan"]
+    first = viewer.get("/console/onboarding")
+    assert first.status_code == 200
+    plans = [int(p) for p in re.findall(r'data-testid="plan-(\d+)"', first.text)]
+    assert len(plans) == PAGE_SIZE
+    assert newest in plans
+    assert data["plan"] in plans  # the fixture's plan has late tasks too
+    link = re.search(r'href="([^"]+)" rel="next"', first.text)
+    assert link
+    second = viewer.get(link.group(1).replace("&amp;", "&"))
+    more = [int(p) for p in re.findall(r'data-testid="plan-(\d+)"', second.text)]
+    assert len(more) == PAGE_SIZE + 5 + 2 - PAGE_SIZE
+    assert not set(plans) & set(more)
+    assert "late</strong>" not in second.text  # every late plan was on the first page
+
+
 def test_operator_marks_a_task_done_through_the_api_function_audited_as_the_key(
     app: FastAPI, operator: TestClient, data: dict[str, Any]
 ) -> None:
@@ -308,6 +358,60 @@ def test_push_preview_shows_old_new_and_the_apis_exact_call_count(
     bad = viewer.get("/console/push?crm=salesforce")  # not configured here
     assert bad.status_code == 422
     assert 'id="err-crm"' in bad.text
+
+
+def test_push_preview_is_server_paginated_with_the_whole_pushs_call_count(
+    app: FastAPI, viewer: TestClient, data: dict[str, Any]
+) -> None:
+    """A page lists PAGE_SIZE records per object; every page shows the whole push's exact call
+    count and record count; next / previous links walk the pages, each record listed once."""
+    from app.console.pages.push_preview import PAGE_SIZE
+
+    now = datetime.now(UTC)
+    with app.state.session_factory() as s, s.begin():
+        s.add_all(
+            Account(
+                name=f"Pushed {i:03d}",
+                hs_id=str(90_000 + i),
+                health_score=40 + i % 50,
+                cs_changed_at=now,
+                field_stamps={"health_score": now.isoformat()},
+            )
+            for i in range(2 * PAGE_SIZE + 7)
+        )
+    with api_client(app, "viewer") as api:
+        whole = api.get("/api/v1/push/preview", params={"crm": "hubspot", "limit": 10_000}).json()
+    records = sum(o["planned_records"] for o in whole["objects"])
+    longest = max(o["planned_records"] for o in whole["objects"])
+    assert longest > 2 * PAGE_SIZE
+    expected_ids = [r["row_id"] for o in whole["objects"] for r in o["records"]]
+    seen: list[int] = []
+    url: str | None = "/console/push?crm=hubspot"
+    pages = 0
+    while url:
+        page = viewer.get(url)
+        assert page.status_code == 200
+        pages += 1
+        calls = re.search(r'data-testid="planned-calls">(\d+)<', page.text)
+        assert calls
+        assert int(calls.group(1)) == whole["planned_calls"]
+        assert f"would write <strong>{records}</strong>" in page.text
+        shown = [
+            int(i)
+            for i in re.findall(r'data-testid="push-record">\s*<td[^>]*>\w+ #(\d+)', page.text)
+        ]
+        assert 0 < len(shown) <= PAGE_SIZE * len(whole["objects"])
+        seen += shown
+        if pages > 1:
+            assert 'rel="prev"' in page.text
+        link = re.search(r'href="([^"]+)" rel="next"', page.text)
+        url = link.group(1).replace("&amp;", "&") if link else None
+    assert pages == -(-longest // PAGE_SIZE)
+    assert sorted(seen) == sorted(expected_ids)
+    assert len(seen) == len(set(seen))
+    bad = viewer.get("/console/push?crm=hubspot&page=zero")
+    assert bad.status_code == 422
+    assert 'id="err-page"' in bad.text
 
 
 def test_confirm_queues_a_push_run_audited_as_the_key_and_a_viewer_gets_403(

@@ -1,9 +1,12 @@
 """Onboarding plans (domain.md 7): read them, mark their tasks, close them by hand.
 
-* ``GET /api/v1/onboarding?status=&csm=&overdue=&limit=&cursor=``: plans by id, keyset
+* ``GET /api/v1/onboarding?status=&csm=&overdue=&order=&limit=&cursor=``: plans, keyset
   paginated (``next_cursor``), each with its tasks, due dates and progress. ``status`` is
   ``active``, ``completed`` (exit criteria met) or ``closed`` (by hand), repeatable; ``csm`` a CSM
-  id or e-mail; ``overdue=true`` the active full plans past ``onboarding.max_days``.
+  id or e-mail; ``overdue=true`` the active full plans past ``onboarding.max_days``. ``order``:
+  ``id`` (the default, as before) or ``due``: by ``next_due_on``, the earliest due date of the
+  plan's open tasks, then id, plans without an open task last; so the plans with late tasks
+  come first across all pages, the most overdue first (the console's onboarding page).
 * ``GET /api/v1/onboarding/{id}``: one plan.
 * ``PATCH /api/v1/onboarding/tasks/{id}`` ``{"status": "done" | "skipped" | "open", "note":
   "..."}``: marks a task. When the plan's exit criteria (7.4) then hold, the plan is
@@ -26,13 +29,14 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from app.api.auth import PrincipalDep, needs
 from app.api.deps import SessionDep, SettingsDep
-from app.api.paging import decode_cursor, encode_cursor
+from app.api.paging import decode_cursor, decode_key_cursor, encode_cursor, encode_key_cursor
 from app.api.routes.accounts import _invalid, _json
 from app.core.access import Role
 from app.db.audit import record_audit
 from app.db.models import OnboardingTask
 from app.db.onboarding_store import (
     NotFound,
+    PlanOrder,
     PlanView,
     close_plan,
     csm_ids_for,
@@ -97,6 +101,7 @@ def _plan(view: PlanView, today: date) -> Any:
             "csm_email": view.csm_email,
             "closed_at": p.closed_at,
             "close_reason": p.close_reason,
+            "next_due_on": view.next_due_on,
             "progress": {
                 "total": pr.total,
                 "done": pr.done,
@@ -131,12 +136,29 @@ def list_onboarding(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    order: Annotated[
+        PlanOrder,
+        Query(
+            description="`id` (default): plans by id. `due`: by `next_due_on`, the earliest "
+            "due date of the plan's open tasks, then id; plans without an open task last. So "
+            "the plans with late (overdue) tasks come first across all pages, the most overdue "
+            "first. Both are keyset-paged with `next_cursor`; a cursor is only valid with the "
+            "order and filters it was made with."
+        ),
+    ] = "id",
 ) -> Any:
-    filters = {"status": sorted(status or []), "csm": csm, "overdue": overdue}
+    filters: dict[str, Any] = {"status": sorted(status or []), "csm": csm, "overdue": overdue}
+    if order != "id":  # only when given: cursors made before the order existed stay valid
+        filters["order"] = order
     after = 0
+    after_due: tuple[date, int] | None = None
     if cursor:
         try:
-            after = decode_cursor(cursor, filters)
+            if order == "due":
+                text, last_id = decode_key_cursor(cursor, filters)
+                after_due = (_cursor_date(text), last_id)
+            else:
+                after = decode_cursor(cursor, filters)
         except ValueError as exc:
             return _invalid("cursor", str(exc), cursor)
     csm_ids: list[int] = []
@@ -154,12 +176,27 @@ def list_onboarding(
         after_id=after,
         limit=limit + 1,
         cfg=settings.scoring.config,
+        order=order,
+        after_due=after_due,
     )
     page = views[:limit]
-    return {
-        "items": [_plan(v, today) for v in page],
-        "next_cursor": encode_cursor(page[-1].plan.id, filters) if len(views) > limit else None,
-    }
+    next_cursor = None
+    if len(views) > limit:
+        due, plan_id = page[-1].due_key
+        next_cursor = (
+            encode_key_cursor((due.isoformat(), plan_id), filters)
+            if order == "due"
+            else encode_cursor(plan_id, filters)
+        )
+    return {"items": [_plan(v, today) for v in page], "next_cursor": next_cursor}
+
+
+def _cursor_date(text: str) -> date:
+    """The date of a ``due`` cursor (ValueError when it is none: the cursor is refused)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError("not a cursor this API returned") from None
 
 
 @router.get("/{plan_id}", summary="One onboarding plan", **needs(Role.VIEWER))

@@ -1,10 +1,12 @@
 """Onboarding: the plans by CSM with late tasks first, and "Mark done" on a task.
 
-* ``GET /console/onboarding?status=active&csm=&cursor=``: ``GET /api/v1/onboarding``'s page
-  (:func:`app.api.routes.onboarding.list_onboarding`: same filters, same keyset cursor), grouped
-  by CSM. Within the page, plans with late tasks come first (most late tasks, then the oldest
-  late due date), and in each plan the late tasks, then the open ones by due date, then the rest.
-  The order is of the page: paging stays the API's (plans by id), so a plan never shows twice.
+* ``GET /console/onboarding?status=active&csm=&cursor=``: ``GET /api/v1/onboarding?order=due``'s
+  page (:func:`app.api.routes.onboarding.list_onboarding`: same filters, same keyset cursor).
+  The API orders the plans by their earliest open task's due date, so the plans with late tasks
+  come first across all pages (the first page holds the most overdue ones), then the others by
+  their next due date, plans with nothing open last. The page groups its plans by CSM (the
+  groups with late tasks first), keeping the API's order within each group, and in each plan
+  shows the late tasks, then the open ones by due date, then the rest.
 * ``POST /console/onboarding/tasks/{id}/done`` (operator, CSRF): ``PATCH
   /api/v1/onboarding/tasks/{id}`` ``{"status": "done"}`` through the same route function, so it
   is validated, applied (exit criteria, adoption) and audited as the signed-in key exactly as
@@ -43,18 +45,13 @@ def order_tasks(plan: dict[str, Any]) -> dict[str, Any]:
     return {**plan, "tasks": tasks}
 
 
-def _late_key(plan: dict[str, Any]) -> tuple[int, str, int]:
-    late = [t["due_on"] for t in plan["tasks"] if t["late"]]
-    return (-len(late), min(late) if late else "9999-12-31", plan["id"])
-
-
 def group_by_csm(plans: list[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
-    """Plans grouped by their CSM's e-mail (no CSM last), each group late-first; groups with
-    late tasks before the others, then by name."""
+    """Plans grouped by their CSM's e-mail (no CSM last), each group in the API's order (late
+    first: ``order=due``); groups with late tasks before the others, then by name."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for plan in plans:
         groups[plan.get("csm_email") or ""].append(order_tasks(plan))
-    out = [(csm, sorted(ps, key=_late_key)) for csm, ps in groups.items()]
+    out = list(groups.items())
     out.sort(key=lambda g: (not any(p["progress"]["late_tasks"] for p in g[1]), g[0] == "", g[0]))
     return [(csm or "no CSM", ps) for csm, ps in out]
 
@@ -75,6 +72,7 @@ def onboarding_page(
         overdue=None,
         limit=PAGE_SIZE,
         cursor=params.get("cursor") or None,
+        order="due",
     )
     csms = [
         (int(i), f"{n} ({e})")
