@@ -306,14 +306,15 @@ def backfill(
     when they exceed the share left, unless --allow-over-budget.
 
     With --partitions N (N > 1) nothing runs here: one partitioned backfill per object is
-    queued for the workers and its run id printed (watch it with `crmsync runs show ID`).
+    queued for the workers and its run id printed (watch it with `crmsync runs show ID`). One
+    whose last partitioned backfill failed resumes it (only the partitions not done, each from
+    its checkpoint) unless --restart.
     """
     crms, since_at = _crms([crm]), _parse_since(since)
     if partitions > 1:
-        if restart:
-            console.print("crmsync: --restart: a partitioned backfill always begins a new one")
-            raise typer.Exit(code=ExitCode.USAGE)
-        _queue_partitioned(crm, object_name or None, since_at, partitions, allow_over_budget)
+        _queue_partitioned(
+            crm, object_name or None, since_at, partitions, allow_over_budget, restart
+        )
         return
     _run(
         SyncKind.BACKFILL,
@@ -331,6 +332,7 @@ def _queue_partitioned(
     since: datetime | None,
     partitions: int,
     allow_over_budget: bool,
+    restart: bool = False,
 ) -> None:
     """Queue one partitioned backfill per object (as ``POST /api/v1/sync/runs`` does) and print
     the run ids as JSON; a worker splits each into its partitions."""
@@ -352,6 +354,8 @@ def _queue_partitioned(
         params["since"] = since.isoformat()
     if allow_over_budget:
         params["allow_over_budget"] = True
+    if restart:  # plan anew instead of resuming an unfinished one (docs/jobs.md)
+        params["restart"] = True
     factory = make_session_factory(engine)
     queued: list[dict[str, Any]] = []
     try:

@@ -12,6 +12,12 @@ the object's ``changes`` cursor moved up to the newest position any partition re
 partition has a succeeded row; ``failed``/``cancelled`` once none is pending and one did not
 succeed. Any child, the sweeper, or both at once may call it: the close is a conditional
 UPDATE in the same transaction as the cursor, so it happens once.
+
+A partitioned backfill that ended ``failed`` or ``cancelled`` is *resumed* by the next one of
+the object (same ``since``, no ``restart``): :func:`resumable` finds it, and the new parent is
+claimed with the old plan (same generation and partitions), its succeeded partitions ``kept``
+(``params.plan.kept``: index -> the run that read it) and children queued for the others only;
+each of those goes on from its own checkpoint, since it belongs to the same generation.
 """
 
 from __future__ import annotations
@@ -59,24 +65,79 @@ def open_parent(session: Session, crm: str, object_name: str) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class Resumable:
+    """An unfinished partitioned backfill to go on with: its plan and the partitions done."""
+
+    parent_id: int
+    generation: datetime
+    parts: list[Partition]
+    kept: dict[int, int]  # partition index -> the run that read it completely
+
+    @property
+    def remaining(self) -> list[Partition]:
+        return [p for p in self.parts if p.index not in self.kept]
+
+
+def kept_partitions(params: dict[str, Any] | None) -> dict[int, int]:
+    """The partitions a resumed parent took over as done from the one it resumes."""
+    plan = (params or {}).get("plan") or {}
+    return {int(i): int(run) for i, run in dict(plan.get("kept") or {}).items()}
+
+
+def resumable(session: Session, crm: str, object_name: str, since: str | None) -> Resumable | None:
+    """The last partitioned backfill of (crm, object) if it ended ``failed`` or ``cancelled``
+    and read from the same ``since`` (its params' ISO string; None: everything)."""
+    rows = session.scalars(
+        select(SyncRun)
+        .where(
+            SyncRun.kind == str(SyncKind.BACKFILL),
+            SyncRun.crm == crm,
+            SyncRun.object == object_name,
+            SyncRun.status.in_((*_DONE, RunStatus.FAILED, RunStatus.CANCELLED)),
+        )
+        .order_by(SyncRun.id.desc())
+    )
+    for row in rows:
+        if not is_parent(row.params):
+            continue  # an unpartitioned backfill, or a request refused before its plan
+        if row.status in _DONE or (row.params or {}).get("since") != since:
+            return None  # the last one finished (or read something else): begin anew
+        generation, parts = _plan(row)
+        kept = kept_partitions(row.params)
+        for index, found in children(session, row).items():
+            done = [r for r in found if r.status in _DONE]
+            if done:
+                kept[index] = int(done[0].id)
+        return Resumable(int(row.id), generation, parts, kept)
+    return None
+
+
 def claim_and_split(
     session: Session,
     parent_id: int,
     parts: Sequence[Partition],
     generation: datetime,
     api_calls: int,
+    *,
+    resumes: Resumable | None = None,
 ) -> list[int] | None:
     """Claim queued parent ``parent_id`` and insert one queued child per partition, in one
-    transaction; returns the children's ids (None: the parent was no longer queued)."""
+    transaction; returns the children's ids (None: the parent was no longer queued). Resuming
+    an unfinished one (``resumes``), the partitions it completed are kept, not queued."""
     row = session.get(SyncRun, parent_id)
     if row is None or row.status != RunStatus.QUEUED:
         session.rollback()
         return None
     now = utcnow()
-    plan = {
+    plan: dict[str, Any] = {
         "generation": generation.isoformat(),
         "partitions": [p.as_dict() for p in parts],
     }
+    kept = resumes.kept if resumes is not None else {}
+    if resumes is not None:
+        plan["resumes"] = resumes.parent_id
+        plan["kept"] = {str(i): run for i, run in sorted(kept.items())}
     params = {**dict(row.params or {}), "plan": plan}
     claimed = session.execute(
         update(SyncRun)
@@ -109,6 +170,7 @@ def claim_and_split(
             },
         )
         for p in parts
+        if p.index not in kept
     ]
     session.add_all(children)
     session.flush()
@@ -177,6 +239,7 @@ def settle(session: Session, parent_id: int) -> Settled:
     generation, parts = _plan(parent)
     rows = children(session, parent)
     done = {i for i, found in rows.items() if any(r.status in _DONE for r in found)}
+    done |= set(kept_partitions(parent.params)) & set(rows)  # read by the run it resumes
     pending = {i for i, found in rows.items() if any(_pending(r) for r in found)} - done
     everything = [r for found in rows.values() for r in found]
     totals = _sum_counts(everything)

@@ -8,7 +8,10 @@ task:
 1. :func:`plan` (the parent's job): splits the object's stamp range into up to N partitions
    balanced by the CRM's counts (:func:`app.sync.partitions.plan_partitions`, about ten count
    calls per boundary), then claims the parent and inserts one queued child per partition in
-   one transaction (:func:`app.db.partition_runs.claim_and_split`) and enqueues them;
+   one transaction (:func:`app.db.partition_runs.claim_and_split`) and enqueues them. When
+   the object's last partitioned backfill ended failed or cancelled (same ``since``, no
+   ``restart``), it is resumed instead: its plan again, no count calls, and children only for
+   the partitions it did not complete, each from its own checkpoint;
 2. :func:`run_child` (each child's job, on any worker): the partition's pass
    (:meth:`app.sync.pull.PullEngine.pull_partition`) under its own lease and checkpoint; a
    child killed is resumed from that checkpoint by the sweeper like any backfill;
@@ -110,6 +113,11 @@ def plan(
         _close(factory, run_id, RunStatus.CANCELLED, message)
         return Planned(run_id, [], str(RunStatus.CANCELLED), message)
     plan_sync(settings, [_crm(crm)], [object_name])  # the object must exist in the mapping
+    if not params.get("restart"):
+        with factory() as session:
+            unfinished = partition_runs.resumable(session, crm, object_name, params.get("since"))
+        if unfinished is not None:
+            return _resume(factory, run_id, crm, object_name, unfinished, enqueue)
     since = _since(params)
     until = clock()
     # The plan's count calls are stored on the parent run at its claim (app.crm.usage).
@@ -143,12 +151,51 @@ def plan(
         children=ids,
         api_calls=calls,
     )
+    _enqueue_all(ids, enqueue)
+    return Planned(run_id, ids, str(RunStatus.RUNNING))
+
+
+def _resume(
+    factory: sessionmaker[Session],
+    run_id: int,
+    crm: str,
+    object_name: str,
+    unfinished: partition_runs.Resumable,
+    enqueue: Callable[[int], None],
+) -> Planned:
+    """Claim parent ``run_id`` with ``unfinished``'s plan; queue its partitions not done."""
+    with factory() as session:
+        ids = partition_runs.claim_and_split(
+            session,
+            run_id,
+            unfinished.parts,
+            unfinished.generation,
+            0,
+            resumes=unfinished,
+        )
+    if ids is None:
+        return Planned(run_id, [], "skipped", "the run is no longer queued")
+    log.info(
+        "sync.partitions.resumed",
+        run_id=run_id,
+        crm=crm,
+        object=object_name,
+        resumes=unfinished.parent_id,
+        kept=unfinished.kept,
+        children=ids,
+    )
+    _enqueue_all(ids, enqueue)
+    if not ids:  # nothing left to read: close it now
+        return Planned(run_id, [], settle(factory, run_id) or str(RunStatus.SUCCEEDED))
+    return Planned(run_id, ids, str(RunStatus.RUNNING))
+
+
+def _enqueue_all(ids: list[int], enqueue: Callable[[int], None]) -> None:
     for child in ids:
         try:
             enqueue(child)
         except Exception as exc:  # the broker is down: the sweeper enqueues queued rows
             log.warning("sync.partitions.enqueue_failed", run_id=child, error=str(exc))
-    return Planned(run_id, ids, str(RunStatus.RUNNING))
 
 
 def run_child(

@@ -115,11 +115,6 @@ def test_trigger_queues_one_run_per_object_and_enqueues_each(client: TestClient)
         ({"crm": "salesforce", "kind": "incremental", "partitions": 2}, "partitions", "backfill"),
         ({"crm": "salesforce", "kind": "backfill", "partitions": 0}, "partitions", "greater"),
         ({"crm": "salesforce", "kind": "backfill", "partitions": 17}, "partitions", "less"),
-        (
-            {"crm": "salesforce", "kind": "backfill", "partitions": 2, "restart": True},
-            "partitions",
-            "new generation",
-        ),
     ],
 )
 def test_bad_input_names_the_field(

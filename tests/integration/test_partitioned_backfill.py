@@ -421,3 +421,93 @@ def test_a_child_stops_at_a_page_when_the_budget_runs_out_and_resumes_once_it_fr
     reads = [run_row(factory, i).read_count for i in (first, resumption.id, second)]
     assert sum(reads) == 1200  # nothing read twice
     assert sorted(stored_ids(factory)) == sorted(crm.objects["Account"])  # nothing lost
+
+
+def test_a_failed_partitioned_backfill_resumes_only_its_failed_partitions(
+    database_url: str,
+    factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    crm = HookedSalesforce()
+    stamped_accounts(crm, 1200)
+    use_crm(monkeypatch, crm)
+    settings = job_settings(database_url, tmp_path)
+    jobs, enqueued = make_queue(factory, settings, monkeypatch)
+    failed_parent = queue_partitioned(factory, 3)
+    jobs._run(failed_parent)
+    first, second, third = enqueued
+    enqueued.clear()
+    jobs._run(first)
+    crm.fail_after_pages = crm.pages_served + 1  # p1 commits a page, then an outage
+    jobs._run(second)
+    crm.fail_after_pages = None
+    jobs._run(third)
+    broken = run_row(factory, second)
+    assert broken.status == "failed"
+    assert broken.read_count > 0  # it committed pages before the outage: a checkpoint
+    assert run_row(factory, failed_parent).status == "failed"
+    old_plan = run_row(factory, failed_parent).params["plan"]
+
+    calls = crm.calls
+    again = queue_partitioned(factory, 3)  # the same request again
+    assert jobs._run(again) == "planned"
+
+    assert crm.calls == calls  # the old plan, no count calls
+    (resumed_child,) = enqueued  # only the failed partition is read again
+    enqueued.clear()
+    plan = run_row(factory, again).params["plan"]
+    assert plan["generation"] == old_plan["generation"]
+    assert plan["partitions"] == old_plan["partitions"]
+    assert plan["resumes"] == failed_parent
+    assert plan["kept"] == {"0": first, "2": third}
+    child = run_row(factory, resumed_child)
+    assert (child.kind, child.params["parent"]) == ("backfill:p1", again)
+    assert jobs._run(resumed_child) == "ran"
+
+    child = run_row(factory, resumed_child)
+    assert child.status == "succeeded"
+    assert child.cursor_from == broken.cursor_to  # from the failed child's checkpoint
+    done = run_row(factory, again)
+    assert done.status == "succeeded"
+    reads = [run_row(factory, i).read_count for i in (first, second, third, resumed_child)]
+    assert sum(reads) == 1200  # the kept partitions were not read again, nothing twice
+    assert sorted(stored_ids(factory)) == sorted(crm.objects["Account"])
+    with factory() as s:
+        assert cursors.load_cursor(s, "salesforce", "Account", "changes").at is not None
+
+    # Once one succeeded, the next request (or one with restart) plans a new generation.
+    fresh = queue_partitioned(factory, 2)
+    assert jobs._run(fresh) == "planned"
+    assert len(enqueued) == 2
+    assert "resumes" not in run_row(factory, fresh).params["plan"]
+
+
+def test_restart_plans_a_failed_partitioned_backfill_anew(
+    database_url: str,
+    factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    crm = HookedSalesforce()
+    stamped_accounts(crm, 600)
+    use_crm(monkeypatch, crm)
+    settings = job_settings(database_url, tmp_path)
+    jobs, enqueued = make_queue(factory, settings, monkeypatch)
+    failed_parent = queue_partitioned(factory, 2)
+    jobs._run(failed_parent)
+    first, second = enqueued
+    enqueued.clear()
+    jobs._run(first)
+    crm.fail_after_pages = crm.pages_served + 1
+    jobs._run(second)
+    crm.fail_after_pages = None
+    assert run_row(factory, failed_parent).status == "failed"
+
+    anew = queue_partitioned(factory, 2, restart=True)
+    assert jobs._run(anew) == "planned"
+
+    plan = run_row(factory, anew).params["plan"]
+    assert "resumes" not in plan
+    assert plan["generation"] != run_row(factory, failed_parent).params["plan"]["generation"]
+    assert len(enqueued) == 2

@@ -112,12 +112,6 @@ def plan_run(
     if body.partitions > 1:
         if body.kind != "backfill":
             return _invalid("partitions", "partitions applies to backfill only", body.partitions)
-        if body.restart:
-            return _invalid(
-                "partitions",
-                "a partitioned backfill always begins a new generation; leave restart out",
-                body.partitions,
-            )
         params["partitions"] = body.partitions
     if body.allow_over_budget:
         params["allow_over_budget"] = True
