@@ -436,17 +436,26 @@ class SqlSyncStore:
     def link_orphans(
         self, table: str, link_column: str, ref_column: str, target_table: str, target_id: str
     ) -> int:
-        child, parent = _table(table), _table(target_table)
-        match = and_(parent.c[target_id] == child.c[ref_column])
-        stmt = (
-            update(child)
-            .where(
-                child.c[link_column].is_(None),
-                child.c[ref_column].is_not(None),
-                exists(select(parent.c.id).where(match)),
-            )
-            .values({link_column: select(parent.c.id).where(match).scalar_subquery()})
-        )
+        return self.link_orphans_many([(table, link_column, ref_column, target_table, target_id)])
+
+    def link_orphans_many(self, links: Sequence[tuple[str, str, str, str, str]]) -> int:
+        """:meth:`link_orphans` for several links (table, link column, ref column, target
+        table, target id column) in one transaction: the webhook worker links what a batch
+        stored once, not after each page."""
+        linked = 0
         with self.session_factory() as session, session.begin():
-            result = session.execute(stmt)
-            return int(getattr(result, "rowcount", 0) or 0)
+            for table, link_column, ref_column, target_table, target_id in links:
+                child, parent = _table(table), _table(target_table)
+                match = and_(parent.c[target_id] == child.c[ref_column])
+                stmt = (
+                    update(child)
+                    .where(
+                        child.c[link_column].is_(None),
+                        child.c[ref_column].is_not(None),
+                        exists(select(parent.c.id).where(match)),
+                    )
+                    .values({link_column: select(parent.c.id).where(match).scalar_subquery()})
+                )
+                result = session.execute(stmt)
+                linked += int(getattr(result, "rowcount", 0) or 0)
+        return linked

@@ -186,10 +186,12 @@ class ClosedWonHandler:
                 continue
             won.append(event)
         out.update(finish_events(context, ignored))
+        if won:
+            won_wires = [wires[i] for i in dict.fromkeys(str(e.object_id) for e in won)]
+            self._read_related(client, store, mappings, opp_mapping, won_wires)
+        store.link()  # the opportunities to their accounts, the notes to both
         if not won:
             return
-        won_wires = [wires[i] for i in dict.fromkeys(str(e.object_id) for e in won)]
-        self._read_related(client, store, mappings, opp_mapping, won_wires)
         from app.wiring.onboarding_start import start_onboarding_batch
 
         items = [(event, str(event.object_id)) for event in won]
@@ -273,11 +275,21 @@ class _Store:
     def __init__(self, context: ProcessingContext, client: CrmClient, mappings: MappingSet) -> None:
         self.context = context
         by_object: Mapping[str, ObjectMapping] = {m.crm_object: m for m in mappings}
-        self.engine = PullEngine(
-            SqlSyncStore(context.session_factory), client, by_object, context.settings.sync
-        )
+        self.store = SqlSyncStore(context.session_factory)
+        self.engine = PullEngine(self.store, client, by_object, context.settings.sync)
+        self._written: set[str] = set()
+
+    def link(self) -> None:
+        """Link the children whose parent arrived after them (the pull's links touching a table
+        written), once for all the pages of the batch and in one transaction."""
+        tables = self._written
+        self._written = set()
+        links = [link for link in self.engine._links if link[0] in tables or link[3] in tables]
+        if links:
+            self.store.link_orphans_many(links)
 
     def write(self, mapping: ObjectMapping, page: RecordPage) -> None:
+        """Store a page as a pull would; :meth:`link` then links what it left orphaned."""
         engine = self.engine
         mapped, failures, _skipped = engine._map_page(mapping, page.records)
         gone = set(page.deleted_ids) | {m.crm_id for m in mapped if m.deleted}
@@ -287,7 +299,7 @@ class _Store:
             engine._write_records(writer, mapping, live, failures, Counts(), now)
             if gone:
                 writer.soft_delete(mapping.cs_table, mapping.id_column, sorted(gone), now)
-        engine._link_orphans(mapping)
+        self._written.add(mapping.cs_table)
         for failure in failures:
             log.warning(
                 "webhooks.record.invalid",
