@@ -383,7 +383,7 @@ def inbox_list(
             "status",
             "attempts",
             "received_at",
-            ("last_error", lambda r: (r["last_error"] or "")[:100]),
+            ("outcome / last error", lambda r: (r["last_error"] or r["outcome"] or "")[:100]),
         ],
         empty="no webhook events match",
     )

@@ -77,8 +77,19 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+#: States whose note says what processing did (``plan 7 (full, low, 13 tasks), ...``,
+#: ``not won in the CRM now``) rather than why it failed.
+_SETTLED = (InboxStatus.DONE.value, InboxStatus.IGNORED.value)
+
+
 def event_dict(event: WebhookEvent, *, body: bool = True) -> dict[str, Any]:
-    """An event as listed: never its headers (they carry the sender's signature)."""
+    """An event as listed: never its headers (they carry the sender's signature).
+
+    The inbox keeps one note per attempt. For a ``done`` or ``ignored`` event it is the
+    outcome, shown as ``outcome``; otherwise it is the last failure, shown as ``last_error``:
+    an admin must not read "plan 7 created" under an error heading.
+    """
+    settled = event.status in _SETTLED
     out: dict[str, Any] = {
         "id": event.id,
         "source": event.source,
@@ -91,7 +102,8 @@ def event_dict(event: WebhookEvent, *, body: bool = True) -> dict[str, Any]:
         "received_at": _iso(event.received_at),
         "next_attempt_at": _iso(event.next_attempt_at),
         "handled_at": _iso(event.handled_at),
-        "last_error": event.last_error,
+        "outcome": event.last_error if settled else None,
+        "last_error": None if settled else event.last_error,
     }
     if body:
         out["body"] = event.raw_body

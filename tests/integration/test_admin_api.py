@@ -267,7 +267,13 @@ def test_inbox_by_status_and_replay(
         event(),
         event(external_id="e2", status="received", attempts=0, last_error=None),
         event(external_id="e3", status="failed", attempts=2),
-        event(external_id="e4", status="done", attempts=1, handled_at=NOW, last_error=None),
+        event(
+            external_id="e4",
+            status="done",
+            attempts=1,
+            handled_at=NOW,
+            last_error="plan 7 (full, low, 13 tasks)",
+        ),
     )
 
     def listed(status: str) -> list[int]:
@@ -281,7 +287,11 @@ def test_inbox_by_status_and_replay(
     item = viewer.get("/api/v1/webhooks/inbox", params={"status": "dead"}).json()["items"][0]
     assert item["body"] == '[{"eventId": 1}]'
     assert item["last_error"] == "deal 9001: HTTP 500"
+    assert item["outcome"] is None
     assert "headers" not in item
+    # A done event's note is what processing did, not an error.
+    done = viewer.get("/api/v1/webhooks/inbox", params={"status": "done"}).json()["items"][0]
+    assert (done["outcome"], done["last_error"]) == ("plan 7 (full, low, 13 tasks)", None)
     r = viewer.get("/api/v1/webhooks/inbox", params={"status": "lost"})
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["query", "status"]

@@ -277,7 +277,13 @@ def test_errors_filter_payload_resolve_with_a_comment_and_retry(
 def test_inbox_filter_headers_masked_and_replay(
     viewer: TestClient, operator: TestClient, factory: sessionmaker[Session]
 ) -> None:
-    ids = add(factory, event(), event(external_id="e2", status="done", last_error=None))
+    ids = add(factory, event(), event(external_id="e2", status="done", last_error="plan 7 made"))
+    settled = viewer.get(f"/console/inbox/{ids[1]}").text
+    assert "Outcome</dt><dd>plan 7 made" in settled
+    assert "Last error" not in settled  # a done event's note is not shown as an error
+    assert 'Last error</dt><dd class="field-error">deal 9001: HTTP 500' in (
+        viewer.get(f"/console/inbox/{ids[0]}").text
+    )
     dead = viewer.get("/console/inbox?status=dead")
     assert f'id="event-{ids[0]}"' in dead.text
     assert f'id="event-{ids[1]}"' not in dead.text
