@@ -6,6 +6,11 @@
 * ``crmsync serve --with-worker`` on the embedded SQLite queue: the one-process setup.
 * A worker killed with ``kill -9`` during a backfill: the run is closed as abandoned and
   resumed by the other worker from its cursor; nothing lost, nothing twice (#19 item 8).
+* The same during one partition of a partitioned backfill: the other worker runs the other
+  partition and the sweeper's resumption of the dead one; the parent succeeds, every record
+  once, the object's cursor at the newest record read.
+* A worker killed while its POST of an onboarding notice waits for an answer: once the claim
+  expires the sweeper hands the notice to the restarted worker, which delivers it.
 """
 
 from __future__ import annotations
@@ -24,8 +29,9 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from app.db.base import utcnow
 from app.db.engine import make_engine, make_session_factory
 from app.db.models import Account, SyncRun
 from crmsync_sandbox import Sandbox, SandboxConfig
@@ -425,3 +431,202 @@ def test_two_workers_on_redis_run_the_partitions_of_one_backfill_at_once(
     assert sorted(map(sorted, by_worker)) == sorted([[a.id], [b.id]]), stack.output()
     assert sum(r.read_count for r in children) == ACCOUNTS
     assert account_count(database_url) == (ACCOUNTS, ACCOUNTS)
+
+
+def test_a_worker_killed_during_a_partition_is_finished_by_the_sweeper_and_the_other(
+    sandbox: Sandbox, redis_env: dict[str, str], database_url: str, tmp_path: Path
+) -> None:
+    """``kill -9`` of the worker running one partition of a partitioned backfill: the other
+    worker runs the other partition, the sweeper resumes the dead one from its checkpoint on
+    it, and the parent succeeds with every record once and the cursor at the newest read."""
+    env = {
+        **redis_env,
+        "CRMSYNC_SYNC__PAGE_SIZE": "200",
+        "CRMSYNC_SYNC__LEASE_SECONDS": "2",
+        "CRMSYNC_SYNC__LOOKBACK_SECONDS": "0",
+        "CRMSYNC_SYNC__BULK_THRESHOLD": "1000000",  # REST pages, each slowed below
+    }
+    # Every query page takes 0.4 s: a partition (about 8 pages) lasts seconds, time to kill it.
+    sandbox.control(
+        "PUT", "/faults", json={"routes": [{"match": "GET /services/*", "slow_ms": 400}]}
+    )
+    stack = Stack(env, tmp_path)
+    try:
+        queued = subprocess.run(
+            [sys.executable, "-m", "app.cli.main", "sync", "backfill", "--crm", "salesforce",
+             "--object", "Account", "--partitions", "2"],
+            env=stack.env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert queued.returncode == 0, queued.stderr
+        (parent,) = [r["run_id"] for r in json.loads(queued.stdout)["runs"]]
+        doomed = stack.start("worker", "--workers", "1", name="worker1")
+
+        def midway() -> SyncRun | None:
+            for row in run_rows(database_url):
+                child = (row.params or {}).get("parent") == parent and row.status == "running"
+                if child and 400 <= row.read_count < ACCOUNTS // 2 - 400:
+                    return row
+            return None
+
+        victim = wait_until(midway, 120, "a partition to be midway", stack)
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+        killed = next(r for r in run_rows(database_url) if r.id == victim.id)
+        assert killed.status == "running"  # nobody closed it: the process is gone
+        stack.start("worker", "--workers", "1", name="worker2")
+        time.sleep(4.5)  # two lease TTLs without a heartbeat: the sweeper calls it stalled
+        swept = _sweep(env)
+        resumption = swept["resumed_runs"][str(victim.id)]
+
+        def finished() -> SyncRun | None:
+            row = next(r for r in run_rows(database_url) if r.id == parent)
+            return row if row.status not in ("queued", "running") else None
+
+        done = wait_until(finished, 240, "the partitioned backfill", stack)
+    finally:
+        stack.stop()
+        sandbox.control("PUT", "/faults", json={"routes": []})
+    assert done.status == "succeeded", stack.output()
+    rows = {r.id: r for r in run_rows(database_url)}
+    dead, resumed = rows[victim.id], rows[resumption]
+    assert dead.status == "failed", stack.output()  # closed as abandoned by its resumption
+    assert (dead.error or "").startswith("abandoned"), dead.error
+    assert resumed.status == "succeeded", stack.output()
+    assert (resumed.kind, resumed.params["resumes"]) == (dead.kind, dead.id)
+    # From the dead child's checkpoint: the pages it committed were not read again.
+    assert resumed.cursor_from is not None
+    children = [r for r in rows.values() if (r.params or {}).get("parent") == parent]
+    other = [r for r in children if r.kind != dead.kind]
+    assert [r.status for r in other] == ["succeeded"], stack.output()
+    assert dead.read_count + resumed.read_count + other[0].read_count == ACCOUNTS
+    assert account_count(database_url) == (ACCOUNTS, ACCOUNTS)  # every record once
+    engine = make_engine(database_url)
+    try:
+        with make_session_factory(engine)() as s:
+            from app.db import cursors
+
+            changes = cursors.load_cursor(s, "salesforce", "Account", "changes")
+            newest = s.scalar(select(func.max(Account.sf_modified_at)))
+    finally:
+        engine.dispose()
+    assert changes.at is not None
+    assert newest is not None
+    assert changes.at == newest  # the cursor moved to the newest record read, once, at the end
+
+
+class _Receiver:
+    """A chat webhook on localhost: it holds the first POST unanswered (the worker is killed
+    while waiting on it) and answers every later one 200."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.bodies: list[dict[str, Any]] = []
+        self.answered: list[dict[str, Any]] = []
+        self.first = threading.Event()
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.bodies.append(body)
+                if len(receiver.bodies) == 1:
+                    receiver.first.set()
+                    receiver.release.wait(60)  # never answered: its sender dies meanwhile
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                receiver.answered.append(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/onboarding"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_a_worker_killed_while_posting_a_notice_leaves_it_to_be_delivered_after_restart(
+    database_url: str, tmp_path: Path
+) -> None:
+    """``kill -9`` of the worker while its POST of an onboarding notice waits for an answer:
+    the notice stays ``pending`` (claimed for two minutes); once the claim has expired the
+    sweeper hands it to the restarted worker, which delivers it. The receiver answered one
+    delivery: the one it never answered is the documented at-least-once repeat."""
+    from app.db.models import OnboardingPlan
+    from app.jobs.tasks import JobQueue
+    from app.settings import Settings
+    from app.wiring.notices import CLAIM
+    from tests.acceptance.test_cli import base_env
+    from tests.integration.test_webhooks_notice import plan
+
+    receiver = _Receiver()
+    env = {
+        **base_env(database_url),
+        "CRMSYNC_DATA_DIR": str(tmp_path / "data"),  # the embedded SQLite queue
+        "CRMSYNC_WEBHOOKS__NOTICE_URL": receiver.url,
+        "CRMSYNC_WEBHOOKS__NOTICE_TIMEOUT_SECONDS": "120",
+        "CRMSYNC_JOBS__INCREMENTAL_MINUTES": "0",
+        "CRMSYNC_JOBS__NIGHTLY_HOUR": "-1",
+    }
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        jobs={"sweep_seconds": 1},  # type: ignore[arg-type]
+    )
+    engine = make_engine(database_url)
+    factory = make_session_factory(engine)
+    jobs = JobQueue(settings, session_factory=factory, periodic=False)
+    stack = Stack(env, tmp_path)
+
+    def notice() -> tuple[str | None, int]:
+        with factory() as s:
+            row = s.get(OnboardingPlan, plan_id)
+            assert row is not None
+            return row.notice_status, row.notice_attempts
+
+    try:
+        plan_id = plan(engine)
+        doomed = stack.start("worker", "--workers", "1", name="worker1")
+        jobs.enqueue_notice(plan_id)
+        if not receiver.first.wait(60):
+            raise AssertionError(f"the notice was never posted\n{stack.output()}")
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait()
+        assert notice() == ("pending", 1)  # claimed by the dead worker, not sent
+        assert jobs.sweep().notices == []  # its claim still holds: nobody sends it twice
+
+        # The claim expires (CLAIM after the dead worker took it).
+        with factory() as s:
+            s.execute(
+                update(OnboardingPlan)
+                .where(OnboardingPlan.id == plan_id)
+                .values(notice_due_at=utcnow() - CLAIM)
+            )
+            s.commit()
+        stack.start("worker", "--workers", "1", name="worker2")
+        assert jobs.sweep().notices == [plan_id]
+        wait_until(lambda: notice()[0] == "sent", 60, "the notice to be sent", stack)
+        assert jobs.sweep().notices == []  # sent: never again
+        time.sleep(1)
+        final = notice()
+    finally:
+        stack.stop()
+        jobs.close()
+        engine.dispose()
+        receiver.close()
+    assert final == ("sent", 2), stack.output()
+    assert len(receiver.answered) == 1  # delivered once
+    assert [b["plan_id"] for b in receiver.bodies] == [plan_id, plan_id]
+    assert receiver.bodies[0] == receiver.bodies[1]  # the same message again
