@@ -225,12 +225,23 @@ def _day(value: Any) -> date | None:
     if value is None:
         return None
     if isinstance(value, str):
-        return date.fromisoformat(value[:10])
+        key = value[:10]
+        day = _DAYS.get(key)
+        if day is None:
+            if len(_DAYS) > 100_000:
+                _DAYS.clear()
+            day = _DAYS[key] = date.fromisoformat(key)
+        return day
     if isinstance(value, datetime):
         return value.astimezone(UTC).date()
     if isinstance(value, date):
         return value
     raise TypeError(f"not a date: {value!r}")
+
+
+#: SQLite's day texts seen, parsed once: a chunk reads a few hundred thousand dates of a few
+#: hundred distinct days.
+_DAYS: dict[str, date] = {}
 
 
 def _json(value: Any) -> Any:
@@ -292,9 +303,12 @@ def load_chunk(
                 )
             )
 
-    # usage: the latest snapshots, far enough back for the one ~30 days before the latest
+    # usage: the latest snapshots, far enough back for the one ~30 days before the latest; of
+    # the earlier ones only those the drop rule may compare with (``_usage``: 30 +/- 7 days
+    # before the latest) become rows.
     u = UsageSnapshot.__table__.c
     window = cfg.max_age_days.usage + cfg.trend.days + cfg.trend.tolerance_days
+    usage_rows: dict[int, list[Any]] = defaultdict(list)
     for r in _rows(
         conn,
         select(
@@ -314,9 +328,24 @@ def load_chunk(
         )
         .order_by(u.account_id, u.observed_on),
     ):
-        f = facts.get(r[0])
-        if f is not None:
-            f.usage.append(UsageRow(_day(r[1]) or as_of, r[2], r[3], r[4], r[5], r[6], _day(r[7])))
+        usage_rows[r[0]].append(r)
+    span, tolerance = timedelta(days=cfg.trend.days), cfg.trend.tolerance_days
+    for account_id, rs in usage_rows.items():
+        f = facts.get(account_id)
+        if f is None:
+            continue
+        latest = rs[-1]
+        latest_on = _day(latest[1]) or as_of
+        target = latest_on - span
+        for r in rs[:-1]:
+            on = _day(r[1]) or as_of
+            if abs((on - target).days) <= tolerance:
+                f.usage.append(UsageRow(on, r[2], r[3], r[4], r[5], r[6], _day(r[7])))
+        f.usage.append(
+            UsageRow(
+                latest_on, latest[2], latest[3], latest[4], latest[5], latest[6], _day(latest[7])
+            )
+        )
 
     # contacts
     k = Contact.__table__.c
