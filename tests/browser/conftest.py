@@ -14,7 +14,9 @@ Fixtures for tests:
   key (``"viewer"``, ``"operator"``, ``"admin"``); returns its page;
 * ``shot(page, name)``: a full-page screenshot at 1280 px and at 390 px wide, into
   ``CRMSYNC_SCREENSHOTS_DIR`` (default ``var/screenshots`` in the checkout), which
-  ``.ci/run`` prints.
+  ``.ci/run`` prints; at 390 px it also asserts that the page does not scroll sideways
+  (``document.documentElement.scrollWidth <= 390``), nor any box in it (a table in an
+  ``overflow-x: auto`` wrapper): readable on a phone (issue #21 item 4).
 """
 
 from __future__ import annotations
@@ -47,6 +49,23 @@ CHROMIUM = Path(os.environ.get("CRMSYNC_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(os.environ.get("CRMSYNC_SCREENSHOTS_DIR", str(ROOT / "var" / "screenshots")))
 ACCOUNTS = 60
 WIDTHS = {"wide": 1280, "narrow": 390}
+#: The page's width, the elements that scroll sideways inside it (a table in an
+#: ``overflow-x: auto`` box) and, for the message, the elements wider than the window.
+OVERFLOW_JS = """() => {
+  const limit = document.documentElement.clientWidth;
+  const name = (e) => e.tagName.toLowerCase() + (e.className ? "." + e.className : "")
+    + (e.dataset.testid ? "[" + e.dataset.testid + "]" : "");
+  const all = [...document.querySelectorAll("body *")];
+  const scrollers = all
+    .filter((e) => ["auto", "scroll"].includes(getComputedStyle(e).overflowX))
+    .filter((e) => e.scrollWidth > e.clientWidth + 1)
+    .map((e) => name(e) + " " + e.scrollWidth + ">" + e.clientWidth);
+  const wide = all
+    .filter((e) => e.getBoundingClientRect().right > limit + 0.5)
+    .slice(0, 8)
+    .map((e) => name(e) + " " + Math.round(e.getBoundingClientRect().right));
+  return {scrollWidth: document.documentElement.scrollWidth, scrollers, wide};
+}"""
 
 
 @pytest.fixture(scope="session")
@@ -198,9 +217,18 @@ def screenshots_dir() -> Path:
 def shot(screenshots_dir: Path) -> Callable[[Page, str], None]:
     def take(page: Page, name: str) -> None:
         size = page.viewport_size or {"width": WIDTHS["wide"], "height": 900}
+        overflow: dict[str, Any] = {}
         for label, width in WIDTHS.items():
             page.set_viewport_size({"width": width, "height": size["height"]})
             page.screenshot(path=str(screenshots_dir / f"{name}-{label}.png"), full_page=True)
+            if label == "narrow":
+                overflow = page.evaluate(OVERFLOW_JS)
         page.set_viewport_size(size)
+        assert overflow["scrollWidth"] <= WIDTHS["narrow"], (
+            f"{name} scrolls sideways at {WIDTHS['narrow']} px: {overflow}"
+        )
+        assert overflow["scrollers"] == [], (
+            f"{name} has boxes that scroll sideways at {WIDTHS['narrow']} px: {overflow}"
+        )
 
     return take
