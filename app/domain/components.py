@@ -69,10 +69,6 @@ def _days(as_of: date, then: date) -> int:
     return (as_of - then).days
 
 
-def _wmean_subs(subs: Iterable[SubScore]) -> float | None:
-    return wmean((s.value, s.weight) for s in subs)
-
-
 # --- usage ------------------------------------------------------------------------------------
 
 
@@ -120,7 +116,7 @@ def score_usage(inp: HealthInput, as_of: date, cfg: ScoringConfig) -> ComponentS
         SubScore("freq", freq, c.weight_freq),
         SubScore("breadth", breadth, c.weight_breadth),
     )
-    value = _wmean_subs(subs)
+    value = wmean(((seat, c.weight_seat), (freq, c.weight_freq), (breadth, c.weight_breadth)))
     flags: list[str] = []
     # Days since any login: the last login's date, or, with no login in the snapshot's 30-day
     # window, at least 30 days before the snapshot (a fact, not a guess).
@@ -199,7 +195,10 @@ def score_engagement(inp: HealthInput, as_of: date, cfg: ScoringConfig) -> Compo
         SubScore("attend", attend, c.weight_attend),
         SubScore("respond", respond, c.weight_respond),
     )
-    return ComponentScore("engagement", _wmean_subs(subs), "ok", subs, inputs, tuple(flags))
+    value = wmean(
+        ((recency, c.weight_recency), (attend, c.weight_attend), (respond, c.weight_respond))
+    )
+    return ComponentScore("engagement", value, "ok", subs, inputs, tuple(flags))
 
 
 # --- sentiment -------------------------------------------------------------------------------
@@ -244,32 +243,36 @@ def score_sentiment(inp: HealthInput, as_of: date, cfg: ScoringConfig) -> Compon
     flags: list[str] = []
     inputs: dict[str, InputValue] = {}
 
-    fresh_nps = [
-        a for a in inp.nps if 0 <= _days(as_of, a.responded_on) <= ages.nps
-    ]  # an answer dated after as_of is not yet known
-    if inp.nps and not fresh_nps:
-        flags.append("stale_nps")
-    latest = _latest_per_contact(fresh_nps)
-    nps = wmean(
-        (nps_points(a.score, cfg), c.key_role_weight if a.role in c.key_roles else 1.0)
-        for a in latest
-    )
-    if latest:
-        inputs["nps_answers"] = len(latest)
-    detractors = [
-        a
-        for a in latest
-        if a.role in c.key_roles
-        and a.score <= c.detractor_max
-        and _days(as_of, a.responded_on) <= c.detractor_days
-    ]
-    if detractors:
-        worst = min(detractors, key=lambda a: (a.score, a.role or ""))
-        flags.append("detractor")
-        inputs["detractor_role"] = worst.role
-        inputs["detractor_nps"] = worst.score
+    nps: float | None = None
+    if inp.nps:  # most accounts have an answer or two; some none at all
+        fresh_nps = [
+            a for a in inp.nps if 0 <= (as_of - a.responded_on).days <= ages.nps
+        ]  # an answer dated after as_of is not yet known
+        if not fresh_nps:
+            flags.append("stale_nps")
+        latest = _latest_per_contact(fresh_nps)
+        nps = wmean(
+            (nps_points(a.score, cfg), c.key_role_weight if a.role in c.key_roles else 1.0)
+            for a in latest
+        )
+        if latest:
+            inputs["nps_answers"] = len(latest)
+        detractors = [
+            a
+            for a in latest
+            if a.role in c.key_roles
+            and a.score <= c.detractor_max
+            and (as_of - a.responded_on).days <= c.detractor_days
+        ]
+        if detractors:
+            worst = min(detractors, key=lambda a: (a.score, a.role or ""))
+            flags.append("detractor")
+            inputs["detractor_role"] = worst.role
+            inputs["detractor_nps"] = worst.score
 
     def surveys(kind: str, max_age: int) -> list[SurveyAnswer]:
+        if not inp.surveys:
+            return []
         all_of_kind = [a for a in inp.surveys if a.kind == kind]
         fresh = [a for a in all_of_kind if 0 <= _days(as_of, a.responded_on) <= max_age]
         if all_of_kind and not fresh:
@@ -302,7 +305,7 @@ def score_sentiment(inp: HealthInput, as_of: date, cfg: ScoringConfig) -> Compon
         SubScore("csat", csat, c.weight_csat),
         SubScore("ces", ces, c.weight_ces),
     )
-    value = _wmean_subs(subs)
+    value = wmean(((nps, c.weight_nps), (csat, c.weight_csat), (ces, c.weight_ces)))
     if value is None:
         status: Status = "stale" if any(f.startswith("stale_") for f in flags) else "missing"
         return ComponentScore("sentiment", None, status, subs, inputs, tuple(flags))

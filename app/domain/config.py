@@ -23,6 +23,9 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+_TIER_FIELDS = frozenset(("key", "high", "low", "tech"))
+
+
 @dataclass(frozen=True)
 class PerTier:
     """One integer per tier (cadences, prep days, max onboarding days)."""
@@ -36,7 +39,10 @@ class PerTier:
         _check(min(self.key, self.high, self.low, self.tech) >= 0, "per-tier values must be >= 0")
 
     def of(self, tier: Tier) -> int:
-        return {"key": self.key, "high": self.high, "low": self.low, "tech": self.tech}[tier]
+        if tier not in _TIER_FIELDS:
+            raise KeyError(tier)
+        value: int = getattr(self, tier)
+        return value
 
 
 # --- health (domain.md 4) --------------------------------------------------------------------
