@@ -48,6 +48,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from app.wiring.budget import install_usage_store
+
+        # CRM calls made here outside runs (the embedded webhook worker's reads) are stored
+        # for the budget guard as they pile up (docs/budget.md).
+        stop_counting = install_usage_store(app.state.session_factory)
         worker = None
         if settings.webhooks.embedded_worker:
             # Until the job engine runs it: webhook events are processed in this process.
@@ -64,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             jobs = getattr(app.state, "jobs", None)
             if jobs is not None:
                 jobs.close()
+            stop_counting()
             engine.dispose()
 
     app = FastAPIOffline(

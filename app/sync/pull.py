@@ -288,7 +288,7 @@ class PullEngine:
         final = cursors.finalize(progress, BOOKMARK_LAG)
         final = self._finish_stream(crm, object_name, kind, final, run_started_at, stream)
         self._link_orphans(mapping)
-        scope.cursor_to = position_json(final)
+        scope.reached_end(position_json(final))
 
     # ----------------------------------------------------------------------------------------
     # Cursor bookkeeping

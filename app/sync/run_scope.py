@@ -332,7 +332,14 @@ class RunScope:
         if self.run_id is not None and self.result is None:
             self.check_cancelled()
 
-    def check_cancelled(self) -> None:
+    def reached_end(self, value: dict[str, Any] | None) -> None:
+        """The pass's last commit point: its stream is read to the end. A cancel still stops
+        it here; the budget guard does not (no call is left to make)."""
+        self._cursor_to = value
+        if self.run_id is not None and self.result is None:
+            self.check_cancelled(budget=False)
+
+    def check_cancelled(self, *, budget: bool = True) -> None:
         """Raise :class:`RunCancelled` if this run was asked to stop (or its worker stops), and
         :class:`BudgetSpent` if its gate says the CRM's budget share is spent."""
         if _STOPPING.is_set():
@@ -340,7 +347,7 @@ class RunScope:
         assert self.run_id is not None
         if self.store.cancel_requested(self.run_id):
             raise RunCancelled("cancel requested")
-        if self.gate is not None:
+        if budget and self.gate is not None:
             reason = self.gate.stop_reason(self.spec.crm)
             if reason is not None:
                 raise BudgetSpent(reason)

@@ -303,3 +303,62 @@ def test_a_row_no_longer_queued_is_not_run() -> None:
     assert not ran
     assert refused.value.result.status is RunStatus.CANCELLED
     assert store.runs[3]["status"] == "succeeded"
+
+
+class SpentAfter:
+    """A budget gate whose CRM's share is spent once ``pages`` commit points have passed."""
+
+    def __init__(self, pages: int) -> None:
+        self.pages = pages
+        self.asked: list[str] = []
+
+    def stop_reason(self, crm: str) -> str | None:
+        self.asked.append(crm)
+        return "until about 2026-12-08T10:00+00:00" if len(self.asked) > self.pages else None
+
+
+def test_the_budget_gate_stops_the_run_at_the_commit_point_where_the_share_is_spent() -> None:
+    store = MemoryStore()
+    gate = SpentAfter(2)
+    committed: list[int] = []
+    with run_scope.budget_gated(gate):
+        scope = scope_for(store)
+
+    def work() -> None:
+        with scope:
+            scope.start(params={}, cursor_from=None)
+            for page in range(1, 6):
+                committed.append(page)
+                scope.cursor_to = {"page": page}  # after the page's commit
+
+    with pytest.raises(run_scope.BudgetSpent):
+        work()
+    assert committed == [1, 2, 3]
+    assert gate.asked == ["salesforce"] * 3
+    run = store.runs[1]
+    assert run["status"] == "cancelled"
+    assert run["cursor_to"] == {"page": 3}  # the last committed page
+    assert run["error"].startswith("waiting for API budget")
+    assert "until about 2026-12-08T10:00" in run["error"]
+    assert store.held_by is None
+
+
+def test_the_budget_gate_lets_a_pass_that_read_to_the_end_finish() -> None:
+    store = MemoryStore()
+    with run_scope.budget_gated(SpentAfter(0)):
+        scope = scope_for(store)
+    with scope:
+        scope.start(params={}, cursor_from=None)
+        scope.reached_end({"page": "last"})  # nothing left to call: the guard has no say
+    assert store.runs[1]["status"] == "succeeded"
+    assert store.runs[1]["cursor_to"] == {"page": "last"}
+
+
+def test_without_a_gate_nothing_is_asked() -> None:
+    store = MemoryStore()
+    scope = scope_for(store)  # a foreground command: no job, no gate
+    assert scope.gate is None
+    with scope:
+        scope.start(params={}, cursor_from=None)
+        scope.cursor_to = {"page": 1}
+    assert store.runs[1]["status"] == "succeeded"
