@@ -68,6 +68,7 @@ from app.domain.recompute import (
     TicketAggregate,
     TouchAggregate,
     UsageRow,
+    drop_window,
 )
 from app.domain.signals import NpsAnswer, SnapshotPoint, SurveyAnswer
 
@@ -304,8 +305,7 @@ def load_chunk(
             )
 
     # usage: the latest snapshots, far enough back for the one ~30 days before the latest; of
-    # the earlier ones only those the drop rule may compare with (``_usage``: 30 +/- 7 days
-    # before the latest) become rows.
+    # the earlier ones only those the drop rule may compare with (``drop_window``) become rows.
     u = UsageSnapshot.__table__.c
     window = cfg.max_age_days.usage + cfg.trend.days + cfg.trend.tolerance_days
     usage_rows: dict[int, list[Any]] = defaultdict(list)
@@ -329,17 +329,16 @@ def load_chunk(
         .order_by(u.account_id, u.observed_on),
     ):
         usage_rows[r[0]].append(r)
-    span, tolerance = timedelta(days=cfg.trend.days), cfg.trend.tolerance_days
     for account_id, rs in usage_rows.items():
         f = facts.get(account_id)
         if f is None:
             continue
         latest = rs[-1]
         latest_on = _day(latest[1]) or as_of
-        target = latest_on - span
+        lo, hi = drop_window(latest_on, cfg)
         for r in rs[:-1]:
             on = _day(r[1]) or as_of
-            if abs((on - target).days) <= tolerance:
+            if lo <= on <= hi:
                 f.usage.append(UsageRow(on, r[2], r[3], r[4], r[5], r[6], _day(r[7])))
         f.usage.append(
             UsageRow(

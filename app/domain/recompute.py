@@ -247,6 +247,15 @@ def _last_won(opps: Sequence[Opp], types: tuple[str | None, ...]) -> Opp | None:
     return max(won, key=lambda o: o.close_on or date.min) if won else None
 
 
+def drop_window(latest_on: date, cfg: ScoringConfig) -> tuple[date, date]:
+    """The days (both included) of the earlier usage snapshots that ``usage_drop`` may compare
+    the latest one with: ``trend.days`` before it, give or take ``trend.tolerance_days``. The
+    read (``app.db.health_store.load_chunk``) keeps only those and the latest."""
+    target = latest_on - timedelta(days=cfg.trend.days)
+    tolerance = timedelta(days=cfg.trend.tolerance_days)
+    return target - tolerance, target + tolerance
+
+
 def _usage(facts: AccountFacts, as_of: date, cfg: ScoringConfig) -> UsageSignals | None:
     rows = facts.usage
     if rows and rows[-1].observed_on > as_of:

@@ -9,7 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from app.domain.config import DEFAULT_CONFIG
 from app.domain.recompute import (
     OUTPUT_COLUMNS,
     AccountFacts,
@@ -19,6 +22,8 @@ from app.domain.recompute import (
     UsageRow,
     churned_on,
     compute_account,
+    drop_window,
+    health_input,
 )
 
 AS_OF = date(2026, 12, 6)
@@ -83,6 +88,27 @@ def test_previous_usage_for_the_drop(
     usage = out.health.component("usage")
     assert usage.inputs.get("prev_active_users_30d") == expected_prev, rule
     assert ("usage_drop" in usage.flags) is (expected_prev is not None), rule
+
+
+@given(
+    days=st.lists(st.integers(0, 60), min_size=1, max_size=13, unique=True),
+    users=st.lists(st.integers(0, 60), min_size=13, max_size=13),
+)
+def test_the_usage_rows_the_read_keeps_give_the_same_signals(
+    days: list[int], users: list[int]
+) -> None:
+    """The read keeps of an account's earlier usage snapshots only those within
+    ``drop_window`` of the latest (``load_chunk``): the signals, the drop's comparison
+    included (4.3 usage_drop, ties to the older), must be those of all the snapshots."""
+    rows = [
+        UsageRow(d(n), users[i], users[i] * 4, 50, 3, 8, d(n))
+        for i, n in enumerate(sorted(days, reverse=True))  # oldest first, as read
+    ]
+    lo, hi = drop_window(rows[-1].observed_on, DEFAULT_CONFIG)
+    kept = [r for r in rows[:-1] if lo <= r.observed_on <= hi] + [rows[-1]]
+    full = health_input(facts(usage=rows), "low", AS_OF, BOTH, DEFAULT_CONFIG).usage
+    trimmed = health_input(facts(usage=kept), "low", AS_OF, BOTH, DEFAULT_CONFIG).usage
+    assert full == trimmed
 
 
 @pytest.mark.parametrize(
