@@ -6,7 +6,8 @@ The data is built fast with bulk inserts of its own (:mod:`app.db.bulk`, through
 100,000 accounts with computed health, tier, renewal and lifecycle, and 1,000,000 snapshots:
 2,000 accounts with a snapshot every day of the last 365 (the chart's worst case: 730,000 rows)
 and ~2.7 for each other account; 1,000 onboarding plans (``create_plan_once``, 7.2's tasks), and
-1,000 accounts changed on the CS side (to push).
+1,000 accounts changed on the CS side (to push: the preview plans all 1,000 for its exact call
+count on every page, and lists a page of 50).
 
 Each page is then requested through the whole app in-process (``TestClient``: routing, session
 cookie, role, templates; no network), signed in as an admin, ``--requests`` times with varied
@@ -36,6 +37,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import create_engine, select, update
 
+from app.console.pages.push_preview import PAGE_SIZE as PUSH_PAGE
 from app.core.access import Role
 from app.db.api_keys import create_key
 from app.db.engine import make_session_factory
@@ -50,6 +52,7 @@ from bench.recompute import _load
 TODAY = datetime.now(UTC).date()
 NOW = datetime.now(UTC)
 TARGET_MS = 300.0
+PUSH_PAGES = 1_000 // PUSH_PAGE  # the pages of the 1,000 changed accounts' records
 DAILY_ACCOUNTS = 2_000
 WORDS = (
     "acme", "globex", "initech", "umbrella", "stark", "wayne", "wonka", "tyrell", "cyberdyne",
@@ -321,8 +324,8 @@ def measure(url: str, tmp: Path, accounts: int, requests: int) -> list[dict[str,
                 get(lambda: f"/console/accounts/{rng.randint(1, accounts)}"),
             ),
             (
-                "baseline: GET /api/v1/onboarding (20 plans)",
-                get(lambda: "/api/v1/onboarding?status=active&limit=20"),
+                "baseline: GET /api/v1/onboarding (20 plans, late first)",
+                get(lambda: "/api/v1/onboarding?status=active&limit=20&order=due"),
             ),
             ("/console/onboarding", get(lambda: "/console/onboarding")),
             (
@@ -331,9 +334,13 @@ def measure(url: str, tmp: Path, accounts: int, requests: int) -> list[dict[str,
             ),
             (
                 "baseline: GET /api/v1/push/preview (1,000 changed)",
-                get(lambda: "/api/v1/push/preview?crm=hubspot&limit=100"),
+                get(lambda: f"/api/v1/push/preview?crm=hubspot&limit={PUSH_PAGE}"),
             ),
             ("/console/push?crm=hubspot (1,000 changed)", get(lambda: "/console/push?crm=hubspot")),
+            (
+                "/console/push?crm=hubspot&page= (any page)",
+                get(lambda: f"/console/push?crm=hubspot&page={rng.randint(2, PUSH_PAGES)}"),
+            ),
             ("/console/status", get(lambda: "/console/status")),
             ("/console/runs", get(lambda: "/console/runs")),
             ("/console/errors", get(lambda: "/console/errors")),
