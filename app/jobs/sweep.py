@@ -10,7 +10,8 @@ nothing to do.
 * :func:`tick_nightly`: one queued ``recompute`` run with ``push`` (then every CRM is pushed).
 * :func:`sweep`: queued runs waiting longer than the grace (message lost), runs whose worker died
   (heartbeat stopped: a resumption is queued; its pass closes the dead row as abandoned and goes
-  on from the cursor), inbox events due, retriable sync errors due, onboarding notices due.
+  on from the cursor), inbox events due, retriable sync errors due (not while their CRM's
+  share of the daily API budget is spent: they stay due), onboarding notices due.
 
 Schedules fire on every worker's huey scheduler; a *slot lease* (``schedule:<name>`` in
 ``job_leases``, never released, expiring just before the next slot) lets only the first one of
@@ -141,6 +142,8 @@ def sweep(
     ttl = timedelta(seconds=settings.sync.lease_seconds)
     report = SweepReport()
     settled: list[int] = []
+    retrying = enqueue_error is not None and settings.jobs.retry_errors
+    spent = _budget_spent(settings, factory) if retrying else set()
     with factory() as session:
         for run_id in job_store.queued_runs(session, now - grace):
             enqueue_run(run_id)
@@ -171,6 +174,8 @@ def sweep(
                 report.inbox_events.append(event_id)
         if enqueue_error is not None and settings.jobs.retry_errors:
             for error in job_store.due_sync_errors(session, now):
+                if error.crm in spent:
+                    continue  # scheduled work waits for budget; still due at the next sweep
                 # The next attempt waits longer each time; the retry job itself resolves it.
                 error.next_retry_at = now + job_store.backoff(error.attempts)
                 report.sync_errors.append(error.id)
@@ -187,6 +192,18 @@ def sweep(
     if any(report.as_dict().values()):
         log.info("jobs.sweep", **report.as_dict())
     return report
+
+
+def _budget_spent(settings: Settings, factory: sessionmaker[Session]) -> set[str]:
+    """The configured CRMs with no API budget left for a pass (docs/budget.md)."""
+    from app.wiring.budget import pass_need, scheduled_wait
+
+    need = pass_need(settings)
+    return {
+        crm
+        for crm in settings.enabled_crms
+        if scheduled_wait(settings, factory, [crm], need) is not None
+    }
 
 
 #: Request params a resumption keeps (the pass's own params are added again when it starts).

@@ -23,7 +23,7 @@ from app.core.runs import RunStatus
 from app.db import leases
 from app.db.base import utcnow
 from app.db.engine import make_session_factory
-from app.db.models import Account, AuditEntry, SyncErrorRecord, SyncRun
+from app.db.models import Account, ApiLimit, AuditEntry, SyncErrorRecord, SyncRun
 from app.main import create_app
 from app.settings import Settings
 from app.wiring.sync import run_sync
@@ -333,3 +333,62 @@ def test_the_sweeper_retries_a_due_retriable_error_through_its_job(
     assert stored.domain == "swept.example.com"
     assert audit == [("scheduler", "sync_error.retry")]
     assert jobs.sweep().sync_errors == []
+
+
+def test_the_sweeper_holds_error_retries_while_the_crms_budget_is_spent(
+    sandbox: Sandbox,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scheduled retries are scheduled work: while crmsync's share of Salesforce's daily API
+    budget is spent, a due retriable error is left due (not retried, its next try not pushed
+    back); once the window frees, the sweep retries it."""
+    from huey import MemoryHuey
+
+    from app.jobs.tasks import JobQueue
+    from app.settings import BudgetSettings
+    from app.wiring import error_retry
+
+    (record_id,) = sf_account_ids(sandbox, 1)
+    patch_sf(sandbox, record_id, {"Website": "not a website"})
+    run_sync(settings, factory, kind="pull", crms=["salesforce"], objects=["Account"])  # type: ignore[arg-type]
+    error = open_error(factory, record_id)
+    with factory() as s:
+        s.execute(
+            update(SyncErrorRecord)
+            .where(SyncErrorRecord.id == error.id)
+            .values(retriable=True, category="transient")
+        )
+        pulls = list(s.scalars(select(SyncRun)))
+        s.commit()
+    patch_sf(sandbox, record_id, {"Website": "https://held.example.com"})
+    spent = sum(r.api_calls for r in pulls)
+    assert spent > 0
+    # The pull above spent the whole share of a daily limit that small.
+    guarded = settings.model_copy(update={"salesforce": BudgetSettings(daily_limit=spent)})
+    monkeypatch.setattr(error_retry, "get_settings", lambda: guarded)
+    monkeypatch.setattr(error_retry, "_job_factory", factory)
+    jobs = JobQueue(
+        guarded, session_factory=factory, huey=MemoryHuey(immediate=True), periodic=False
+    )
+    try:
+        assert jobs.sweep().sync_errors == []
+        held = error_row(factory, error.id)
+        assert held.resolved_at is None
+        assert held.next_retry_at is None  # still due: taken at the first sweep with budget
+
+        day_ago = utcnow() - timedelta(hours=25)  # a day passes: the calls leave the window
+        with factory() as s:
+            s.execute(
+                update(SyncRun).values(
+                    started_at=day_ago, heartbeat_at=day_ago, finished_at=day_ago
+                )
+            )
+            # The org's usage the CRM reported then is stale too.
+            s.execute(update(ApiLimit).values(observed_at=day_ago))
+            s.commit()
+        assert jobs.sweep().sync_errors == [error.id]
+    finally:
+        jobs.close()
+    assert error_row(factory, error.id).resolution == "synced"
