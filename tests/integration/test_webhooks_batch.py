@@ -347,3 +347,45 @@ def test_a_kill_between_the_claim_and_the_commit_loses_and_doubles_nothing(
     made = plans(engine)
     assert sorted(made) == sorted(deals)
     assert all(len(p) == 1 for p in made.values())
+
+
+def test_two_workers_with_the_same_deals_at_once_make_one_plan_each(
+    sandbox: Sandbox, engine: Engine, context: ProcessingContext
+) -> None:
+    """Two batches holding deliveries of the same deals run at the same moment (two worker
+    threads, each with its own claim): one plan per deal, every event ``done``; the batch
+    that comes second finds the first one's plans (SQLite: after its write lock; PostgreSQL:
+    after the account locks, or by the plan's unique key and a redo)."""
+    import threading
+
+    seed_csms(engine)
+    deals = won_deals(sandbox, company_ids(sandbox, 4, skip=20), name="race")
+    first, second = store(engine, deals), store(engine, list(reversed(deals)))
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def work(ids: list[int]) -> None:
+        try:
+            start.wait()
+            process_inbox_events(ids, context)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(ids,)) for ids in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    rows = inbox(engine, first + second)
+    assert {r.status for r in rows} == {"done"}, [(r.status, r.last_error) for r in rows]
+    made = plans(engine)
+    assert sorted(made) == sorted(deals)
+    assert all(len(p) == 1 for p in made.values())
+    exists = [r for r in rows if (r.last_error or "").endswith(" exists")]
+    assert len(exists) == len(deals)
+    with Session(engine) as s:
+        notes = s.scalar(
+            select(func.count()).select_from(HandoverNote).where(HandoverNote.origin == "cs")
+        )
+        assert notes == len(deals)
