@@ -325,3 +325,32 @@ def test_the_sweeper_hands_due_inbox_events_to_webhook_processing(
 
     assert jobs.sweep().inbox_events == [due_id]
     assert handed == [due_id]
+
+
+def test_the_budget_gate_looks_again_after_a_second_while_plenty_is_left(
+    database_url: str, factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    from app.settings import BudgetSettings
+    from app.wiring.budget import RunBudgetGate
+
+    settings = job_settings(database_url, tmp_path).model_copy(
+        update={"salesforce": BudgetSettings(daily_limit=5000)}
+    )
+    now = [0.0]
+    gate = RunBudgetGate(settings, factory, clock=lambda: now[0])
+    assert gate.stop_reason("cs") is None  # the CS database has no API budget
+    assert gate.stop_reason("salesforce") is None  # 5000 left: plenty
+    run_id = queue(factory, kind="pull")
+    with factory() as s:  # another worker's run spends all but one call
+        s.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id)
+            .values(status="succeeded", api_calls=4999, finished_at=utcnow())
+        )
+        s.commit()
+    now[0] = 0.5
+    assert gate.stop_reason("salesforce") is None  # not looked at again within a second
+    now[0] = 1.5
+    reason = gate.stop_reason("salesforce")
+    assert reason is not None
+    assert reason.startswith("until about")
