@@ -380,7 +380,8 @@ class CsmLoads:
     ) -> None:
         self.roster = list(roster)
         self.emails = {c.id: c.email for c in self.roster}
-        self._items = {k: list(v) for k, v in items.items()}
+        #: The stored load of each CSM, summed once (the batch adds its held accounts' units).
+        self._units = {k: load_units(v, cfg) for k, v in items.items()}
         self._arr = dict(arr)
         self._recent = dict(recent)
         self._since = since
@@ -450,9 +451,7 @@ class CsmLoads:
     def candidates(self, exclude_account_id: int | None = None) -> list[CsmCandidate]:
         """Every CSM with their load now, ``exclude_account_id`` (the account being assigned)
         left out."""
-        items: dict[int, list[LoadItem]] = defaultdict(list)
-        for csm_id, stored in self._items.items():
-            items[csm_id].extend(stored)
+        items: dict[int, list[LoadItem]] = defaultdict(list)  # the held accounts' only
         arr: dict[int, Decimal] = defaultdict(Decimal, self._arr)
         for account in self.held.values():
             if account.id == exclude_account_id or account.deleted_at is not None:
@@ -468,12 +467,16 @@ class CsmLoads:
         return [
             replace(
                 c,
-                load_units=load_units(items.get(c.id, ()), self._cfg),
+                load_units=self._load(c.id, items.get(c.id)),
                 recent_onboardings=self._recent.get(c.id, 0),
                 arr=arr.get(c.id, Decimal(0)),
             )
             for c in self.roster
         ]
+
+    def _load(self, csm_id: int, held: Sequence[LoadItem] | None) -> float:
+        stored = self._units.get(csm_id, 0.0)
+        return stored + load_units(held, self._cfg) if held else stored
 
     def count_plan(self, csm_id: int | None, started_on: date) -> None:
         """A plan created for ``csm_id`` (a new onboarding of theirs if recent enough)."""
