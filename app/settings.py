@@ -154,6 +154,14 @@ class WebhookSettings(BaseModel):
         ),
     )
     worker_threads: int = Field(2, ge=1, le=32, description="Embedded worker threads.")
+    enqueue_jobs: bool = Field(
+        True,
+        description=(
+            "With the embedded worker off, hand each delivery's new events to the job queue "
+            "right after they are stored (one `crmsync.webhooks` job per batch), so a separate "
+            "`crmsync worker` starts on them at once instead of at the next sweep."
+        ),
+    )
     batch_size: int = Field(
         50,
         ge=1,

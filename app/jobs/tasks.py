@@ -10,7 +10,10 @@ task                      does
 ``crmsync.run``           carry out one queued ``sync_runs`` row: backfill / incremental per
                           CRM and object, push, recompute (:mod:`app.jobs.runs`)
 ``crmsync.webhook``       process one webhook inbox event (``process_inbox_event(event_id)``
-                          in ``app.wiring.webhook_processing``)
+                          in ``app.wiring.webhook_processing``): what the sweeper sends
+``crmsync.webhooks``      process a delivery's new inbox events as one batch
+                          (``process_inbox_events(event_ids)``): what the webhook routes send
+                          when the API runs without its embedded worker
 ``crmsync.notice``        one delivery round of a plan's pending onboarding notice
                           (``deliver_notice(plan_id)`` in ``app.wiring.notices``)
 ``crmsync.retry_error``   re-sync the record of one retriable ``sync_errors`` row
@@ -28,7 +31,7 @@ logged and dropped (the row, the truth, stays pending).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -51,13 +54,15 @@ log = get_logger("crmsync.jobs")
 #: (module, function) of the handlers other issues provide; see :func:`handler`.
 HANDLERS: dict[str, tuple[str, str]] = {
     "webhook": ("app.wiring.webhook_processing", "process_inbox_event"),
+    "webhooks": ("app.wiring.webhook_processing", "process_inbox_events"),
     "notice": ("app.wiring.notices", "deliver_notice"),
     "retry_error": ("app.wiring.error_retry", "retry_sync_error"),
 }
 
 
-def handler(kind: str) -> Callable[[int], Any] | None:
-    """The function that processes one id of ``kind``, or None while it is not installed."""
+def handler(kind: str) -> Callable[[Any], Any] | None:
+    """The function that processes one id of ``kind`` (a list of ids for ``webhooks``), or None
+    while it is not installed."""
     module_name, function = HANDLERS[kind]
     try:
         module = importlib.import_module(module_name)
@@ -99,6 +104,7 @@ class JobQueue:
         huey = self.huey
         self.run_task = huey.task(name="crmsync.run")(self._run)
         self.webhook_task = huey.task(name="crmsync.webhook")(self._webhook)
+        self.webhooks_task = huey.task(name="crmsync.webhooks")(self._webhooks)
         self.notice_task = huey.task(name="crmsync.notice")(self._notice)
         self.retry_error_task = huey.task(name="crmsync.retry_error")(self._retry_error)
         if not periodic:
@@ -128,6 +134,10 @@ class JobQueue:
 
     def enqueue_webhook(self, event_id: int) -> None:
         self.webhook_task(int(event_id))
+
+    def enqueue_webhooks(self, event_ids: Sequence[int]) -> None:
+        """One job for a delivery's new events (ids only): processed as one batch."""
+        self.webhooks_task([int(i) for i in event_ids])
 
     def enqueue_notice(self, notice_id: int) -> None:
         self.notice_task(int(notice_id))
@@ -186,7 +196,7 @@ class JobQueue:
         self.enqueue_run(new_id)
         log.info("job.run.requeued", run_id=run_id, resumption=new_id)
 
-    def _by_handler(self, kind: str, item_id: int) -> str:
+    def _by_handler(self, kind: str, item_id: int | list[int]) -> str:
         began = datetime.now().astimezone()
         found = handler(kind)
         if found is None:
@@ -199,6 +209,9 @@ class JobQueue:
 
     def _webhook(self, event_id: int) -> str:
         return self._by_handler("webhook", event_id)
+
+    def _webhooks(self, event_ids: list[int]) -> str:
+        return self._by_handler("webhooks", event_ids)
 
     def _notice(self, notice_id: int) -> str:
         return self._by_handler("notice", notice_id)

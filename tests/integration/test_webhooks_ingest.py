@@ -8,16 +8,24 @@ stored once, also when 50 deliveries of one event arrive at once.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from app.db.engine import make_session_factory
+from app.db.enums import InboxStatus
 from app.db.models import WebhookEvent
+from app.jobs.tasks import JobQueue
 from app.settings import Settings, WebhookSettings
+from app.wiring import webhook_processing
+from app.wiring.closed_won import finish_event
+from app.wiring.webhook_processing import EventView, HandlerResult, ProcessingContext
 from tests.support.webhooks import (
     HS_SECRET,
     SF_ORG,
@@ -32,7 +40,9 @@ from tests.support.webhooks import (
 )
 
 
-def settings_for(database_url: str, **extra: object) -> Settings:
+def settings_for(
+    database_url: str, webhooks: WebhookSettings | None = None, **extra: object
+) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=database_url,
@@ -40,7 +50,8 @@ def settings_for(database_url: str, **extra: object) -> Settings:
         salesforce_organization_id=SF_ORG,
         salesforce_webhook_secret=SecretStr(SF_PATH_SECRET),
         salesforce_webhook_signing_secret=SecretStr(SF_SIGNING),
-        webhooks=WebhookSettings(embedded_worker=False),
+        # Nothing processes or queues what is stored: the tests look at the inbox as stored.
+        webhooks=webhooks or WebhookSettings(embedded_worker=False, enqueue_jobs=False),
         **extra,  # type: ignore[arg-type]
     )
 
@@ -186,3 +197,53 @@ def test_salesforce_signed_json(server: LiveApp, engine: Engine) -> None:
     assert response.json() == {"received": 1, "new": 1, "duplicates": 0}
     (row,) = inbox(engine)
     assert (row.external_id, row.object_id) == ("json:flow-1", "006000000000002AAA")
+
+
+def test_without_the_embedded_worker_a_delivery_becomes_batch_jobs_at_once(
+    database_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve`` with separate workers: the route queues the new events (ids only, in batches)
+    right after storing them, so a worker starts on them without waiting for the sweep."""
+    settings = settings_for(
+        database_url,
+        webhooks=WebhookSettings(embedded_worker=False, batch_size=2),
+        data_dir=tmp_path,
+    )
+    server = LiveApp(settings)
+    try:
+        url = server.url + "/webhooks/hubspot"
+        events = [hubspot_event(300 + n, 7000 + n) for n in range(3)]
+        answer = post(url, *hubspot_request(url, events))
+        assert answer.json() == {"received": 3, "new": 3, "duplicates": 0}
+        jobs = JobQueue(settings, session_factory=make_session_factory(engine))
+        try:
+            deadline = time.monotonic() + 10
+            while len(jobs.huey.pending()) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            pending = jobs.huey.pending()
+            ids = [row.id for row in inbox(engine)]
+            assert [(t.name, t.args) for t in pending] == [
+                ("crmsync.webhooks", ([ids[0], ids[1]],)),
+                ("crmsync.webhooks", ([ids[2]],)),
+            ]
+            # A duplicate delivery stores nothing new and queues nothing.
+            post(url, *hubspot_request(url, events))
+            time.sleep(0.3)
+            assert len(jobs.huey.pending()) == 2
+
+            seen: list[int] = []
+
+            def handled(event: EventView, ctx: ProcessingContext) -> HandlerResult:
+                seen.append(event.id)
+                return finish_event(ctx, event.id, InboxStatus.DONE, "handled by the job")
+
+            context = ProcessingContext(settings, make_session_factory(engine), handler=handled)
+            monkeypatch.setattr(webhook_processing, "_default", context)
+            for task in pending:
+                jobs.huey.execute(task)
+            assert seen == ids
+            assert [(r.status, r.attempts) for r in inbox(engine)] == [("done", 1)] * 3
+        finally:
+            jobs.close()
+    finally:
+        server.stop()

@@ -16,17 +16,20 @@ These routes are outside ``/api/v1``: no API key, their own signature checks.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.concurrency import run_in_threadpool
 
+from app.api.deps import app_jobs
 from app.db.inbox_store import InboxRow, StoredDelivery, insert_events
+from app.logging import get_logger
 from app.settings import Settings
 from app.webhooks.parsing import (
     InboundEvent,
@@ -37,6 +40,7 @@ from app.webhooks.parsing import (
 )
 from app.webhooks.signatures import SignatureError, verify_hubspot_v3, verify_salesforce_json
 
+log = get_logger("crmsync.webhooks")
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
 SOAP_ACK = (
@@ -89,7 +93,24 @@ async def _accept(request: Request, events: list[InboundEvent]) -> StoredDeliver
     runner: Any = getattr(request.app.state, "webhook_runner", None)
     if runner is not None and stored.new_ids:
         runner.notify(stored.new_ids)
+    elif stored.new_ids and request.app.state.settings.webhooks.enqueue_jobs:
+        # Not awaited: the answer never waits on the broker. The events are stored; if the
+        # broker is down they wait for the sweeper instead.
+        asyncio.get_running_loop().run_in_executor(
+            None, _enqueue, request.app, list(stored.new_ids)
+        )
     return stored
+
+
+def _enqueue(app: FastAPI, event_ids: list[int]) -> None:
+    """Hand stored events to the job queue in batches of ``CRMSYNC_WEBHOOKS__BATCH_SIZE``."""
+    size = app.state.settings.webhooks.batch_size
+    try:
+        jobs = app_jobs(app)
+        for start in range(0, len(event_ids), size):
+            jobs.enqueue_webhooks(event_ids[start : start + size])
+    except Exception:
+        log.warning("webhooks.enqueue.failed", events=len(event_ids), exc_info=True)
 
 
 def _now_ms() -> int:
