@@ -369,3 +369,10 @@ def test_order_due_cursor_is_bound_to_its_order(
     bad = client.get("/api/v1/onboarding", params={"order": "urgency"})
     assert bad.status_code == 422
     assert bad.json()["detail"][0]["loc"][:2] == ["query", "order"]
+    # the order is documented in the OpenAPI description
+    spec = client.get("/openapi.json").json()["paths"]["/api/v1/onboarding"]["get"]
+    (order,) = [p for p in spec["parameters"] if p["name"] == "order"]
+    assert order["schema"]["enum"] == ["id", "due"]
+    assert order["schema"]["default"] == "id"
+    assert "late (overdue) tasks come first across all pages" in order["description"]
+    assert "come first across all pages" in spec["description"]

@@ -147,6 +147,11 @@ def list_onboarding(
         ),
     ] = "id",
 ) -> Any:
+    """Plans with their tasks and progress, keyset-paged (`next_cursor`).
+
+    `order=id` (the default): by id. `order=due`: by `next_due_on`, the earliest due date of
+    the plan's open tasks, then id; plans without an open task last. The plans with late
+    (overdue) tasks therefore come first across all pages, the most overdue first."""
     filters: dict[str, Any] = {"status": sorted(status or []), "csm": csm, "overdue": overdue}
     if order != "id":  # only when given: cursors made before the order existed stay valid
         filters["order"] = order
