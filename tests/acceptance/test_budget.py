@@ -18,7 +18,6 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select, update
 
-from app.db import job_store
 from app.db.base import utcnow
 from app.db.engine import make_engine, make_session_factory
 from app.db.models import ApiLimit, ApiUsage, SyncRun
@@ -27,6 +26,7 @@ from app.settings import BudgetSettings, Settings
 from app.wiring.budget import budget_status
 from crmsync_sandbox import Sandbox, SandboxConfig
 from tests.support.cli import clean_env, run_crmsync
+from tests.support.jobs import queue_run
 
 DAILY_LIMIT = 40
 SHARE = "0.15"
@@ -96,14 +96,7 @@ def test_the_guard_refuses_a_backfill_over_the_share_and_holds_scheduled_work(
             limit = s.get(ApiLimit, "salesforce")
             assert limit is not None
             assert limit.daily_limit == DAILY_LIMIT  # as the CRM reported it
-            run_id, _ = job_store.queue_run(
-                s,
-                kind="pull",
-                crm="salesforce",
-                object_name="Account",
-                triggered_by="schedule",
-                params={},
-            )
+        run_id = queue_run(factory, "pull", triggered_by="schedule")
 
         waiting = execute_run(settings, factory, run_id)
         assert waiting.action == "waiting"
@@ -161,15 +154,7 @@ def test_a_scheduled_pull_stops_at_a_page_when_the_share_is_spent_and_resumes_la
     factory = make_session_factory(engine)
     jobs = JobQueue(settings, session_factory=factory, huey=MemoryHuey(), periodic=False)
     try:
-        with factory() as s:
-            run_id, _ = job_store.queue_run(
-                s,
-                kind="pull",
-                crm="salesforce",
-                object_name="Account",
-                triggered_by="schedule",
-                params={},
-            )
+        run_id = queue_run(factory, "pull", triggered_by="schedule")
         stops = 0
         chain = [run_id]
         while True:
@@ -260,15 +245,7 @@ def test_calls_outside_runs_are_counted_once_and_a_runs_calls_are_not_counted_tw
             return int(s.scalar(select(func.sum(ApiUsage.calls))) or 0)
 
     try:
-        with factory() as s:
-            run_id, _ = job_store.queue_run(
-                s,
-                kind="pull",
-                crm="salesforce",
-                object_name="Account",
-                triggered_by="schedule",
-                params={},
-            )
+        run_id = queue_run(factory, "pull", triggered_by="schedule")
         assert jobs._run(run_id) == "ran"
         with factory() as s:
             run = s.get(SyncRun, run_id)

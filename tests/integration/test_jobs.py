@@ -17,27 +17,19 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.runs import RunStatus
-from app.db import job_store, leases, runs
+from app.db import leases, runs
 from app.db.base import utcnow
 from app.db.engine import make_session_factory
 from app.db.models import Account, SyncRun
 from app.jobs.runs import execute_run
 from app.jobs.tasks import JobQueue
 from app.sync import run_scope
-from tests.support.jobs import HookedSalesforce, accounts, job_settings, use_crm
+from tests.support.jobs import HookedSalesforce, accounts, job_settings, queue_run, use_crm
 
 
 @pytest.fixture
 def factory(engine: Engine) -> sessionmaker[Session]:
     return make_session_factory(engine)
-
-
-def queue(factory: sessionmaker[Session], kind: str = "backfill", obj: str = "Account") -> int:
-    with factory() as s:
-        run_id, _ = job_store.queue_run(
-            s, kind=kind, crm="salesforce", object_name=obj, triggered_by="api", params={}
-        )
-    return run_id
 
 
 def run_row(factory: sessionmaker[Session], run_id: int) -> SyncRun:
@@ -62,7 +54,7 @@ def test_a_queued_run_is_claimed_once_and_a_second_delivery_does_nothing(
     accounts(crm, 450)
     use_crm(monkeypatch, crm)
     settings = job_settings(database_url, tmp_path)
-    run_id = queue(factory)
+    run_id = queue_run(factory)
 
     first = execute_run(settings, factory, run_id)
     calls = crm.calls
@@ -91,7 +83,7 @@ def test_a_held_lease_leaves_the_run_queued_then_it_runs(
     accounts(crm, 10)
     use_crm(monkeypatch, crm)
     settings = job_settings(database_url, tmp_path)
-    run_id = queue(factory)
+    run_id = queue_run(factory)
     with factory() as s:  # a live pass of another host holds the object's lease
         leases.acquire(
             s, "sync:salesforce:Account", "otherhost:1:abc", utcnow(), timedelta(minutes=5)
@@ -125,7 +117,7 @@ def test_a_run_cancelled_while_queued_never_starts(
     crm = HookedSalesforce()
     accounts(crm, 10)
     use_crm(monkeypatch, crm)
-    run_id = queue(factory)
+    run_id = queue_run(factory)
     with factory() as s:
         assert runs.request_cancel(s, run_id) == "cancelled"
 
@@ -143,7 +135,7 @@ def test_cancel_stops_after_the_current_page_and_the_backfill_resumes_there(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     settings = job_settings(database_url, tmp_path)
-    run_id = queue(factory)
+    run_id = queue_run(factory)
 
     def cancel_after_two(pages: int) -> None:
         if pages == 2:
@@ -169,7 +161,7 @@ def test_cancel_stops_after_the_current_page_and_the_backfill_resumes_there(
     assert row.cursor_to is not None  # where it stopped; the next pass goes on from there
 
     crm.after_page = None
-    again = queue(factory)
+    again = queue_run(factory)
     assert execute_run(settings, factory, again).status == "succeeded"
     assert run_row(factory, again).read_count == 1000 - stopped_at  # the rest, nothing twice
     assert account_count(factory) == 1000
@@ -185,7 +177,7 @@ def test_a_worker_stopping_cancels_after_the_page_and_queues_the_run_again(
     jobs = JobQueue(settings, session_factory=factory)
     enqueued: list[int] = []
     monkeypatch.setattr(jobs, "enqueue_run", enqueued.append)
-    run_id = queue(factory)
+    run_id = queue_run(factory)
 
     def stop_after_one(pages: int) -> None:
         if pages == 1:
@@ -226,9 +218,9 @@ def test_the_sweeper_enqueues_lost_messages_and_resumes_runs_whose_worker_died(
     jobs = JobQueue(settings, session_factory=factory)
     enqueued: list[int] = []
     monkeypatch.setattr(jobs, "enqueue_run", enqueued.append)
-    lost = queue(factory)
-    fresh = queue(factory, obj="Opportunity")
-    dead = queue(factory, kind="push")
+    lost = queue_run(factory)
+    fresh = queue_run(factory, obj="Opportunity")
+    dead = queue_run(factory, kind="push")
     long_ago = utcnow() - timedelta(minutes=10)
     with factory() as s:
         s.execute(update(SyncRun).where(SyncRun.id == lost).values(started_at=long_ago))
@@ -340,7 +332,7 @@ def test_the_budget_gate_looks_again_after_a_second_while_plenty_is_left(
     gate = RunBudgetGate(settings, factory, clock=lambda: now[0])
     assert gate.stop_reason("cs") is None  # the CS database has no API budget
     assert gate.stop_reason("salesforce") is None  # 5000 left: plenty
-    run_id = queue(factory, kind="pull")
+    run_id = queue_run(factory, kind="pull")
     with factory() as s:  # another worker's run spends all but one call
         s.execute(
             update(SyncRun)

@@ -14,7 +14,6 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import job_store
 from app.db.engine import make_session_factory
 from app.db.models import SyncRun
 from app.jobs.queue import broker_status
@@ -27,6 +26,7 @@ from tests.support.jobs import (
     accounts,
     flush_queue,
     job_settings,
+    queue_run,
     redis_available,
     use_crm,
 )
@@ -76,15 +76,7 @@ def test_a_worker_runs_what_was_enqueued(
     use_crm(monkeypatch, crm)
     # No schedule: a run started at a minute divisible by 5 would queue incremental runs too.
     jobs = JobQueue(settings, session_factory=factory, periodic=False)
-    with factory() as s:
-        run_id, _ = job_store.queue_run(
-            s,
-            kind="backfill",
-            crm="salesforce",
-            object_name="Account",
-            triggered_by="api",
-            params={},
-        )
+    run_id = queue_run(factory)
     jobs.enqueue_run(run_id)
     jobs.enqueue_run(run_id)  # delivered twice
     assert jobs.depth() == 2

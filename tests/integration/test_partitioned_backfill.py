@@ -9,6 +9,8 @@ lost or read twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,16 +20,17 @@ from huey import MemoryHuey
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import cursors, job_store, leases, runs
+from app.db import cursors, leases, runs
 from app.db.base import utcnow
 from app.db.engine import make_session_factory
 from app.db.models import Account, SyncRun
 from app.jobs.tasks import JobQueue
+from app.settings import BudgetSettings, Settings
 from app.sync.partitions import Partition
 from tests.support.fake_crm import sf_stamp
-from tests.support.jobs import HookedSalesforce, job_settings, use_crm
+from tests.support.jobs import HookedSalesforce, accounts, job_settings, queue_run, use_crm
 
-T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)  # the first stamp of tests.support.jobs.accounts
 PER_SECOND = 10
 
 
@@ -40,30 +43,78 @@ def factory(engine: Engine) -> sessionmaker[Session]:
     return make_session_factory(engine)
 
 
-def stamped_accounts(crm: HookedSalesforce, n: int) -> None:
-    for i in range(n):
-        crm.put(
-            "Account",
-            {
-                "Id": f"001{i:015d}",
-                "Name": f"Account {i}",
-                "SystemModstamp": sf_stamp(T0 + timedelta(seconds=i // PER_SECOND)),
-                "IsDeleted": False,
-            },
-        )
+@dataclass
+class Backfills:
+    """An in-memory Salesforce that every pass of this process reads, and a private queue that
+    keeps the messages it would send (``enqueued``) instead of delivering them: each test runs
+    the jobs itself, in the order it wants, as different workers would."""
+
+    factory: sessionmaker[Session]
+    crm: HookedSalesforce
+    settings: Settings
+    jobs: JobQueue
+    enqueued: list[int]
+
+    def queue(self, partitions: int, **extra: Any) -> int:
+        """A partitioned backfill of Account queued as the API queues it."""
+        return queue_run(self.factory, params={"partitions": partitions, **extra})
+
+    def plan(self, partitions: int, **extra: Any) -> tuple[int, list[int]]:
+        """A partitioned backfill queued and planned: the parent's id and its children's in
+        partition order, taken off ``enqueued``."""
+        parent = self.queue(partitions, **extra)
+        assert self.jobs._run(parent) == "planned"
+        children = list(self.enqueued)
+        self.enqueued.clear()
+        return parent, children
+
+    def fail(self, child: int) -> None:
+        """Run ``child`` into an outage its retries do not outlive, after one more page."""
+        self.crm.fail_after_pages = self.crm.pages_served + 1
+        self.jobs._run(child)
+        self.crm.fail_after_pages = None
+
+    def failed(self, partitions: int) -> tuple[int, list[int]]:
+        """A partitioned backfill planned and run partition by partition, p1 failing after a
+        page: the failed parent's id and its children's."""
+        parent, children = self.plan(partitions)
+        for i, child in enumerate(children):
+            if i == 1:
+                self.fail(child)
+            else:
+                self.jobs._run(child)
+        return parent, children
 
 
-def queue_partitioned(factory: sessionmaker[Session], partitions: int, **extra: Any) -> int:
-    with factory() as s:
-        run_id, _ = job_store.queue_run(
-            s,
-            kind="backfill",
-            crm="salesforce",
-            object_name="Account",
-            triggered_by="api",
-            params={"partitions": partitions, **extra},
-        )
-    return run_id
+MakeBackfills = Callable[..., Backfills]
+
+
+@pytest.fixture
+def backfills(
+    database_url: str,
+    factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> MakeBackfills:
+    """``backfills(records, lease_seconds=..., daily_limit=...)``: :class:`Backfills` over
+    ``records`` accounts stamped ten to a second, on the test database."""
+
+    def make(
+        records: int, *, lease_seconds: float = 60, daily_limit: int | None = None
+    ) -> Backfills:
+        crm = HookedSalesforce()
+        accounts(crm, records, per_second=PER_SECOND)
+        use_crm(monkeypatch, crm)
+        settings = job_settings(database_url, tmp_path, lease_seconds=lease_seconds)
+        if daily_limit is not None:
+            budget = BudgetSettings(daily_limit=daily_limit)
+            settings = settings.model_copy(update={"salesforce": budget})
+        jobs = JobQueue(settings, session_factory=factory, huey=MemoryHuey(), periodic=False)
+        enqueued: list[int] = []
+        monkeypatch.setattr(jobs, "enqueue_run", enqueued.append)
+        return Backfills(factory, crm, settings, jobs, enqueued)
+
+    return make
 
 
 def run_row(factory: sessionmaker[Session], run_id: int) -> SyncRun:
@@ -78,31 +129,14 @@ def stored_ids(factory: sessionmaker[Session]) -> list[str]:
         return list(s.scalars(select(Account.sf_id)))
 
 
-def make_queue(
-    factory: sessionmaker[Session], settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> tuple[JobQueue, list[int]]:
-    jobs = JobQueue(settings, session_factory=factory, huey=MemoryHuey(), periodic=False)
-    enqueued: list[int] = []
-    monkeypatch.setattr(jobs, "enqueue_run", enqueued.append)
-    return jobs, enqueued
-
-
 def test_a_partitioned_backfill_reads_every_record_once_and_moves_the_cursor_at_the_end(
-    database_url: str,
-    factory: sessionmaker[Session],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    backfills: MakeBackfills, factory: sessionmaker[Session]
 ) -> None:
-    crm = HookedSalesforce()
-    stamped_accounts(crm, 1000)  # 100 seconds, 10 records each
-    use_crm(monkeypatch, crm)
-    settings = job_settings(database_url, tmp_path)
-    jobs, enqueued = make_queue(factory, settings, monkeypatch)
-    parent = queue_partitioned(factory, 3)
+    b = backfills(1000)  # 100 seconds, 10 records each
+    crm, jobs = b.crm, b.jobs
 
-    assert jobs._run(parent) == "planned"
+    parent, children = b.plan(3)
 
-    children = list(enqueued)
     assert len(children) == 3
     parent_row = run_row(factory, parent)
     assert parent_row.status == "running"
@@ -164,20 +198,11 @@ def test_a_partitioned_backfill_reads_every_record_once_and_moves_the_cursor_at_
 
 
 def test_a_child_killed_mid_partition_is_resumed_from_its_own_checkpoint(
-    database_url: str,
-    factory: sessionmaker[Session],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    backfills: MakeBackfills, factory: sessionmaker[Session]
 ) -> None:
-    crm = HookedSalesforce()
-    stamped_accounts(crm, 1200)
-    use_crm(monkeypatch, crm)
-    settings = job_settings(database_url, tmp_path, lease_seconds=5)
-    jobs, enqueued = make_queue(factory, settings, monkeypatch)
-    parent = queue_partitioned(factory, 2)
-    jobs._run(parent)
-    first, second = enqueued
-    enqueued.clear()
+    b = backfills(1200, lease_seconds=5)
+    crm, jobs = b.crm, b.jobs
+    parent, (first, second) = b.plan(2)
     assert jobs._run(first) == "ran"
 
     def die(pages: int) -> None:
@@ -221,23 +246,13 @@ def test_a_child_killed_mid_partition_is_resumed_from_its_own_checkpoint(
 
 
 def test_a_failed_partition_fails_the_parent_and_the_cursor_stays(
-    database_url: str,
-    factory: sessionmaker[Session],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    backfills: MakeBackfills, factory: sessionmaker[Session]
 ) -> None:
-    crm = HookedSalesforce()
-    stamped_accounts(crm, 600)
-    use_crm(monkeypatch, crm)
-    settings = job_settings(database_url, tmp_path)
-    jobs, enqueued = make_queue(factory, settings, monkeypatch)
-    parent = queue_partitioned(factory, 2)
-    jobs._run(parent)
-    first, second = enqueued
-    jobs._run(first)
-    crm.fail_after_pages = crm.pages_served + 1  # an outage the retries do not outlive
+    b = backfills(600)
+    parent, (first, second) = b.plan(2)
+    b.jobs._run(first)
 
-    jobs._run(second)
+    b.fail(second)
 
     assert run_row(factory, second).status == "failed"
     done = run_row(factory, parent)
@@ -249,22 +264,15 @@ def test_a_failed_partition_fails_the_parent_and_the_cursor_stays(
 
 
 def test_cancelling_the_parent_cancels_its_children(
-    database_url: str,
-    factory: sessionmaker[Session],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    backfills: MakeBackfills, factory: sessionmaker[Session]
 ) -> None:
-    crm = HookedSalesforce()
-    stamped_accounts(crm, 400)
-    use_crm(monkeypatch, crm)
-    settings = job_settings(database_url, tmp_path)
-    jobs, enqueued = make_queue(factory, settings, monkeypatch)
-    parent = queue_partitioned(factory, 2)
-    jobs._run(parent)
+    b = backfills(400)
+    crm, jobs = b.crm, b.jobs
+    parent, children = b.plan(2)
 
     with factory() as s:
         assert runs.request_cancel(s, parent) == "cancelling"
-    for child in enqueued:
+    for child in children:
         assert run_row(factory, child).status == "cancelled"
         jobs._run(child)  # the message arrives anyway: nothing runs
 
@@ -283,21 +291,13 @@ def test_cancelling_the_parent_cancels_its_children(
 
 
 def test_a_second_partitioned_backfill_of_the_object_waits_its_turn_elsewhere(
-    database_url: str,
-    factory: sessionmaker[Session],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    backfills: MakeBackfills, factory: sessionmaker[Session]
 ) -> None:
-    crm = HookedSalesforce()
-    stamped_accounts(crm, 100)
-    use_crm(monkeypatch, crm)
-    settings = job_settings(database_url, tmp_path)
-    jobs, _enqueued = make_queue(factory, settings, monkeypatch)
-    first = queue_partitioned(factory, 2)
-    jobs._run(first)
-    second = queue_partitioned(factory, 2)
+    b = backfills(100)
+    first, _children = b.plan(2)
+    second = b.queue(2)
 
-    assert jobs._run(second) == "closed"
+    assert b.jobs._run(second) == "closed"
 
     row = run_row(factory, second)
     assert row.status == "cancelled"
@@ -311,21 +311,13 @@ def test_a_second_partitioned_backfill_of_the_object_waits_its_turn_elsewhere(
 
 
 def test_partitions_of_one_object_hold_different_leases_and_exclude_nobody_else(
-    database_url: str,
-    factory: sessionmaker[Session],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    backfills: MakeBackfills, factory: sessionmaker[Session]
 ) -> None:
     """While p1 runs (its lease held), p0 runs too; an incremental pull of the object may run
     beside them and does not close the running parent as abandoned."""
-    crm = HookedSalesforce()
-    stamped_accounts(crm, 600)
-    use_crm(monkeypatch, crm)
-    settings = job_settings(database_url, tmp_path)
-    jobs, enqueued = make_queue(factory, settings, monkeypatch)
-    parent = queue_partitioned(factory, 2)
-    jobs._run(parent)
-    first, second = enqueued
+    b = backfills(600)
+    crm, jobs = b.crm, b.jobs
+    parent, (first, second) = b.plan(2)
     with factory() as s:  # a live pass of p1 on another host
         leases.acquire(
             s, "sync:salesforce:Account:p1", "otherhost:1:abc", utcnow(), timedelta(minutes=5)
@@ -333,10 +325,7 @@ def test_partitions_of_one_object_hold_different_leases_and_exclude_nobody_else(
 
     assert jobs._run(second) == "waiting"
     assert jobs._run(first) == "ran"
-    with factory() as s:
-        pull, _ = job_store.queue_run(
-            s, kind="pull", crm="salesforce", object_name="Account", triggered_by="api", params={}
-        )
+    pull = queue_run(factory, "pull")
     assert jobs._run(pull) == "ran"
     assert run_row(factory, parent).status == "running"
     with factory() as s:
@@ -347,25 +336,13 @@ def test_partitions_of_one_object_hold_different_leases_and_exclude_nobody_else(
 
 
 def test_a_child_stops_at_a_page_when_the_budget_runs_out_and_resumes_once_it_frees(
-    database_url: str,
-    factory: sessionmaker[Session],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    backfills: MakeBackfills, factory: sessionmaker[Session]
 ) -> None:
-    from app.settings import BudgetSettings
     from app.wiring.budget import budget_status
 
-    crm = HookedSalesforce()
-    stamped_accounts(crm, 1200)
-    use_crm(monkeypatch, crm)
-    settings = job_settings(database_url, tmp_path).model_copy(
-        update={"salesforce": BudgetSettings(daily_limit=200)}
-    )
-    jobs, enqueued = make_queue(factory, settings, monkeypatch)
-    parent = queue_partitioned(factory, 2)
-    assert jobs._run(parent) == "planned"  # the estimate fits in what is left
-    first, second = enqueued
-    enqueued.clear()
+    b = backfills(1200, daily_limit=200)
+    crm, settings, jobs = b.crm, b.settings, b.jobs
+    parent, (first, second) = b.plan(2)  # planned: the estimate fits in what is left
     # Another run (an incremental pull of another object) spends all but 4 calls meanwhile.
     left = budget_status(settings, factory)["salesforce"].left
     assert left is not None
@@ -424,25 +401,11 @@ def test_a_child_stops_at_a_page_when_the_budget_runs_out_and_resumes_once_it_fr
 
 
 def test_a_failed_partitioned_backfill_resumes_only_its_failed_partitions(
-    database_url: str,
-    factory: sessionmaker[Session],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    backfills: MakeBackfills, factory: sessionmaker[Session]
 ) -> None:
-    crm = HookedSalesforce()
-    stamped_accounts(crm, 1200)
-    use_crm(monkeypatch, crm)
-    settings = job_settings(database_url, tmp_path)
-    jobs, enqueued = make_queue(factory, settings, monkeypatch)
-    failed_parent = queue_partitioned(factory, 3)
-    jobs._run(failed_parent)
-    first, second, third = enqueued
-    enqueued.clear()
-    jobs._run(first)
-    crm.fail_after_pages = crm.pages_served + 1  # p1 commits a page, then an outage
-    jobs._run(second)
-    crm.fail_after_pages = None
-    jobs._run(third)
+    b = backfills(1200)
+    crm, jobs, enqueued = b.crm, b.jobs, b.enqueued
+    failed_parent, (first, second, third) = b.failed(3)  # p1 commits a page, then an outage
     broken = run_row(factory, second)
     assert broken.status == "failed"
     assert broken.read_count > 0  # it committed pages before the outage: a checkpoint
@@ -450,7 +413,7 @@ def test_a_failed_partitioned_backfill_resumes_only_its_failed_partitions(
     old_plan = run_row(factory, failed_parent).params["plan"]
 
     calls = crm.calls
-    again = queue_partitioned(factory, 3)  # the same request again
+    again = b.queue(3)  # the same request again
     assert jobs._run(again) == "planned"
 
     assert crm.calls == calls  # the old plan, no count calls
@@ -477,37 +440,23 @@ def test_a_failed_partitioned_backfill_resumes_only_its_failed_partitions(
         assert cursors.load_cursor(s, "salesforce", "Account", "changes").at is not None
 
     # Once one succeeded, the next request (or one with restart) plans a new generation.
-    fresh = queue_partitioned(factory, 2)
+    fresh = b.queue(2)
     assert jobs._run(fresh) == "planned"
     assert len(enqueued) == 2
     assert "resumes" not in run_row(factory, fresh).params["plan"]
 
 
 def test_restart_plans_a_failed_partitioned_backfill_anew(
-    database_url: str,
-    factory: sessionmaker[Session],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    backfills: MakeBackfills, factory: sessionmaker[Session]
 ) -> None:
-    crm = HookedSalesforce()
-    stamped_accounts(crm, 600)
-    use_crm(monkeypatch, crm)
-    settings = job_settings(database_url, tmp_path)
-    jobs, enqueued = make_queue(factory, settings, monkeypatch)
-    failed_parent = queue_partitioned(factory, 2)
-    jobs._run(failed_parent)
-    first, second = enqueued
-    enqueued.clear()
-    jobs._run(first)
-    crm.fail_after_pages = crm.pages_served + 1
-    jobs._run(second)
-    crm.fail_after_pages = None
+    b = backfills(600)
+    failed_parent, _children = b.failed(2)
     assert run_row(factory, failed_parent).status == "failed"
 
-    anew = queue_partitioned(factory, 2, restart=True)
-    assert jobs._run(anew) == "planned"
+    anew = b.queue(2, restart=True)
+    assert b.jobs._run(anew) == "planned"
 
     plan = run_row(factory, anew).params["plan"]
     assert "resumes" not in plan
     assert plan["generation"] != run_row(factory, failed_parent).params["plan"]["generation"]
-    assert len(enqueued) == 2
+    assert len(b.enqueued) == 2

@@ -93,7 +93,9 @@ def flush_queue(settings: Settings) -> None:
         client.delete(key)
 
 
-def accounts(crm: FakeSalesforce, n: int) -> None:
+def accounts(crm: FakeSalesforce, n: int, *, per_second: int = 1) -> None:
+    """``n`` accounts stamped ``per_second`` to a second from 2026-11-01 12:00 UTC (more than one
+    a second puts records on every second a range boundary can fall on)."""
     from datetime import UTC, datetime, timedelta
 
     from tests.support.fake_crm import sf_stamp
@@ -105,10 +107,35 @@ def accounts(crm: FakeSalesforce, n: int) -> None:
             {
                 "Id": f"001{i:015d}",
                 "Name": f"Account {i}",
-                "SystemModstamp": sf_stamp(t0 + timedelta(seconds=i)),
+                "SystemModstamp": sf_stamp(t0 + timedelta(seconds=i // per_second)),
                 "IsDeleted": False,
             },
         )
+
+
+def queue_run(
+    factory: Any,
+    kind: str = "backfill",
+    *,
+    crm: str = "salesforce",
+    obj: str = "Account",
+    triggered_by: str = "api",
+    params: dict[str, Any] | None = None,
+) -> int:
+    """A queued run's id (committed in a session of its own), as the API or the schedule
+    queues one for a job to carry out."""
+    from app.db import job_store
+
+    with factory() as s:
+        run_id, _ = job_store.queue_run(
+            s,
+            kind=kind,
+            crm=crm,
+            object_name=obj,
+            triggered_by=triggered_by,
+            params=params or {},
+        )
+    return run_id
 
 
 def rows(factory: Any, model: Any) -> list[Any]:
