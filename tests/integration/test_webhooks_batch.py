@@ -33,7 +33,12 @@ from app.db.models import (
 from app.wiring import onboarding_start
 from app.wiring.webhook_processing import ProcessingContext, process_inbox_events, sweep
 from crmsync_sandbox import Sandbox, SandboxConfig
-from tests.support.webhooks import sandbox_settings, seed_csms
+from tests.support.webhooks import (
+    hubspot_api,
+    hubspot_company_ids,
+    sandbox_settings,
+    seed_csms,
+)
 
 _keys = count(1)
 
@@ -69,22 +74,6 @@ def context(
     ctx.close()
 
 
-def hs(sb: Sandbox, method: str, path: str, **kw: Any) -> Any:
-    session = sb.session()
-    try:
-        response = session.request(
-            method,
-            sb.info.hubspot.base_url + path,
-            headers={"Authorization": f"Bearer {sb.info.hubspot.access_token}"},
-            timeout=30,
-            **kw,
-        )
-        response.raise_for_status()
-        return response.json() if response.content else None
-    finally:
-        session.close()
-
-
 def won_deals(sb: Sandbox, companies: list[str], name: str = "batch") -> list[str]:
     """A won new-business deal on each of ``companies`` (in that order)."""
     inputs = [
@@ -106,14 +95,13 @@ def won_deals(sb: Sandbox, companies: list[str], name: str = "batch") -> list[st
         }
         for company in companies
     ]
-    made = hs(sb, "POST", "/crm/v3/objects/deals/batch/create", json={"inputs": inputs})
+    made = hubspot_api(sb, "POST", "/crm/v3/objects/deals/batch/create", json={"inputs": inputs})
     by_name = {r["properties"]["dealname"]: str(r["id"]) for r in made["results"]}
     return [by_name[i["properties"]["dealname"]] for i in inputs]
 
 
 def company_ids(sb: Sandbox, n: int, skip: int = 0) -> list[str]:
-    found = hs(sb, "GET", "/crm/v3/objects/companies", params={"limit": 100})
-    return [str(r["id"]) for r in found["results"]][skip : skip + n]
+    return hubspot_company_ids(sb)[skip : skip + n]
 
 
 def store(engine: Engine, deals: list[str]) -> list[int]:
@@ -154,6 +142,26 @@ def plans(engine: Engine) -> dict[str, list[OnboardingPlan]]:
     return out
 
 
+def one_plan_each(engine: Engine, deals: list[str]) -> dict[str, list[OnboardingPlan]]:
+    """:func:`plans`, having checked that every deal of ``deals`` has one plan and no other
+    deal has any."""
+    made = plans(engine)
+    assert sorted(made) == sorted(deals)
+    assert all(len(p) == 1 for p in made.values())
+    return made
+
+
+def cs_handover_notes(engine: Engine) -> int:
+    """How many handover notes crmsync wrote (origin ``cs``)."""
+    with Session(engine) as s:
+        return int(
+            s.scalar(
+                select(func.count()).select_from(HandoverNote).where(HandoverNote.origin == "cs")
+            )
+            or 0
+        )
+
+
 def test_a_batch_with_a_duplicate_gives_one_plan_per_deal_and_keeps_the_account_csm(
     sandbox: Sandbox, engine: Engine, context: ProcessingContext
 ) -> None:
@@ -169,9 +177,7 @@ def test_a_batch_with_a_duplicate_gives_one_plan_per_deal_and_keeps_the_account_
     assert sorted(states) == sorted(ids)
     rows = inbox(engine, ids)
     assert [r.status for r in rows] == ["done"] * 6, [(r.status, r.last_error) for r in rows]
-    made = plans(engine)
-    assert sorted(made) == sorted(deals)
-    assert all(len(p) == 1 for p in made.values())
+    made = one_plan_each(engine, deals)
     first, repeat = rows[0], rows[1]  # deals[0] delivered twice, in that order
     assert (first.last_error or "").startswith(f"plan {made[deals[0]][0].id} ")
     assert repeat.last_error == f"onboarding plan {made[deals[0]][0].id} exists"
@@ -186,10 +192,7 @@ def test_a_batch_with_a_duplicate_gives_one_plan_per_deal_and_keeps_the_account_
             p[0].id for p in made.values()
         )
         assert [e.payload["csm_reason"] for e in started].count("continuity") == 2
-        notes = s.scalar(
-            select(func.count()).select_from(HandoverNote).where(HandoverNote.origin == "cs")
-        )
-        assert notes == 4
+    assert cs_handover_notes(engine) == 4
 
 
 def test_loads_grow_as_the_batch_assigns(
@@ -237,7 +240,9 @@ def test_one_failing_event_fails_alone_and_leaves_its_account_as_it_was(
         return real(*args, **kwargs)
 
     bad = deals[1]
-    deal = hs(sandbox, "GET", f"/crm/v3/objects/deals/{bad}", params={"properties": "dealname"})
+    deal = hubspot_api(
+        sandbox, "GET", f"/crm/v3/objects/deals/{bad}", params={"properties": "dealname"}
+    )
     bad_key = deal["properties"]["dealname"].rsplit(" ", 1)[1]
     monkeypatch.setattr(onboarding_start, "build_plan", build_plan)
     ids = store(engine, deals)
@@ -263,9 +268,7 @@ def test_one_failing_event_fails_alone_and_leaves_its_account_as_it_was(
     clock.ahead = timedelta(minutes=1)  # past its backoff
     sweep(context)
     assert [r.status for r in inbox(engine, ids)] == ["done"] * 3
-    made = plans(engine)
-    assert sorted(made) == sorted(deals)
-    assert all(len(p) == 1 for p in made.values())
+    one_plan_each(engine, deals)
 
 
 def test_a_plan_stored_meanwhile_rolls_the_batch_back_and_redoes_it_event_by_event(
@@ -296,14 +299,8 @@ def test_a_plan_stored_meanwhile_rolls_the_batch_back_and_redoes_it_event_by_eve
     rows = inbox(engine, ids)
     assert [r.status for r in rows] == ["done"] * 3, [(r.status, r.last_error) for r in rows]
     assert rows[0].last_error == f"onboarding plan {existing.id} exists"
-    made = plans(engine)
-    assert sorted(made) == sorted(deals)
-    assert all(len(p) == 1 for p in made.values())
-    with Session(engine) as s:
-        notes = s.scalar(
-            select(func.count()).select_from(HandoverNote).where(HandoverNote.origin == "cs")
-        )
-        assert notes == 3
+    one_plan_each(engine, deals)
+    assert cs_handover_notes(engine) == 3
 
 
 class Killed(BaseException):
@@ -344,9 +341,7 @@ def test_a_kill_between_the_claim_and_the_commit_loses_and_doubles_nothing(
     rows = inbox(engine, ids)
     assert [r.status for r in rows] == ["done"] * 3
     assert [r.attempts for r in rows] == [2, 2, 2]
-    made = plans(engine)
-    assert sorted(made) == sorted(deals)
-    assert all(len(p) == 1 for p in made.values())
+    one_plan_each(engine, deals)
 
 
 def test_two_workers_with_the_same_deals_at_once_make_one_plan_each(
@@ -379,13 +374,7 @@ def test_two_workers_with_the_same_deals_at_once_make_one_plan_each(
     assert errors == []
     rows = inbox(engine, first + second)
     assert {r.status for r in rows} == {"done"}, [(r.status, r.last_error) for r in rows]
-    made = plans(engine)
-    assert sorted(made) == sorted(deals)
-    assert all(len(p) == 1 for p in made.values())
+    one_plan_each(engine, deals)
     exists = [r for r in rows if (r.last_error or "").endswith(" exists")]
     assert len(exists) == len(deals)
-    with Session(engine) as s:
-        notes = s.scalar(
-            select(func.count()).select_from(HandoverNote).where(HandoverNote.origin == "cs")
-        )
-        assert notes == len(deals)
+    assert cs_handover_notes(engine) == len(deals)

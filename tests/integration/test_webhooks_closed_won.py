@@ -16,6 +16,8 @@ from app.db.models import OnboardingPlan, Opportunity, WebhookEvent
 from crmsync_sandbox import Sandbox, SandboxConfig
 from tests.support.webhooks import (
     LiveApp,
+    hubspot_api,
+    hubspot_company_ids,
     hubspot_event,
     hubspot_request,
     point_sandbox_at,
@@ -42,36 +44,15 @@ def server(sandbox: Sandbox, database_url: str) -> Iterator[LiveApp]:
     app.stop()
 
 
-def hs(sb: Sandbox, method: str, path: str, **kw: Any) -> Any:
-    session = sb.session()
-    try:
-        response = session.request(
-            method,
-            sb.info.hubspot.base_url + path,
-            headers={"Authorization": f"Bearer {sb.info.hubspot.access_token}"},
-            timeout=30,
-            **kw,
-        )
-        response.raise_for_status()
-        return response.json() if response.content else None
-    finally:
-        session.close()
-
-
-def companies(sb: Sandbox) -> list[str]:
-    found = hs(sb, "GET", "/crm/v3/objects/companies", params={"limit": 100})
-    return [str(r["id"]) for r in found["results"]]
-
-
 _made = iter(range(1, 1_000_000))
 
 
 def open_deals(sb: Sandbox, count: int, dealtype: str = "newbusiness") -> list[str]:
     """``count`` new open deals, each on its own company (a new customer)."""
     ids = []
-    for company in companies(sb)[-count:]:
+    for company in hubspot_company_ids(sb)[-count:]:
         n = next(_made)
-        made = hs(
+        made = hubspot_api(
             sb,
             "POST",
             "/crm/v3/objects/deals",
@@ -133,7 +114,7 @@ def test_a_deal_deleted_before_processing_is_ignored(
     (deal,) = open_deals(sandbox, 1)
     sandbox.control("PUT", "/webhooks", {"hold": True})
     sandbox.control("POST", "/hubspot/close-won", {"id": deal})
-    hs(sandbox, "DELETE", f"/crm/v3/objects/deals/{deal}")
+    hubspot_api(sandbox, "DELETE", f"/crm/v3/objects/deals/{deal}")
     sandbox.control("POST", "/webhooks/flush", {"wait": 20})
     (event,) = settled(engine, deal)
     assert event.status == "ignored"
@@ -147,7 +128,7 @@ def test_won_then_lost_before_processing_is_ignored(
     (deal,) = open_deals(sandbox, 1)
     sandbox.control("PUT", "/webhooks", {"hold": True})
     sandbox.control("POST", "/hubspot/close-won", {"id": deal})
-    hs(
+    hubspot_api(
         sandbox,
         "PATCH",
         f"/crm/v3/objects/deals/{deal}",
@@ -165,7 +146,7 @@ def test_won_then_lost_before_processing_is_ignored(
 
 
 def company_of(sb: Sandbox, deal: str) -> str:
-    found = hs(sb, "GET", f"/crm/v4/objects/deals/{deal}/associations/companies")
+    found = hubspot_api(sb, "GET", f"/crm/v4/objects/deals/{deal}/associations/companies")
     return str(found["results"][0]["toObjectId"])
 
 
@@ -208,7 +189,7 @@ def test_a_won_deal_starts_onboarding_once_and_writes_back(
 
     # write-back: the CSM and the onboarding status on the company, the handover note on it
     def pushed() -> Any:
-        props = hs(
+        props = hubspot_api(
             sandbox,
             "GET",
             f"/crm/v3/objects/companies/{company}",
@@ -225,7 +206,9 @@ def test_a_won_deal_starts_onboarding_once_and_writes_back(
             return note.hs_id if note is not None else None
 
     hs_note = wait_for(note_id, timeout=30)  # created in HubSpot, its id stored
-    on_company = hs(sandbox, "GET", f"/crm/v4/objects/companies/{company}/associations/notes")
+    on_company = hubspot_api(
+        sandbox, "GET", f"/crm/v4/objects/companies/{company}/associations/notes"
+    )
     assert hs_note in {str(r["toObjectId"]) for r in on_company["results"]}
     # another event about the same won deal (a new eventId: a replay) starts nothing new
     url = server.url + "/webhooks/hubspot"
@@ -244,7 +227,7 @@ def test_won_lost_won_out_of_order_gives_one_plan(
     sandbox.control("PUT", "/webhooks", {"hold": True, "reorder": True})
     sandbox.control("POST", "/hubspot/close-won", {"id": deal})  # won
     patch = {"properties": {"dealstage": "closedlost"}}
-    hs(sandbox, "PATCH", f"/crm/v3/objects/deals/{deal}", json=patch)  # lost
+    hubspot_api(sandbox, "PATCH", f"/crm/v3/objects/deals/{deal}", json=patch)  # lost
     url = server.url + "/webhooks/hubspot"
     lost = hubspot_event(880_001, deal, stage="closedlost")
     assert post(url, *hubspot_request(url, [lost])).status_code == 200
@@ -345,7 +328,7 @@ def test_a_burst_of_1000_closed_won_deals_gives_1000_plans(
     app = LiveApp(sandbox_settings(sandbox, database_url, worker_threads=4))
     point_sandbox_at(sandbox, app, batch_size=99)
     try:
-        company = companies(sandbox)[0]
+        company = hubspot_company_ids(sandbox)[0]
         deals: list[str] = []
         for start in range(0, 1000, 100):
             inputs = [
@@ -369,7 +352,7 @@ def test_a_burst_of_1000_closed_won_deals_gives_1000_plans(
                 }
                 for n in range(100)
             ]
-            made = hs(
+            made = hubspot_api(
                 sandbox, "POST", "/crm/v3/objects/deals/batch/create", json={"inputs": inputs}
             )
             deals.extend(str(r["id"]) for r in made["results"])
@@ -378,7 +361,9 @@ def test_a_burst_of_1000_closed_won_deals_gives_1000_plans(
                 {"id": d, "properties": {"dealstage": "closedwon"}}
                 for d in deals[start : start + 100]
             ]
-            hs(sandbox, "POST", "/crm/v3/objects/deals/batch/update", json={"inputs": closing})
+            hubspot_api(
+                sandbox, "POST", "/crm/v3/objects/deals/batch/update", json={"inputs": closing}
+            )
 
         def all_planned() -> bool:
             with Session(engine) as s:
@@ -433,7 +418,7 @@ def test_deactivating_the_csm_reassigns_and_pushes_the_new_one(
             company = account.hs_id
 
         def company_csm() -> str | None:
-            props = hs(
+            props = hubspot_api(
                 sandbox,
                 "GET",
                 f"/crm/v3/objects/companies/{company}",

@@ -171,6 +171,30 @@ def point_sandbox_at(sb: Any, app: LiveApp, **options: Any) -> None:
     )
 
 
+def hubspot_api(sb: Any, method: str, path: str, **kw: Any) -> Any:
+    """A call to the sandbox's HubSpot API with its access token, as a test sets a deal up or
+    looks at what crmsync wrote: the answer's JSON (None when empty); raises on an error."""
+    session = sb.session()
+    try:
+        response = session.request(
+            method,
+            sb.info.hubspot.base_url + path,
+            headers={"Authorization": f"Bearer {sb.info.hubspot.access_token}"},
+            timeout=30,
+            **kw,
+        )
+        response.raise_for_status()
+        return response.json() if response.content else None
+    finally:
+        session.close()
+
+
+def hubspot_company_ids(sb: Any) -> list[str]:
+    """The ids of the sandbox's first 100 HubSpot companies, in its order."""
+    found = hubspot_api(sb, "GET", "/crm/v3/objects/companies", params={"limit": 100})
+    return [str(r["id"]) for r in found["results"]]
+
+
 def wait_for(predicate: Any, timeout: float = 60.0, every: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:
