@@ -18,14 +18,12 @@ from app.db.models import (
     Csm,
     HealthSnapshot,
     OnboardingTask,
-    Opportunity,
     UsageSnapshot,
 )
-from app.db.onboarding_store import create_plan_once
-from app.domain.onboarding import build_plan
 from app.settings import Settings
 from app.wiring.recompute import run_recompute
 from tests.browser.conftest import Live
+from tests.support.console import won_deal_plan
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page
@@ -67,17 +65,9 @@ def cs(live: Live) -> dict[str, Any]:
                 key_features_defined=5,
             )
         )
-        opp = Opportunity(name="Chartwell deal", account_id=account.id, is_won=True, is_closed=True)
-        s.add(opp)
-        s.flush()
-        d0 = TODAY - timedelta(days=20)
-        plan_id = create_plan_once(
-            s,
-            account_id=account.id,
-            opportunity_id=opp.id,
-            decision=build_plan("high", "new_business", d0, d0, handover=None),
-            csm_id=csm.id,
-        ).plan_id
+        plan_id = won_deal_plan(
+            s, account.id, TODAY - timedelta(days=20), csm_id=csm.id, deal="Chartwell deal"
+        )
         account_id, csm_id = account.id, csm.id
     settings = Settings(_env_file=None, database_url=live.database_url)  # type: ignore[call-arg]
     run_recompute(settings, session_factory=live.factory, account_ids=[account_id])

@@ -22,17 +22,14 @@ from app.db.models import (
     Csm,
     HealthSnapshot,
     OnboardingTask,
-    Opportunity,
     SyncRun,
     UsageSnapshot,
 )
-from app.db.onboarding_store import create_plan_once
-from app.domain.onboarding import build_plan
 from app.main import create_app
 from app.settings import Settings
 from app.wiring.recompute import run_recompute
 from tests.support.api import api_client
-from tests.support.console import console_client, csrf_token
+from tests.support.console import console_client, csrf_token, won_deal_plan
 
 TODAY = datetime.now(UTC).date()
 
@@ -96,17 +93,7 @@ def data(app: FastAPI, database_url: str, tmp_path: Path) -> dict[str, Any]:
                     key_features_defined=5,
                 )
             )
-        opp = Opportunity(name="deal", account_id=ids[1], is_won=True, is_closed=True)
-        s.add(opp)
-        s.flush()
-        d0 = TODAY - timedelta(days=20)
-        plan = create_plan_once(
-            s,
-            account_id=ids[1],
-            opportunity_id=opp.id,
-            decision=build_plan("high", "new_business", d0, d0, handover=None),
-            csm_id=cara.id,
-        ).plan_id
+        plan = won_deal_plan(s, ids[1], TODAY - timedelta(days=20), csm_id=cara.id)
         csm_id = cara.id
     run_recompute(_settings(database_url, tmp_path), session_factory=factory)
     with factory() as s, s.begin():
@@ -263,28 +250,11 @@ def test_onboarding_late_plans_come_first_across_pages(
             account = Account(name=f"Fresh {i:02d}")
             s.add(account)
             s.flush()
-            opp = Opportunity(name="deal", account_id=account.id, is_won=True, is_closed=True)
-            s.add(opp)
-            s.flush()
-            create_plan_once(
-                s,
-                account_id=account.id,
-                opportunity_id=opp.id,
-                decision=build_plan("high", "new_business", TODAY, TODAY, handover=None),
-            )
+            won_deal_plan(s, account.id, TODAY)
         account = Account(name="Very Late")
         s.add(account)
         s.flush()
-        opp = Opportunity(name="deal", account_id=account.id, is_won=True, is_closed=True)
-        s.add(opp)
-        s.flush()
-        d0 = TODAY - timedelta(days=40)
-        newest = create_plan_once(
-            s,
-            account_id=account.id,
-            opportunity_id=opp.id,
-            decision=build_plan("high", "new_business", d0, d0, handover=None),
-        ).plan_id
+        newest = won_deal_plan(s, account.id, TODAY - timedelta(days=40))
     assert newest > data["plan"]
     first = viewer.get("/console/onboarding")
     assert first.status_code == 200
