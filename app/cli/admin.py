@@ -11,39 +11,22 @@ Exit codes: 0 done; 1 a retry failed (the CRM failed, or a pass holds the object
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import ExitCode, load_settings, open_database
 from app.cli.output import JSON_OPTION, cli_actor, print_json, print_table, stdout, wants_json
 from app.core.runs import RunStatus, SyncKind
-from app.db.engine import make_session_factory
-from app.db.error_views import (
-    AlreadyResolved,
-    ErrorFilters,
-    ErrorNotFound,
-    error_dict,
-    get_error,
-    list_errors,
-    resolve_error,
-)
-from app.db.inbox_admin import (
-    STATUS_FILTERS,
-    EventNotFound,
-    NotReplayable,
-    event_dict,
-    get_event,
-    list_inbox,
-    replay_event,
-)
-from app.db.models import SyncRun
-from app.db.run_views import RunFilters, list_runs, run_detail, run_dict
-from app.settings import Settings
-from app.wiring.admin_status import status as build_status
-from app.wiring.error_retry import RetryReport, retriable_error_ids, retry_errors
-from app.wiring.inbox_replay import hand_over
+from app.db.enums import STATUS_FILTERS
+
+# The database layer and the wiring load inside the commands that use them: `crmsync --help`
+# and the other commands do not pay for them (tests/unit/test_cli_lazy_imports.py).
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from app.settings import Settings
+    from app.wiring.error_retry import RetryReport
 
 runs_app = typer.Typer(help="Sync runs: list them, show one with its progress.")
 errors_app = typer.Typer(help="Records that failed to sync: list, retry, resolve.")
@@ -63,6 +46,8 @@ def _choice(option: str, value: str | None, allowed: tuple[str, ...]) -> None:
 
 
 def _database() -> tuple[Settings, sessionmaker[Session], Any]:
+    from app.db.engine import make_session_factory
+
     settings = load_settings()
     engine = open_database(settings, migrated=True)
     return settings, make_session_factory(engine), engine
@@ -104,6 +89,8 @@ def runs_list(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """The latest sync runs, newest first."""
+    from app.db.run_views import RunFilters, list_runs, run_dict
+
     _choice("--crm", crm, CRMS)
     _choice("--kind", kind, tuple(k.value for k in SyncKind))
     _choice("--status", status, tuple(s.value for s in RunStatus))
@@ -143,6 +130,9 @@ def runs_show(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """One run: live counts, API calls, rate, ETA, cursors and open errors."""
+    from app.db.models import SyncRun
+    from app.db.run_views import run_detail
+
     _settings, factory, engine = _database()
     try:
         with factory() as session:
@@ -180,6 +170,7 @@ def runs_cancel(
     """Cancel a run: a queued one at once, a running one after its current page (its cursor
     stays at that page). Exit 2 for an unknown or finished run."""
     from app.db.audit import record_audit
+    from app.db.models import SyncRun
     from app.db.runs import request_cancel
 
     _settings, factory, engine = _database()
@@ -221,6 +212,8 @@ def errors_list(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Failed records, newest first, with their payload (in --json)."""
+    from app.db.error_views import ErrorFilters, error_dict, list_errors
+
     _choice("--crm", crm, CRMS)
     filters = ErrorFilters(
         crm=crm,
@@ -289,6 +282,9 @@ def errors_retry(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Read the failed record(s) from the CRM again and sync them."""
+    from app.db.error_views import ErrorFilters, ErrorNotFound, get_error
+    from app.wiring.error_retry import retriable_error_ids, retry_errors
+
     if (error_id is None) == (not all_):
         raise _fail("give an error id, or --all (with --crm/--object/--category)")
     if error_id is not None and (crm or object_name or category):
@@ -328,6 +324,8 @@ def errors_resolve(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Mark an error resolved by hand, with a comment (audited)."""
+    from app.db.error_views import AlreadyResolved, ErrorNotFound, error_dict, resolve_error
+
     if not comment.strip():
         raise _fail("--comment: say why the error is resolved")
     _settings, factory, engine = _database()
@@ -359,6 +357,8 @@ def inbox_list(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Webhook events, newest first (bodies in --json)."""
+    from app.db.inbox_admin import event_dict, list_inbox
+
     _choice("--status", status, STATUS_FILTERS)
     _settings, factory, engine = _database()
     try:
@@ -395,6 +395,15 @@ def inbox_replay(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Put a dead (or done) event back in the queue; the webhook worker's sweep processes it."""
+    from app.db.inbox_admin import (
+        EventNotFound,
+        NotReplayable,
+        event_dict,
+        get_event,
+        replay_event,
+    )
+    from app.wiring.inbox_replay import hand_over
+
     _settings, factory, engine = _database()
     try:
         with factory() as session:
@@ -422,6 +431,8 @@ def inbox_replay(
 
 def status(as_json: bool = JSON_OPTION) -> None:
     """Per CRM and object: last successful run, lag, records, open errors; the inbox."""
+    from app.wiring.admin_status import status as build_status
+
     settings, factory, engine = _database()
     try:
         with factory() as session:

@@ -7,16 +7,21 @@ import os
 import sys
 from collections.abc import Iterable
 from enum import IntEnum
+from typing import TYPE_CHECKING
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
-from sqlalchemy import Engine
 
 from app.errors import CrmsyncError, ErrorCategory
 from app.logging import configure_logging
-from app.settings import InsecureSettingsError, Settings
-from app.sync.pull import PullResult
+
+# Settings (pydantic, SQLAlchemy URLs) and the database load when a command first needs them, not
+# when the CLI starts: `crmsync --help` and light commands do not pay for them.
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from app.settings import Settings
+    from app.sync.pull import PullResult
 
 DEBUG_ENV = "CRMSYNC_DEBUG"
 
@@ -39,6 +44,10 @@ console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 def load_settings() -> Settings:
     """Build settings from the environment; a bad setting is a message and exit code 2."""
+    from pydantic import ValidationError
+
+    from app.settings import InsecureSettingsError, Settings
+
     try:
         settings = Settings()
     except ValidationError as exc:

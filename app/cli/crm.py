@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
@@ -32,11 +32,13 @@ from app.cli.common import ExitCode, console, exit_code_for, load_settings, repo
 from app.crm.base import CrmName
 from app.crm.check import Finding, OrgFacts, Status, findings, needs_from, worst
 from app.crm.provision import MissingField, SetupReport, setup
-from app.crm.retry import RetryPolicy
 from app.errors import CrmsyncError
 from app.mappers.config import load_mapping_set
-from app.mappers.spec import MappingSet
-from app.settings import Settings
+
+# The retry policy imports the settings (pydantic, SQLAlchemy): loaded when a check runs.
+if TYPE_CHECKING:
+    from app.mappers.spec import MappingSet
+    from app.settings import Settings
 
 crm_app = typer.Typer(help="Check a CRM org against what crmsync needs, and set it up.")
 
@@ -73,6 +75,8 @@ def read_facts(settings: Settings, crm: CrmName, objects: tuple[str, ...]) -> Or
     A check is interactive: :data:`CHECK_ATTEMPTS` tries with short waits, so a CRM that
     cannot be reached is reported in seconds rather than after a pull's full backoff.
     """
+    from app.crm.retry import RetryPolicy
+
     policy = RetryPolicy(max_attempts=CHECK_ATTEMPTS, max_wait=2.0, jitter=0.2)
     if crm == "salesforce":
         from app.crm.salesforce.client import SalesforceClient
@@ -145,6 +149,8 @@ def run_setup(
     settings: Settings, crm: CrmName, mappings: MappingSet, *, dry_run: bool
 ) -> SetupReport:
     """Log in to ``crm`` and provision the target fields of ``mappings`` (interactive retries)."""
+    from app.crm.retry import RetryPolicy
+
     policy = RetryPolicy(max_attempts=CHECK_ATTEMPTS, max_wait=2.0, jitter=0.2)
     if crm == "salesforce":
         from app.crm.salesforce.client import SalesforceClient

@@ -21,13 +21,8 @@ from datetime import date, datetime
 from pathlib import Path
 
 import typer
-from sqlalchemy import select
-from sqlalchemy.exc import SQLAlchemyError
 
 from app.cli.common import ExitCode, load_settings, open_database
-from app.db.csm_store import csm_dict, import_csms, parse_csm_rows
-from app.db.engine import make_session_factory
-from app.db.models import Csm
 
 csms_app = typer.Typer(help="The CSM roster (domain.md 8).", no_args_is_help=True)
 
@@ -80,6 +75,12 @@ def import_command(
     file: Path = typer.Argument(..., help="CSV file with a header row (name,email,tiers,...)."),
 ) -> None:
     """Create or update CSMs from a CSV file, matched by e-mail; all or nothing."""
+    # The database layer loads with the command, not with the CLI.
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.db.csm_store import import_csms, parse_csm_rows
+    from app.db.engine import make_session_factory
+
     header, rows = _read(file)
     parsed, errors = parse_csm_rows(header, rows)
     settings = load_settings()
@@ -131,6 +132,12 @@ def _iso(value: object) -> str:
 @csms_app.command("list")
 def list_command() -> None:
     """Print every CSM as one JSON document per line."""
+    from sqlalchemy import select
+
+    from app.db.csm_store import csm_dict
+    from app.db.engine import make_session_factory
+    from app.db.models import Csm
+
     settings = load_settings()
     engine = open_database(settings, migrated=True)
     try:

@@ -17,24 +17,26 @@ import socket
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import ExitCode, console, load_settings
 from app.cli.dates import parse_past_instant
 from app.crm.base import CrmName
-from app.db import cursors, leases
-from app.db.engine import make_engine, make_session_factory
-from app.db.models import SyncCursor
 from app.errors import ConfigError
 from app.mappers.config import load_mapping_set
-from app.settings import Settings
 from app.sync import backfill as backfills
 from app.sync.cursor import CursorState
 from app.sync.partitions import MAX_PARTITIONS, STREAM_PREFIX, stream_index
+
+# The database layer loads inside the commands: the CLI's start-up does not pay for it.
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from app.db.models import SyncCursor
+    from app.settings import Settings
 
 cursor_app = typer.Typer(help="Show and repair sync cursors (where each object's streams stand).")
 
@@ -129,6 +131,9 @@ def show(
     ),
 ) -> None:
     """Show each stream's cursor: watermark (stamp, id), state and when it last moved."""
+    from app.db import cursors
+    from app.db.engine import make_engine, make_session_factory
+
     settings = load_settings()
     chosen = _crm(crm) if crm else None
     if chosen is not None and object_name:
@@ -174,6 +179,8 @@ def reset(
     ),
 ) -> None:
     """Clear a stream's cursor, or set its watermark with --to; refused while a pass runs."""
+    from app.db.engine import make_engine, make_session_factory
+
     chosen = _crm(crm)
     if stream not in STREAMS and stream_index(stream) is None:
         console.print(f"crmsync: --stream {stream!r}: expected {STREAM_CHOICES}")
@@ -208,6 +215,8 @@ def _reset(
 ) -> list[dict[str, Any]]:
     """Hold the lease of every object's stream, change the cursors in one transaction, release
     the leases."""
+    from app.db import leases
+
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     held: list[str] = []
     try:
@@ -234,6 +243,8 @@ def _reset(
 def _reset_one(
     session: Session, crm: str, object_name: str, stream: str, when: datetime | None
 ) -> dict[str, Any]:
+    from app.db import cursors
+
     rows = cursors.list_cursors(session, crm, [object_name])
     before = next((_as_dict(r) for r in rows if r.stream == stream), None)
     after: dict[str, Any] | None = None

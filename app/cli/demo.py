@@ -17,28 +17,23 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from functools import cache
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
-from pydantic import SecretStr
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
-from rich.table import Table
-from sqlalchemy import func, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import ExitCode, console
-from app.cli.demo_closed_won import DEMO_ASSIGNMENT, SANDBOX_WEBHOOK_HOLD, closed_won_step
-from app.cli.demo_db import DEMO_TRIGGER, why_not_a_demo_database
-from app.cli.demo_health import CrmAccess, run_health_demo
 from app.core.runs import SyncKind
-from app.db.engine import make_engine, make_session_factory
-from app.db.models import Account, HandoverNote, Opportunity, SyncErrorRecord
 from app.logging import configure_logging
-from app.settings import ScoringSettings, Settings
-from app.sync.pull import PullResult
+
+# What the demo runs (the sync, the health story, the database, the settings) loads when the demo
+# starts: registering the command costs the CLI's start-up nothing.
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from app.settings import Settings
+    from app.sync.pull import PullResult
 
 DEMO_DATABASE = Path("var/demo.db")
 DEMO_DATABASE_URL = f"sqlite:///./{DEMO_DATABASE}"
@@ -49,23 +44,32 @@ DEMO_SIGNALS_CSV = Path("var/demo-usage.csv")
 DEMO_LOG_LEVEL = "WARNING"
 
 
-class DemoSettings(Settings):
-    """Settings made only of what the demo passes in: no ``CRMSYNC_*`` variable, no ``.env``.
+@cache
+def demo_settings_class() -> type[Settings]:
+    """``DemoSettings``, defined on first use (the settings load with the demo, not the CLI)."""
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 
-    A user's ``.env`` may name a production database or real CRM tokens; the demo must not
-    pick up either (nor a mapping file or tuning meant for their CRM).
-    """
+    from app.settings import Settings
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings,)
+    class DemoSettings(Settings):
+        """Settings made only of what the demo passes in: no ``CRMSYNC_*`` variable, no ``.env``.
+
+        A user's ``.env`` may name a production database or real CRM tokens; the demo must not
+        pick up either (nor a mapping file or tuning meant for their CRM).
+        """
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings,)
+
+    return DemoSettings
 
 
 def demo(
@@ -80,7 +84,16 @@ def demo(
 ) -> None:
     """Sandbox -> migrate -> backfill both CRMs -> incremental pass -> signals (API and CSV)
     -> health recompute --push -> health read back from both CRMs, in its own db."""
+    from pydantic import SecretStr
+    from sqlalchemy import func, select
+
+    from app.cli.demo_closed_won import DEMO_ASSIGNMENT, SANDBOX_WEBHOOK_HOLD, closed_won_step
+    from app.cli.demo_db import DEMO_TRIGGER
+    from app.cli.demo_health import CrmAccess, run_health_demo
     from app.db import migrate
+    from app.db.engine import make_engine, make_session_factory
+    from app.db.models import Account, HandoverNote, Opportunity, SyncErrorRecord
+    from app.settings import ScoringSettings
     from app.wiring.sync import run_sync
     from crmsync_sandbox import Sandbox, SandboxConfig
 
@@ -93,7 +106,7 @@ def demo(
     with Sandbox(config, webhooks=SANDBOX_WEBHOOK_HOLD) as sb:
         sf, hs = sb.info.salesforce, sb.info.hubspot
         console.print(f"   Salesforce {sf.instance_url}  HubSpot {hs.base_url}")
-        settings = DemoSettings(
+        settings = demo_settings_class()(
             log_level=DEMO_LOG_LEVEL,
             database_url=url,
             salesforce_instance_url=sf.instance_url,
@@ -192,7 +205,12 @@ def _prepare_database(database_url: str | None) -> str:
     Its own ``./var/demo.db`` is then recreated, so every run shows a fresh backfill; a database
     named with ``--database-url`` is reused as it is, never dropped.
     """
-    url = DemoSettings(database_url=database_url or DEMO_DATABASE_URL).database_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from app.cli.demo_db import why_not_a_demo_database
+    from app.db.engine import make_engine
+
+    url = demo_settings_class()(database_url=database_url or DEMO_DATABASE_URL).database_url
     own = database_url is None
     if own:
         DEMO_DATABASE.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +248,9 @@ def _refuse(problem: str, fix: str) -> NoReturn:
 
 def _shown(url: str) -> str:
     """``url`` without its password, for messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except SQLAlchemyError:
@@ -271,6 +292,8 @@ def _print_next_steps(url: str, operator_key: str) -> None:
 
 
 def _print_runs(title: str, results: list[PullResult]) -> None:
+    from rich.table import Table
+
     table = Table(title=title)
     for column in ("crm", "object", "status", "read", "created", "updated", "unchanged"):
         table.add_column(column)

@@ -16,25 +16,21 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from app.cli.common import ExitCode, console, load_settings, open_database
 from app.cli.signals import interrupts_raised
 from app.cli.sync import exit_code
 from app.core.runs import RunStatus
-from app.db.engine import make_session_factory
 from app.errors import ConfigError
-from app.sync.run_scope import RunResult
-from app.wiring.recompute import (
-    RecomputeInterrupted,
-    RecomputeOutcome,
-    RecomputeProgress,
-    run_recompute,
-)
+
+# The recompute wiring (the database layer, the scoring) loads when the command runs, rich's
+# progress bar only on a terminal: the CLI's start-up is most of a no-input recompute's time.
+if TYPE_CHECKING:
+    from app.sync.run_scope import RunResult
+    from app.wiring.recompute import RecomputeOutcome, RecomputeProgress
 
 health_app = typer.Typer(
     help="Health, tier, renewal and lifecycle (domain.md 2-5).", no_args_is_help=True
@@ -54,6 +50,9 @@ def recompute(
     ),
 ) -> None:
     """Recompute the accounts whose inputs changed since their last computation."""
+    from app.db.engine import make_session_factory
+    from app.wiring.recompute import RecomputeInterrupted
+
     settings = load_settings()
     engine = open_database(settings, migrated=True)
     interactive = sys.stdout.isatty()
@@ -97,6 +96,8 @@ def _run(
     push: bool,
     interactive: bool,
 ) -> RecomputeOutcome:
+    from app.wiring.recompute import run_recompute
+
     if not interactive:
         return run_recompute(
             settings,
@@ -105,6 +106,8 @@ def _run(
             push=push,
             session_factory=factory,
         )
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
     with Progress(
         TextColumn("recompute"),
         BarColumn(),
@@ -131,6 +134,8 @@ def _print(outcome: RecomputeOutcome, interactive: bool) -> None:
     if not interactive:
         typer.echo(json.dumps(outcome.summary(), indent=2, default=str))
         return
+    from rich.table import Table
+
     table = Table(title=f"recompute as of {outcome.as_of.isoformat()}")
     for column in ("status", "selected", "changed", "unchanged", "failed", "events", "stamped"):
         table.add_column(column)

@@ -13,9 +13,6 @@ import typer
 from app.cli.common import ExitCode, load_settings, open_database
 from app.cli.output import JSON_OPTION, cli_actor, print_json, print_table, stdout, wants_json
 from app.core.access import Role
-from app.db.api_keys import ApiKeyError, create_key, key_dict, list_keys, revoke_key
-from app.db.audit import record_audit
-from app.db.engine import make_session_factory
 
 keys_app = typer.Typer(help="Create, list and revoke API keys of the admin API.")
 
@@ -35,6 +32,11 @@ def create(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Create a key and print it once: store it now, it cannot be shown again."""
+    # The database layer loads with the command, not with the CLI.
+    from app.db.api_keys import ApiKeyError, create_key, key_dict
+    from app.db.audit import record_audit
+    from app.db.engine import make_session_factory
+
     try:
         chosen = Role(role)
     except ValueError:
@@ -72,6 +74,9 @@ def create(
 @keys_app.command("list")
 def list_(as_json: bool = JSON_OPTION) -> None:
     """List the keys (id, name, role, prefix, state, dates); never the keys themselves."""
+    from app.db.api_keys import key_dict, list_keys
+    from app.db.engine import make_session_factory
+
     settings = load_settings()
     engine = open_database(settings, migrated=True)
     try:
@@ -96,6 +101,10 @@ def revoke(
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Revoke a key: requests with it are refused (401) from now on."""
+    from app.db.api_keys import ApiKeyError, key_dict, revoke_key
+    from app.db.audit import record_audit
+    from app.db.engine import make_session_factory
+
     settings = load_settings()
     engine = open_database(settings, migrated=True)
     try:

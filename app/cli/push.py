@@ -16,20 +16,21 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TaskID, TextColumn
-from rich.table import Table
 
 from app.cli.common import ExitCode, console, load_settings, open_database, report_usage_failures
 from app.cli.signals import interrupts_raised
 from app.cli.sync import exit_code
 from app.core.types import CrmName
-from app.db.engine import make_session_factory
 from app.errors import ConfigError
-from app.sync.push import PushProgress
-from app.wiring.push import PushInterrupted, PushOutcome, run_push
+
+# The push wiring (the CRM clients: simple_salesforce, the HubSpot client) loads when the command
+# runs, not whenever the CLI starts.
+if TYPE_CHECKING:
+    from app.sync.push import PushProgress
+    from app.wiring.push import PushOutcome
 
 
 def push(
@@ -45,6 +46,8 @@ def push(
     ),
 ) -> None:
     """Push CS-side changes (write-backs, two-way fields, notes) to the CRM."""
+    from app.wiring.push import PushInterrupted
+
     name = _crm(crm)
     settings = load_settings()
     engine = open_database(settings, migrated=True)
@@ -87,6 +90,11 @@ def _run(
     dry_run: bool,
     interactive: bool,
 ) -> PushOutcome:
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn
+
+    from app.db.engine import make_session_factory
+    from app.wiring.push import run_push
+
     factory = make_session_factory(engine)
     if not interactive or dry_run:
         return run_push(settings, crm, objects, dry_run=dry_run, session_factory=factory)
@@ -122,6 +130,8 @@ def _print(outcome: PushOutcome, interactive: bool, limit: int) -> None:
     if outcome.dry_run:
         _print_preview(outcome, limit)
         return
+    from rich.table import Table
+
     table = Table(title=f"push summary ({outcome.crm})")
     for column in ("object", "status", "planned", "created", "updated", "unchanged", "failed"):
         table.add_column(column)
@@ -141,6 +151,8 @@ def _print(outcome: PushOutcome, interactive: bool, limit: int) -> None:
 
 
 def _print_preview(outcome: PushOutcome, limit: int) -> None:
+    from rich.table import Table
+
     for preview in outcome.previews:
         table = Table(
             title=(

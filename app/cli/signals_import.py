@@ -20,19 +20,22 @@ from __future__ import annotations
 import csv
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
-from sqlalchemy.orm import Session, sessionmaker
 
 from app.cli.common import ExitCode, load_settings, open_database
 from app.cli.signals import interrupts_raised
-from app.db.engine import make_session_factory
-from app.db.signal_store import IngestResult, ingest
 from app.domain.signal_rows import ACCOUNT_FIELDS, KINDS, MAX_BATCH, ROW_MODELS, RowError
+
+# The database layer loads when a file is imported, not whenever the CLI starts.
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from app.db.signal_store import IngestResult
 
 #: Refused rows printed; the summary counts them all.
 MAX_SHOWN = 50
@@ -130,6 +133,20 @@ class ImportOutcome:
         }
 
 
+def ingest(
+    factory: sessionmaker[Session],
+    kind: str,
+    raw_rows: Sequence[Any],
+    *,
+    lines: Sequence[int] | None = None,
+) -> IngestResult:
+    """:func:`app.db.signal_store.ingest`, imported on first use (a module attribute, so that a
+    test can wrap it)."""
+    from app.db.signal_store import ingest as store_ingest
+
+    return store_ingest(factory, kind, raw_rows, lines=lines)
+
+
 def import_csv(
     factory: sessionmaker[Session],
     handle: TextIO,
@@ -172,6 +189,8 @@ def import_file(
     except OSError as exc:
         print(f"crmsync signals import: cannot read {file}: {exc.strerror}", file=sys.stderr)
         raise typer.Exit(code=ExitCode.USAGE) from None
+    from app.db.engine import make_session_factory
+
     settings = load_settings()
     engine = open_database(settings, migrated=True)
     factory = make_session_factory(engine)

@@ -22,12 +22,9 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
-from rich.table import Table
-from sqlalchemy import Engine
 
 from app.cli.common import ExitCode, console, load_settings, open_database, report_usage_failures
 from app.cli.cursor import cursor_app
@@ -35,12 +32,16 @@ from app.cli.dates import parse_past_instant
 from app.cli.signals import interrupts_raised
 from app.core.runs import RunStatus, SyncKind
 from app.crm.base import CrmName
-from app.db.engine import make_session_factory
 from app.errors import ConfigError
-from app.settings import Settings
 from app.sync.partitions import MAX_PARTITIONS
-from app.sync.pull import PageProgress, PullResult
-from app.wiring.sync import SyncInterrupted, run_sync
+
+# The sync wiring (CRM clients, the database layer) and rich's progress bar load when a pass
+# runs: other commands (`crmsync health recompute` uses exit_code) do not pay for them.
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from app.settings import Settings
+    from app.sync.pull import PageProgress, PullResult
 
 sync_app = typer.Typer(help="Pull accounts, opportunities and handover notes from the CRM.")
 sync_app.add_typer(cursor_app, name="cursor")
@@ -70,6 +71,9 @@ def _run(
     budget_check: bool = False,
     push: bool = False,
 ) -> None:
+    from app.db.engine import make_session_factory
+    from app.wiring.sync import SyncInterrupted, run_sync
+
     settings = load_settings()
     engine = open_database(settings, migrated=True)
     interactive = sys.stdout.isatty()
@@ -144,6 +148,7 @@ def _push_after(
     """``--push``: each CRM pulled, pushed in turn (``crmsync push --crm X``), unless its pull
     failed or could not start. Returns the push runs and, per CRM, why it was not pushed."""
     # Imported here: the push's wiring is only loaded by commands that push.
+    from app.db.engine import make_session_factory
     from app.wiring.push import PushInterrupted, run_push
 
     factory = make_session_factory(engine)
@@ -198,6 +203,11 @@ def _with_progress(
     since: datetime | None,
     restart: bool = False,
 ) -> list[PullResult]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    from app.db.engine import make_session_factory
+    from app.wiring.sync import run_sync
+
     tasks: dict[tuple[str, str], TaskID] = {}
     with Progress(
         TextColumn("{task.description}"),
@@ -233,6 +243,8 @@ def _with_progress(
 
 
 def _print_table(results: list[PullResult]) -> None:
+    from rich.table import Table
+
     table = Table(title="sync summary")
     for column in ("crm", "object", "kind", "status", "read", "created", "updated", "unchanged"):
         table.add_column(column)
@@ -339,6 +351,7 @@ def _queue_partitioned(
     from app.cli.output import cli_actor
     from app.db import job_store
     from app.db.audit import record_audit
+    from app.db.engine import make_session_factory
     from app.jobs.tasks import JobQueue
     from app.wiring.sync import plan_sync
 

@@ -52,3 +52,9 @@ class InboxStatus(StrEnum):
     FAILED = "failed"
     DEAD = "dead"
     IGNORED = "ignored"
+
+
+# The inbox's status filters (app.db.inbox_admin): ``pending`` means not finished yet. Here, with
+# the enum, so that `crmsync inbox list --help` names them without loading the database layer.
+PENDING = "pending"
+STATUS_FILTERS = (PENDING, *(s.value for s in InboxStatus))

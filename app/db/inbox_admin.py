@@ -20,12 +20,11 @@ from sqlalchemy.orm import Session
 
 from app.db.audit import record_audit
 from app.db.base import utcnow
-from app.db.enums import InboxStatus
+from app.db.enums import PENDING, InboxStatus
+from app.db.enums import STATUS_FILTERS as STATUS_FILTERS  # defined beside the enum
 from app.db.models import WebhookEvent
 
-PENDING = "pending"
 PENDING_STATUSES = (InboxStatus.RECEIVED, InboxStatus.PROCESSING, InboxStatus.FAILED)
-STATUS_FILTERS = (PENDING, *(s.value for s in InboxStatus))
 REPLAYABLE = (InboxStatus.DEAD, InboxStatus.FAILED, InboxStatus.DONE, InboxStatus.IGNORED)
 
 

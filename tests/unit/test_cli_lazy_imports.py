@@ -1,0 +1,91 @@
+"""Starting ``crmsync`` must not import what its command does not use (issue #18 item 10).
+
+A no-input ``crmsync health recompute`` takes about 0.1 s in-process; the rest of its wall time
+was the interpreter importing every command's dependencies (the web stack, both CRM clients, the
+job queue, the sandbox) because ``app.cli.main`` imports every command module. The command
+modules now import those inside the commands; these checks run a fresh interpreter, so that an
+import added at module level again shows up here rather than as a slower CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Libraries no command needs to be registered, and that only some commands use when they run.
+HEAVY = frozenset(
+    {
+        "fastapi",
+        "uvicorn",
+        "starlette",
+        "jinja2",
+        "simple_salesforce",
+        "zeep",
+        "hubspot",
+        "httpx",
+        "requests",
+        "huey",
+        "redis",
+        "crmsync_sandbox",
+        "lark",
+        "trustme",
+    }
+)
+#: Loaded by the commands that open the database, not by the CLI's start-up (`crmsync --help`).
+DATABASE = frozenset({"sqlalchemy", "psycopg", "alembic"})
+
+
+def loaded_roots(code: str) -> set[str]:
+    """The top-level packages a fresh interpreter has imported once ``code`` has run (also when
+    it ends with SystemExit, as a typer command does)."""
+    prelude = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted({m.split('.')[0] "
+        "for m in sys.modules}))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.stdout.strip(), done.stderr
+    return set(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def test_importing_the_cli_loads_no_heavy_library_nor_the_database() -> None:
+    loaded = loaded_roots("import app.cli.main")
+    assert "typer" in loaded  # the probe sees what was imported
+    assert sorted(loaded & (HEAVY | DATABASE)) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--help"], ["status", "--help"], ["health", "recompute", "--help"]],
+    ids=["help", "status-help", "recompute-help"],
+)
+def test_a_command_s_help_loads_no_heavy_library(argv: list[str]) -> None:
+    loaded = loaded_roots(
+        f"sys.argv = ['crmsync', *{argv!r}]\nfrom app.cli.main import main\nmain()\n"
+    )
+    assert "typer" in loaded
+    assert sorted(loaded & (HEAVY | DATABASE)) == []
+
+
+def test_what_health_recompute_runs_loads_no_crm_client_nor_web_stack() -> None:
+    """The modules the command imports when it runs (without ``--push``): the database and the
+    scoring, but no CRM client, HTTP library, job queue or web framework."""
+    loaded = loaded_roots(
+        "import app.cli.main, app.cli.health\n"
+        "import app.db.engine, app.wiring.recompute, rich.progress, rich.table\n"
+    )
+    assert "sqlalchemy" in loaded  # the probe sees the database layer it needs
+    assert sorted(loaded & HEAVY) == []
