@@ -24,6 +24,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,16 @@ def run_rows(database_url: str) -> list[SyncRun]:
             return list(s.scalars(select(SyncRun).order_by(SyncRun.id)))
     finally:
         engine.dispose()
+
+
+def closed(database_url: str, run_id: int) -> Callable[[], SyncRun | None]:
+    """For :func:`wait_until`: run ``run_id``'s row once it is no longer queued or running."""
+
+    def check() -> SyncRun | None:
+        row = next(r for r in run_rows(database_url) if r.id == run_id)
+        return row if row.status not in ("queued", "running") else None
+
+    return check
 
 
 def account_count(database_url: str) -> tuple[int, int]:
@@ -300,11 +311,7 @@ def test_a_worker_killed_during_a_backfill_is_resumed_by_the_other(
         swept = _sweep(env)
         resumption = swept["resumed_runs"][str(run_id)]
 
-        def resumed() -> SyncRun | None:
-            row = next(r for r in run_rows(database_url) if r.id == resumption)
-            return row if row.status not in ("queued", "running") else None
-
-        row = wait_until(resumed, 120, "the resumption", stack)
+        row = wait_until(closed(database_url, resumption), 120, "the resumption", stack)
     finally:
         stack.stop()
     dead = next(r for r in run_rows(database_url) if r.id == run_id)
@@ -365,6 +372,31 @@ def _started_by(log: Path) -> set[int]:
     return found
 
 
+@contextmanager
+def slow_salesforce_pages(sandbox: Sandbox, ms: int) -> Iterator[None]:
+    """Every Salesforce query page the sandbox serves takes ``ms`` more while the block runs."""
+    sandbox.control(
+        "PUT", "/faults", json={"routes": [{"match": "GET /services/*", "slow_ms": ms}]}
+    )
+    try:
+        yield
+    finally:
+        sandbox.control("PUT", "/faults", json={"routes": []})
+
+
+def queue_partitioned_backfill(stack: Stack) -> dict[str, Any]:
+    """``crmsync sync backfill --partitions 2`` of Salesforce's Account as a user runs it (it
+    queues the parent run); its JSON answer."""
+    queued = subprocess.run(
+        [sys.executable, "-m", "app.cli.main", "sync", "backfill", "--crm", "salesforce",
+         "--object", "Account", "--partitions", "2"],
+        env=stack.env, cwd=stack.cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert queued.returncode == 0, queued.stderr
+    answer: dict[str, Any] = json.loads(queued.stdout)
+    return answer
+
+
 def test_two_workers_on_redis_run_the_partitions_of_one_backfill_at_once(
     sandbox: Sandbox, redis_env: dict[str, str], database_url: str, tmp_path: Path
 ) -> None:
@@ -375,47 +407,18 @@ def test_two_workers_on_redis_run_the_partitions_of_one_backfill_at_once(
         "CRMSYNC_SYNC__PAGE_SIZE": "200",
         "CRMSYNC_SYNC__BULK_THRESHOLD": "1000000",  # REST pages, each slowed below
     }
-    # Every query page takes 0.25 s: each partition lasts seconds, long enough to overlap.
-    sandbox.control(
-        "PUT", "/faults", json={"routes": [{"match": "GET /services/*", "slow_ms": 250}]}
-    )
     stack = Stack(env, tmp_path)
-    try:
-        queued = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "app.cli.main",
-                "sync",
-                "backfill",
-                "--crm",
-                "salesforce",
-                "--object",
-                "Account",
-                "--partitions",
-                "2",
-            ],
-            env=stack.env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert queued.returncode == 0, queued.stderr
-        answer = json.loads(queued.stdout)
-        (parent,) = [r["run_id"] for r in answer["runs"]]
-        assert answer["status"] == "queued"
-        stack.start("worker", "--workers", "1", name="worker1")
-        stack.start("worker", "--workers", "1", name="worker2")
-
-        def finished() -> SyncRun | None:
-            row = next(r for r in run_rows(database_url) if r.id == parent)
-            return row if row.status not in ("queued", "running") else None
-
-        done = wait_until(finished, 240, "the partitioned backfill", stack)
-    finally:
-        stack.stop()
-        sandbox.control("PUT", "/faults", json={"routes": []})
+    # Every query page takes 0.25 s: each partition lasts seconds, long enough to overlap.
+    with slow_salesforce_pages(sandbox, 250):
+        try:
+            answer = queue_partitioned_backfill(stack)
+            (parent,) = [r["run_id"] for r in answer["runs"]]
+            assert answer["status"] == "queued"
+            stack.start("worker", "--workers", "1", name="worker1")
+            stack.start("worker", "--workers", "1", name="worker2")
+            done = wait_until(closed(database_url, parent), 240, "the partitioned backfill", stack)
+        finally:
+            stack.stop()
     assert done.status == "succeeded", stack.output()
     children = [r for r in run_rows(database_url) if (r.params or {}).get("parent") == parent]
     assert sorted(r.kind for r in children) == ["backfill:p0", "backfill:p1"], stack.output()
@@ -446,46 +449,32 @@ def test_a_worker_killed_during_a_partition_is_finished_by_the_sweeper_and_the_o
         "CRMSYNC_SYNC__LOOKBACK_SECONDS": "0",
         "CRMSYNC_SYNC__BULK_THRESHOLD": "1000000",  # REST pages, each slowed below
     }
-    # Every query page takes 0.4 s: a partition (about 8 pages) lasts seconds, time to kill it.
-    sandbox.control(
-        "PUT", "/faults", json={"routes": [{"match": "GET /services/*", "slow_ms": 400}]}
-    )
     stack = Stack(env, tmp_path)
-    try:
-        queued = subprocess.run(
-            [sys.executable, "-m", "app.cli.main", "sync", "backfill", "--crm", "salesforce",
-             "--object", "Account", "--partitions", "2"],
-            env=stack.env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-        assert queued.returncode == 0, queued.stderr
-        (parent,) = [r["run_id"] for r in json.loads(queued.stdout)["runs"]]
-        doomed = stack.start("worker", "--workers", "1", name="worker1")
+    # Every query page takes 0.4 s: a partition (about 8 pages) lasts seconds, time to kill it.
+    with slow_salesforce_pages(sandbox, 400):
+        try:
+            (parent,) = [r["run_id"] for r in queue_partitioned_backfill(stack)["runs"]]
+            doomed = stack.start("worker", "--workers", "1", name="worker1")
 
-        def midway() -> SyncRun | None:
-            for row in run_rows(database_url):
-                child = (row.params or {}).get("parent") == parent and row.status == "running"
-                if child and 400 <= row.read_count < ACCOUNTS // 2 - 400:
-                    return row
-            return None
+            def midway() -> SyncRun | None:
+                for row in run_rows(database_url):
+                    child = (row.params or {}).get("parent") == parent and row.status == "running"
+                    if child and 400 <= row.read_count < ACCOUNTS // 2 - 400:
+                        return row
+                return None
 
-        victim = wait_until(midway, 120, "a partition to be midway", stack)
-        os.kill(doomed.pid, signal.SIGKILL)
-        doomed.wait()
-        killed = next(r for r in run_rows(database_url) if r.id == victim.id)
-        assert killed.status == "running"  # nobody closed it: the process is gone
-        stack.start("worker", "--workers", "1", name="worker2")
-        time.sleep(4.5)  # two lease TTLs without a heartbeat: the sweeper calls it stalled
-        swept = _sweep(env)
-        resumption = swept["resumed_runs"][str(victim.id)]
-
-        def finished() -> SyncRun | None:
-            row = next(r for r in run_rows(database_url) if r.id == parent)
-            return row if row.status not in ("queued", "running") else None
-
-        done = wait_until(finished, 240, "the partitioned backfill", stack)
-    finally:
-        stack.stop()
-        sandbox.control("PUT", "/faults", json={"routes": []})
+            victim = wait_until(midway, 120, "a partition to be midway", stack)
+            os.kill(doomed.pid, signal.SIGKILL)
+            doomed.wait()
+            killed = next(r for r in run_rows(database_url) if r.id == victim.id)
+            assert killed.status == "running"  # nobody closed it: the process is gone
+            stack.start("worker", "--workers", "1", name="worker2")
+            time.sleep(4.5)  # two lease TTLs without a heartbeat: the sweeper calls it stalled
+            swept = _sweep(env)
+            resumption = swept["resumed_runs"][str(victim.id)]
+            done = wait_until(closed(database_url, parent), 240, "the partitioned backfill", stack)
+        finally:
+            stack.stop()
     assert done.status == "succeeded", stack.output()
     rows = {r.id: r for r in run_rows(database_url)}
     dead, resumed = rows[victim.id], rows[resumption]
