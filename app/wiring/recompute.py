@@ -226,7 +226,11 @@ def _recompute(
             )
             done = 0
             for chunk in _chunks(ids, max(1, chunk_size)):
-                _one_chunk(factory, scope, run_id, chunk, day, feeds, cfg, outcome)
+                # The chunk's objects are _chunk's own: freed as it returns, before the
+                # collector runs again (re-enabled with them alive, its next pass walked them
+                # all, a quarter of the chunk's time).
+                with _no_cyclic_gc():
+                    _chunk(factory, scope, run_id, chunk, day, feeds, cfg, outcome)
                 done += len(chunk)
                 scope.cursor_to = {"done": done, "last_account_id": chunk[-1]}
                 if on_progress is not None:
@@ -265,23 +269,6 @@ def _no_cyclic_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _one_chunk(
-    factory: sessionmaker[Session],
-    scope: RunScope,
-    run_id: int,
-    chunk: Sequence[int],
-    day: date,
-    feeds: Any,
-    cfg: ScoringConfig,
-    outcome: RecomputeOutcome,
-) -> None:
-    """One chunk with the cyclic collector paused. The chunk's objects are freed when
-    :func:`_chunk` returns, before the collector runs again: re-enabled with them alive, its
-    next pass walked them all (a quarter of the chunk's time)."""
-    with _no_cyclic_gc():
-        _chunk(factory, scope, run_id, chunk, day, feeds, cfg, outcome)
 
 
 def _chunk(
