@@ -26,24 +26,24 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from app.cli.common import ExitCode, console, exit_code_for, load_settings, report_error
 from app.crm.base import CrmName
-from app.crm.check import Finding, OrgFacts, Status, findings, needs_from, worst
-from app.crm.provision import MissingField, SetupReport, setup
 from app.errors import CrmsyncError
-from app.mappers.config import load_mapping_set
 
-# The retry policy imports the settings (pydantic, SQLAlchemy): loaded when a check runs.
+# The comparison, the provisioning, the mappings and the retry policy (which imports the
+# settings: pydantic, SQLAlchemy) load when a check or a setup runs, not with the CLI.
 if TYPE_CHECKING:
+    from app.crm.check import Finding, OrgFacts
+    from app.crm.provision import MissingField, SetupReport
     from app.mappers.spec import MappingSet
     from app.settings import Settings
 
 crm_app = typer.Typer(help="Check a CRM org against what crmsync needs, and set it up.")
 
 CHECK_ATTEMPTS = 3
-STYLE = {Status.OK: "green", Status.WARN: "yellow", Status.MISSING: "red"}
+#: Colour per :class:`app.crm.check.Status` value.
+STYLE = {"ok": "green", "warn": "yellow", "missing": "red"}
 
 
 def _crms(settings: Settings, crm: str | None) -> list[CrmName]:
@@ -92,6 +92,8 @@ def read_facts(settings: Settings, crm: CrmName, objects: tuple[str, ...]) -> Or
 
 
 def _render(crm: CrmName, found: list[Finding]) -> None:
+    from rich.table import Table
+
     table = Table(title=f"crmsync crm check: {crm}")
     for column in ("check", "subject", "status", "detail"):
         table.add_column(column, overflow="fold")
@@ -106,6 +108,9 @@ def check(
     crm: str = typer.Option(None, "--crm", help="salesforce or hubspot (default: all configured)."),
 ) -> None:
     """Log in and report the API version, daily API budget, Bulk API 2.0 and the mapped fields."""
+    from app.crm.check import Status, findings, needs_from, worst
+    from app.mappers.config import load_mapping_set
+
     settings = load_settings()
     code = ExitCode.OK
     report: dict[str, Any] = {}
@@ -149,6 +154,7 @@ def run_setup(
     settings: Settings, crm: CrmName, mappings: MappingSet, *, dry_run: bool
 ) -> SetupReport:
     """Log in to ``crm`` and provision the target fields of ``mappings`` (interactive retries)."""
+    from app.crm.provision import setup
     from app.crm.retry import RetryPolicy
 
     policy = RetryPolicy(max_attempts=CHECK_ATTEMPTS, max_wait=2.0, jitter=0.2)
@@ -193,6 +199,8 @@ def _setup_json(report: SetupReport) -> dict[str, Any]:
 
 
 def _render_setup(report: SetupReport) -> None:
+    from rich.table import Table
+
     mode = " (dry run)" if report.dry_run else ""
     table = Table(title=f"crmsync crm setup: {report.crm}{mode}")
     for column in ("field", "type", "action", "detail"):
@@ -218,6 +226,8 @@ def setup_command(
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; create nothing."),
 ) -> None:
     """Create the fields crmsync writes back (and its external ids); print what needs a human."""
+    from app.mappers.config import load_mapping_set
+
     settings = load_settings()
     code = ExitCode.OK
     report: dict[str, Any] = {}

@@ -29,13 +29,27 @@ import typer
 
 from app.cli.common import ExitCode, load_settings, open_database
 from app.cli.signals import interrupts_raised
-from app.domain.signal_rows import ACCOUNT_FIELDS, KINDS, MAX_BATCH, ROW_MODELS, RowError
 
-# The database layer loads when a file is imported, not whenever the CLI starts.
+# The row models (pydantic classes, a tenth of a second to build) and the database layer load
+# when a file is imported, not whenever the CLI starts.
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from app.db.signal_store import IngestResult
+    from app.domain.signal_rows import RowError
+
+#: The kinds of :data:`app.domain.signal_rows.KINDS`, in its order, written out so that the
+#: command's help does not build the row models; tests/unit/test_cli_lazy_imports.py keeps the
+#: two the same.
+KINDS: tuple[str, ...] = (
+    "usage",
+    "tickets",
+    "nps",
+    "surveys",
+    "touchpoints",
+    "invoices",
+    "success_criteria",
+)
 
 #: Refused rows printed; the summary counts them all.
 MAX_SHOWN = 50
@@ -52,6 +66,8 @@ class HeaderError(ValueError):
 
 def check_header(kind: str, header: list[str] | None) -> list[str]:
     """The header's column names, or :class:`HeaderError` naming what is wrong."""
+    from app.domain.signal_rows import ACCOUNT_FIELDS, ROW_MODELS
+
     if not header:
         raise HeaderError("the file is empty: the first line must name the columns")
     names = [h.strip() for h in header]
@@ -73,9 +89,14 @@ def check_header(kind: str, header: list[str] | None) -> list[str]:
 
 
 def read_batches(
-    reader: Any, names: list[str], size: int = MAX_BATCH
+    reader: Any, names: list[str], size: int | None = None
 ) -> Iterator[tuple[list[dict[str, str]], list[int]]]:
-    """Rows (empty cells left out) with their line numbers, ``size`` at a time."""
+    """Rows (empty cells left out) with their line numbers, ``size`` (default
+    :data:`~app.domain.signal_rows.MAX_BATCH`) at a time."""
+    if size is None:
+        from app.domain.signal_rows import MAX_BATCH
+
+        size = MAX_BATCH
     rows: list[dict[str, str]] = []
     lines: list[int] = []
     for cells in reader:

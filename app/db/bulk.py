@@ -36,7 +36,6 @@ from functools import cache, partial
 from itertools import count
 from typing import Any
 
-import psycopg
 from sqlalchemy import Connection, Table
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Dialect
@@ -46,14 +45,16 @@ Processor = Callable[[Any], Any]
 _stage_names = count(1)
 _savepoint_names = count(1)
 
-#: Driver errors that a row's values cause: retried without that row. Everything else (an
-#: ``OperationalError``: connection lost, database locked; a ``ProgrammingError``: a bug) is not.
-_ROW_ERRORS: tuple[type[BaseException], ...] = (
-    sqlite3.DataError,
-    sqlite3.IntegrityError,
-    psycopg.DataError,
-    psycopg.IntegrityError,
-)
+
+@cache
+def _row_errors() -> tuple[type[BaseException], ...]:
+    """Driver errors that a row's values cause: retried without that row. Everything else (an
+    ``OperationalError``: connection lost, database locked; a ``ProgrammingError``: a bug) is
+    not. psycopg is imported here, on the first failed write, rather than with the module: a
+    command on SQLite (`crmsync health recompute`) does not load the PostgreSQL driver."""
+    import psycopg
+
+    return (sqlite3.DataError, sqlite3.IntegrityError, psycopg.DataError, psycopg.IntegrityError)
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ def row_error_message(exc: BaseException) -> str | None:
         if not isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError):
             return None
         exc = exc.orig if exc.orig is not None else exc
-    elif not isinstance(exc, _ROW_ERRORS):
+    elif not isinstance(exc, _row_errors()):
         return None
     lines = [line for line in str(exc).splitlines() if not line.startswith("CONTEXT:")]
     return "\n".join(lines).strip() or type(exc).__name__
