@@ -162,7 +162,10 @@ def ingest(workdir: Path, requests: int, threads: int) -> dict[str, Any]:
         _env_file=None,  # type: ignore[call-arg]
         database_url=ours_url,
         hubspot_app_secret=SecretStr(SECRET),
-        webhooks=WebhookSettings(embedded_worker=False),
+        # Store and answer only, as the bare endpoint does: nothing processed, nothing queued
+        # (and no job queue file made anywhere but the bench's own folder).
+        webhooks=WebhookSettings(embedded_worker=False, enqueue_jobs=False),
+        data_dir=workdir,
     )
     ours, ours_thread, ours_base = _serve(create_app(settings))
     bare, bare_thread, bare_base = _serve(_bare_app(bare_url))
