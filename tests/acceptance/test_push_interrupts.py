@@ -165,6 +165,16 @@ def kill_push_mid_create(
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL
+    # A write call the push sent just before it died may still be served: the sandbox waits
+    # slow_ms before handling it, and then creates its records for a client that is gone, as a
+    # slow CRM would. Let the CRM settle (no change for longer than that delay) before the
+    # caller counts what reached it.
+    seen, quiet_since = crm_accounts(sandbox, crm), time.monotonic()
+    while time.monotonic() - quiet_since < 2.0:
+        time.sleep(0.1)
+        now_seen = crm_accounts(sandbox, crm)
+        if now_seen != seen:
+            seen, quiet_since = now_seen, time.monotonic()
     id_column = getattr(Account, ID_COLUMNS[crm])
     assert count_where(database_url, id_column.is_not(None)) < created  # answers were lost
     sandbox.control("PUT", "/faults", json={"routes": []})
