@@ -23,8 +23,12 @@ from app.db.migrate import (
     current_revision,
     downgrade,
     head_revision,
+    require_current_schema,
+    shipped_head,
+    stamped_revision,
     upgrade,
 )
+from app.errors import SchemaError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -134,6 +138,44 @@ def test_scripts_live_inside_the_package() -> None:
     assert (MIGRATIONS_DIR / "env.py").is_file()
     assert (MIGRATIONS_DIR / "script.py.mako").is_file()
     assert list((MIGRATIONS_DIR / "versions").glob("*.py"))
+
+
+def test_each_revision_file_is_named_after_its_revision_so_the_fast_head_is_alembic_s(
+    empty_database_url: str,
+) -> None:
+    """``shipped_head`` (what every command's schema check reads, without Alembic) takes the
+    head from the files' names: each file must start with its own revision id, the chain must
+    be linear, and the highest name must be Alembic's head."""
+    script = ScriptDirectory.from_config(alembic_config(empty_database_url))
+    revisions = list(script.walk_revisions())
+    for revision in revisions:
+        assert revision.path is not None
+        assert Path(revision.path).name.startswith(f"{revision.revision}_"), revision.path
+    assert len(script.get_heads()) == 1
+    assert shipped_head() == head_revision(empty_database_url) == script.get_current_head()
+
+
+def test_the_schema_check_reads_the_stamp_without_alembic_and_still_refuses(
+    empty_database_url: str,
+) -> None:
+    engine = make_engine(empty_database_url)
+    try:
+        assert stamped_revision(engine) is None
+        with pytest.raises(SchemaError, match="no crmsync tables yet"):
+            require_current_schema(engine, empty_database_url)
+        upgrade(empty_database_url, "0011")
+        assert stamped_revision(engine) == "0011"
+        with pytest.raises(SchemaError, match="the code expects"):
+            require_current_schema(engine, empty_database_url)
+        upgrade(empty_database_url)
+        assert stamped_revision(engine) == shipped_head() == current_revision(engine)
+        require_current_schema(engine, empty_database_url)  # at head: passes
+        with engine.begin() as conn:
+            conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
+        with pytest.raises(SchemaError, match="newer crmsync"):
+            require_current_schema(engine, empty_database_url)
+    finally:
+        engine.dispose()
 
 
 def test_alembic_ini_for_hand_runs_matches_the_config_built_in_code() -> None:

@@ -80,6 +80,22 @@ def test_a_command_s_help_loads_no_heavy_library(argv: list[str]) -> None:
     assert sorted(loaded & (HEAVY | DATABASE)) == []
 
 
+def test_the_schema_check_of_a_migrated_database_loads_no_alembic(tmp_path: Path) -> None:
+    """Every command that opens the database checks its revision first; at head that is a plain
+    SELECT and the migration files' names, not Alembic and its scripts (a tenth of a second)."""
+    url = f"sqlite:///{tmp_path / 'head.db'}"
+    from app.db.migrate import upgrade
+
+    upgrade(url)
+    loaded = loaded_roots(
+        "from app.db.engine import make_engine\n"
+        "from app.db.migrate import require_current_schema\n"
+        f"require_current_schema(make_engine({url!r}), {url!r})\n"
+    )
+    assert "sqlalchemy" in loaded
+    assert "alembic" not in loaded
+
+
 def test_what_health_recompute_runs_loads_no_crm_client_nor_web_stack() -> None:
     """The modules the command imports when it runs (without ``--push``): the database and the
     scoring, but no CRM client, HTTP library, job queue or web framework."""
