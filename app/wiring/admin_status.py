@@ -58,13 +58,17 @@ def _targets(settings: Settings, session: Session) -> list[tuple[str, str, bool,
     CRMs, then any other (crm, object) that has sync runs (a CRM since unconfigured, or a
     database read without the CRM's credentials, like the demo's): its records are still
     counted through the mapping's table when the mapping names that object."""
+    seen = sorted(
+        (str(crm), str(obj))
+        for crm, obj in session.execute(
+            select(SyncRun.crm, SyncRun.object).where(SyncRun.kind.in_(SYNC_KINDS)).distinct()
+        )
+    )
+    enabled = set(settings.enabled_crms)
+    wanted = enabled | {crm for crm, _ in seen}
     out: list[tuple[str, str, bool, str | None, str]] = []
     tables: dict[tuple[str, str], tuple[str, str]] = {}
-    enabled = set(settings.enabled_crms)
-    with_runs = set(_crms_with_runs(session))
-    for crm in CRM_NAMES:
-        if crm not in enabled and crm not in with_runs:
-            continue
+    for crm in (c for c in CRM_NAMES if c in wanted):
         mapping_set = load_mapping_set(
             crm, settings.mapping_file, default_currency=settings.default_currency
         )
@@ -73,23 +77,11 @@ def _targets(settings: Settings, session: Session) -> list[tuple[str, str, bool,
             if crm in enabled:
                 out.append((crm, mapping.crm_object, True, mapping.cs_table, mapping.id_column))
     known = {(c, o) for c, o, *_ in out}
-    seen = session.execute(
-        select(SyncRun.crm, SyncRun.object).where(SyncRun.kind.in_(SYNC_KINDS)).distinct()
-    ).all()
-    for other, obj in sorted(seen):
+    for other, obj in seen:
         if (other, obj) not in known:
-            table, id_column = tables.get((str(other), str(obj)), (None, ""))
-            out.append((str(other), str(obj), False, table, id_column))
+            table, id_column = tables.get((other, obj), (None, ""))
+            out.append((other, obj, False, table, id_column))
     return out
-
-
-def _crms_with_runs(session: Session) -> list[str]:
-    return [
-        str(crm)
-        for crm in session.scalars(
-            select(SyncRun.crm).where(SyncRun.kind.in_(SYNC_KINDS)).distinct()
-        )
-    ]
 
 
 def _records(session: Session, table_name: str | None, id_column: str) -> int | None:
