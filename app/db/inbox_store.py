@@ -5,7 +5,7 @@ A delivery's events are inserted in the request's own transaction with ``INSERT 
 delivery, even 50 of them at once, stores one row and the others see it as a duplicate; the
 answer goes out only after the commit.
 
-Processing takes an event with :func:`claim`: one conditional ``UPDATE`` that moves it to
+Processing takes an event with :func:`claim_many`: one conditional ``UPDATE`` that moves it to
 ``processing`` and sets ``next_attempt_at`` to the end of a lease. Whoever's ``UPDATE`` matched
 owns the attempt; an attempt whose process died (kill -9) is simply due again when its lease
 ends, and the sweeper (:func:`due_ids`) finds it. States (``app.db.enums.InboxStatus``):
@@ -33,7 +33,6 @@ __all__ = [
     "CLAIMABLE",
     "InboxRow",
     "StoredDelivery",
-    "claim",
     "claim_many",
     "counts_by_status",
     "due_ids",
@@ -131,31 +130,11 @@ def due_ids(session: Session, now: datetime, limit: int = 100) -> list[int]:
     return [int(i) for i in session.scalars(query)]
 
 
-def claim(session: Session, event_id: int, now: datetime, lease: timedelta) -> bool:
-    """Take one attempt at ``event_id`` (committed): True when this caller owns it."""
-    result = session.execute(
-        update(WebhookEvent)
-        .where(
-            WebhookEvent.id == event_id,
-            WebhookEvent.status.in_(CLAIMABLE),
-            WebhookEvent.next_attempt_at <= now,
-        )
-        .values(
-            status=InboxStatus.PROCESSING.value,
-            attempts=WebhookEvent.attempts + 1,
-            next_attempt_at=now + lease,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.commit()
-    return bool(getattr(result, "rowcount", 0) == 1)
-
-
 def claim_many(
     session: Session, event_ids: Sequence[int], now: datetime, lease: timedelta
 ) -> list[int]:
-    """:func:`claim` for many events in one ``UPDATE .. RETURNING`` (committed): the ids this
-    caller owns now (the others are finished, held by another worker or not due)."""
+    """Take one attempt at each of ``event_ids`` in one ``UPDATE .. RETURNING`` (committed): the
+    ids this caller owns now (the others are finished, held by another worker or not due)."""
     if not event_ids:
         return []
     result = session.execute(

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.db.engine import make_session_factory
 from app.db.enums import InboxStatus
-from app.db.inbox_store import InboxRow, claim, insert_events, retry
+from app.db.inbox_store import InboxRow, claim_many, insert_events, retry
 from app.db.models import WebhookEvent
 from app.settings import Settings, WebhookSettings
 from app.wiring.closed_won import finish_event
@@ -104,9 +104,9 @@ def test_an_attempt_whose_worker_died_is_due_again_after_its_lease(
     ctx = context(engine, database_url, ok, clock)
     (event_id,) = store(engine, clock, "e2")
     with Session(engine) as s:  # a worker claims it, then is killed
-        assert claim(s, event_id, clock.now, timedelta(seconds=60))
+        assert claim_many(s, [event_id], clock.now, timedelta(seconds=60)) == [event_id]
     with Session(engine) as s:
-        assert not claim(s, event_id, clock.now, timedelta(seconds=60))  # held
+        assert claim_many(s, [event_id], clock.now, timedelta(seconds=60)) == []  # held
     assert sweep(ctx) == 0
     clock.now += timedelta(seconds=60)
     assert sweep(ctx) == 1
