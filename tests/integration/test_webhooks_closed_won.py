@@ -4,7 +4,13 @@ state from the sandbox. SQLite and PostgreSQL (the suite's database)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -240,63 +246,68 @@ def test_won_lost_won_out_of_order_gives_one_plan(
     assert len(plans_for(engine, deal)) == 1
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _crmsync_env(sandbox: Sandbox, database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a crmsync process (serve or worker) on this sandbox, with ``extra``
+    settings, running this checkout's app whatever the venv's editable install points at."""
+    import app
+
+    settings = sandbox_settings(sandbox, database_url)
+    return {
+        **os.environ,
+        "CRMSYNC_DATABASE_URL": database_url,
+        "CRMSYNC_HUBSPOT_BASE_URL": settings.hubspot_base_url,
+        "CRMSYNC_HUBSPOT_ACCESS_TOKEN": sandbox.info.hubspot.access_token,
+        "CRMSYNC_HUBSPOT_APP_SECRET": sandbox.info.hubspot.app_secret,
+        "CRMSYNC_CA_BUNDLE": sandbox.info.ca_file,
+        "CRMSYNC_WEBHOOKS__SWEEP_SECONDS": "0.5",
+        "PYTHONPATH": str(Path(app.__file__).resolve().parents[1]),
+        **extra,
+    }
+
+
+def _serve(env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
+    code = (
+        "import uvicorn; from app.main import create_app; "
+        f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning')"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=cwd)
+    wait_for(lambda: _answers(port), timeout=60, every=0.2)
+    return proc
+
+
+def _deliver_closes(sandbox: Sandbox, port: int, deals: list[str]) -> None:
+    sandbox.control(
+        "PUT", "/webhooks", {"hubspot_url": f"http://127.0.0.1:{port}/webhooks/hubspot"}
+    )
+    for deal in deals:
+        sandbox.control("POST", "/hubspot/close-won", {"id": deal})
+    sandbox.control("POST", "/webhooks/flush", {"wait": 30})
+
+
 def test_kill_9_between_inbox_and_processing_the_plan_appears_after_restart(
-    sandbox: Sandbox, database_url: str, engine: Engine, tmp_path: Any
+    sandbox: Sandbox, database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
     """crmsync serve (a real process) stores the deliveries without processing them (its worker
     is off: the kill lands between the two), is killed with SIGKILL, and a restarted serve
     with its worker on finds them with the sweeper and starts the onboarding."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    import app
-
     seed_csms(engine)
     deals = open_deals(sandbox, 3)
-
-    def free_port() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return int(s.getsockname()[1])
-
-    def serve(port: int, worker: bool) -> subprocess.Popen[bytes]:
-        settings = sandbox_settings(sandbox, database_url)
-        env = {
-            **os.environ,
-            "CRMSYNC_DATABASE_URL": database_url,
-            "CRMSYNC_HUBSPOT_BASE_URL": settings.hubspot_base_url,
-            "CRMSYNC_HUBSPOT_ACCESS_TOKEN": sandbox.info.hubspot.access_token,
-            "CRMSYNC_HUBSPOT_APP_SECRET": sandbox.info.hubspot.app_secret,
-            "CRMSYNC_CA_BUNDLE": sandbox.info.ca_file,
-            "CRMSYNC_WEBHOOKS__EMBEDDED_WORKER": "true" if worker else "false",
-            "CRMSYNC_WEBHOOKS__SWEEP_SECONDS": "0.5",
-            # this checkout's app, whatever the venv's editable install points at
-            "PYTHONPATH": str(Path(app.__file__).resolve().parents[1]),
-        }
-        code = (
-            "import uvicorn; from app.main import create_app; "
-            f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning')"
-        )
-        proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=tmp_path)
-        wait_for(lambda: _answers(port), timeout=60, every=0.2)
-        return proc
-
-    port = free_port()
-    first = serve(port, worker=False)
-    url = f"http://127.0.0.1:{port}/webhooks/hubspot"
-    sandbox.control("PUT", "/webhooks", {"hubspot_url": url})
-    for deal in deals:
-        sandbox.control("POST", "/hubspot/close-won", {"id": deal})
-    sandbox.control("POST", "/webhooks/flush", {"wait": 30})
+    port = _free_port()
+    off = _crmsync_env(sandbox, database_url, CRMSYNC_WEBHOOKS__EMBEDDED_WORKER="false")
+    first = _serve(off, port, tmp_path)
+    _deliver_closes(sandbox, port, deals)
     assert len(events(engine)) == 3  # stored and acknowledged
     os.kill(first.pid, signal.SIGKILL)
     first.wait(10)
     assert all(r.status == "received" for r in events(engine))
-    second = serve(port, worker=True)
+    on = _crmsync_env(sandbox, database_url, CRMSYNC_WEBHOOKS__EMBEDDED_WORKER="true")
+    second = _serve(on, port, tmp_path)
     try:
         for deal in deals:
             settled(engine, deal)
@@ -304,6 +315,66 @@ def test_kill_9_between_inbox_and_processing_the_plan_appears_after_restart(
     finally:
         second.terminate()
         second.wait(20)
+
+
+@pytest.mark.timeout(300)
+def test_kill_9_of_a_job_worker_mid_batch_the_plans_appear_once_after_restart(
+    sandbox: Sandbox, database_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """Separate workers (serve's embedded worker off): the route queues each delivery as a
+    ``crmsync.webhooks`` job; a ``crmsync worker`` claims one and is killed with SIGKILL while it
+    reads the deal from the CRM. A new worker runs the jobs still queued, and its sweeper finds
+    the claimed event once its lease ends: each onboarding starts exactly once."""
+    seed_csms(engine)
+    deals = open_deals(sandbox, 3)
+    port = _free_port()
+    env = _crmsync_env(
+        sandbox,
+        database_url,
+        CRMSYNC_WEBHOOKS__EMBEDDED_WORKER="false",
+        CRMSYNC_WEBHOOKS__LEASE_SECONDS="5",
+        CRMSYNC_DATA_DIR=str(tmp_path / "data"),
+        CRMSYNC_JOBS__INCREMENTAL_MINUTES="0",
+        CRMSYNC_JOBS__NIGHTLY_HOUR="-1",
+    )
+    worker_command = [sys.executable, "-m", "app.cli.main", "worker"]
+    api = _serve(env, port, tmp_path)
+    doomed = subprocess.Popen(worker_command, env=env, cwd=tmp_path)
+    survivor: subprocess.Popen[bytes] | None = None
+    try:
+        # The worker's read of the batch's deals hangs: the kill lands inside the batch.
+        sandbox.control(
+            "PUT",
+            "/faults",
+            {"routes": [{"match": "POST */objects/deals/batch/read*", "slow_ms": 20000}]},
+        )
+        _deliver_closes(sandbox, port, deals)
+
+        def claimed() -> list[int]:
+            return [r.id for r in events(engine) if r.status == "processing"]
+
+        in_flight = wait_for(claimed, timeout=60, every=0.1)
+        os.kill(doomed.pid, signal.SIGKILL)
+        doomed.wait(10)
+        sandbox.control("PUT", "/faults", {"routes": []})
+        assert all(not plans_for(engine, deal) for deal in deals)  # nothing half-done
+
+        survivor = subprocess.Popen(worker_command, env=env, cwd=tmp_path)
+        # The killed job's message is gone; the sweeper (each minute) re-queues the events
+        # once their 5 s lease has ended.
+        for deal in deals:
+            wait_for(lambda d=deal: plans_for(engine, d), timeout=150, every=0.5)
+        rows = [settled(engine, deal)[0] for deal in deals]
+        assert [r.status for r in rows] == ["done"] * 3
+        # The attempt the kill cut short was taken again; the others ran once.
+        assert {r.id: r.attempts for r in rows if r.id in in_flight} == dict.fromkeys(in_flight, 2)
+        assert [len(plans_for(engine, deal)) for deal in deals] == [1, 1, 1]
+    finally:
+        sandbox.control("PUT", "/faults", {"routes": []})
+        for proc in (api, doomed, survivor):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(20)
 
 
 def _answers(port: int) -> bool:
