@@ -325,6 +325,26 @@ class ScoringSettings(BaseModel):
         return self._config
 
 
+class RecomputeSettings(BaseModel):
+    """The health recompute's processes (``CRMSYNC_RECOMPUTE__<KEY>``; docs/recompute.md)."""
+
+    workers: int = Field(
+        0,
+        ge=0,
+        le=32,
+        description=(
+            "Processes computing chunks side by side: 0 one per core this process may use (at "
+            "most 4), 1 everything in the command's own process."
+        ),
+    )
+    chunk_size: int = Field(
+        5_000,
+        ge=1,
+        le=50_000,
+        description="Accounts read, computed and written per transaction (memory per worker).",
+    )
+
+
 class Settings(BaseSettings):
     """All of crmsync's configuration. Build with :func:`get_settings` in entry points."""
 
@@ -386,6 +406,7 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     push: PushSettings = PushSettings()
     scoring: ScoringSettings = ScoringSettings()
+    recompute: RecomputeSettings = RecomputeSettings()
     webhooks: WebhookSettings = WebhookSettings()
     jobs: JobSettings = JobSettings()
     console: ConsoleSettings = ConsoleSettings()

@@ -98,6 +98,22 @@ def renew(session: Session, name: str, holder: str, now: datetime, ttl: timedelt
     return getattr(result, "rowcount", 0) == 1
 
 
+def still_held(session: Session, name: str, holder: str) -> bool:
+    """Whether ``holder`` still holds the lease, as a fence inside the caller's transaction.
+
+    Meant as the last check before a commit by one of several processes working under one
+    lease (a recompute's chunk workers; the heartbeat keeps the expiry moving). It locks nothing
+    for writing, so those processes never wait for each other: on PostgreSQL it takes a share
+    lock on the lease row (``FOR SHARE``), so a takeover committing meanwhile waits for this
+    transaction and one committed before is seen; on SQLite the caller already holds the
+    database's write lock (it has written), so the row read is the latest.
+    """
+    stmt = select(JobLease.holder).where(JobLease.name == name)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(read=True)
+    return session.scalar(stmt) == holder
+
+
 def release(session: Session, name: str, holder: str) -> None:
     session.execute(delete(JobLease).where(JobLease.name == name, JobLease.holder == holder))
     session.commit()

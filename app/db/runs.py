@@ -196,6 +196,21 @@ def update_run_progress(session: Session, run_id: int, counts: Counts) -> None:
     )
 
 
+def add_run_progress(session: Session, run_id: int, delta: Counts) -> None:
+    """Add ``delta`` to the counters (inside the caller's transaction) and beat the heartbeat.
+
+    For work committed in parts by several processes (a recompute's chunks): each part adds
+    its own counts in its own transaction, so the row counts exactly what was committed."""
+    values: dict[str, Any] = {
+        column: getattr(SyncRun, column) + amount
+        for column, amount in _count_columns(delta).items()
+        if amount
+    }
+    session.execute(
+        update(SyncRun).where(SyncRun.id == run_id).values(**values, heartbeat_at=utcnow())
+    )
+
+
 def record_expected(session: Session, crm: str, object_name: str, kind: str, expected: int) -> None:
     """Store in the running pass's ``params`` how many records it expects (the CRM's count
     with its first page), for the admin API's ETA; commits. One pass runs per (CRM, object)."""

@@ -266,6 +266,8 @@ class Heartbeat:
         self.beats = 0
         self.lost = threading.Event()
         self._stop = threading.Event()
+        #: Held while a beat talks to the database (see :meth:`idle`).
+        self._beating = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name="crmsync-heartbeat", daemon=True)
 
     def start(self) -> None:
@@ -280,20 +282,41 @@ class Heartbeat:
     def running(self) -> bool:
         return self._thread.is_alive()
 
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
+
+    @contextmanager
+    def idle(self) -> Iterator[None]:
+        """No beat runs within the block: the thread waits, holding no lock but this one.
+
+        For forking worker processes (a recompute's chunk workers): a thread caught inside a
+        database call or a log write at the fork would leave the child a lock nobody releases.
+        """
+        with self._beating:
+            yield
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            try:
-                held = self.store.heartbeat(self.name, self.holder, self.ttl, self.run_id)
-            except Exception as exc:  # a database blip: the next beat tries again
-                log.warning("sync.lease.heartbeat_failed", lease=self.name, error=str(exc))
-                continue
-            self.beats += 1
-            if not held:
-                # Stalled past the TTL and taken over: the next page commit's fencing check
-                # stops the pass; beating on would only fight the new holder.
-                self.lost.set()
-                log.warning("sync.lease.lost", lease=self.name, holder=self.holder)
-                return
+            with self._beating:
+                if not self._beat():
+                    return
+
+    def _beat(self) -> bool:
+        """One beat; False once the lease is lost (the loop ends)."""
+        try:
+            held = self.store.heartbeat(self.name, self.holder, self.ttl, self.run_id)
+        except Exception as exc:  # a database blip: the next beat tries again
+            log.warning("sync.lease.heartbeat_failed", lease=self.name, error=str(exc))
+            return True
+        self.beats += 1
+        if not held:
+            # Stalled past the TTL and taken over: the next page commit's fencing check
+            # stops the pass; beating on would only fight the new holder.
+            self.lost.set()
+            log.warning("sync.lease.lost", lease=self.name, holder=self.holder)
+            return False
+        return True
 
 
 class RunScope:

@@ -7,48 +7,44 @@ the scheduled job call it). It is a ``sync_runs`` row of kind ``recompute`` (crm
 killed outright is closed as ``failed`` ("abandoned") by the next one, which takes the lease over
 at once on the same host.
 
-Work goes in chunks of accounts (``chunk_size``, 5,000): each chunk's inputs are read with one
-``SELECT`` per table (:func:`app.db.health_store.load_chunk`), each account is computed by the
-pure :func:`app.domain.recompute.compute_account`, and the chunk's outputs are written in bulk
-in one transaction that first renews the lease (a run that lost it writes nothing). A chunk is
-all or nothing: a run killed between chunks leaves the committed ones computed for the day, and
-the next run selects only the rest. Memory stays that of one chunk.
+Work goes in chunks of accounts (``recompute.chunk_size``, 5,000): each chunk's inputs are read
+with one ``SELECT`` per table (:func:`app.db.health_store.load_chunk`), each account is computed
+by the pure :func:`app.domain.recompute.compute_account`, and the chunk's outputs are written in
+bulk in one transaction fenced by the run's lease (:mod:`app.wiring.recompute_chunk`). A chunk
+is all or nothing: a run killed between chunks leaves the committed ones computed for the day,
+and the next run selects only the rest. Memory stays that of one chunk per process.
+
+With more than one core and enough accounts, chunks run in worker processes side by side
+(``recompute.workers``, :mod:`app.wiring.recompute_pool`); this process keeps the run, its
+lease and heartbeat, and counts what the workers commit.
 
 What is selected, and how the result reaches the CRM: docs/recompute.md.
 """
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.runs import RunStatus, SyncKind
 from app.core.types import CrmName
-from app.db import leases, runs
 from app.db.engine import make_engine, make_session_factory
-from app.db.health_store import (
-    due_account_ids,
-    live_account_ids,
-    load_chunk,
-    load_feeds,
-    write_chunk,
-)
-from app.db.runs import NewSyncError
+from app.db.health_store import due_account_ids, live_account_ids, load_feeds
 from app.db.sync_store import SqlSyncStore
 from app.domain.config import ScoringConfig
-from app.domain.recompute import AccountOutcome, compute_account
-from app.errors import ConfigError, CrmsyncError
+from app.errors import ConfigError
 from app.logging import get_logger
 from app.settings import Settings
 from app.sync.holder import new_holder
 from app.sync.run_scope import RunRefused, RunResult, RunScope, RunSpec
+from app.wiring.recompute_chunk import RUN_CRM, RUN_OBJECT, ChunkDone, ChunkJob, run_chunk
+from app.wiring.recompute_pool import ChunkPool, cpu_count, start_method
 from app.wiring.sync import fewer_gc_passes
 
 if TYPE_CHECKING:  # the push wiring (and the CRM clients) load only for --push
@@ -56,15 +52,13 @@ if TYPE_CHECKING:  # the push wiring (and the CRM clients) load only for --push
 
 log = get_logger("crmsync.recompute")
 
-CHUNK_SIZE = 5_000
-RUN_CRM = "cs"
-RUN_OBJECT = "accounts"
+#: Workers started by default (``recompute.workers`` 0): the usable cores, at most this many.
+MAX_AUTO_WORKERS = 4
+#: The smallest chunk worth a worker's round trip, and how many chunks each worker should get.
+MIN_CHUNK = 500
+CHUNKS_PER_WORKER = 4
 #: The spec of every recompute run (its lease is ``sync:cs:accounts``).
 SPEC_KIND = str(SyncKind.RECOMPUTE)
-
-
-class LeaseLostError(CrmsyncError):
-    """The run's lease was taken over (the process stalled past its TTL): it stops unwritten."""
 
 
 @dataclass(frozen=True)
@@ -88,12 +82,26 @@ class RecomputeOutcome:
     failed: int = 0
     events: int = 0
     stamped_columns: int = 0
+    #: Processes that computed (1: the command's own; see ``recompute.workers``).
+    workers: int = 1
     pushes: list[PushOutcome] = field(default_factory=list)
     push_errors: dict[str, str] = field(default_factory=dict)
     #: Seconds spent selecting, reading, computing and writing (the push not included).
     timings: dict[str, float] = field(
         default_factory=lambda: {"select": 0.0, "read": 0.0, "compute": 0.0, "write": 0.0}
     )
+
+    def add(self, chunk: ChunkDone) -> None:
+        """Count one committed chunk (its seconds add up over the workers: CPU-like, not
+        wall)."""
+        self.changed += chunk.changed
+        self.unchanged += chunk.unchanged
+        self.failed += chunk.failed
+        self.events += chunk.events
+        self.stamped_columns += chunk.stamped_columns
+        self.timings["read"] += chunk.read_s
+        self.timings["compute"] += chunk.compute_s
+        self.timings["write"] += chunk.write_s
 
     @property
     def status(self) -> RunStatus | None:
@@ -111,6 +119,7 @@ class RecomputeOutcome:
             "failed": self.failed,
             "events": self.events,
             "stamped_columns": self.stamped_columns,
+            "workers": self.workers,
             "error": None if self.result is None else self.result.error,
             "seconds": {k: round(v, 3) for k, v in self.timings.items()},
         }
@@ -171,7 +180,7 @@ def run_recompute(
                 everything=everything,
                 on_progress=on_progress,
                 triggered_by=triggered_by,
-                chunk_size=chunk_size or CHUNK_SIZE,
+                chunk_size=chunk_size,
             )
         if push and outcome.status in (RunStatus.SUCCEEDED, RunStatus.PARTIAL):
             _push_all(settings, session_factory, outcome, triggered_by, push_runner)
@@ -198,7 +207,7 @@ def _recompute(
     everything: bool,
     on_progress: Callable[[RecomputeProgress], None] | None,
     triggered_by: str,
-    chunk_size: int,
+    chunk_size: int | None,
 ) -> None:
     cfg: ScoringConfig = settings.scoring.config
     spec = RunSpec(SPEC_KIND, RUN_CRM, RUN_OBJECT, triggered_by, abandoned_kinds=(SPEC_KIND,))
@@ -224,15 +233,21 @@ def _recompute(
                 },
                 cursor_from=None,
             )
-            done = 0
-            for chunk in _chunks(ids, max(1, chunk_size)):
-                # The chunk's objects are _chunk's own: freed as it returns, before the
-                # collector runs again (re-enabled with them alive, its next pass walked them
-                # all, a quarter of the chunk's time).
-                with _no_cyclic_gc():
-                    _chunk(factory, scope, run_id, chunk, day, feeds, cfg, outcome)
-                done += len(chunk)
-                scope.cursor_to = {"done": done, "last_account_id": chunk[-1]}
+            job = ChunkJob(run_id, scope.name, scope.holder, day, feeds, cfg)
+            workers = worker_count(settings, factory, len(ids))
+            outcome.workers = workers
+            chunks = _chunks(ids, chunk_size or _chunk_size(settings, len(ids), workers))
+            done = last = 0
+            for chunk in _run_chunks(settings, factory, scope, job, chunks, workers):
+                outcome.add(chunk)
+                counts = scope.counts
+                counts.read += chunk.accounts
+                counts.updated += chunk.changed
+                counts.unchanged += chunk.unchanged
+                counts.failed += chunk.failed
+                done += chunk.accounts
+                last = max(last, chunk.last_account_id)
+                scope.cursor_to = {"done": done, "last_account_id": last}
                 if on_progress is not None:
                     on_progress(RecomputeProgress(done, len(ids), outcome.changed))
     except RunRefused as refused:
@@ -253,85 +268,62 @@ def _recompute(
         )
 
 
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """The cyclic collector paused while one chunk is read, computed and written.
-
-    A chunk holds some hundred thousand live objects (its facts and outcomes) that reference
-    counting frees when the chunk ends; with the collector on, every generation-2 pass walks them
-    all again (a quarter of the compute at 5,000 accounts a chunk). Cycles made meanwhile are
-    found by the passes between chunks, so memory stays that of a chunk.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
+def _database_url(factory: sessionmaker[Session]) -> str | None:
+    """The URL a worker process connects to: the caller's own database (None: not one a
+    second process can open, such as an in-memory SQLite)."""
+    bind = factory.kw.get("bind")
+    if not isinstance(bind, Engine):
+        return None
+    url = bind.url
+    if url.get_backend_name() == "sqlite" and (url.database in (None, "", ":memory:")):
+        return None
+    return url.render_as_string(hide_password=False)
 
 
-def _chunk(
+def worker_count(settings: Settings, factory: sessionmaker[Session], accounts: int) -> int:
+    """How many processes compute: ``recompute.workers`` (0: the usable cores, at most
+    :data:`MAX_AUTO_WORKERS`), one when there is too little to share (fewer than two chunks'
+    worth) or the database is not one another process can open."""
+    wanted = settings.recompute.workers or min(MAX_AUTO_WORKERS, cpu_count())
+    if wanted <= 1 or accounts < 2 * MIN_CHUNK or _database_url(factory) is None:
+        return 1
+    return min(wanted, accounts // MIN_CHUNK)
+
+
+def _chunk_size(settings: Settings, accounts: int, workers: int) -> int:
+    """``recompute.chunk_size``; with several workers smaller when that gives each at least
+    :data:`CHUNKS_PER_WORKER` chunks (the last chunk is one worker's alone)."""
+    size = settings.recompute.chunk_size
+    if workers <= 1:
+        return size
+    return max(MIN_CHUNK, min(size, -(-accounts // (workers * CHUNKS_PER_WORKER))))
+
+
+def _run_chunks(
+    settings: Settings,
     factory: sessionmaker[Session],
     scope: RunScope,
-    run_id: int,
-    chunk: Sequence[int],
-    day: date,
-    feeds: Any,
-    cfg: ScoringConfig,
-    outcome: RecomputeOutcome,
-) -> None:
-    """Read, compute and write one chunk in one transaction, under the run's lease."""
-    with factory() as session:
-        conn = session.connection()
-        computed_at = datetime.now(UTC)
-        began = time.perf_counter()
-        facts = load_chunk(conn, chunk, day, cfg)
-        read = time.perf_counter()
-        outcomes: list[AccountOutcome] = []
-        failures: list[NewSyncError] = []
-        for f in facts:
-            try:
-                outcomes.append(compute_account(f, day, computed_at, feeds, cfg))
-            except Exception as exc:  # one account's bad data never stops the others
-                failures.append(
-                    NewSyncError(
-                        crm=RUN_CRM,
-                        object=RUN_OBJECT,
-                        record_id=str(f.id),
-                        category="validation",
-                        message=f"recompute failed: {type(exc).__name__}: {exc}",
-                        retriable=False,
-                        direction="recompute",
-                    )
-                )
-        computed = time.perf_counter()
-        now = datetime.now(UTC)
-        if not leases.renew(session, scope.name, scope.holder, now, scope.ttl):
-            session.rollback()
-            raise LeaseLostError(
-                f"the recompute lost its lease {scope.name} (stalled past its TTL); "
-                "nothing of this chunk was written"
-            )
-        wrote = write_chunk(
-            conn, {f.id: f for f in facts}, outcomes, computed_at=computed_at, stamped_at=now
-        )
-        runs.record_errors(session, run_id, failures)
-        counts = scope.counts
-        counts.read += len(facts)
-        counts.updated += wrote.changed
-        counts.unchanged += wrote.unchanged
-        counts.failed += len(failures)
-        runs.update_run_progress(session, run_id, counts)
-        session.commit()
-    outcome.timings["read"] += read - began
-    outcome.timings["compute"] += computed - read
-    outcome.timings["write"] += time.perf_counter() - computed
-    outcome.changed += wrote.changed
-    outcome.unchanged += wrote.unchanged
-    outcome.failed += len(failures)
-    outcome.events += wrote.events
-    outcome.stamped_columns += wrote.stamped_columns
+    job: ChunkJob,
+    chunks: Sequence[Sequence[int]],
+    workers: int,
+) -> Iterator[ChunkDone]:
+    """Each chunk run and committed, in this process or by ``workers`` worker processes."""
+    url = _database_url(factory)
+    if workers <= 1 or len(chunks) <= 1 or url is None:
+        for chunk in chunks:
+            yield run_chunk(factory, job, chunk)
+        return
+    heartbeat = scope.heartbeat
+    pool = ChunkPool(
+        url,
+        min(workers, len(chunks)),
+        method=start_method(allowed_threads=[heartbeat.thread]),
+        log_level=settings.log_level,
+    )
+    with heartbeat.idle():  # no beat in flight while the workers fork
+        pool.start()
+    with pool:
+        yield from pool.run(job, chunks)
 
 
 def _push_all(
