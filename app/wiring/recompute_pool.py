@@ -100,6 +100,7 @@ class ChunkPool:
         self.method = method
         self.log_level = log_level
         self._workers: list[_Worker] = []
+        self._write_turn: Any = None
         self._clean = False
 
     def __enter__(self) -> ChunkPool:
@@ -111,8 +112,10 @@ class ChunkPool:
         """Start the workers (the caller may hold what must stay still while they fork)."""
         context: Any = multiprocessing.get_context(self.method)
         parent = os.getpid()
-        # SQLite: one writer at a time, queued on this lock (see run_chunk's write_turn).
+        # SQLite: one writer at a time, queued on this lock (see run_chunk's write_turn). Kept
+        # on the pool: a spawned worker opens it by name after start() returns.
         write_turn = context.Lock() if self.database_url.startswith("sqlite") else None
+        self._write_turn = write_turn
         # Objects alive now are the parent's: frozen, a worker's collector never walks them (nor
         # copies their pages by touching them, after a fork).
         gc.freeze()

@@ -155,9 +155,14 @@ def last_run(factory: sessionmaker[Session]) -> SyncRun:
 
 
 @pytest.mark.usefixtures("seeded")
+@pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_workers_write_what_one_process_computes(
-    database_url: str, factory: sessionmaker[Session]
+    database_url: str,
+    factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    method: str,
 ) -> None:
+    monkeypatch.setattr(recompute, "start_method", lambda allowed_threads=(): method)
     outcome = run_recompute(settings(database_url, 2), session_factory=factory, everything=True)
     assert outcome.workers == 2
     assert outcome.status is RunStatus.SUCCEEDED
