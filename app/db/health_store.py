@@ -10,8 +10,11 @@
   SQLite: ``executemany``; PostgreSQL: ``COPY`` into a staging table, then one statement.
 
 Writes go through the driver with SQLAlchemy's own bind processors (as :mod:`app.db.bulk`
-does), so values are stored exactly as the ORM stores them, without its per-row cost. A
-recompute never moves ``updated_at``: that column tells the selection that an input changed.
+does), so values are stored exactly as the ORM stores them, without its per-row cost; JSON
+documents are encoded by :func:`app.db.types.json_text` (orjson), which reads back as the same
+values. The changed columns' stamps are merged into the stored ``field_stamps`` by the
+database, so a CS-side edit committed while a chunk is computed keeps its stamp. A recompute
+never moves ``updated_at``: that column tells the selection that an input changed.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from sqlalchemy import (
     select,
     union,
 )
+from sqlalchemy import types as sqltypes
 from sqlalchemy.engine import Dialect
 
 from app.db.base import Base
@@ -56,6 +60,7 @@ from app.db.models import (
     Touchpoint,
     UsageSnapshot,
 )
+from app.db.types import json_text
 from app.domain.config import ScoringConfig
 from app.domain.recompute import (
     OUTPUT_COLUMNS,
@@ -567,9 +572,14 @@ class _Plan:
 
 @cache
 def _plan(dialect_name: str, table_name: str, columns: tuple[str, ...], dialect: Dialect) -> _Plan:
+    """The bind processors of ``columns``: SQLAlchemy's own, but :func:`json_text` for JSON
+    columns (``json.dumps`` was half of a chunk's write)."""
     table = Base.metadata.tables[table_name]
     processors = tuple(
-        table.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in columns
+        json_text
+        if isinstance(table.c[name].type.dialect_impl(dialect), sqltypes.JSON)
+        else table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        for name in columns
     )
     return _Plan(table, columns, processors)
 
@@ -589,9 +599,12 @@ def _memo(proc: Processor) -> Processor:
 
 
 def _records(plan: _Plan, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-    """The rows as driver tuples in ``plan.columns`` order, bound as the ORM binds them."""
+    """The rows as driver tuples in ``plan.columns`` order, bound as the ORM binds them. Each
+    processor remembers its last value (:func:`_memo`): a chunk's rows share many value
+    objects (``computed_at``, ``stamped_at``, the day, a stage's ``entered_at``, a set of
+    stamps)."""
     getters = [
-        (name, _memo(proc) if proc is not None and name in _SHARED_VALUES else proc)
+        (name, None if proc is None else _memo(proc))
         for name, proc in zip(plan.columns, plan.processors, strict=True)
     ]
     plain = all(proc is None for _name, proc in getters)
@@ -604,16 +617,16 @@ def _records(plan: _Plan, rows: Iterable[Mapping[str, Any]]) -> list[tuple[Any, 
     ]
 
 
-#: Columns whose value is the same object for a whole chunk (or most of it).
-_SHARED_VALUES = frozenset(
-    {"computed_at", "computed_on", "cs_changed_at", "health_computed_at", "occurred_at"}
-)
-
-
 def _driver(conn: Connection) -> Any:
     driver = conn.connection.driver_connection
     assert driver is not None
     return driver
+
+
+def _bind(conn: Connection, table: str, column: str, value: Any) -> Any:
+    """One value as the driver takes it, bound by ``table.column``'s type."""
+    proc = _plan(conn.dialect.name, table, (column,), conn.dialect).processors[0]
+    return value if proc is None else proc(value)
 
 
 def _stage(cursor: Any, plan: _Plan, records: list[tuple[Any, ...]]) -> str:
@@ -630,27 +643,82 @@ def _stage(cursor: Any, plan: _Plan, records: list[tuple[Any, ...]]) -> str:
     return stage
 
 
-def _update_by_id(
-    conn: Connection, columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]
+#: What :func:`_update_changed` writes per account: its id, every output column, and the stamps
+#: of the changed ones (merged into ``field_stamps`` by the database).
+_CHANGED_ROW: tuple[str, ...] = ("id", *OUTPUT_COLUMNS, "field_stamps")
+
+
+def _update_changed(
+    conn: Connection,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    computed_at: datetime,
+    stamped_at: datetime,
 ) -> None:
-    """``UPDATE accounts SET <columns> WHERE id = ...`` for every row (``id`` first)."""
+    """The accounts with a changed output column: every output column, ``health_computed_at``,
+    and the changed columns' stamps merged into the stored ``field_stamps`` (``json_patch``,
+    JSONB ``||``) with ``cs_changed_at`` moved forward only, both by the database.
+
+    Merging in the statement keeps a stamp a CS-side write (``app.db.cs_writes``) committed
+    after the chunk was read: merged in Python from the stamps read at the chunk's start, it
+    was overwritten (a lost update, and the edit was never pushed).
+    """
     if not rows:
         return
-    plan = _plan(conn.dialect.name, "accounts", ("id", *columns), conn.dialect)
+    plan = _plan(conn.dialect.name, "accounts", _CHANGED_ROW, conn.dialect)
     records = _records(plan, rows)
+    computed = _bind(conn, "accounts", "health_computed_at", computed_at)
+    stamped = _bind(conn, "accounts", "cs_changed_at", stamped_at)
+    outputs = ", ".join(f"{c} = s.{c}" for c in OUTPUT_COLUMNS)
     driver = _driver(conn)
     if conn.dialect.name == "postgresql":
         with driver.cursor() as cursor:
             stage = _stage(cursor, plan, records)
-            sets = ", ".join(f"{c} = s.{c}" for c in columns)
-            cursor.execute(f"UPDATE accounts AS a SET {sets} FROM {stage} AS s WHERE a.id = s.id")
+            cursor.execute(
+                f"UPDATE accounts AS a SET {outputs}, "
+                "field_stamps = a.field_stamps || s.field_stamps, "
+                "cs_changed_at = GREATEST(a.cs_changed_at, %(stamped)s), "
+                f"health_computed_at = %(computed)s FROM {stage} AS s WHERE a.id = s.id",
+                {"stamped": stamped, "computed": computed},
+            )
             cursor.execute(f"DROP TABLE {stage}")
         return
-    sets = ", ".join(f"{c} = ?" for c in columns)
+    # SQLite: numbered parameters, so the chunk's two shared values are bound once a row.
+    n = len(OUTPUT_COLUMNS)
+    sets = ", ".join(f"{c} = ?{i}" for i, c in enumerate(OUTPUT_COLUMNS, 2))
     cursor = driver.cursor()
     try:
         cursor.executemany(
-            f"UPDATE accounts SET {sets} WHERE id = ?", [(*r[1:], r[0]) for r in records]
+            f"UPDATE accounts SET {sets}, field_stamps = json_patch(field_stamps, ?{n + 2}), "
+            # stored as fixed-width UTC text (``UTCDateTime``): compared as text
+            f"cs_changed_at = CASE WHEN cs_changed_at >= ?{n + 3} THEN cs_changed_at "
+            f"ELSE ?{n + 3} END, health_computed_at = ?{n + 4} WHERE id = ?1",
+            [(*r, stamped, computed) for r in records],
+        )
+    finally:
+        cursor.close()
+
+
+def _update_unchanged(conn: Connection, ids: Sequence[int], computed_at: datetime) -> None:
+    """The accounts with nothing changed: only ``health_computed_at``, the same for all, in one
+    statement over the list of ids."""
+    if not ids:
+        return
+    computed = _bind(conn, "accounts", "health_computed_at", computed_at)
+    driver = _driver(conn)
+    if conn.dialect.name == "postgresql":
+        with driver.cursor() as cursor:
+            cursor.execute(
+                "UPDATE accounts SET health_computed_at = %s WHERE id = ANY(%s)",
+                (computed, list(ids)),
+            )
+        return
+    cursor = driver.cursor()
+    try:
+        cursor.execute(
+            "UPDATE accounts SET health_computed_at = ? "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (computed, json_text(list(ids))),
         )
     finally:
         cursor.close()
@@ -737,30 +805,23 @@ def write_chunk(
     ``computed_at`` (when the chunk's inputs were read) becomes ``health_computed_at``: a
     change committed after the read is newer and selects the account again. ``stamped_at``
     (now, just before writing) stamps the changed columns, so a push that started before this
-    commit re-reads them in its lookback.
+    commit re-reads them in its lookback. The stamps are merged into the stored ones by the
+    database (:func:`_update_changed`), so ``facts`` (the chunk as read) is not needed here.
     """
+    del facts  # kept for the callers: the stored stamps are merged in SQL, not from the read
     stamp = stamped_at.astimezone(UTC).isoformat(timespec="microseconds")
+    stamps: dict[tuple[str, ...], dict[str, str]] = {}  # a chunk has few distinct change sets
     changed_rows: list[dict[str, Any]] = []
-    same_rows: list[dict[str, Any]] = []
+    same_ids: list[int] = []
     events: list[dict[str, Any]] = []
     for out in outcomes:
         if out.changed:
-            stored = facts[out.account_id].stored
-            stamps = {**(stored.get("field_stamps") or {}), **dict.fromkeys(out.changed, stamp)}
-            previous = stored.get("cs_changed_at")
-            changed_rows.append(
-                {
-                    "id": out.account_id,
-                    **out.values,
-                    "field_stamps": stamps,
-                    "cs_changed_at": stamped_at
-                    if previous is None or stamped_at > previous
-                    else previous,
-                    "health_computed_at": computed_at,
-                }
-            )
+            own = stamps.get(out.changed)
+            if own is None:
+                own = stamps[out.changed] = dict.fromkeys(out.changed, stamp)
+            changed_rows.append({"id": out.account_id, **out.values, "field_stamps": own})
         else:
-            same_rows.append({"id": out.account_id, "health_computed_at": computed_at})
+            same_ids.append(out.account_id)
         events.extend(
             {
                 "account_id": out.account_id,
@@ -770,8 +831,8 @@ def write_chunk(
             }
             for kind, payload in out.events
         )
-    _update_by_id(conn, CHANGED_COLUMNS, changed_rows)
-    _update_by_id(conn, ("health_computed_at",), same_rows)
+    _update_changed(conn, changed_rows, computed_at=computed_at, stamped_at=stamped_at)
+    _update_unchanged(conn, same_ids, computed_at)
     _insert(
         conn,
         "health_snapshots",
@@ -782,7 +843,7 @@ def write_chunk(
     _insert(conn, "account_events", ("account_id", "kind", "payload", "occurred_at"), events)
     return ChunkWrite(
         changed=len(changed_rows),
-        unchanged=len(same_rows),
+        unchanged=len(same_ids),
         stamped_columns=sum(len(o.changed) for o in outcomes),
         events=len(events),
         snapshots=len(outcomes),

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Integer
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -68,3 +69,23 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+#: orjson's options for :func:`json_text`: keys that are not strings are written as strings, as
+#: ``json.dumps`` writes them; dates, datetimes and dataclasses are refused, as ``json.dumps``
+#: refuses them (orjson would write them as text that reads back as a different value).
+_ORJSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def json_text(value: Any) -> str:
+    """``value`` as the JSON text of a :data:`JSONDoc` column, for bulk writes that bypass
+    SQLAlchemy's bind processor (``json.dumps``, about ten times slower).
+
+    It reads back (``json.loads``, JSONB) as the value ``json.dumps`` would have written, but
+    for NaN and infinities, which it writes as ``null`` (PostgreSQL's JSONB refuses them
+    anyway). The text is compact, without ``json.dumps``'s spaces, and keeps non-ASCII
+    characters as they are instead of ``\\u`` escapes.
+    """
+    return orjson.dumps(value, option=_ORJSON_OPTIONS).decode()
