@@ -10,7 +10,11 @@ Then, as separate processes measured from outside (wall time, peak RSS from ``wa
   ``SELECT`` per table (the same rows and time windows the recompute reads, fetched whole), and
   the same number of output rows written with DB-API ``executemany`` (the accounts' computed
   columns, one snapshot per account, the events); no computing at all;
-* ``crmsync health recompute --all``: the full recompute;
+* ``crmsync health recompute --all`` with ``CRMSYNC_RECOMPUTE__WORKERS=1``: the full recompute in
+  the command's own process (the baseline of the workers' gain); then its outputs are wiped
+  (:func:`reset_outputs`) so the next run starts from the same state;
+* ``crmsync health recompute --all``: the full recompute as configured by default (one worker
+  process per core, at most 4);
 * ``crmsync health recompute``: again with no new input (selects nothing).
 
 Targets: <= 10 s per database, <= 2x the floor, the second run <= 1 s, peak RSS flat (the same
@@ -263,6 +267,30 @@ def floor(url: str, events_per_account: int) -> dict[str, Any]:
     return {"read": read, "read_s": round(read_s, 2), "written_accounts": len(ids)}
 
 
+def reset_outputs(url: str) -> None:
+    """Back to the state before the first recompute: outputs, snapshots, events and stamps
+    gone (PostgreSQL: vacuumed, so the next run does not pay for the dead rows)."""
+    from app.domain.recompute import OUTPUT_COLUMNS
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            nulls = ", ".join(f"{c} = NULL" for c in OUTPUT_COLUMNS if c != "flags")
+            conn.execute(
+                text(
+                    f"UPDATE accounts SET {nulls}, flags = '[]', field_stamps = '{{}}', "
+                    "cs_changed_at = NULL, health_computed_at = NULL"
+                )
+            )
+            conn.execute(text("DELETE FROM health_snapshots"))
+            conn.execute(text("DELETE FROM account_events"))
+        if engine.dialect.name == "postgresql":
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE accounts, health_snapshots, account_events"))
+    finally:
+        engine.dispose()
+
+
 # --------------------------------------------------------------------------------------------
 # the run
 # --------------------------------------------------------------------------------------------
@@ -301,6 +329,13 @@ def measure(kind: str, n: int, workdir: Path) -> list[dict[str, Any]]:
         generated_s = time.perf_counter() - began
         env = _env(url)
         crmsync = [sys.executable, "-m", "app.cli.main", "health", "recompute"]
+        # The same full recompute in one process first (the baseline of the workers' gain),
+        # then its outputs wiped, so the default run does the same work from the same state.
+        one_s, one_rss, out, one_cpu = run_measured(
+            [*crmsync, "--all"], {**env, "CRMSYNC_RECOMPUTE__WORKERS": "1"}
+        )
+        one = json.loads(out)
+        reset_outputs(url)
         full_s, full_rss, out, full_cpu = run_measured([*crmsync, "--all"], env)
         full = json.loads(out)
         again_s, again_rss, out, again_cpu = run_measured(crmsync, env)
@@ -322,6 +357,14 @@ def measure(kind: str, n: int, workdir: Path) -> list[dict[str, Any]]:
             "cpu": floor_cpu,
             "rss": floor_rss,
             "detail": base,
+        },
+        {
+            **common,
+            "path": "recompute --all, 1 process",
+            "s": one_s,
+            "cpu": one_cpu,
+            "rss": one_rss,
+            "detail": one,
         },
         {
             **common,
@@ -365,7 +408,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.db or ["sqlite", "postgresql"]:
             rows.extend(measure(kind, args.accounts, Path(tmp)))
-    console.print("in-process s: select / read / compute / write")
+    console.print(
+        "in-process s: select / read / compute / write, added up over the workers (with 2 "
+        "workers more than the wall time); CPU s: the command and its workers"
+    )
     table = Table(title=f"health recompute, {args.accounts:,} accounts")
     columns = (
         "db",
@@ -378,7 +424,7 @@ def main() -> None:
         "in-process s",
         "peak RSS MB",
     )
-    for column in (*columns, "changed"):
+    for column in (*columns, "changed", "workers"):
         table.add_column(column)
     for row in rows:
         floor_row = next(r for r in rows if r["db"] == row["db"] and r["path"] == "floor")
@@ -394,12 +440,13 @@ def main() -> None:
             _inside(row["detail"]),
             f"{row['rss']:.0f}",
             str(row["detail"].get("changed", "-")),
+            str(row["detail"].get("workers", "-")),
         )
     console.print(table)
     for row in rows:
-        if row["path"] == "recompute --all":
+        if row["path"].startswith("recompute --all"):
             console.print(
-                f"{row['db']}: data generated in {row['generated_s']:.1f} s; "
+                f"{row['db']} ({row['path']}): data generated in {row['generated_s']:.1f} s; "
                 f"summary {json.dumps(row['detail'])}"
             )
 
