@@ -114,11 +114,15 @@ def _run(
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         console=console,
+        # Redrawn after each chunk, not by rich's refresh thread: with no thread but the run's
+        # heartbeat, the recompute may fork its workers (docs/recompute.md, Worker processes).
+        auto_refresh=False,
     ) as progress:
         task = progress.add_task("recompute", total=None, detail="")
 
         def on_progress(p: RecomputeProgress) -> None:
             progress.update(task, completed=p.done, total=p.total, detail=f"{p.changed} changed")
+            progress.refresh()
 
         return run_recompute(
             settings,
@@ -137,7 +141,17 @@ def _print(outcome: RecomputeOutcome, interactive: bool) -> None:
     from rich.table import Table
 
     table = Table(title=f"recompute as of {outcome.as_of.isoformat()}")
-    for column in ("status", "selected", "changed", "unchanged", "failed", "events", "stamped"):
+    columns = (
+        "status",
+        "selected",
+        "changed",
+        "unchanged",
+        "failed",
+        "events",
+        "stamped",
+        "workers",
+    )
+    for column in columns:
         table.add_column(column)
     status = "-" if outcome.status is None else str(outcome.status)
     table.add_row(
@@ -151,6 +165,7 @@ def _print(outcome: RecomputeOutcome, interactive: bool) -> None:
                 outcome.failed,
                 outcome.events,
                 outcome.stamped_columns,
+                outcome.workers,
             )
         ),
     )
