@@ -6,6 +6,12 @@ merged key by key, so ``CRMSYNC_SCORING__SERVICE__CADENCE_DAYS__KEY=14`` changes
 cadence and keeps the others. List values from the environment are JSON
 (``CRMSYNC_SCORING__CAPS__CHAMPION_LEFT_TIERS='["key"]'``). Unknown keys are refused: a typo must
 not silently leave a default in force.
+
+With neither a file nor a variable the defaults are the configuration as they are: pydantic's
+validator of the whole ScoringConfig (a schema of some thirty nested dataclasses, a few
+hundredths of a second to build) is built only when there is a layer to validate, so that a
+command's start-up (``crmsync health recompute``, issue #18 item 10) does not pay for it.
+tests/unit/test_settings_scoring.py checks that the defaults pass that validator unchanged.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import dataclasses
 import json
 import tomllib
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +28,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from app.domain.config import ScoringConfig
 
-_ADAPTER: TypeAdapter[ScoringConfig] = TypeAdapter(ScoringConfig)
+
+@cache
+def scoring_adapter() -> TypeAdapter[ScoringConfig]:
+    """pydantic's validator of a whole ScoringConfig, built once, when first needed."""
+    return TypeAdapter(ScoringConfig)
 
 
 def _env_name(path: tuple[str, ...]) -> str:
@@ -54,6 +65,8 @@ def _merge(base: dict[str, Any], layer: Mapping[str, Any], path: tuple[str, ...]
 
 def build_scoring_config(file: Path | None, env: Mapping[str, Any]) -> ScoringConfig:
     """Defaults, then ``file`` (TOML), then ``env``; validated into a ScoringConfig."""
+    if file is None and not env:
+        return ScoringConfig()
     merged: dict[str, Any] = dataclasses.asdict(ScoringConfig())
     if file is not None:
         try:
@@ -65,7 +78,7 @@ def build_scoring_config(file: Path | None, env: Mapping[str, Any]) -> ScoringCo
         _merge(merged, layer, ())
     _merge(merged, env, ())
     try:
-        return _ADAPTER.validate_python(merged)
+        return scoring_adapter().validate_python(merged)
     except ValidationError as exc:
         problems = "; ".join(
             f"{_env_name(tuple(str(p) for p in e['loc'] if not isinstance(p, int)))}: {e['msg']}"

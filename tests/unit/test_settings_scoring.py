@@ -29,6 +29,18 @@ def test_defaults_are_domain_md() -> None:
     assert cfg.min_coverage == 50  # 4.4
 
 
+def test_the_defaults_unvalidated_are_what_the_validator_makes_of_them() -> None:
+    """With no file and no variable, build_scoring_config returns ScoringConfig() without
+    building pydantic's validator (a command's start-up); the validator changes nothing in it."""
+    import dataclasses
+
+    from app.settings_scoring import build_scoring_config, scoring_adapter
+
+    defaults = build_scoring_config(None, {})
+    assert defaults == ScoringConfig()
+    assert scoring_adapter().validate_python(dataclasses.asdict(ScoringConfig())) == defaults
+
+
 def test_environment_sets_one_key_and_keeps_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CRMSYNC_SCORING__WEIGHTS__USAGE", "25")
     monkeypatch.setenv("CRMSYNC_SCORING__SERVICE__CADENCE_DAYS__KEY", "14")
