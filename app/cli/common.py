@@ -3,21 +3,23 @@ opening the database with its checks, and the mapping of crmsync's errors to exi
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Iterable
 from enum import IntEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from app.errors import CrmsyncError, ErrorCategory
 from app.logging import configure_logging
 
 # Settings (pydantic, SQLAlchemy URLs) and the database load when a command first needs them, not
-# when the CLI starts: `crmsync --help` and light commands do not pay for them.
+# when the CLI starts: `crmsync --help` and light commands do not pay for them. So does rich's
+# Console, on its first line (LazyConsole).
 if TYPE_CHECKING:
+    from rich.console import Console
     from sqlalchemy import Engine
 
     from app.settings import Settings
@@ -38,8 +40,68 @@ class ExitCode(IntEnum):
     PARTIAL = 3  # done, but some records failed (run status ``partial``)
 
 
-# Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; give them room.
-console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+class LazyConsole:
+    """rich's Console on stderr (or stdout), made when the command first prints.
+
+    Importing rich.console and building a Console cost about 0.02 s, which a command that
+    prints only JSON (``crmsync health recompute`` off a terminal, issue #18 item 10) never
+    needs. ``print`` is the Console's; :meth:`get` gives the Console itself (a progress bar's).
+    Off a terminal (CI logs, pipes) rich would wrap tables at 80 columns; ``width`` gives them
+    room.
+    """
+
+    __slots__ = ("_console", "_stderr", "_width")
+
+    def __init__(self, *, stderr: bool, width: int) -> None:
+        self._stderr = stderr
+        self._width = width
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            stream = sys.stderr if self._stderr else sys.stdout
+            width = None if stream.isatty() else self._width
+            self._console = Console(stderr=self._stderr, width=width)
+        return self._console
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        self.get().print(*objects, **kwargs)
+
+
+console = LazyConsole(stderr=True, width=120)
+
+
+def start_up() -> None:
+    """Pause the cyclic garbage collector while a command starts, until :func:`startup_done`.
+
+    Starting a command imports a few hundred modules, whose classes, functions and tables all
+    live as long as the process; the collector's passes over them, some two hundred while they
+    load, free nothing and took about a tenth of a no-input recompute's CPU (issue #18 item 10).
+    :func:`app.cli.main.main` calls this first and :func:`startup_done` when the command ends,
+    at the latest; :func:`load_settings` calls :func:`startup_done`, so every command that works
+    on the database or a CRM runs its work with the collector on. A command that loads no
+    settings (``sandbox``, ``demo``) calls :func:`startup_done` itself.
+    """
+    global _paused
+    if gc.isenabled():
+        gc.disable()
+        _paused = True
+
+
+def startup_done() -> None:
+    """The command has loaded what it needs: what is alive now is left out of the collector's
+    passes for good (:func:`gc.freeze`: a recompute's passes between chunks no longer walk the
+    modules), and the collector runs again. Does nothing unless :func:`start_up` paused it."""
+    global _paused
+    if _paused:
+        _paused = False
+        gc.freeze()
+        gc.enable()
+
+
+_paused = False
 
 
 def load_settings() -> Settings:
@@ -64,6 +126,7 @@ def load_settings() -> Settings:
         raise typer.Exit(code=ExitCode.USAGE) from None
     configure_logging(settings.log_level)
     check_mapping_file(settings)
+    startup_done()
     return settings
 
 

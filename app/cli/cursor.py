@@ -20,23 +20,22 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
 
 from app.cli.common import ExitCode, console, load_settings
 from app.cli.dates import parse_past_instant
 from app.crm.base import CrmName
 from app.errors import ConfigError
-from app.mappers.config import load_mapping_set
-from app.sync import backfill as backfills
-from app.sync.cursor import CursorState
 from app.sync.partitions import MAX_PARTITIONS, STREAM_PREFIX, stream_index
 
-# The database layer loads inside the commands: the CLI's start-up does not pay for it.
+# The database layer, the mapping files' loader, the cursor state and rich's table load inside
+# the commands: the CLI's start-up (every command's, `sync cursor` being a sub-command of `sync`)
+# does not pay for them.
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from app.db.models import SyncCursor
     from app.settings import Settings
+    from app.sync.cursor import CursorState
 
 cursor_app = typer.Typer(help="Show and repair sync cursors (where each object's streams stand).")
 
@@ -57,6 +56,8 @@ def _crm(value: str) -> CrmName:
 
 
 def _check_objects(settings: Settings, crm: CrmName, objects: list[str]) -> None:
+    from app.mappers.config import load_mapping_set
+
     try:
         known = load_mapping_set(
             crm, settings.mapping_file, default_currency=settings.default_currency
@@ -110,6 +111,8 @@ def _state_text(stream: str, state: CursorState) -> str:
         parts.append("in progress")
     elif _is_backfill(stream) and state.completed_at is not None:
         parts.append("complete")
+    from app.sync import backfill as backfills
+
     generation = backfills.read_generation(state) if _is_backfill(stream) else None
     if generation is not None:
         since = _iso(generation.since)
@@ -148,6 +151,8 @@ def show(
     if not sys.stdout.isatty():
         typer.echo(json.dumps({"cursors": [r for r, _ in rows]}, indent=2))
         return
+    from rich.table import Table
+
     table = Table(title="sync cursors")
     for column in ("crm", "object", "stream", "watermark (UTC)", "id", "state", "updated"):
         table.add_column(column, overflow="fold")
@@ -244,6 +249,7 @@ def _reset_one(
     session: Session, crm: str, object_name: str, stream: str, when: datetime | None
 ) -> dict[str, Any]:
     from app.db import cursors
+    from app.sync.cursor import CursorState
 
     rows = cursors.list_cursors(session, crm, [object_name])
     before = next((_as_dict(r) for r in rows if r.stream == stream), None)

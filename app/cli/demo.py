@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from app.cli.common import ExitCode, console
+from app.cli.common import ExitCode, console, startup_done
 from app.core.runs import SyncKind
 from app.logging import configure_logging
 
@@ -98,6 +98,7 @@ def demo(
     from crmsync_sandbox import Sandbox, SandboxConfig
 
     configure_logging(DEMO_LOG_LEVEL)
+    startup_done()  # its settings are its own: the collector runs again (app.cli.common.start_up)
     url = _prepare_database(database_url)
     console.print(f"[bold]1.[/bold] starting the CRM sandbox ({accounts} companies, seed {seed})")
     config = SandboxConfig(

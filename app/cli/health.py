@@ -113,7 +113,7 @@ def _run(
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
-        console=console,
+        console=console.get(),
         # Redrawn after each chunk, not by rich's refresh thread: with no thread but the run's
         # heartbeat, the recompute may fork its workers (docs/recompute.md, Worker processes).
         auto_refresh=False,

@@ -16,7 +16,7 @@ import sys
 import typer
 
 from app.cli.admin import errors_app, inbox_app, runs_app, status
-from app.cli.common import debug_enabled, report_error
+from app.cli.common import debug_enabled, report_error, start_up, startup_done
 from app.cli.crm import crm_app
 from app.cli.csms import csms_app
 from app.cli.db import db_app
@@ -106,6 +106,8 @@ else:
 
 
 def main() -> None:
+    # No collector passes over the modules a command loads as it starts (start_up's docstring).
+    start_up()
     # Logs (retries, warnings) go to stderr from the start; load_settings() applies the level.
     configure_logging()
     try:
@@ -114,6 +116,8 @@ def main() -> None:
         if debug_enabled():
             raise
         sys.exit(report_error(exc))
+    finally:
+        startup_done()
 
 
 if __name__ == "__main__":

@@ -13,10 +13,11 @@ from datetime import date, datetime
 from typing import Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-stdout = Console(width=None if sys.stdout.isatty() else 160)
+from app.cli.common import LazyConsole
+
+# rich loads with the first table or line printed (LazyConsole), not with the CLI.
+stdout = LazyConsole(stderr=False, width=160)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
@@ -66,6 +67,8 @@ def print_table(
     if not rows:
         stdout.print(empty)
         return
+    from rich.table import Table
+
     table = Table(title=title)
     getters: list[Callable[[dict[str, Any]], Any]] = []
     for column in columns:

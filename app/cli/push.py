@@ -104,7 +104,7 @@ def _run(
         BarColumn(),
         TextColumn("{task.completed} written"),
         TextColumn("{task.fields[detail]}"),
-        console=console,
+        console=console.get(),
     ) as progress:
 
         def on_commit(p: PushProgress) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from app.cli.common import ExitCode
+from app.cli.common import ExitCode, startup_done
 
 if TYPE_CHECKING:
     from crmsync_sandbox.context import SandboxConfig
@@ -173,6 +173,7 @@ def sandbox(
     ),
 ) -> None:
     """Serve emulated Salesforce and HubSpot APIs over HTTPS on one port, until Ctrl-C."""
+    startup_done()  # it loads no settings: the collector runs again (app.cli.common.start_up)
     from crmsync_sandbox.server import PortUnavailableError, Sandbox
 
     check_env_file(env_file, force=force)

@@ -214,7 +214,7 @@ def _with_progress(
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
-        console=console,
+        console=console.get(),
     ) as progress:
 
         def on_page(p: PageProgress) -> None:

@@ -9,7 +9,9 @@ import added at module level again shows up here rather than as a slower CLI.
 
 from __future__ import annotations
 
+import gc
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,9 +43,13 @@ HEAVY = frozenset(
 DATABASE = frozenset({"sqlalchemy", "psycopg", "alembic"})
 
 
-def loaded_roots(code: str) -> set[str]:
+def _without_crmsync(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if not k.startswith("CRMSYNC_")}
+
+
+def loaded_roots(code: str, env: dict[str, str] | None = None) -> set[str]:
     """The top-level packages a fresh interpreter has imported once ``code`` has run (also when
-    it ends with SystemExit, as a typer command does)."""
+    it ends with SystemExit, as a typer command does), with ``env`` added to the environment."""
     prelude = (
         "import atexit, json, sys\n"
         "atexit.register(lambda: print(json.dumps(sorted({m.split('.')[0] "
@@ -56,6 +62,7 @@ def loaded_roots(code: str) -> set[str]:
         text=True,
         timeout=120,
         check=False,
+        env=None if env is None else {**_without_crmsync(os.environ), **env},
     )
     assert done.stdout.strip(), done.stderr
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -106,6 +113,45 @@ def test_what_health_recompute_runs_loads_no_crm_client_nor_web_stack() -> None:
     assert "sqlalchemy" in loaded  # the probe sees the database layer it needs
     # psycopg too: app.db.bulk imports it on a failed write, so SQLite never loads it.
     assert sorted(loaded & (HEAVY | {"psycopg"})) == []
+
+
+def test_a_no_input_recompute_loads_no_log_library_rich_nor_alembic(tmp_path: Path) -> None:
+    """The whole command as the benchmark runs it (off a terminal, ``CRMSYNC_LOG_LEVEL=WARNING``,
+    a migrated database, nothing to recompute): it writes no log line, so structlog stays
+    unloaded; it prints JSON, so rich does; the schema is at head, so Alembic does."""
+    url = f"sqlite:///{tmp_path / 'head.db'}"
+    from app.db.migrate import upgrade
+
+    upgrade(url)
+    env = {"CRMSYNC_DATABASE_URL": url, "CRMSYNC_LOG_LEVEL": "WARNING", "CRMSYNC_DEBUG": "1"}
+    loaded = loaded_roots(
+        "sys.argv = ['crmsync', 'health', 'recompute']\nfrom app.cli.main import main\nmain()\n",
+        env,
+    )
+    assert "sqlalchemy" in loaded  # the probe sees the database layer the command used
+    assert sorted(loaded & {"structlog", "rich", "alembic", "psycopg", "pygments"}) == []
+
+
+def test_the_collector_is_paused_from_the_start_until_settings_are_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """app.cli.common.start_up / startup_done: no collector passes while a command loads its
+    modules, the collector on again for the command's work, and left alone when not paused."""
+    from app.cli.common import load_settings, start_up, startup_done
+
+    monkeypatch.setenv("CRMSYNC_DATABASE_URL", "sqlite://")
+    assert gc.isenabled()
+    try:
+        start_up()
+        assert not gc.isenabled()
+        load_settings()
+        assert gc.isenabled()
+        gc.disable()  # someone else's pause (a recompute's chunk) is not ended by it
+        startup_done()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.unfreeze()
 
 
 def test_the_signal_kinds_the_cli_names_are_the_row_models() -> None:
