@@ -45,10 +45,10 @@ from app.sync import backfill as backfills
 from app.sync.partitions import Partition, plan_partitions
 from app.sync.pull import PassInterrupted, PullEngine, PullResult
 from app.sync.run_scope import RunSpec, build_result
+from app.wiring.gc_passes import fewer_gc_passes
 from app.wiring.sync import (
     SyncInterrupted,
     _keep_budget,
-    fewer_gc_passes,
     plan_sync,
     remember_expected,
 )

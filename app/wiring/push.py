@@ -41,8 +41,8 @@ from app.sync.pull import PassInterrupted
 from app.sync.push import ObjectPreview, PushEngine, PushProgress
 from app.sync.push_ports import DefaultPushTuning, MissingTargetsError
 from app.sync.run_scope import RunResult
+from app.wiring.gc_passes import fewer_gc_passes
 from app.wiring.notes import guard_note_creates
-from app.wiring.sync import fewer_gc_passes
 from app.wiring.writers import build_writer, write_tuning
 
 log = get_logger("crmsync.push")
