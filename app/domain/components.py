@@ -25,7 +25,7 @@ from app.domain.signals import (
     UsageSignals,
     ValueSignals,
 )
-from app.domain.values import Tier, clamp, lin, wmean
+from app.domain.values import Tier, clamp, lin, quick_init, wmean
 
 ComponentName = Literal[
     "usage", "engagement", "sentiment", "support", "relationship", "value", "payment"
@@ -43,6 +43,7 @@ Status = Literal["ok", "missing", "stale", "skipped", "disabled"]
 InputValue = float | int | str | None
 
 
+@quick_init
 @dataclass(frozen=True)
 class SubScore:
     name: str
@@ -50,6 +51,7 @@ class SubScore:
     weight: float
 
 
+@quick_init
 @dataclass(frozen=True)
 class ComponentScore:
     name: ComponentName

@@ -17,13 +17,14 @@ from app.domain.components import COMPONENTS, SCORERS, ComponentName, ComponentS
 from app.domain.config import DEFAULT_CONFIG, ScoringConfig
 from app.domain.reasons import Reason, build_reasons, flag_rank, join_reasons
 from app.domain.signals import HealthInput, SnapshotPoint
-from app.domain.values import Band, LoyaltyType, Tier, Trend, round_half_up
+from app.domain.values import Band, LoyaltyType, Tier, Trend, quick_init, round_half_up
 
 # Bump when a rule or a default changes what a score means: health_snapshots rows carry it, so
 # a trend never compares scores of two different models without the admin knowing.
 MODEL_VERSION = "2026.12-1"
 
 
+@quick_init
 @dataclass(frozen=True)
 class HealthResult:
     """domain.md 4.9's output fields, plus the components and flags behind them."""

@@ -21,7 +21,7 @@ from datetime import date
 from typing import Literal
 
 from app.domain.config import DEFAULT_CONFIG, ScoringConfig
-from app.domain.values import Tier
+from app.domain.values import Tier, quick_init
 
 Stage = Literal["trial", "onboarding", "adoption", "steady", "renewal", "expansion", "churned"]
 PRECEDENCE: tuple[Stage, ...] = (
@@ -36,6 +36,7 @@ PRECEDENCE: tuple[Stage, ...] = (
 LIFECYCLE_STAGE_ENTERED = "lifecycle_stage_entered"  # account_events.kind
 
 
+@quick_init
 @dataclass(frozen=True)
 class StageEntry:
     stage: Stage
@@ -54,6 +55,7 @@ class StageEntry:
         }
 
 
+@quick_init
 @dataclass(frozen=True)
 class OnboardingProgress:
     """The open onboarding plan of the latest close (7.4 exit criteria)."""
@@ -67,6 +69,7 @@ class OnboardingProgress:
     closed_by_hand: bool = False  # a CSM closed onboarding with a reason
 
 
+@quick_init
 @dataclass(frozen=True)
 class LifecycleFacts:
     tier: Tier
@@ -83,6 +86,7 @@ class LifecycleFacts:
     term_months: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class LifecycleResult:
     stage: Stage | None  # None: not a customer (no close, or a trial that ended unsold)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from app.domain.components import ComponentScore, InputValue
 from app.domain.config import ScoringConfig
-from app.domain.values import Band, round_half_up
+from app.domain.values import Band, quick_init, round_half_up
 
 # 4.8's order. `silent` (4.3 support: reported, not penalised) and `new_account` (4.3 usage
 # grace) are ours, placed after the flags that cost points.
@@ -38,6 +38,7 @@ FLAG_ORDER: tuple[str, ...] = (
 )
 
 
+@quick_init
 @dataclass(frozen=True)
 class Reason:
     code: str

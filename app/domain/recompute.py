@@ -52,7 +52,7 @@ from app.domain.signals import (
     ValueSignals,
 )
 from app.domain.tier import ClosedWonDeal, TierInput, TierOverride, TierResult, compute_tier
-from app.domain.values import TIERS, Tier
+from app.domain.values import TIERS, Tier, quick_init
 
 HEALTH_BAND_CHANGED = "health_band_changed"  # account_events.kind (domain.md 4.6)
 
@@ -81,6 +81,7 @@ EXIT_TASKS = ("go_live", "first_value", "admin_training", "onboarding_csat")
 ANY_TYPE: tuple[str | None, ...] = ("new_business", "renewal", "expansion", None)
 
 
+@quick_init
 @dataclass(frozen=True)
 class Opp:
     """An opportunity of the account, as the rules read it."""
@@ -94,6 +95,7 @@ class Opp:
     term_months: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class UsageRow:
     observed_on: date
@@ -105,6 +107,7 @@ class UsageRow:
     last_login_on: date | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class ContactRow:
     id: int
@@ -113,6 +116,7 @@ class ContactRow:
     left_on: date | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class TouchAggregate:
     """Touchpoints of one account and one contact (``contact_id`` None: no contact named)."""
@@ -125,6 +129,7 @@ class TouchAggregate:
     emails_answered_90d: int = 0
 
 
+@quick_init
 @dataclass(frozen=True)
 class TicketAggregate:
     tickets_30d: int = 0
@@ -137,6 +142,7 @@ class TicketAggregate:
     last_ticket_on: date | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Task:
     code: str
@@ -144,6 +150,7 @@ class Task:
     done_on: date | None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Feeds:
     """Which whole feeds exist in the database. A feed that exists makes its component a fact
@@ -176,6 +183,7 @@ class AccountFacts:
     previous_usage: float | None = None  # usage component of the snapshot the trend uses
 
 
+@quick_init
 @dataclass(frozen=True)
 class AccountOutcome:
     """What to write for one account."""

@@ -13,12 +13,13 @@ from datetime import date, timedelta
 from typing import Literal
 
 from app.domain.config import DEFAULT_CONFIG, ScoringConfig
-from app.domain.values import RISK_LEVELS, Band, RiskLevel, Tier, add_months
+from app.domain.values import RISK_LEVELS, Band, RiskLevel, Tier, add_months, quick_init
 
 RenewalSource = Literal["contract", "term", "open_renewal_deal"]
 WindowStatus = Literal["none", "outside", "upcoming", "in_window", "overdue", "ended"]
 
 
+@quick_init
 @dataclass(frozen=True)
 class Contract:
     """An active contract or subscription (5.1 step 1). ``end_on`` is the CRM's explicit end
@@ -32,6 +33,7 @@ class Contract:
     name: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class TermDeal:
     """The latest closed-won new-business or renewal opportunity (5.1 step 2)."""
@@ -41,6 +43,7 @@ class TermDeal:
     auto_renew: bool = False
 
 
+@quick_init
 @dataclass(frozen=True)
 class RenewalInput:
     contracts: tuple[Contract, ...] = ()
@@ -50,6 +53,7 @@ class RenewalInput:
     ended: bool = False  # contract ended unrenewed, renewal closed-lost, cancelled (2)
 
 
+@quick_init
 @dataclass(frozen=True)
 class RenewalResult:
     renewal_on: date | None

@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 
-from app.domain.values import Tier
+from app.domain.values import Tier, quick_init
 
 
+@quick_init
 @dataclass(frozen=True)
 class UsageSignals:
     """The latest usage snapshot (4.3 usage); ``observed_on`` drives staleness (4.4: 7 days)."""
@@ -29,6 +30,7 @@ class UsageSignals:
     prev_active_users_30d: int | None = None  # the snapshot ~30 days before, for usage_drop
 
 
+@quick_init
 @dataclass(frozen=True)
 class EngagementSignals:
     """Touchpoints (4.3 engagement). ``last_two_way_touch_on`` None: no two-way touch ever."""
@@ -40,6 +42,7 @@ class EngagementSignals:
     csm_emails_answered_90d: int = 0
 
 
+@quick_init
 @dataclass(frozen=True)
 class NpsAnswer:
     """One NPS answer (0-10). ``contact_key`` None: anonymous, counted on its own."""
@@ -50,6 +53,7 @@ class NpsAnswer:
     role: str | None = None  # decision_maker, champion, exec, user, ...
 
 
+@quick_init
 @dataclass(frozen=True)
 class SurveyAnswer:
     """One CSAT or CES answer on its own scale (None: the configured default scale)."""
@@ -61,6 +65,7 @@ class SurveyAnswer:
     scale_max: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class SupportSignals:
     """The support feed's aggregates as of ``as_of`` (4.3 support). None on the input: no feed."""
@@ -74,6 +79,7 @@ class SupportSignals:
     last_ticket_on: date | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class ContactSignal:
     """One synced contact (4.3 relationship). Roles from the handover or CRM contact roles."""
@@ -84,6 +90,7 @@ class ContactSignal:
     left_on: date | None = None  # when the contact went inactive / left the company
 
 
+@quick_init
 @dataclass(frozen=True)
 class Milestone:
     """An onboarding milestone (7.2 task) with its due date and, once done, the day it was."""
@@ -93,6 +100,7 @@ class Milestone:
     name: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class ValueSignals:
     """4.3 value: milestones while onboarding, success criteria afterwards."""
@@ -104,6 +112,7 @@ class ValueSignals:
     criteria_not_met: int = 0  # assessed = the three together; unassessed ones are left out
 
 
+@quick_init
 @dataclass(frozen=True)
 class PaymentSignals:
     """The billing feed (4.3 payment). ``observed_on``: its last delivery (4.4: 30 days)."""
@@ -112,6 +121,7 @@ class PaymentSignals:
     open_invoice_due_on: tuple[date, ...] = ()  # due dates of unpaid invoices
 
 
+@quick_init
 @dataclass(frozen=True)
 class SnapshotPoint:
     """A past daily health snapshot, for the trend (4.6)."""
@@ -120,6 +130,7 @@ class SnapshotPoint:
     score: int | None
 
 
+@quick_init
 @dataclass(frozen=True)
 class HealthInput:
     """Everything the health score reads for one account."""

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Literal
 
 from app.domain.config import DEFAULT_CONFIG, ScoringConfig, TieringConfig
-from app.domain.values import TIERS, Tier, tier_rank
+from app.domain.values import TIERS, Tier, quick_init, tier_rank
 
 ArrSource = Literal["arr", "mrr", "deal"]
 GrowthFocus = Literal["sales", "balanced", "care"]
@@ -26,6 +26,7 @@ _SOURCE_TEXT: dict[str, str] = {
 }
 
 
+@quick_init
 @dataclass(frozen=True)
 class ClosedWonDeal:
     """The latest closed-won new-business opportunity: its amount over ``term_months``."""
@@ -35,6 +36,7 @@ class ClosedWonDeal:
     term_months: int | None = None  # None: tiering.deal_term_months (12)
 
 
+@quick_init
 @dataclass(frozen=True)
 class TierOverride:
     """3.3 step 6: a manual tier with a reason; it expires ``until_on`` or, when that is not
@@ -53,6 +55,7 @@ class TierOverride:
         return self.until_on or self.set_on + timedelta(days=cfg.override_days)
 
 
+@quick_init
 @dataclass(frozen=True)
 class TierInput:
     arr: Decimal | None = None  # sum of active recurring subscriptions
@@ -64,6 +67,7 @@ class TierInput:
     current_tier: Tier | None = None  # the account's tier as stored before this computation
 
 
+@quick_init
 @dataclass(frozen=True)
 class TierChange:
     """A tier change, to be written as an ``account_events`` row of kind ``tier_changed``."""
@@ -81,6 +85,7 @@ class TierChange:
         return {"old": self.old, "new": self.new, "reason": self.reason}
 
 
+@quick_init
 @dataclass(frozen=True)
 class TierResult:
     tier: Tier  # what the account is served as (override or computed)
