@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -39,7 +39,6 @@ from sqlalchemy.sql import Executable
 from app.core.runs import RunStatus
 from app.db import bulk, cursors, leases, runs
 from app.db.base import Base, utcnow
-from app.mappers.ledger import LedgerEntry
 from app.sync.cursor import CursorState
 from app.sync.holder import is_provably_dead
 from app.sync.ports import (
@@ -50,6 +49,11 @@ from app.sync.ports import (
     RecordFailure,
     RejectedRow,
 )
+
+# The push ledger's entry (with the mapping specs and converters its module loads) is needed by
+# the ledger lookup only, not by the runs and leases a recompute takes through this store.
+if TYPE_CHECKING:
+    from app.mappers.ledger import LedgerEntry
 
 # Ids per lookup statement: keeps one statement's work bounded whatever the page size.
 IN_CHUNK = 5000
@@ -230,6 +234,8 @@ class SqlPageWriter:
     def ledger_entries(
         self, crm: str, object_name: str, record_ids: Sequence[str], fields: Sequence[str]
     ) -> dict[LedgerKey, LedgerEntry]:
+        from app.mappers.ledger import LedgerEntry
+
         found: dict[LedgerKey, LedgerEntry] = {}
         if not record_ids or not fields:
             return found

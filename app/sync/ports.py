@@ -11,10 +11,14 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from app.mappers.ledger import LedgerEntry
 from app.sync.cursor import CursorState
+
+# Named in annotations only: the push ledger's module loads the mapping specs and converters,
+# which a command that only opens a run (a no-input recompute) does not need.
+if TYPE_CHECKING:
+    from app.mappers.ledger import LedgerEntry
 
 
 class PullTuning(Protocol):
