@@ -274,17 +274,11 @@ def test_the_schedule_queues_one_incremental_per_object_once_per_slot(
     assert RunStatus.QUEUED == "queued"
 
 
-def test_the_sweeper_hands_due_inbox_events_to_webhook_processing(
-    database_url: str,
-    factory: sessionmaker[Session],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def due_inbox(factory: sessionmaker[Session]) -> int:
+    """One due inbox event next to one whose retry has not come, one held by a live worker's
+    lease and one done; returns the due one's id."""
     from app.db.models import WebhookEvent
 
-    jobs = JobQueue(job_settings(database_url, tmp_path), session_factory=factory)
-    handed: list[int] = []
-    monkeypatch.setattr(jobs, "enqueue_webhook", handed.append)
     long_ago = utcnow() - timedelta(minutes=10)
     with factory() as s:
         due = WebhookEvent(
@@ -311,9 +305,51 @@ def test_the_sweeper_hands_due_inbox_events_to_webhook_processing(
             received_at=long_ago,
             next_attempt_at=long_ago,
         )
-        s.add_all([due, later, done])
+        held = WebhookEvent(
+            source="hubspot",
+            external_id="d",
+            raw_body="[]",
+            status="processing",
+            attempts=1,
+            received_at=long_ago,
+            next_attempt_at=utcnow() + timedelta(minutes=4),  # the end of its lease
+        )
+        s.add_all([due, later, done, held])
         s.commit()
-        due_id = due.id
+        return int(due.id)
+
+
+def test_the_sweeper_hands_due_inbox_events_to_webhook_processing_in_batches(
+    database_url: str,
+    factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    jobs = JobQueue(job_settings(database_url, tmp_path), session_factory=factory)
+    batches: list[list[int]] = []
+    monkeypatch.setattr(jobs, "enqueue_webhooks", lambda ids: batches.append(list(ids)))
+    monkeypatch.setattr(jobs, "enqueue_webhook", pytest.fail)  # not one job per event
+    due_id = due_inbox(factory)
+
+    assert jobs.sweep().inbox_events == [due_id]
+    assert batches == [[due_id]]
+
+
+def test_without_the_batch_handler_the_sweeper_sends_one_job_per_event(
+    database_url: str,
+    factory: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.jobs import tasks
+
+    wired = tasks.handler
+    monkeypatch.setattr(tasks, "handler", lambda kind: None if kind == "webhooks" else wired(kind))
+    jobs = JobQueue(job_settings(database_url, tmp_path), session_factory=factory)
+    handed: list[int] = []
+    monkeypatch.setattr(jobs, "enqueue_webhook", handed.append)
+    monkeypatch.setattr(jobs, "enqueue_webhooks", pytest.fail)
+    due_id = due_inbox(factory)
 
     assert jobs.sweep().inbox_events == [due_id]
     assert handed == [due_id]
