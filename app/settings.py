@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import (
     BaseModel,
@@ -41,9 +41,12 @@ from app.auth_modes import (
     salesforce_problems,
 )
 from app.core.types import CrmName
-from app.crm.writes import WriteTuning
 from app.domain.config import ScoringConfig
 from app.settings_scoring import build_scoring_config
+
+# The CRM write path's types load with the push that uses them, not with every command's settings.
+if TYPE_CHECKING:
+    from app.crm.writes import WriteTuning
 
 DEFAULT_DATABASE_URL = "sqlite:///./var/crmsync.db"
 DEFAULT_HUBSPOT_BASE_URL = "https://api.hubapi.com"
@@ -135,6 +138,8 @@ class PushSettings(BaseModel):
 
     def tuning(self) -> WriteTuning:
         """The adapters' and the preview's view of these settings."""
+        from app.crm.writes import WriteTuning
+
         return WriteTuning(
             salesforce_chunk=self.salesforce_chunk,
             hubspot_chunk=self.hubspot_chunk,
