@@ -238,6 +238,18 @@ def _survey_points(a: SurveyAnswer, lo_default: int, hi_default: int, invert: bo
     return 100.0 * (1.0 - share if invert else share)
 
 
+def _fresh_surveys(
+    answers: Iterable[SurveyAnswer], kind: str, as_of: date, max_age: int, flags: list[str]
+) -> list[SurveyAnswer]:
+    """The answers of ``kind`` at most ``max_age`` days old; flags ``stale_<kind>`` when there
+    are answers of that kind but none is fresh (4.4)."""
+    all_of_kind = [a for a in answers if a.kind == kind]
+    fresh = [a for a in all_of_kind if 0 <= _days(as_of, a.responded_on) <= max_age]
+    if all_of_kind and not fresh:
+        flags.append(f"stale_{kind}")
+    return fresh
+
+
 def score_sentiment(inp: HealthInput, as_of: date, cfg: ScoringConfig) -> ComponentScore:
     """4.3 sentiment: NPS (latest answer per contact, key roles twice), CSAT, CES."""
     c = cfg.sentiment
@@ -272,36 +284,31 @@ def score_sentiment(inp: HealthInput, as_of: date, cfg: ScoringConfig) -> Compon
             inputs["detractor_role"] = worst.role
             inputs["detractor_nps"] = worst.score
 
-    def surveys(kind: str, max_age: int) -> list[SurveyAnswer]:
-        if not inp.surveys:
-            return []
-        all_of_kind = [a for a in inp.surveys if a.kind == kind]
-        fresh = [a for a in all_of_kind if 0 <= _days(as_of, a.responded_on) <= max_age]
-        if all_of_kind and not fresh:
-            flags.append(f"stale_{kind}")
-        return fresh
-
-    csat_pts = [
-        p
-        for a in surveys("csat", ages.csat)
-        if (p := _survey_points(a, c.csat_scale_min, c.csat_scale_max, invert=False)) is not None
-    ]
-    ces_pts = [
-        p
-        for a in surveys("ces", ages.ces)
-        if (
-            p := _survey_points(
-                a, c.ces_scale_min, c.ces_scale_max, invert=not c.ces_high_is_low_effort
+    csat: float | None = None
+    ces: float | None = None
+    if inp.surveys:  # most accounts have no CSAT or CES answer
+        csat_pts = [
+            p
+            for a in _fresh_surveys(inp.surveys, "csat", as_of, ages.csat, flags)
+            if (p := _survey_points(a, c.csat_scale_min, c.csat_scale_max, invert=False))
+            is not None
+        ]
+        ces_pts = [
+            p
+            for a in _fresh_surveys(inp.surveys, "ces", as_of, ages.ces, flags)
+            if (
+                p := _survey_points(
+                    a, c.ces_scale_min, c.ces_scale_max, invert=not c.ces_high_is_low_effort
+                )
             )
-        )
-        is not None
-    ]
-    csat = sum(csat_pts) / len(csat_pts) if csat_pts else None
-    ces = sum(ces_pts) / len(ces_pts) if ces_pts else None
-    if csat is not None:
-        inputs["csat_answers"] = len(csat_pts)
-    if ces is not None:
-        inputs["ces_answers"] = len(ces_pts)
+            is not None
+        ]
+        if csat_pts:
+            csat = sum(csat_pts) / len(csat_pts)
+            inputs["csat_answers"] = len(csat_pts)
+        if ces_pts:
+            ces = sum(ces_pts) / len(ces_pts)
+            inputs["ces_answers"] = len(ces_pts)
     subs = (
         SubScore("nps", nps, c.weight_nps),
         SubScore("csat", csat, c.weight_csat),

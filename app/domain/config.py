@@ -14,6 +14,8 @@ configuration that would make a rule meaningless (green below yellow, all weight
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
 
 from app.domain.values import RISK_LEVELS, RiskLevel, Tier
 
@@ -317,6 +319,13 @@ class TieringConfig:
             0 <= self.growth_sales_max < self.growth_care_min,
             "tiering growth cut-offs: sales_max must be below care_min",
         )
+
+    @cached_property
+    def shares(self) -> dict[str, Decimal]:
+        """The shares ARR is compared with, as ``Decimal(str(share))`` (ARR is a Decimal),
+        converted once per configuration rather than for every account."""
+        names = ("potential_weight", "growth_sales_max", "growth_care_min", "demote_hysteresis")
+        return {name: Decimal(str(getattr(self, name))) for name in names}
 
     def lower_bound(self, tier: Tier) -> int:
         return {"key": self.key_min, "high": self.high_min, "low": self.low_min, "tech": 0}[tier]

@@ -46,7 +46,10 @@ class HealthResult:
     model_version: str = MODEL_VERSION
 
     def component(self, name: str) -> ComponentScore:
-        return next(c for c in self.components if c.name == name)
+        for c in self.components:
+            if c.name == name:
+                return c
+        raise KeyError(name)
 
 
 def band_of(score: int, cfg: ScoringConfig = DEFAULT_CONFIG) -> Band:
@@ -130,6 +133,11 @@ Scorer = Callable[[HealthInput, date, ScoringConfig], ComponentScore]
 _PLANS: dict[int, tuple[ScoringConfig, tuple[tuple[ComponentName, int, Scorer], ...], int]] = {}
 
 
+# Where compute_health's list holds the components the loyalty and silence rules read: the
+# plan scores them in COMPONENTS' order.
+_USAGE, _SENTIMENT, _SUPPORT = (COMPONENTS.index(n) for n in ("usage", "sentiment", "support"))
+
+
 def _plan(cfg: ScoringConfig) -> tuple[tuple[tuple[ComponentName, int, Scorer], ...], int]:
     cached = _PLANS.get(id(cfg))
     if cached is not None and cached[0] is cfg:
@@ -149,8 +157,8 @@ def compute_health(
     """One account's health on ``as_of`` (domain.md 4.3-4.8)."""
     plan, enabled = _plan(cfg)
     components: list[ComponentScore] = []
-    available: list[ComponentScore] = []
     avail_weight = 0
+    weighted: float = 0  # sum of weight x value over the components with data, in their order
     flags: list[str] = []
     for name, weight, scorer in plan:
         if weight <= 0:  # 4.4: disabled is not missing
@@ -162,29 +170,24 @@ def compute_health(
         object.__setattr__(c, "weight", weight)
         components.append(c)
         if c.value is not None:
-            available.append(c)
             avail_weight += weight
+            weighted += weight * c.value
         for f in c.flags:
             if f not in flags:
                 flags.append(f)
 
     coverage_exact = 100.0 * avail_weight / enabled
     coverage = round_half_up(coverage_exact)
-    score = (
-        round_half_up(sum(c.weight * (c.value or 0.0) for c in available) / avail_weight)
-        if avail_weight
-        else None
-    )
+    score = round_half_up(weighted / avail_weight) if avail_weight else None
 
-    by_name = {c.name: c for c in components}
-    usage = by_name["usage"].value
-    sentiment = by_name["sentiment"].value
+    usage = components[_USAGE].value
+    sentiment = components[_SENTIMENT].value
     loyalty = classify_loyalty(usage, sentiment, "detractor" in flags, cfg)
     false_loyalty = loyalty == "false"
     if false_loyalty:
         flags.insert(0, "false_loyalty")
     if (
-        by_name["support"].inputs.get("silent") == "yes"
+        components[_SUPPORT].inputs.get("silent") == "yes"
         and usage is not None
         and usage < cfg.loyalty.behaviour_high
     ):

@@ -78,7 +78,6 @@ class _Facts:
 
 
 def _flag_text(flag: str, f: _Facts, coverage: int, cfg: ScoringConfig) -> str:
-    cadence = f.get("engagement", "cadence_days")
     if flag == "false_loyalty":
         share = f.get("usage", "seat_share")
         high = f"{_pct(share)} % seats" if share is not None else f"usage {_n(f.value('usage'))}"
@@ -120,6 +119,7 @@ def _flag_text(flag: str, f: _Facts, coverage: int, cfg: ScoringConfig) -> str:
             f"NPS {_n(f.get('sentiment', 'detractor_nps'))}"
         )
     if flag == "no_touch":
+        cadence = f.get("engagement", "cadence_days")
         days = f.get("engagement", "days_since_two_way_touch")
         if days is None:
             return f"No two-way contact yet (cadence {_n(cadence)})"
@@ -147,10 +147,13 @@ def _flag_text(flag: str, f: _Facts, coverage: int, cfg: ScoringConfig) -> str:
 
 
 def _weakest_sub(c: ComponentScore) -> str | None:
-    subs = [s for s in c.subscores if s.value is not None]
-    if not subs:
-        return None
-    return min(subs, key=lambda s: s.value if s.value is not None else 100.0).name
+    """The sub-score with the lowest value (the first of equals); None if none has a value."""
+    weakest: str | None = None
+    lowest = 0.0
+    for s in c.subscores:
+        if s.value is not None and (weakest is None or s.value < lowest):
+            weakest, lowest = s.name, s.value
+    return weakest
 
 
 def _component_reason(c: ComponentScore) -> Reason:
@@ -269,14 +272,14 @@ def build_reasons(
         strongest = sorted(available, key=lambda t: (-(t[1].value or 0.0), -t[1].weight, t[0]))
         reasons.extend(_strong_reason(c) for _i, c in strongest[: rc.strong_count])
     elif avail_weight > 0:
-        lost = [
-            (c.weight * (100.0 - (c.value or 0.0)) / avail_weight, i, c)
+        # Most points lost first, then in component order (the index: never a tie).
+        lost = sorted(
+            (-c.weight * (100.0 - (c.value or 0.0)) / avail_weight, i, c)
             for i, (_index, c) in enumerate(available)
-        ]
-        lost.sort(key=lambda t: (-t[0], t[1]))
+        )
         codes = {r.code for r in reasons}
-        for points, _, c in lost:
-            if points < rc.min_lost_points:
+        for minus_points, _, c in lost:
+            if -minus_points < rc.min_lost_points:
                 break
             if any(f in flags for f in c.flags):
                 continue  # its own flag (dormant, payment_overdue, ...) already says why

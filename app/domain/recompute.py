@@ -335,6 +335,8 @@ def _support(facts: AccountFacts, feeds: Feeds) -> SupportSignals | None:
 
 
 def _contacts(facts: AccountFacts) -> tuple[ContactSignal, ...]:
+    if not facts.contacts:
+        return ()
     last = {a.contact_id: a.last_two_way_on for a in facts.touches if a.contact_id is not None}
     return tuple(
         ContactSignal(
@@ -516,25 +518,26 @@ def _stage_history(s: Mapping[str, Any]) -> tuple[StageEntry, ...]:
 # --------------------------------------------------------------------------------------------
 
 
+def _round2(x: float) -> float:
+    """``round(x, 2)``, without its decimal conversion for the whole-number floats most
+    component values and sub-scores are (100.0, 60.0, 0.0, ...): the same value either way."""
+    return x if type(x) is float and x.is_integer() else round(x, 2)
+
+
 def component_doc(c: ComponentScore) -> dict[str, Any]:
     """A component as the snapshot and the API show it: its value with the numbers it read."""
     value = c.value
+    subscores: dict[str, float | None] = {}
+    for s in c.subscores:
+        subscores[s.name] = None if s.value is None else _round2(s.value)
     return {
-        "value": None if value is None else round(value, 2),
+        "value": None if value is None else _round2(value),
         "status": c.status,
         "weight": c.weight,
-        "subscores": {s.name: None if s.value is None else round(s.value, 2) for s in c.subscores}
-        if c.subscores
-        else {},
+        "subscores": subscores,
         "inputs": dict(c.inputs) if c.inputs else {},
         "flags": list(c.flags) if c.flags else [],
     }
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Stored and computed values compare as equal Python values (aware datetimes, dates,
-    lists); ``0`` is not ``None``."""
-    return (a is None) == (b is None) and bool(a == b)
 
 
 def compute_account(
@@ -587,8 +590,14 @@ def compute_account(
         "lifecycle_entered_at": entered_at,
         "flags": flags,
     }
+    # The columns that changed: stored and computed values compare as equal Python values
+    # (aware datetimes, dates, lists); ``0`` is not ``None``.
     get = s.get
-    changed = tuple(c for c in OUTPUT_COLUMNS if not _same(values[c], get(c)))
+    changed = tuple(
+        column
+        for column, value in values.items()
+        if ((old := get(column)) is None) != (value is None) or old != value
+    )
     events: list[tuple[str, dict[str, Any]]] = []
     if tier.change is not None:
         events.append((tier.change.kind, dict(tier.change.payload())))

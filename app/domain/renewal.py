@@ -145,12 +145,7 @@ def renewal_risk(
         column = 1
     else:
         column = 0
-    row = {
-        "green": r.risk_matrix.green,
-        "yellow": r.risk_matrix.yellow,
-        "red": r.risk_matrix.red,
-        "unknown": r.risk_matrix.unknown,
-    }[band]
+    row: tuple[RiskLevel, ...] = getattr(r.risk_matrix, band)  # a row per band
     level = row[column]
     bump = days <= r.bump_max_days and (
         (false_loyalty and r.bump_false_loyalty) or (champion_left and r.bump_champion_left)

@@ -135,9 +135,9 @@ def growth_focus(
     if arr is None or potential is None or potential <= 0:
         return None
     captured = arr / potential
-    if captured <= Decimal(str(cfg.tiering.growth_sales_max)):
+    if captured <= cfg.tiering.shares["growth_sales_max"]:
         return "sales"
-    if captured >= Decimal(str(cfg.tiering.growth_care_min)):
+    if captured >= cfg.tiering.shares["growth_care_min"]:
         return "care"
     return "balanced"
 
@@ -157,7 +157,7 @@ def compute_tier(inp: TierInput, as_of: date, cfg: ScoringConfig = DEFAULT_CONFI
         candidate = base
         effective = arr
         if inp.potential_arr is not None:
-            effective = max(arr, Decimal(str(t.potential_weight)) * inp.potential_arr)
+            effective = max(arr, t.shares["potential_weight"] * inp.potential_arr)
             reach = tier_for_arr(effective, cfg)
             ceiling = tier_rank(base) + t.potential_max_steps
             if not t.potential_can_make_key:
@@ -179,7 +179,7 @@ def compute_tier(inp: TierInput, as_of: date, cfg: ScoringConfig = DEFAULT_CONFI
         # Step 7: demote only below (1 - hysteresis) x the current tier's lower bound. A key
         # tier is held by ARR alone: potential never makes (or keeps) an account key.
         held_by = arr if current == "key" else effective
-        floor = Decimal(t.lower_bound(current)) * (1 - Decimal(str(t.demote_hysteresis)))
+        floor = Decimal(t.lower_bound(current)) * (1 - t.shares["demote_hysteresis"])
         if held_by is None or held_by >= floor:
             candidate = current
             flags.append("demotion_held")

@@ -20,6 +20,7 @@ from app.domain.recompute import (
     Opp,
     TicketAggregate,
     UsageRow,
+    _round2,
     churned_on,
     compute_account,
     drop_window,
@@ -198,3 +199,17 @@ def test_a_deal_gives_the_term_and_the_tier_when_no_arr() -> None:
     assert out.values["tier"] == "low"
     assert out.values["renewal_on"] == d(100) + timedelta(days=364)
     assert out.renewal.source == "term"
+
+
+@given(st.one_of(st.floats(allow_nan=False), st.integers(-(10**6), 10**6)))
+def test_snapshot_rounding_is_round_to_two_places(x: float) -> None:
+    """The snapshot's values and sub-scores: ``round(x, 2)``, whole-number floats kept as they
+    are without the decimal conversion (docs/benchmarks.md, "Health recompute")."""
+    got = _round2(x)
+    assert (type(got), got) == (type(round(x, 2)), round(x, 2))
+
+
+def test_values_name_every_output_column_in_order() -> None:
+    """The changed columns are read off ``values`` in its order: that of OUTPUT_COLUMNS."""
+    out = compute_account(facts(), AS_OF, NOW, BOTH)
+    assert tuple(out.values) == OUTPUT_COLUMNS
