@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,9 @@ _SECRET_TEXT = [
 _level = logging.NOTSET
 #: A level configured before structlog was loaded, applied when the first line is written.
 _pending: int | None = None
+#: Held while a pending level is applied, so that two threads writing their first lines at once
+#: (the API's request threads) both write with it, neither with structlog's defaults.
+_configuring = threading.Lock()
 
 
 def _mask_text(value: str) -> str:
@@ -115,9 +119,11 @@ def _structlog_logger(name: str) -> structlog.stdlib.BoundLogger:
     import structlog
 
     if _pending is not None:
-        numeric, _pending = _pending, None
-        if not structlog.is_configured():
-            _apply(numeric)
+        with _configuring:
+            if _pending is not None:
+                if not structlog.is_configured():
+                    _apply(_pending)
+                _pending = None
     logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
     return logger
 
