@@ -393,10 +393,20 @@ def _inside(detail: dict[str, Any]) -> str:
     return f"{sum(parts.values()):.2f} ({' / '.join(f'{v:.1f}' for v in parts.values())})"
 
 
+def compile_bytecode() -> None:
+    """Compile ``app/`` to bytecode first, as a wheel install has it (pip compiles on install):
+    in an editable checkout under ``PYTHONDONTWRITEBYTECODE`` every command would otherwise
+    compile some ninety modules from source, 0.1-0.2 s of each start."""
+    import compileall
+
+    compileall.compile_dir(Path(__file__).resolve().parents[1] / "app", quiet=1)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "floor":
         print(json.dumps(floor(sys.argv[2], int(sys.argv[3]))))
         return
+    compile_bytecode()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--accounts", "--recompute-accounts", dest="accounts", type=int, default=100_000

@@ -36,7 +36,7 @@ from app.wiring.budget import record_observed
 
 # Re-exported for the callers that still import it from here (app.wiring.recompute); its home is
 # app.wiring.gc_passes, which loads nothing of the sync's wiring.
-from app.wiring.gc_passes import fewer_gc_passes as fewer_gc_passes
+from app.wiring.gc_passes import fewer_gc_passes
 
 log = get_logger("crmsync.sync")
 

@@ -47,13 +47,14 @@ def _without_crmsync(environ: dict[str, str] | os._Environ[str]) -> dict[str, st
     return {k: v for k, v in environ.items() if not k.startswith("CRMSYNC_")}
 
 
-def loaded_roots(code: str, env: dict[str, str] | None = None) -> set[str]:
-    """The top-level packages a fresh interpreter has imported once ``code`` has run (also when
-    it ends with SystemExit, as a typer command does), with ``env`` added to the environment."""
+def loaded_roots(code: str, env: dict[str, str] | None = None, depth: int = 1) -> set[str]:
+    """The top-level packages (``depth`` 2: and their sub-packages, ``app.crm``) a fresh
+    interpreter has imported once ``code`` has run (also when it ends with SystemExit, as a
+    typer command does), with ``env`` added to the environment."""
     prelude = (
         "import atexit, json, sys\n"
-        "atexit.register(lambda: print(json.dumps(sorted({m.split('.')[0] "
-        "for m in sys.modules}))))\n"
+        "atexit.register(lambda: print(json.dumps(sorted({'.'.join(m.split('.')[:"
+        f"{depth}]) for m in sys.modules}}))))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", prelude + code],
@@ -130,6 +131,21 @@ def test_a_no_input_recompute_loads_no_log_library_rich_nor_alembic(tmp_path: Pa
     )
     assert "sqlalchemy" in loaded  # the probe sees the database layer the command used
     assert sorted(loaded & {"structlog", "rich", "alembic", "psycopg", "pygments"}) == []
+
+
+def test_a_recompute_loads_neither_the_crm_adapters_nor_the_mappings() -> None:
+    """The recompute (without ``--push``) reads and writes the CS database only: the CRM
+    adapters, the field mappings, the web and job layers stay unloaded (the mappings and both
+    CRM clients' factory were pulled in through the sync wiring for one helper). ``app.crm.base``
+    (the cursor types the run bookkeeping shares) is allowed."""
+    loaded = loaded_roots("import app.cli.main, app.cli.health, app.wiring.recompute\n", depth=3)
+    assert "app.wiring.recompute" in loaded  # the probe sees what it imported
+    unwanted = sorted(
+        m
+        for m in loaded
+        if m.startswith(("app.mappers", "app.api", "app.jobs", "app.crm.")) and m != "app.crm.base"
+    )
+    assert unwanted == []
 
 
 def test_the_collector_is_paused_from_the_start_until_settings_are_loaded(
