@@ -43,9 +43,9 @@ from app.logging import get_logger
 from app.settings import Settings
 from app.sync.holder import new_holder
 from app.sync.run_scope import RunRefused, RunResult, RunScope, RunSpec
+from app.wiring.gc_passes import fewer_gc_passes
 from app.wiring.recompute_chunk import RUN_CRM, RUN_OBJECT, ChunkDone, ChunkJob, run_chunk
 from app.wiring.recompute_pool import ChunkPool, cpu_count, start_method
-from app.wiring.gc_passes import fewer_gc_passes
 
 if TYPE_CHECKING:  # the push wiring (and the CRM clients) load only for --push
     from app.wiring.push import PushOutcome
