@@ -260,12 +260,13 @@ def build_reasons(
 ) -> tuple[Reason, ...]:
     """The ordered reasons (at most ``cfg.reasons.max_count``), each text with its numbers."""
     rc = cfg.reasons
-    facts = _Facts(components)
     reasons: list[Reason] = []
     # FLAG_ORDER's flags in its order, then any other flag alphabetically (each once).
     ordered = sorted(set(flags), key=flag_rank) if flags else []
-    for flag in ordered:
-        reasons.append(Reason(flag, _flag_text(flag, facts, coverage, cfg)))
+    if ordered:  # a third of the accounts have no flag
+        facts = _Facts(components)
+        for flag in ordered:
+            reasons.append(Reason(flag, _flag_text(flag, facts, coverage, cfg)))
     available = [(i, c) for i, c in enumerate(components) if c.value is not None and c.weight > 0]
     avail_weight = sum(c.weight for _i, c in available)
     if band == "green" and not ordered:
