@@ -238,7 +238,9 @@ def _recompute(
             outcome.workers = workers
             chunks = _chunks(ids, chunk_size or _chunk_size(settings, len(ids), workers))
             done = last = 0
-            for chunk in _run_chunks(settings, factory, scope, job, chunks, workers):
+            for chunk in _interruptible(
+                _run_chunks(settings, factory, scope, job, chunks, workers)
+            ):
                 outcome.add(chunk)
                 counts = scope.counts
                 counts.read += chunk.accounts
@@ -266,6 +268,32 @@ def _recompute(
         outcome.result.extra.update(
             selected=outcome.selected, events=outcome.events, stamped=outcome.stamped_columns
         )
+
+
+def _interruptible(chunks: Iterator[ChunkDone]) -> Iterator[ChunkDone]:
+    """``chunks``, where an error raised while unwinding from Ctrl-C / SIGTERM is that
+    interrupt: a driver interrupted inside a ``COPY`` ends it with an error of its own (the
+    server's "COPY from stdin failed") whose context is the interrupt, and the run must end
+    ``cancelled``, not ``failed``."""
+    try:
+        yield from chunks
+    except Exception as exc:
+        interrupt = _interrupt_behind(exc)
+        if interrupt is None:
+            raise
+        raise interrupt from None
+
+
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt in ``exc``'s chain of causes and contexts, if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def _database_url(factory: sessionmaker[Session]) -> str | None:

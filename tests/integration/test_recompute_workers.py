@@ -29,7 +29,7 @@ from app.db.models import (
     UsageSnapshot,
 )
 from app.settings import Settings
-from app.wiring.recompute import run_recompute
+from app.wiring.recompute import RecomputeInterrupted, run_recompute
 
 TODAY = datetime.now(UTC).date()
 ACCOUNTS = 80  # 8 chunks of CHUNK: two workers get 4 each (CHUNKS_PER_WORKER)
@@ -265,3 +265,28 @@ def test_a_chunk_written_after_the_lease_was_taken_over_is_rolled_back(
     assert outcome.status is RunStatus.FAILED
     assert "lost its lease" in (outcome.result.error if outcome.result else "")
     assert computed(factory) == 0  # the first chunk rolled back, and nothing after it ran
+
+
+@pytest.mark.usefixtures("seeded")
+def test_an_error_raised_while_unwinding_an_interrupt_cancels_the_run(
+    database_url: str, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM inside a COPY: the driver ends the COPY with an error of its own ("COPY from
+    stdin failed"), raised while the interrupt unwinds. The run is ``cancelled``, as for any
+    interrupt, not ``failed``."""
+    write = recompute_chunk.write_chunk
+
+    def interrupted(conn: Any, facts: Any, outcomes: Any, **kw: Any) -> Any:
+        if 11 in facts:
+            try:
+                raise KeyboardInterrupt  # what the CLI's SIGTERM handler raises
+            except KeyboardInterrupt:
+                raise RuntimeError("COPY from stdin failed: KeyboardInterrupt") from None
+        return write(conn, facts, outcomes, **kw)
+
+    monkeypatch.setattr(recompute_chunk, "write_chunk", interrupted)
+    with pytest.raises(RecomputeInterrupted) as stopped:
+        run_recompute(settings(database_url, 1), session_factory=factory, everything=True)
+    outcome = stopped.value.outcome
+    assert outcome.status is RunStatus.CANCELLED
+    assert computed(factory) == CHUNK  # the first chunk, committed before the interrupt
