@@ -211,6 +211,19 @@ def add_run_progress(session: Session, run_id: int, delta: Counts) -> None:
     )
 
 
+def committed_counts(session: Session, run_id: int) -> Counts:
+    """The counters of a run as committed (see :func:`add_run_progress`)."""
+    row = session.execute(
+        select(
+            SyncRun.read_count,
+            SyncRun.updated_count,
+            SyncRun.unchanged_count,
+            SyncRun.failed_count,
+        ).where(SyncRun.id == run_id)
+    ).one()
+    return Counts(read=row[0], updated=row[1], unchanged=row[2], failed=row[3])
+
+
 def record_expected(session: Session, crm: str, object_name: str, kind: str, expected: int) -> None:
     """Store in the running pass's ``params`` how many records it expects (the CRM's count
     with its first page), for the admin API's ETA; commits. One pass runs per (CRM, object)."""

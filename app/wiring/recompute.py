@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.runs import RunStatus, SyncKind
 from app.core.types import CrmName
+from app.db import runs
 from app.db.engine import make_engine, make_session_factory
 from app.db.health_store import due_account_ids, live_account_ids, load_feeds
 from app.db.sync_store import SqlSyncStore
@@ -238,20 +239,24 @@ def _recompute(
             outcome.workers = workers
             chunks = _chunks(ids, chunk_size or _chunk_size(settings, len(ids), workers))
             done = last = 0
-            for chunk in _interruptible(
-                _run_chunks(settings, factory, scope, job, chunks, workers)
-            ):
-                outcome.add(chunk)
-                counts = scope.counts
-                counts.read += chunk.accounts
-                counts.updated += chunk.changed
-                counts.unchanged += chunk.unchanged
-                counts.failed += chunk.failed
-                done += chunk.accounts
-                last = max(last, chunk.last_account_id)
-                scope.cursor_to = {"done": done, "last_account_id": last}
-                if on_progress is not None:
-                    on_progress(RecomputeProgress(done, len(ids), outcome.changed))
+            try:
+                for chunk in _interruptible(
+                    _run_chunks(settings, factory, scope, job, chunks, workers)
+                ):
+                    outcome.add(chunk)
+                    counts = scope.counts
+                    counts.read += chunk.accounts
+                    counts.updated += chunk.changed
+                    counts.unchanged += chunk.unchanged
+                    counts.failed += chunk.failed
+                    done += chunk.accounts
+                    last = max(last, chunk.last_account_id)
+                    scope.cursor_to = {"done": done, "last_account_id": last}
+                    if on_progress is not None:
+                        on_progress(RecomputeProgress(done, len(ids), outcome.changed))
+            finally:
+                if workers > 1:
+                    _recount(factory, run_id, scope, outcome)
     except RunRefused as refused:
         outcome.result = refused.result
         return
@@ -268,6 +273,25 @@ def _recompute(
         outcome.result.extra.update(
             selected=outcome.selected, events=outcome.events, stamped=outcome.stamped_columns
         )
+
+
+def _recount(
+    factory: sessionmaker[Session], run_id: int, scope: RunScope, outcome: RecomputeOutcome
+) -> None:
+    """The run's counts as its row has them: each worker added its chunk's in the chunk's own
+    transaction, so the row counts every committed chunk. A worker stopped (interrupt, another
+    worker's failure) after its commit and before its answer reached this process is counted
+    there, not here; the run closes with the row's figures, not lower ones."""
+    with factory() as session:
+        committed = runs.committed_counts(session, run_id)
+    counts = scope.counts
+    counts.read, counts.updated = committed.read, committed.updated
+    counts.unchanged, counts.failed = committed.unchanged, committed.failed
+    outcome.changed, outcome.unchanged, outcome.failed = (
+        committed.updated,
+        committed.unchanged,
+        committed.failed,
+    )
 
 
 def _interruptible(chunks: Iterator[ChunkDone]) -> Iterator[ChunkDone]:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 import app.wiring.recompute as recompute
 import app.wiring.recompute_chunk as recompute_chunk
+import app.wiring.recompute_pool as recompute_pool
 from app.core.runs import RunStatus
 from app.db.engine import make_engine, make_session_factory
 from app.db.models import (
@@ -290,3 +291,29 @@ def test_an_error_raised_while_unwinding_an_interrupt_cancels_the_run(
     outcome = stopped.value.outcome
     assert outcome.status is RunStatus.CANCELLED
     assert computed(factory) == CHUNK  # the first chunk, committed before the interrupt
+
+
+@pytest.mark.usefixtures("seeded")
+def test_a_chunk_committed_by_a_worker_stopped_before_it_answered_is_counted(
+    database_url: str, factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run row and the summary count what was committed, also a chunk whose worker was
+    stopped between its commit and its answer (the command then never hears of it)."""
+    run = recompute_pool.run_chunk
+
+    def commit_then_die(factory: Any, job: Any, chunk: Any, *args: Any) -> Any:
+        done = run(factory, job, chunk, *args)
+        if 1 in chunk:
+            os._exit(9)
+        return done
+
+    monkeypatch.setattr(recompute_pool, "run_chunk", commit_then_die)
+    outcome = run_recompute(settings(database_url, 2), session_factory=factory, everything=True)
+    assert outcome.status is RunStatus.FAILED
+    committed = computed(factory)
+    with factory() as s:
+        assert s.get(Account, 1).health_computed_at is not None  # type: ignore[union-attr]
+    assert committed >= CHUNK
+    assert outcome.changed == committed
+    row = last_run(factory)
+    assert (row.read_count, row.updated_count) == (committed, committed)
