@@ -43,7 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column, relationship
 
 from app.db.base import Base, IdMixin, TimestampMixin, utcnow
-from app.db.types import JSONDoc, UTCDateTime
+from app.db.types import JSONDoc, JSONText, UTCDateTime
 
 Money = Numeric(18, 2)
 
@@ -460,7 +460,8 @@ class HealthSnapshot(IdMixin, Base):
     score: Mapped[int | None] = mapped_column(Integer)
     band: Mapped[str] = mapped_column(String(16), nullable=False)
     coverage: Mapped[int] = mapped_column(Integer, nullable=False)
-    components: Mapped[dict[str, Any]] = mapped_column(JSONDoc, default=dict, nullable=False)
+    #: Written once a day and read whole: ``json`` on PostgreSQL, not ``jsonb`` (migration 0013).
+    components: Mapped[dict[str, Any]] = mapped_column(JSONText, default=dict, nullable=False)
     flags: Mapped[list[str]] = mapped_column(JSONDoc, default=list, nullable=False)
     reasons: Mapped[str | None] = mapped_column(String(255))
     model_version: Mapped[str] = mapped_column(String(32), nullable=False)

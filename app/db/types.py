@@ -22,6 +22,11 @@ BigIntPK = BigInteger().with_variant(Integer(), "sqlite")
 # JSON documents: JSONB on PostgreSQL (indexable, compact), JSON text on SQLite.
 JSONDoc = JSON().with_variant(JSONB(), "postgresql")
 
+# JSON documents written once and read whole, never queried inside: ``json`` on PostgreSQL,
+# which stores the text as given instead of parsing it into ``jsonb`` (a recompute's snapshot
+# documents, docs/adr/0009-recompute-workers-and-snapshot-json.md).
+JSONText = JSON()
+
 
 def _as_utc(value: datetime) -> datetime:
     """``value`` in UTC; a naive value is refused (a naive value is a bug: whose local time?)."""
