@@ -289,6 +289,20 @@ def reset_outputs(url: str) -> None:
                 conn.execute(text("VACUUM ANALYZE accounts, health_snapshots, account_events"))
     finally:
         engine.dispose()
+    checkpoint(url)
+
+
+def checkpoint(url: str) -> None:
+    """SQLite: the write-ahead log folded into the database file and emptied, so the run that
+    follows does not read through the previous writes' log (each measured run starts alike)."""
+    if not url.startswith("sqlite"):
+        return
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        engine.dispose()
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,6 +340,7 @@ def measure(kind: str, n: int, workdir: Path) -> list[dict[str, Any]]:
         upgrade(url)
         began = time.perf_counter()
         loaded = generate(url, n)
+        checkpoint(url)
         generated_s = time.perf_counter() - began
         env = _env(url)
         crmsync = [sys.executable, "-m", "app.cli.main", "health", "recompute"]
