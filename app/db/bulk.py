@@ -107,7 +107,11 @@ def build_plan(
         else "NOTHING"
     )
     if dialect.name == "postgresql":
-        source = f"SELECT {column_list} FROM {{stage}}"
+        # In key order: two transactions upserting the same rows (two webhook batches with the
+        # same deals, a pull beside them) then take the rows' locks in the same order, and one
+        # waits for the other instead of both deadlocking (rows staged in arrival order could
+        # lock A then B in one and B then A in the other).
+        source = f"SELECT {column_list} FROM {{stage}} ORDER BY {quote(id_column)}"
     else:
         source = f"VALUES ({', '.join('?' for _ in columns)})"
     insert_sql = f"INSERT INTO {quote(table.name)} ({column_list}) {source} {conflict}"
