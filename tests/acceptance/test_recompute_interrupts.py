@@ -107,10 +107,11 @@ def computed(database_url: str) -> int:
     return count(database_url, stmt)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_kill_9_mid_recompute_then_rerun_finishes_without_duplicates(
-    database_url: str, tmp_path: Path, workers: int
-) -> None:
+def start_slow_recompute(
+    database_url: str, tmp_path: Path, workers: int, *, until: int
+) -> tuple[dict[str, str], subprocess.Popen[str]]:
+    """Seed, start the slow command with ``workers``, and return (its environment, the
+    process) once ``until`` accounts are committed, mid-run."""
     seed(database_url)
     env = clean_env(database_url=database_url, log_level="WARNING")
     env["CRMSYNC_RECOMPUTE__CHUNK_SIZE"] = str(CHUNK)
@@ -124,10 +125,18 @@ def test_kill_9_mid_recompute_then_rerun_finishes_without_duplicates(
         text=True,
     )
     deadline = time.monotonic() + 60
-    while computed(database_url) < 2 * CHUNK:
+    while computed(database_url) < until:
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no chunk committed within 60 s"
         time.sleep(0.05)
+    return env, proc
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_9_mid_recompute_then_rerun_finishes_without_duplicates(
+    database_url: str, tmp_path: Path, workers: int
+) -> None:
+    env, proc = start_slow_recompute(database_url, tmp_path, workers, until=2 * CHUNK)
     helpers = children_of(proc.pid)
     assert len(helpers) == (workers if workers > 1 else 0)
     proc.send_signal(signal.SIGKILL)
@@ -180,23 +189,7 @@ def test_kill_9_mid_recompute_then_rerun_finishes_without_duplicates(
 def test_sigterm_mid_recompute_stops_cleanly_and_the_rerun_resumes(
     database_url: str, tmp_path: Path, workers: int
 ) -> None:
-    seed(database_url)
-    env = clean_env(database_url=database_url, log_level="WARNING")
-    env["CRMSYNC_RECOMPUTE__CHUNK_SIZE"] = str(CHUNK)
-    env["CRMSYNC_RECOMPUTE__WORKERS"] = str(workers)
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SLOW_RECOMPUTE],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while computed(database_url) < CHUNK:
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "no chunk committed within 60 s"
-        time.sleep(0.05)
+    env, proc = start_slow_recompute(database_url, tmp_path, workers, until=CHUNK)
     helpers = children_of(proc.pid)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=30)

@@ -21,14 +21,19 @@ from sqlalchemy.orm import Session
 
 from app.db.base import utcnow
 from app.db.engine import make_session_factory
-from app.db.inbox_store import InboxRow, insert_events
 from app.db.models import OnboardingPlan, Opportunity, WebhookEvent
 from app.jobs.tasks import JobQueue
 from app.settings import JobSettings
 from app.wiring import webhook_processing
 from app.wiring.webhook_processing import ProcessingContext
 from crmsync_sandbox import Sandbox, SandboxConfig
-from tests.support.webhooks import hubspot_api, hubspot_company_ids, sandbox_settings, seed_csms
+from tests.support.webhooks import (
+    hubspot_api,
+    hubspot_company_ids,
+    sandbox_settings,
+    seed_csms,
+    store_closed_won,
+)
 
 _keys = count(1)
 EVENTS = 250
@@ -79,21 +84,7 @@ def won_deals(sb: Sandbox, n: int) -> list[str]:
 def store_due(engine: Engine, deals: Sequence[str]) -> list[int]:
     """One closed-won event per deal, stored ten minutes ago and never attempted (the backlog a
     restart finds: past the sweeper's grace)."""
-    rows = [
-        InboxRow(
-            "hubspot",
-            f"62515:2001:{next(_keys)}",
-            "deal.propertyChange",
-            deal,
-            None,
-            {"propertyName": "dealstage", "propertyValue": "closedwon", "objectId": int(deal)},
-        )
-        for deal in deals
-    ]
-    with Session(engine) as s:
-        stored = insert_events(s, rows, now=utcnow() - timedelta(minutes=10))
-        s.commit()
-    return stored.new_ids
+    return store_closed_won(engine, deals, now=utcnow() - timedelta(minutes=10))
 
 
 def test_a_backlog_of_due_events_becomes_batch_jobs_and_each_event_is_processed_once(

@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from app.db.csm_store import csm_candidates
 from app.db.engine import make_session_factory
-from app.db.inbox_store import InboxRow, insert_events
 from app.db.models import (
     Account,
     AccountEvent,
@@ -38,6 +37,7 @@ from tests.support.webhooks import (
     hubspot_company_ids,
     sandbox_settings,
     seed_csms,
+    store_closed_won,
 )
 
 _keys = count(1)
@@ -106,21 +106,7 @@ def company_ids(sb: Sandbox, n: int, skip: int = 0) -> list[str]:
 
 def store(engine: Engine, deals: list[str]) -> list[int]:
     """One inbox event per entry of ``deals`` (a deal twice: two deliveries of its close)."""
-    rows = [
-        InboxRow(
-            "hubspot",
-            f"62515:2001:{next(_keys)}",
-            "deal.propertyChange",
-            deal,
-            None,
-            {"propertyName": "dealstage", "propertyValue": "closedwon", "objectId": int(deal)},
-        )
-        for deal in deals
-    ]
-    with Session(engine) as s:
-        stored = insert_events(s, rows, now=datetime.now(UTC))
-        s.commit()
-    return stored.new_ids
+    return store_closed_won(engine, deals, now=datetime.now(UTC))
 
 
 def inbox(engine: Engine, ids: list[int]) -> list[WebhookEvent]:

@@ -3,11 +3,13 @@ signed deliveries the way HubSpot and Salesforce send them."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -239,3 +241,30 @@ def seed_csms(engine: Any, sb: Any | None = None, *, capacity: int = 100) -> lis
         s.add(Csm(name="Tech pool", email="pool@cs.example", tiers=["tech"], is_pool=True))
         s.commit()
     return emails
+
+
+_event_keys = itertools.count(1)
+
+
+def store_closed_won(engine: Any, deals: Sequence[str], *, now: datetime) -> list[int]:
+    """One stored HubSpot closed-won inbox event per entry of ``deals`` (a deal twice: two
+    deliveries of its close), received at ``now``; their ids."""
+    from sqlalchemy.orm import Session
+
+    from app.db.inbox_store import InboxRow, insert_events
+
+    rows = [
+        InboxRow(
+            "hubspot",
+            f"62515:2001:{next(_event_keys)}",
+            "deal.propertyChange",
+            deal,
+            None,
+            {"propertyName": "dealstage", "propertyValue": "closedwon", "objectId": int(deal)},
+        )
+        for deal in deals
+    ]
+    with Session(engine) as s:
+        stored = insert_events(s, rows, now=now)
+        s.commit()
+    return stored.new_ids
