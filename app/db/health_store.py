@@ -895,7 +895,6 @@ class ChunkWrite:
 
 def write_chunk(
     conn: Connection,
-    facts: Mapping[int, AccountFacts],
     outcomes: Sequence[AccountOutcome],
     *,
     computed_at: datetime,
@@ -907,9 +906,8 @@ def write_chunk(
     change committed after the read is newer and selects the account again. ``stamped_at``
     (now, just before writing) stamps the changed columns, so a push that started before this
     commit re-reads them in its lookback. The stamps are merged into the stored ones by the
-    database (:func:`_update_changed`), so ``facts`` (the chunk as read) is not needed here.
+    database (:func:`_update_changed`), not from the values the chunk read.
     """
-    del facts  # kept for the callers: the stored stamps are merged in SQL, not from the read
     stamp = stamped_at.astimezone(UTC).isoformat(timespec="microseconds")
     stamps: dict[tuple[str, ...], dict[str, str]] = {}  # a chunk has few distinct change sets
     changed_rows: list[dict[str, Any]] = []

@@ -141,9 +141,7 @@ def _run_chunk(
         computed = time.perf_counter()
         with write_turn:
             now = datetime.now(UTC)
-            wrote = write_chunk(
-                conn, {f.id: f for f in facts}, outcomes, computed_at=computed_at, stamped_at=now
-            )
+            wrote = write_chunk(conn, outcomes, computed_at=computed_at, stamped_at=now)
             runs.record_errors(session, job.run_id, failures)
             # The fence, last before the counters and the commit (see leases.still_held): a
             # run whose lease was taken over writes nothing of this chunk.

@@ -67,7 +67,6 @@ def test_an_edit_committed_between_read_and_write_keeps_its_stamp(
 
         write_chunk(
             conn,
-            {f.id: f for f in facts},
             outcomes,
             computed_at=computed_at,
             stamped_at=stamped_at,
@@ -163,7 +162,6 @@ def test_a_snapshot_written_meanwhile_makes_the_copy_an_upsert(
             outcomes = [compute_account(f, TODAY, computed_at, feeds) for f in facts]
             write_chunk(
                 conn,
-                {f.id: f for f in facts},
                 outcomes,
                 computed_at=computed_at,
                 stamped_at=computed_at,

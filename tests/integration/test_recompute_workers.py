@@ -118,6 +118,11 @@ def seeded(factory: sessionmaker[Session]) -> None:
                 )
 
 
+def accounts_of(outcomes: Any) -> set[int]:
+    """The account ids of a chunk's outcomes (what ``write_chunk`` is given)."""
+    return {o.account_id for o in outcomes}
+
+
 def outputs(factory: sessionmaker[Session]) -> list[tuple[Any, ...]]:
     with factory() as s:
         return [
@@ -193,10 +198,10 @@ def test_a_failing_chunk_fails_the_run_and_the_next_run_computes_the_rest(
     write = recompute_chunk.write_chunk
     poisoned = ACCOUNTS // 2  # one account id in the middle chunk
 
-    def failing(conn: Any, facts: Any, outcomes: Any, **kw: Any) -> Any:
-        if poisoned in facts:
+    def failing(conn: Any, outcomes: Any, **kw: Any) -> Any:
+        if poisoned in accounts_of(outcomes):
             raise RuntimeError("disk full (test)")
-        return write(conn, facts, outcomes, **kw)
+        return write(conn, outcomes, **kw)
 
     monkeypatch.setattr(recompute_chunk, "write_chunk", failing)
     outcome = run_recompute(settings(database_url, 2), session_factory=factory, everything=True)
@@ -223,10 +228,10 @@ def test_a_worker_that_dies_fails_the_run_with_its_accounts_named(
 ) -> None:
     write = recompute_chunk.write_chunk
 
-    def dying(conn: Any, facts: Any, outcomes: Any, **kw: Any) -> Any:
-        if 1 in facts:
+    def dying(conn: Any, outcomes: Any, **kw: Any) -> Any:
+        if 1 in accounts_of(outcomes):
             os._exit(9)  # as a kill would: no exception, no rollback by Python
-        return write(conn, facts, outcomes, **kw)
+        return write(conn, outcomes, **kw)
 
     monkeypatch.setattr(recompute_chunk, "write_chunk", dying)
     outcome = run_recompute(settings(database_url, 2), session_factory=factory, everything=True)
@@ -277,13 +282,13 @@ def test_an_error_raised_while_unwinding_an_interrupt_cancels_the_run(
     interrupt, not ``failed``."""
     write = recompute_chunk.write_chunk
 
-    def interrupted(conn: Any, facts: Any, outcomes: Any, **kw: Any) -> Any:
-        if 11 in facts:
+    def interrupted(conn: Any, outcomes: Any, **kw: Any) -> Any:
+        if 11 in accounts_of(outcomes):
             try:
                 raise KeyboardInterrupt  # what the CLI's SIGTERM handler raises
             except KeyboardInterrupt:
                 raise RuntimeError("COPY from stdin failed: KeyboardInterrupt") from None
-        return write(conn, facts, outcomes, **kw)
+        return write(conn, outcomes, **kw)
 
     monkeypatch.setattr(recompute_chunk, "write_chunk", interrupted)
     with pytest.raises(RecomputeInterrupted) as stopped:
