@@ -43,6 +43,7 @@ from app.errors import ConfigError
 from app.logging import get_logger
 from app.settings import Settings
 from app.sync.holder import new_holder
+from app.sync.ports import Counts
 from app.sync.run_scope import RunRefused, RunResult, RunScope, RunSpec
 from app.wiring.gc_passes import fewer_gc_passes
 from app.wiring.recompute_chunk import RUN_CRM, RUN_OBJECT, ChunkDone, ChunkJob, run_chunk
@@ -244,19 +245,13 @@ def _recompute(
                     _run_chunks(settings, factory, scope, job, chunks, workers)
                 ):
                     outcome.add(chunk)
-                    counts = scope.counts
-                    counts.read += chunk.accounts
-                    counts.updated += chunk.changed
-                    counts.unchanged += chunk.unchanged
-                    counts.failed += chunk.failed
                     done += chunk.accounts
                     last = max(last, chunk.last_account_id)
                     scope.cursor_to = {"done": done, "last_account_id": last}
                     if on_progress is not None:
                         on_progress(RecomputeProgress(done, len(ids), outcome.changed))
             finally:
-                if workers > 1:
-                    _recount(factory, run_id, scope, outcome)
+                _recount(factory, run_id, scope, outcome)
     except RunRefused as refused:
         outcome.result = refused.result
         return
@@ -278,12 +273,23 @@ def _recompute(
 def _recount(
     factory: sessionmaker[Session], run_id: int, scope: RunScope, outcome: RecomputeOutcome
 ) -> None:
-    """The run's counts as its row has them: each worker added its chunk's in the chunk's own
-    transaction, so the row counts every committed chunk. A worker stopped (interrupt, another
-    worker's failure) after its commit and before its answer reached this process is counted
-    there, not here; the run closes with the row's figures, not lower ones."""
-    with factory() as session:
-        committed = runs.committed_counts(session, run_id)
+    """The run's counts as its row has them: each chunk added its own in its transaction
+    (:func:`app.db.runs.add_run_progress`), so the row counts every committed chunk, also one
+    whose worker was stopped (interrupt, another worker's failure) after its commit and before
+    its answer reached this process. The run closes with these figures. Should the row not be
+    readable (the database gone mid-run), the chunks this process heard of are counted."""
+    try:
+        with factory() as session:
+            committed = runs.committed_counts(session, run_id)
+    except Exception as exc:  # the run's own error, if any, is the one to report
+        log.warning("recompute.recount_failed", run_id=run_id, error=str(exc))
+        failed = outcome.failed
+        committed = Counts(
+            read=outcome.changed + outcome.unchanged + failed,
+            updated=outcome.changed,
+            unchanged=outcome.unchanged,
+            failed=failed,
+        )
     counts = scope.counts
     counts.read, counts.updated = committed.read, committed.updated
     counts.unchanged, counts.failed = committed.unchanged, committed.failed
