@@ -179,16 +179,16 @@ def sweep(
             )
             enqueue_run(run_id)
             report.resumed_runs[dead.id] = run_id
-        if enqueue_inbox_batch is not None:
+        if enqueue_inbox_batch is not None or enqueue_inbox is not None:
             due = job_store.due_inbox_events(session, now, now - grace)
-            size = settings.webhooks.batch_size
-            for start in range(0, len(due), size):
-                enqueue_inbox_batch(due[start : start + size])
+            if enqueue_inbox_batch is not None:
+                size = settings.webhooks.batch_size
+                for start in range(0, len(due), size):
+                    enqueue_inbox_batch(due[start : start + size])
+            elif enqueue_inbox is not None:
+                for event_id in due:
+                    enqueue_inbox(event_id)
             report.inbox_events.extend(due)
-        elif enqueue_inbox is not None:
-            for event_id in job_store.due_inbox_events(session, now, now - grace):
-                enqueue_inbox(event_id)
-                report.inbox_events.append(event_id)
         if enqueue_error is not None and settings.jobs.retry_errors:
             for error in job_store.due_sync_errors(session, now):
                 if error.crm in spent:
