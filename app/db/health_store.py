@@ -694,9 +694,7 @@ def _stage(cursor: Any, plan: _Plan, records: list[tuple[Any, ...]]) -> str:
         f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS "
         f"SELECT {cols} FROM {plan.table.name} WITH NO DATA"
     )
-    with cursor.copy(f"COPY {stage} ({cols}) FROM STDIN") as copy:
-        for record in records:
-            copy.write_row(record)
+    _copy(cursor, stage, cols, records)
     return stage
 
 
