@@ -116,9 +116,13 @@ class ChunkPool:
         # on the pool: a spawned worker opens it by name after start() returns.
         write_turn = context.Lock() if self.database_url.startswith("sqlite") else None
         self._write_turn = write_turn
-        # Objects alive now are the parent's: frozen, a worker's collector never walks them (nor
-        # copies their pages by touching them, after a fork).
-        gc.freeze()
+        # Forked, a worker inherits the parent's objects: frozen, its collector never walks them
+        # (nor copies their pages by touching them). The parent keeps a freeze it already had
+        # (the CLI's, app.cli.common.startup_done) and lifts only one made here.
+        forking = self.method == "fork"
+        thaw = forking and gc.get_freeze_count() == 0
+        if forking:
+            gc.freeze()
         try:
             for _ in range(self.workers):
                 ours, theirs = context.Pipe()
@@ -142,7 +146,8 @@ class ChunkPool:
             self._stop_all()
             raise
         finally:
-            gc.unfreeze()
+            if thaw:
+                gc.unfreeze()
         log.info("recompute.workers_started", workers=self.workers, method=self.method)
 
     def __exit__(
